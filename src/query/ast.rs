@@ -1,0 +1,342 @@
+//! The syntax tree of one search (SPEC §3).
+
+use std::fmt;
+
+use crate::text::TokenKind;
+
+/// A parsed, validated search query.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Query {
+    /// The root expression.
+    pub expr: Expr,
+    /// Readings the user may not expect (SPEC §3.3), never errors.
+    pub warnings: Vec<super::QueryWarning>,
+}
+
+impl Query {
+    /// Number of leaves (text and metadata) in the query.
+    pub fn leaf_count(&self) -> usize {
+        self.expr.leaf_count()
+    }
+}
+
+/// A boolean expression over leaves.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    /// Any child matches.
+    Or(Vec<Expr>),
+    /// Every child matches.
+    And(Vec<Expr>),
+    /// The child does not match.
+    Not(Box<Expr>),
+    /// Proximity of two leaf groups.
+    Near(Near),
+    /// A leaf.
+    Leaf(Leaf),
+}
+
+impl Expr {
+    /// Number of leaves below this node.
+    pub fn leaf_count(&self) -> usize {
+        match self {
+            Expr::Or(c) | Expr::And(c) => c.iter().map(Expr::leaf_count).sum(),
+            Expr::Not(c) => c.leaf_count(),
+            Expr::Near(n) => n.left.len() + n.right.len(),
+            Expr::Leaf(_) => 1,
+        }
+    }
+
+    /// Whether every document this expression matches must contain some
+    /// positive text leaf: the condition of SPEC §3.5 ("nothing positive
+    /// must match" is rejected). It is also exactly the condition under which
+    /// the engine can find an anchor for the search.
+    pub fn requires_positive_text(&self) -> bool {
+        match self {
+            Expr::Or(c) => c.iter().all(Expr::requires_positive_text),
+            Expr::And(c) => c.iter().any(Expr::requires_positive_text),
+            Expr::Not(_) => false,
+            Expr::Near(_) => true,
+            Expr::Leaf(l) => !matches!(l.kind, LeafKind::Meta(..)),
+        }
+    }
+
+    /// Visits every leaf with whether it is positive (not below a NOT).
+    pub fn for_each_leaf<'a>(&'a self, positive: bool, f: &mut dyn FnMut(&'a Leaf, bool)) {
+        match self {
+            Expr::Or(c) | Expr::And(c) => c.iter().for_each(|e| e.for_each_leaf(positive, f)),
+            Expr::Not(c) => c.for_each_leaf(!positive, f),
+            Expr::Near(n) => n.left.iter().chain(&n.right).for_each(|l| f(l, positive)),
+            Expr::Leaf(l) => f(l, positive),
+        }
+    }
+}
+
+/// `a NEAR/n b`: an occurrence of a left leaf and one of a right leaf in the
+/// same field with at most `max_gap` tokens between them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Near {
+    /// Alternatives on the left.
+    pub left: Vec<Leaf>,
+    /// Alternatives on the right.
+    pub right: Vec<Leaf>,
+    /// Most tokens allowed between the two occurrences.
+    pub max_gap: u32,
+    /// Whether the left occurrence must come first (`NEAR/nf`, `ONEAR/n`).
+    pub ordered: bool,
+}
+
+/// Which text fields a leaf may match in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fields(pub u8);
+
+impl Fields {
+    /// Only `title`.
+    pub const TITLE: Fields = Fields(1);
+    /// Only `text`.
+    pub const TEXT: Fields = Fields(2);
+    /// Either field (the default).
+    pub const BOTH: Fields = Fields(3);
+
+    /// Whether field number `field` (0 = title, 1 = text) is allowed.
+    pub fn allows(self, field: u8) -> bool {
+        self.0 & (1 << field) != 0
+    }
+}
+
+/// One leaf with where it came from in the query.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Leaf {
+    /// What it matches.
+    pub kind: LeafKind,
+    /// Fields it may match in.
+    pub fields: Fields,
+    /// The leaf's text as written in the query.
+    pub source: String,
+    /// 1-based column (in characters) where the leaf starts.
+    pub column: usize,
+}
+
+/// What a leaf matches.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LeafKind {
+    /// A word, phrase or proximity phrase of tokens.
+    Tokens(TokensLeaf),
+    /// A wildcard within one token.
+    Wildcard(Wildcard),
+    /// A CJK leaf: the folded string, matched as a substring of the folded
+    /// field text.
+    Cjk(String),
+    /// A regular expression over the original field text.
+    Regex(String),
+    /// A metadata comparison (never positive).
+    Meta(MetaField, String),
+}
+
+/// A word (one token), a phrase (consecutive tokens) or, with `slop`, all
+/// tokens in any order within a window of `tokens + slop` positions.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TokensLeaf {
+    /// The tokens, in order.
+    pub tokens: Vec<QueryToken>,
+    /// `"…"~n`.
+    pub slop: Option<u32>,
+    /// `{…}`: compared with the original, unfolded token text.
+    pub case_sensitive: bool,
+}
+
+/// One token of a query word or phrase.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueryToken {
+    /// `Word` matches a word and the body of a hashtag, mention or cashtag;
+    /// the other kinds match only their own kind.
+    pub kind: TokenKind,
+    /// The folded body.
+    pub folded: String,
+    /// The body as written (for case-sensitive leaves).
+    pub raw: String,
+}
+
+impl QueryToken {
+    /// Whether a document token of kind `kind` can satisfy this query token.
+    pub fn accepts(&self, kind: TokenKind) -> bool {
+        accepts_kind(self.kind, kind)
+    }
+}
+
+/// Whether a leaf asking for `want` accepts a document token of kind `got`.
+pub fn accepts_kind(want: TokenKind, got: TokenKind) -> bool {
+    match want {
+        TokenKind::Word => got != TokenKind::Emoji,
+        _ => want == got,
+    }
+}
+
+/// A wildcard pattern over one folded token body: `*` is any run of
+/// characters, `?` exactly one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Wildcard {
+    /// The kind of token asked for (`#lov*` asks for hashtags).
+    pub kind: TokenKind,
+    /// The folded pattern, with `*` and `?` kept.
+    pub pattern: String,
+}
+
+impl Wildcard {
+    /// Whether the folded token body `s` matches the pattern.
+    pub fn matches(&self, s: &str) -> bool {
+        glob_match(self.pattern.as_bytes(), s)
+    }
+
+    /// The longest run of literal characters, which every matching token
+    /// contains (the engine indexes it).
+    pub fn longest_literal(&self) -> &str {
+        self.pattern
+            .split(['*', '?'])
+            .max_by_key(|s| s.len())
+            .unwrap_or("")
+    }
+}
+
+/// Glob matching with `*` and `?` over characters; `pattern` is UTF-8.
+fn glob_match(pattern: &[u8], s: &str) -> bool {
+    // Iterative matcher with one backtrack point per `*`: linear enough for
+    // patterns with at most four wildcards.
+    let p: Vec<char> = std::str::from_utf8(pattern).unwrap_or("").chars().collect();
+    let t: Vec<char> = s.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || (p[pi] != '*' && p[pi] == t[ti])) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// The metadata a leaf may compare (SPEC §3.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MetaField {
+    /// `author:` — case-insensitive, leading `@` ignored.
+    Author,
+    /// `site:` — the URL's host is the domain or a subdomain of it.
+    Site,
+    /// `url:` — the URL contains the fragment, case-insensitive.
+    Url,
+    /// `lang:`
+    Lang,
+    /// `country:`
+    Country,
+    /// `source:`
+    Source,
+    /// `type:`
+    Type,
+}
+
+impl MetaField {
+    /// The field's name in the query language.
+    pub fn name(self) -> &'static str {
+        match self {
+            MetaField::Author => "author",
+            MetaField::Site => "site",
+            MetaField::Url => "url",
+            MetaField::Lang => "lang",
+            MetaField::Country => "country",
+            MetaField::Source => "source",
+            MetaField::Type => "type",
+        }
+    }
+
+    /// The field with that name.
+    pub fn from_name(name: &str) -> Option<MetaField> {
+        Some(match name {
+            "author" => MetaField::Author,
+            "site" => MetaField::Site,
+            "url" => MetaField::Url,
+            "lang" => MetaField::Lang,
+            "country" => MetaField::Country,
+            "source" => MetaField::Source,
+            "type" => MetaField::Type,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Expr {
+    /// Prints the expression with every grouping explicit: the reading the
+    /// matcher uses.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn child(f: &mut fmt::Formatter<'_>, e: &Expr) -> fmt::Result {
+            match e {
+                Expr::Or(_) | Expr::And(_) => write!(f, "({e})"),
+                _ => write!(f, "{e}"),
+            }
+        }
+        fn group(f: &mut fmt::Formatter<'_>, leaves: &[Leaf]) -> fmt::Result {
+            if leaves.len() == 1 {
+                return write!(f, "{}", leaves[0].source);
+            }
+            let parts: Vec<&str> = leaves.iter().map(|l| l.source.as_str()).collect();
+            write!(f, "({})", parts.join(" OR "))
+        }
+        match self {
+            Expr::Or(c) | Expr::And(c) => {
+                let op = if matches!(self, Expr::Or(_)) { " OR " } else { " AND " };
+                for (i, e) in c.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(op)?;
+                    }
+                    child(f, e)?;
+                }
+                Ok(())
+            }
+            Expr::Not(c) => {
+                f.write_str("NOT ")?;
+                child(f, c)
+            }
+            Expr::Near(n) => {
+                group(f, &n.left)?;
+                if n.ordered {
+                    write!(f, " ONEAR/{} ", n.max_gap)?;
+                } else {
+                    write!(f, " NEAR/{} ", n.max_gap)?;
+                }
+                group(f, &n.right)
+            }
+            Expr::Leaf(l) => f.write_str(&l.source),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_matches_like_the_spec() {
+        let w = |p: &str| Wildcard { kind: TokenKind::Word, pattern: p.into() };
+        assert!(w("lov*").matches("love"));
+        assert!(w("lov*").matches("lov"));
+        assert!(w("lov*").matches("lovely"));
+        assert!(!w("lov*").matches("glove"));
+        assert!(w("colo?r").matches("colour"));
+        assert!(!w("colo?r").matches("color"));
+        assert!(w("*versicherung").matches("krankenversicherung"));
+        assert!(w("a*b*c").matches("axxbyyc"));
+        assert!(!w("a*b*c").matches("axxbyy"));
+        assert!(w("caf?").matches("café"));
+        assert_eq!(w("ab*cdef?g").longest_literal(), "cdef");
+    }
+}
