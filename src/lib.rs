@@ -1,2 +1,5 @@
+pub mod document;
+pub mod engine;
 pub mod query;
+pub mod searches;
 pub mod text;

@@ -133,6 +133,22 @@ impl Tokens {
         &text[t.body_start as usize..t.end as usize]
     }
 
+    /// The token positions covered by the original byte range
+    /// `[start, end)` of the field, as an inclusive (first, last) pair: from
+    /// the first token ending after `start` to the last token starting before
+    /// `end`. A range that overlaps no token gets the empty span at the next
+    /// token, `(next, next)`. Regex and CJK occurrences take their positions
+    /// from this, for NEAR.
+    pub fn positions_of(&self, start: u32, end: u32) -> (u32, u32) {
+        let first = self.tokens.partition_point(|t| t.end <= start);
+        let after = self.tokens.partition_point(|t| t.start < end);
+        if after > first {
+            (first as u32, (after - 1) as u32)
+        } else {
+            (first as u32, first as u32)
+        }
+    }
+
     /// Number of tokens.
     pub fn len(&self) -> usize {
         self.tokens.len()

@@ -1,0 +1,559 @@
+//! Compilation of a catalog into features, interned leaves, flattened trees,
+//! anchors, posting lists and automata. See the module doc of `engine`.
+
+use std::time::Instant;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use regex_automata::meta::Regex;
+use rustc_hash::FxHashMap;
+
+use super::CompileStats;
+use crate::query::{Expr, Fields, Leaf, LeafKind, MetaField, Wildcard};
+use crate::searches::{Catalog, Filters, TopicIdx};
+use crate::text::TokenKind;
+
+/// Why a catalog could not be compiled (it was valid search by search).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The regexes together exceed the size limit.
+    #[error("the {count} regular expressions together do not compile: {message}")]
+    Regex {
+        /// How many regexes there are.
+        count: usize,
+        /// The compiler's message.
+        message: String,
+    },
+    /// An automaton could not be built.
+    #[error("the {what} automaton could not be built: {message}")]
+    Automaton {
+        /// Which automaton.
+        what: &'static str,
+        /// The builder's message.
+        message: String,
+    },
+}
+
+/// Index of a feature: terms first, then wildcards, CJK strings, regexes.
+pub(crate) type FeatureId = u32;
+
+/// A node of a flattened search tree.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Node {
+    /// Children are `children[start..start + len]`.
+    Or { start: u32, len: u32 },
+    And { start: u32, len: u32 },
+    Not(u32),
+    /// Left leaves `children[left..left + left_len]`, right leaves after.
+    Near { left: u32, left_len: u32, right_len: u32, max_gap: u32, ordered: bool },
+    Leaf(u32),
+    Meta(u32),
+}
+
+/// One token of a compiled word or phrase.
+#[derive(Clone, Debug)]
+pub(crate) struct PTok {
+    pub feature: FeatureId,
+    pub kind: TokenKind,
+    /// For case-sensitive leaves: the original body to compare with.
+    pub raw: Option<Box<str>>,
+}
+
+/// A compiled, interned leaf.
+#[derive(Clone, Debug)]
+pub(crate) enum CLeafKind {
+    /// Tokens `ptoks[start..start + len]`; one token is a word.
+    Tokens { start: u32, len: u32, slop: Option<u32> },
+    /// A wildcard, CJK or regex feature: its occurrences are the leaf's.
+    Feature(FeatureId),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct CLeaf {
+    pub kind: CLeafKind,
+    pub fields: Fields,
+}
+
+pub(crate) struct CSearch {
+    pub id: Box<str>,
+    pub topic: TopicIdx,
+    pub root: u32,
+    pub filters: Option<Box<Filters>>,
+}
+
+pub(crate) struct Compiled {
+    pub topics: Vec<Box<str>>,
+    pub searches: Vec<CSearch>,
+    pub nodes: Vec<Node>,
+    pub children: Vec<u32>,
+    pub leaves: Vec<CLeaf>,
+    pub ptoks: Vec<PTok>,
+    pub metas: Vec<(MetaField, Box<str>)>,
+    /// Folded token body → term feature.
+    pub terms: FxHashMap<Box<str>, FeatureId>,
+    pub wildcards: Vec<Wildcard>,
+    /// Literal run `i` of the wildcard automaton → wildcards
+    /// `frag_wilds[frag_off[i]..frag_off[i + 1]]` (local wildcard indexes).
+    pub wild_ac: Option<AhoCorasick>,
+    pub frag_off: Vec<u32>,
+    pub frag_wilds: Vec<u32>,
+    pub cjk_ac: Option<AhoCorasick>,
+    pub regex_set: Option<Regex>,
+    pub regexes: Vec<Regex>,
+    pub wild_base: FeatureId,
+    pub cjk_base: FeatureId,
+    pub regex_base: FeatureId,
+    /// Feature → anchored searches `post[post_off[f]..post_off[f + 1]]`.
+    pub post_off: Vec<u32>,
+    pub post: Vec<u32>,
+    pub stats: CompileStats,
+}
+
+/// Feature tables being built.
+#[derive(Default)]
+struct Features {
+    terms: FxHashMap<Box<str>, u32>,
+    wildcards: FxHashMap<Wildcard, u32>,
+    cjk: FxHashMap<String, u32>,
+    regexes: FxHashMap<String, u32>,
+}
+
+/// A feature before the bases are known.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+enum Local {
+    Term(u32),
+    Wild(u32),
+    Cjk(u32),
+    Regex(u32),
+}
+
+fn intern<K: std::hash::Hash + Eq>(map: &mut FxHashMap<K, u32>, key: K) -> u32 {
+    let next = map.len() as u32;
+    *map.entry(key).or_insert(next)
+}
+
+impl Features {
+    fn term(&mut self, folded: &str) -> Local {
+        if let Some(&i) = self.terms.get(folded) {
+            return Local::Term(i);
+        }
+        Local::Term(intern(&mut self.terms, folded.into()))
+    }
+
+    /// The features of a text leaf, in token order for token leaves.
+    fn of_leaf(&mut self, leaf: &Leaf, out: &mut Vec<Local>) {
+        match &leaf.kind {
+            LeafKind::Tokens(t) => out.extend(t.tokens.iter().map(|tok| self.term(&tok.folded))),
+            LeafKind::Wildcard(w) => out.push(Local::Wild(intern(&mut self.wildcards, w.clone()))),
+            LeafKind::Cjk(s) => out.push(Local::Cjk(intern(&mut self.cjk, s.clone()))),
+            LeafKind::Regex(r) => out.push(Local::Regex(intern(&mut self.regexes, r.clone()))),
+            LeafKind::Meta(..) => {}
+        }
+    }
+}
+
+struct Bases {
+    wild: u32,
+    cjk: u32,
+    regex: u32,
+}
+
+impl Bases {
+    fn global(&self, l: Local) -> FeatureId {
+        match l {
+            Local::Term(i) => i,
+            Local::Wild(i) => self.wild + i,
+            Local::Cjk(i) => self.cjk + i,
+            Local::Regex(i) => self.regex + i,
+        }
+    }
+}
+
+/// Builds nodes and interned leaves.
+struct Builder<'a> {
+    f: &'a mut Features,
+    bases: &'a Bases,
+    nodes: Vec<Node>,
+    children: Vec<u32>,
+    leaves: Vec<CLeaf>,
+    leaf_ids: FxHashMap<(LeafKind, Fields), u32>,
+    ptoks: Vec<PTok>,
+    metas: Vec<(MetaField, Box<str>)>,
+    meta_ids: FxHashMap<(MetaField, String), u32>,
+    scratch: Vec<Local>,
+    leaves_total: usize,
+}
+
+impl Builder<'_> {
+    fn leaf(&mut self, leaf: &Leaf) -> u32 {
+        self.leaves_total += 1;
+        let key = (leaf.kind.clone(), leaf.fields);
+        if let Some(&id) = self.leaf_ids.get(&key) {
+            return id;
+        }
+        self.scratch.clear();
+        let mut locals = std::mem::take(&mut self.scratch);
+        self.f.of_leaf(leaf, &mut locals);
+        let kind = match &leaf.kind {
+            LeafKind::Tokens(t) => {
+                let start = self.ptoks.len() as u32;
+                for (tok, &l) in t.tokens.iter().zip(&locals) {
+                    self.ptoks.push(PTok {
+                        feature: self.bases.global(l),
+                        kind: tok.kind,
+                        raw: t.case_sensitive.then(|| tok.raw.clone().into_boxed_str()),
+                    });
+                }
+                CLeafKind::Tokens { start, len: t.tokens.len() as u32, slop: t.slop }
+            }
+            _ => CLeafKind::Feature(self.bases.global(locals[0])),
+        };
+        self.scratch = locals;
+        let id = self.leaves.len() as u32;
+        self.leaves.push(CLeaf { kind, fields: leaf.fields });
+        self.leaf_ids.insert(key, id);
+        id
+    }
+
+    fn node(&mut self, e: &Expr) -> u32 {
+        let node = match e {
+            Expr::Or(c) | Expr::And(c) => {
+                let ids: Vec<u32> = c.iter().map(|e| self.node(e)).collect();
+                let start = self.children.len() as u32;
+                self.children.extend(ids);
+                let len = c.len() as u32;
+                if matches!(e, Expr::Or(_)) {
+                    Node::Or { start, len }
+                } else {
+                    Node::And { start, len }
+                }
+            }
+            Expr::Not(c) => Node::Not(self.node(c)),
+            Expr::Near(n) => {
+                let ids: Vec<u32> = n.left.iter().chain(&n.right).map(|l| self.leaf(l)).collect();
+                let left = self.children.len() as u32;
+                self.children.extend(ids);
+                Node::Near {
+                    left,
+                    left_len: n.left.len() as u32,
+                    right_len: n.right.len() as u32,
+                    max_gap: n.max_gap,
+                    ordered: n.ordered,
+                }
+            }
+            Expr::Leaf(l) => match &l.kind {
+                LeafKind::Meta(field, value) => {
+                    let next = self.metas.len() as u32;
+                    let id = *self.meta_ids.entry((*field, value.clone())).or_insert(next);
+                    if id == next {
+                        self.metas.push((*field, value.as_str().into()));
+                    }
+                    Node::Meta(id)
+                }
+                _ => Node::Leaf(self.leaf(l)),
+            },
+        };
+        self.nodes.push(node);
+        (self.nodes.len() - 1) as u32
+    }
+}
+
+/// Cost of anchoring on a feature: how many searches use it, weighted by how
+/// expensive its hits are to confirm.
+struct Costs<'a> {
+    popularity: &'a [u32],
+    bases: &'a Bases,
+    term_len: &'a [u32],
+}
+
+impl Costs<'_> {
+    fn cost(&self, f: FeatureId) -> f64 {
+        let pop = f64::from(self.popularity[f as usize].max(1));
+        let weight = if f < self.bases.wild {
+            // Very short terms are frequent in text even when few searches
+            // use them.
+            if self.term_len[f as usize] <= 2 {
+                4.0
+            } else {
+                1.0
+            }
+        } else if f < self.bases.cjk {
+            4.0
+        } else if f < self.bases.regex {
+            2.0
+        } else {
+            16.0
+        };
+        pop * weight
+    }
+
+    /// The cheapest anchor set of a leaf: one feature.
+    fn leaf_anchor(&self, c: &Compiled, leaf: u32) -> (FeatureId, f64) {
+        match c.leaves[leaf as usize].kind {
+            CLeafKind::Tokens { start, len, .. } => c.ptoks[start as usize..(start + len) as usize]
+                .iter()
+                .map(|p| (p.feature, self.cost(p.feature)))
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .expect("a token leaf has tokens"),
+            CLeafKind::Feature(f) => (f, self.cost(f)),
+        }
+    }
+
+    /// An anchor set of the node, with its cost; `None` when the node can
+    /// match without any positive text.
+    fn anchors(&self, c: &Compiled, node: u32, out: &mut Vec<FeatureId>) -> Option<f64> {
+        match c.nodes[node as usize] {
+            Node::Leaf(l) => {
+                let (f, cost) = self.leaf_anchor(c, l);
+                out.push(f);
+                Some(cost)
+            }
+            Node::Meta(_) | Node::Not(_) => None,
+            Node::Or { start, len } => {
+                let mut total = 0.0;
+                for &child in &c.children[start as usize..(start + len) as usize] {
+                    total += self.anchors(c, child, out)?;
+                }
+                Some(total)
+            }
+            Node::And { start, len } => {
+                let mut best: Option<(f64, Vec<FeatureId>)> = None;
+                for &child in &c.children[start as usize..(start + len) as usize] {
+                    let mut set = Vec::new();
+                    if let Some(cost) = self.anchors(c, child, &mut set) {
+                        if best.as_ref().is_none_or(|(b, _)| cost < *b) {
+                            best = Some((cost, set));
+                        }
+                    }
+                }
+                let (cost, set) = best?;
+                out.extend(set);
+                Some(cost)
+            }
+            Node::Near { left, left_len, right_len, .. } => {
+                let side = |from: u32, n: u32| {
+                    let leaves = &c.children[from as usize..(from + n) as usize];
+                    let set: Vec<(FeatureId, f64)> = leaves.iter().map(|&l| self.leaf_anchor(c, l)).collect();
+                    let cost = set.iter().map(|x| x.1).sum::<f64>();
+                    (cost, set)
+                };
+                let (lc, ls) = side(left, left_len);
+                let (rc, rs) = side(left + left_len, right_len);
+                let (cost, set) = if lc <= rc { (lc, ls) } else { (rc, rs) };
+                out.extend(set.into_iter().map(|x| x.0));
+                Some(cost)
+            }
+        }
+    }
+}
+
+impl Compiled {
+    pub(crate) fn new(catalog: &Catalog) -> Result<Compiled, EngineError> {
+        let started = Instant::now();
+        // Pass 1: every feature, and how many searches use each.
+        let mut f = Features::default();
+        let mut uses: Vec<Vec<Local>> = Vec::with_capacity(catalog.searches.len());
+        for s in &catalog.searches {
+            let mut locals = Vec::new();
+            s.query.expr.for_each_leaf(true, &mut |leaf, _| f.of_leaf(leaf, &mut locals));
+            locals.sort_unstable();
+            locals.dedup();
+            uses.push(locals);
+        }
+        let bases = Bases {
+            wild: f.terms.len() as u32,
+            cjk: (f.terms.len() + f.wildcards.len()) as u32,
+            regex: (f.terms.len() + f.wildcards.len() + f.cjk.len()) as u32,
+        };
+        let n_features = bases.regex as usize + f.regexes.len();
+        let mut popularity = vec![0u32; n_features];
+        for locals in &uses {
+            for &l in locals {
+                popularity[bases.global(l) as usize] += 1;
+            }
+        }
+        drop(uses);
+
+        // Pass 2: flattened trees over interned leaves.
+        let mut b = Builder {
+            f: &mut f,
+            bases: &bases,
+            nodes: Vec::new(),
+            children: Vec::new(),
+            leaves: Vec::new(),
+            leaf_ids: FxHashMap::default(),
+            ptoks: Vec::new(),
+            metas: Vec::new(),
+            meta_ids: FxHashMap::default(),
+            scratch: Vec::new(),
+            leaves_total: 0,
+        };
+        let mut searches = Vec::with_capacity(catalog.searches.len());
+        for s in &catalog.searches {
+            let root = b.node(&s.query.expr);
+            searches.push(CSearch {
+                id: s.id.as_str().into(),
+                topic: s.topic,
+                root,
+                filters: (!s.filters.is_empty()).then(|| Box::new(s.filters.clone())),
+            });
+        }
+        let Builder { nodes, children, leaves, ptoks, metas, leaves_total, .. } = b;
+
+        let terms = f.terms;
+        let mut wildcards = vec![None; f.wildcards.len()];
+        for (w, i) in f.wildcards {
+            wildcards[i as usize] = Some(w);
+        }
+        let wildcards: Vec<Wildcard> = wildcards.into_iter().map(|w| w.expect("dense ids")).collect();
+        let mut cjk = vec![String::new(); f.cjk.len()];
+        for (s, i) in f.cjk {
+            cjk[i as usize] = s;
+        }
+        let mut regex_patterns = vec![String::new(); f.regexes.len()];
+        for (s, i) in f.regexes {
+            regex_patterns[i as usize] = s;
+        }
+        let mut term_len = vec![0u32; terms.len()];
+        for (t, &i) in &terms {
+            term_len[i as usize] = t.chars().count() as u32;
+        }
+
+        // Wildcard automaton over longest literal runs, shared between
+        // wildcards with the same run.
+        let mut frag_ids: FxHashMap<&str, u32> = FxHashMap::default();
+        let mut frag_members: Vec<Vec<u32>> = Vec::new();
+        for (i, w) in wildcards.iter().enumerate() {
+            let next = frag_ids.len() as u32;
+            let id = *frag_ids.entry(w.longest_literal()).or_insert(next);
+            if id == next {
+                frag_members.push(Vec::new());
+            }
+            frag_members[id as usize].push(i as u32);
+        }
+        let mut frags = vec![""; frag_ids.len()];
+        for (s, &i) in &frag_ids {
+            frags[i as usize] = s;
+        }
+        let mut frag_off = vec![0u32];
+        let mut frag_wilds = Vec::new();
+        for m in &frag_members {
+            frag_wilds.extend_from_slice(m);
+            frag_off.push(frag_wilds.len() as u32);
+        }
+        let build_ac = |what: &'static str, pats: &[&str]| -> Result<Option<AhoCorasick>, EngineError> {
+            if pats.is_empty() {
+                return Ok(None);
+            }
+            AhoCorasick::builder()
+                .match_kind(MatchKind::Standard)
+                .build(pats)
+                .map(Some)
+                .map_err(|e| EngineError::Automaton { what, message: e.to_string() })
+        };
+        let wild_ac = build_ac("wildcard", &frags)?;
+        let cjk_refs: Vec<&str> = cjk.iter().map(String::as_str).collect();
+        let cjk_ac = build_ac("CJK", &cjk_refs)?;
+
+        let regex_err = |e: regex_automata::meta::BuildError| EngineError::Regex {
+            count: regex_patterns.len(),
+            message: e.to_string(),
+        };
+        let (regex_set, regexes) = if regex_patterns.is_empty() {
+            (None, Vec::new())
+        } else {
+            let set = Regex::builder()
+                .configure(
+                    Regex::config()
+                        .match_kind(regex_automata::MatchKind::All)
+                        .nfa_size_limit(Some(256 << 20)),
+                )
+                .build_many(&regex_patterns)
+                .map_err(regex_err)?;
+            let each = regex_patterns
+                .iter()
+                .map(|p| Regex::new(p))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(regex_err)?;
+            (Some(set), each)
+        };
+
+        let mut c = Compiled {
+            topics: catalog.topics.iter().map(|t| t.id.as_str().into()).collect(),
+            searches,
+            nodes,
+            children,
+            leaves,
+            ptoks,
+            metas,
+            terms,
+            wildcards,
+            wild_ac,
+            frag_off,
+            frag_wilds,
+            cjk_ac,
+            regex_set,
+            regexes,
+            wild_base: bases.wild,
+            cjk_base: bases.cjk,
+            regex_base: bases.regex,
+            post_off: Vec::new(),
+            post: Vec::new(),
+            stats: CompileStats::default(),
+        };
+
+        // Anchors and posting lists.
+        let costs = Costs { popularity: &popularity, bases: &bases, term_len: &term_len };
+        let mut pairs: Vec<(FeatureId, u32)> = Vec::new();
+        let mut set = Vec::new();
+        for (i, s) in c.searches.iter().enumerate() {
+            set.clear();
+            let anchored = costs.anchors(&c, s.root, &mut set);
+            debug_assert!(anchored.is_some(), "the parser rejects unanchorable searches");
+            set.sort_unstable();
+            set.dedup();
+            pairs.extend(set.iter().map(|&f| (f, i as u32)));
+        }
+        pairs.sort_unstable();
+        let mut post_off = vec![0u32; n_features + 1];
+        for &(f, _) in &pairs {
+            post_off[f as usize + 1] += 1;
+        }
+        for i in 0..n_features {
+            post_off[i + 1] += post_off[i];
+        }
+        c.post = pairs.into_iter().map(|(_, s)| s).collect();
+        c.post_off = post_off;
+
+        c.stats = CompileStats {
+            topics: c.topics.len(),
+            searches: c.searches.len(),
+            leaves: leaves_total,
+            distinct_leaves: c.leaves.len(),
+            terms: c.terms.len(),
+            wildcards: c.wildcards.len(),
+            cjk: cjk.len(),
+            regexes: c.regexes.len(),
+            heap_bytes: c.heap_bytes(),
+            compile_time: started.elapsed(),
+        };
+        Ok(c)
+    }
+
+    fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let terms: usize = self.terms.keys().map(|k| k.len() + size_of::<(Box<str>, u32)>() + 1).sum();
+        terms
+            + self.nodes.len() * size_of::<Node>()
+            + self.children.len() * 4
+            + self.leaves.len() * size_of::<CLeaf>()
+            + self.ptoks.len() * size_of::<PTok>()
+            + self.searches.len() * (size_of::<CSearch>() + 16)
+            + self.post.len() * 4
+            + self.post_off.len() * 4
+            + self.wild_ac.as_ref().map_or(0, AhoCorasick::memory_usage)
+            + self.cjk_ac.as_ref().map_or(0, AhoCorasick::memory_usage)
+            + self.regex_set.as_ref().map_or(0, Regex::memory_usage)
+            + self.regexes.iter().map(Regex::memory_usage).sum::<usize>()
+    }
+}

@@ -1,0 +1,181 @@
+//! One automaton for every search: compile a [`Catalog`] into a [`Matcher`]
+//! and match documents against all searches at once.
+//!
+//! # Design
+//!
+//! The work per document follows its tokens and hits, not the number of
+//! searches:
+//!
+//! 1. **Features.** Every leaf of every search is reduced at compile time to
+//!    *features* — the atoms a document can contain: a folded token body
+//!    (`acme`, shared by `acme`, `#acme`, `{Acme}` and phrase words), a
+//!    wildcard pattern, a CJK substring or a regex. Identical features of
+//!    different searches are stored once.
+//! 2. **Index of a document.** The document's fields are tokenized and folded
+//!    once ([`crate::text`]). Each token body is looked up in one hash table
+//!    of all term features (one probe per token, whatever the number of
+//!    searches). Wildcards are found by one aho-corasick automaton over their
+//!    longest literal runs, run over the NUL-separated folded token bodies
+//!    and verified per hit token; CJK leaves by a second automaton over the
+//!    folded field text (only when the field has CJK characters); regex
+//!    leaves by one multi-pattern regex (regex-automata's meta engine) over
+//!    the original text. The result is a short list of *occurrences*
+//!    (feature, field, token positions, byte range), sorted by feature.
+//! 3. **Candidates.** Every search has an *anchor set*: features at least one
+//!    of which occurs in every document the search matches (computed from
+//!    the tree: an OR needs all its branches anchored, an AND picks its
+//!    cheapest anchored child, NOT and metadata leaves never anchor — which
+//!    is why SPEC §3.5 rejects searches where nothing positive must match).
+//!    Within an AND the anchor is the feature used by the fewest searches, so
+//!    generic words (`job`, `down`) rarely wake up searches. A posting list
+//!    per feature names the searches it anchors. Searches whose anchors did
+//!    not occur are never looked at.
+//! 4. **Evaluation.** Each candidate's per-search filters are checked, then
+//!    its flattened tree is evaluated against the occurrences: phrases by
+//!    consecutive positions, proximity by position windows, NOT by absence.
+//!    Leaf results are cached per document (leaves are interned, so a leaf
+//!    shared by many searches is evaluated once).
+//!
+//! Matching allocates nothing per search: all per-document state lives in a
+//! reusable [`Scratch`] whose arrays are sized once per matcher.
+//!
+//! Correctness (SPEC §3.6) is checked against [`reference`], which evaluates
+//! each syntax tree directly on the tokens, by a property test.
+
+mod compile;
+mod eval;
+pub mod reference;
+
+use std::time::Duration;
+
+pub use compile::EngineError;
+pub use eval::Scratch;
+
+use crate::searches::{SearchIdx, TopicIdx};
+
+/// All searches compiled into one matcher. Immutable and `Sync`: share one
+/// across threads, each with its own [`Scratch`].
+pub struct Matcher {
+    pub(crate) c: compile::Compiled,
+}
+
+/// One match: a topic and which of its searches matched, with highlights.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TopicMatch {
+    /// The topic.
+    pub topic: TopicIdx,
+    /// The matching searches, sorted by search id.
+    pub searches: Vec<SearchIdx>,
+    /// Occurrences of positive leaves of the matching searches (at most
+    /// [`MAX_HIGHLIGHTS`]), in (search, field, start) order.
+    pub highlights: Vec<Highlight>,
+}
+
+/// Most highlights kept per match record (SPEC §2.3).
+pub const MAX_HIGHLIGHTS: usize = 32;
+
+/// Where a positive leaf matched: a byte range of the original field value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Highlight {
+    /// The search whose leaf matched.
+    pub search: SearchIdx,
+    /// 0 = title, 1 = text.
+    pub field: u8,
+    /// Start byte.
+    pub start: u32,
+    /// End byte (exclusive).
+    pub end: u32,
+}
+
+impl Default for TopicIdx {
+    fn default() -> TopicIdx {
+        TopicIdx(0)
+    }
+}
+
+/// Sizes and timings of a compiled matcher, for `check` and `bench`.
+#[derive(Clone, Debug, Default)]
+pub struct CompileStats {
+    /// Topics.
+    pub topics: usize,
+    /// Searches.
+    pub searches: usize,
+    /// Leaves before interning.
+    pub leaves: usize,
+    /// Distinct leaves after interning.
+    pub distinct_leaves: usize,
+    /// Distinct folded terms in the term table.
+    pub terms: usize,
+    /// Wildcard patterns (in the wildcard automaton as literal runs).
+    pub wildcards: usize,
+    /// CJK substring patterns.
+    pub cjk: usize,
+    /// Regex patterns.
+    pub regexes: usize,
+    /// Approximate heap bytes of the term table, automata and programs.
+    pub heap_bytes: usize,
+    /// Wall time of the compilation.
+    pub compile_time: Duration,
+}
+
+impl Matcher {
+    /// Compiles every search of `catalog`.
+    ///
+    /// # Errors
+    ///
+    /// When the automata cannot be built (the regexes together exceed the
+    /// size limit).
+    pub fn new(catalog: &crate::searches::Catalog) -> Result<Matcher, EngineError> {
+        Ok(Matcher { c: compile::Compiled::new(catalog)? })
+    }
+
+    /// Per-thread scratch space for [`Matcher::match_document`].
+    pub fn scratch(&self) -> Scratch {
+        Scratch::new(&self.c)
+    }
+
+    /// Matches one document against every search; the matches live in
+    /// `scratch` until the next call.
+    pub fn match_document<'s>(&self, doc: &crate::document::Document<'_>, scratch: &'s mut Scratch) -> &'s [TopicMatch] {
+        scratch.run(&self.c, doc, None)
+    }
+
+    /// Like [`Matcher::match_document`], restricted to the searches for which
+    /// `only[search]` is true (backfill of chosen searches).
+    pub fn match_document_only<'s>(
+        &self,
+        doc: &crate::document::Document<'_>,
+        only: &[bool],
+        scratch: &'s mut Scratch,
+    ) -> &'s [TopicMatch] {
+        scratch.run(&self.c, doc, Some(only))
+    }
+
+    /// The id of a topic.
+    pub fn topic_id(&self, t: TopicIdx) -> &str {
+        &self.c.topics[t.0 as usize]
+    }
+
+    /// The id of a search.
+    pub fn search_id(&self, s: SearchIdx) -> &str {
+        &self.c.searches[s.0 as usize].id
+    }
+
+    /// The index of the search with that id.
+    pub fn search_index(&self, id: &str) -> Option<SearchIdx> {
+        self.c.searches.iter().position(|s| &*s.id == id).map(|i| SearchIdx(i as u32))
+    }
+
+    /// Number of searches.
+    pub fn search_count(&self) -> usize {
+        self.c.searches.len()
+    }
+
+    /// Sizes and compile time.
+    pub fn stats(&self) -> &CompileStats {
+        &self.c.stats
+    }
+}
+
+#[cfg(test)]
+mod tests;

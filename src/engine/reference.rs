@@ -1,0 +1,227 @@
+//! The reference evaluator: every search's syntax tree evaluated on its own,
+//! directly against the document's tokens, with no automaton, no term table
+//! and no candidate selection.
+//!
+//! It defines what the compiled [`super::Matcher`] must return (SPEC §3.6):
+//! the property tests compare the two on random searches and documents, and
+//! the benchmarks use it as the baseline. It shares only the text model
+//! (tokens and folding) and the metadata comparisons with the engine, and is
+//! written for obviousness, not speed.
+
+use std::collections::HashMap;
+
+use regex_automata::meta::Regex;
+
+use super::{Highlight, TopicMatch, MAX_HIGHLIGHTS};
+use crate::document::Document;
+use crate::query::{accepts_kind, Expr, Leaf, LeafKind, MetaField, QueryToken, TokensLeaf};
+use crate::searches::{Catalog, SearchIdx};
+use crate::text::{self, FoldedField, Tokens};
+
+/// An occurrence: field, first and last token position, byte range.
+type Occurrence = (u8, u32, u32, u32, u32);
+
+/// Evaluates each search of a catalog separately.
+pub struct Reference<'c> {
+    catalog: &'c Catalog,
+    regexes: HashMap<String, Regex>,
+}
+
+impl<'c> Reference<'c> {
+    /// A reference evaluator over `catalog`.
+    pub fn new(catalog: &'c Catalog) -> Reference<'c> {
+        let mut regexes = HashMap::new();
+        for s in &catalog.searches {
+            s.query.expr.for_each_leaf(true, &mut |l, _| {
+                if let LeafKind::Regex(p) = &l.kind {
+                    regexes.entry(p.clone()).or_insert_with(|| Regex::new(p).expect("validated"));
+                }
+            });
+        }
+        Reference { catalog, regexes }
+    }
+
+    /// The matches of `doc`, in the engine's output form and order.
+    pub fn match_document(&self, doc: &Document<'_>) -> Vec<TopicMatch> {
+        let mut fields = [Tokens::new(), Tokens::new()];
+        for (i, f) in fields.iter_mut().enumerate() {
+            f.analyze(doc.field(i).unwrap_or(""));
+        }
+        let ctx = Ctx { doc, fields: &fields, regexes: &self.regexes };
+        let mut out: Vec<TopicMatch> = Vec::new();
+        let mut order: Vec<usize> = (0..self.catalog.searches.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (sa, sb) = (&self.catalog.searches[a], &self.catalog.searches[b]);
+            sa.topic.cmp(&sb.topic).then_with(|| sa.id.cmp(&sb.id))
+        });
+        for i in order {
+            let s = &self.catalog.searches[i];
+            let f = &s.filters;
+            let ok = |field: MetaField, allowed: &Option<Vec<String>>| {
+                allowed.as_ref().map_or(true, |a| doc.meta_in(field, a))
+            };
+            if !(ok(MetaField::Lang, &f.languages)
+                && ok(MetaField::Source, &f.sources)
+                && ok(MetaField::Country, &f.countries)
+                && ok(MetaField::Type, &f.types))
+            {
+                continue;
+            }
+            if !ctx.eval(&s.query.expr) {
+                continue;
+            }
+            if out.last().map_or(true, |m| m.topic != s.topic) {
+                out.push(TopicMatch { topic: s.topic, searches: Vec::new(), highlights: Vec::new() });
+            }
+            let m = out.last_mut().expect("pushed");
+            m.searches.push(SearchIdx(i as u32));
+            if m.highlights.len() < MAX_HIGHLIGHTS {
+                s.query.expr.for_each_leaf(true, &mut |leaf, positive| {
+                    if positive && !matches!(leaf.kind, LeafKind::Meta(..)) {
+                        for (field, _, _, start, end) in ctx.occurrences(leaf) {
+                            m.highlights.push(Highlight { search: SearchIdx(i as u32), field, start, end });
+                        }
+                    }
+                });
+                m.highlights.sort_unstable();
+                m.highlights.dedup();
+                m.highlights.truncate(MAX_HIGHLIGHTS);
+            }
+        }
+        out
+    }
+}
+
+struct Ctx<'a> {
+    doc: &'a Document<'a>,
+    fields: &'a [Tokens; 2],
+    regexes: &'a HashMap<String, Regex>,
+}
+
+impl Ctx<'_> {
+    fn eval(&self, e: &Expr) -> bool {
+        match e {
+            Expr::Or(c) => c.iter().any(|e| self.eval(e)),
+            Expr::And(c) => c.iter().all(|e| self.eval(e)),
+            Expr::Not(c) => !self.eval(c),
+            Expr::Leaf(l) => match &l.kind {
+                LeafKind::Meta(field, value) => self.doc.meta_matches(*field, value),
+                _ => !self.occurrences(l).is_empty(),
+            },
+            Expr::Near(n) => {
+                let a: Vec<Occurrence> = n.left.iter().flat_map(|l| self.occurrences(l)).collect();
+                let b: Vec<Occurrence> = n.right.iter().flat_map(|l| self.occurrences(l)).collect();
+                a.iter().any(|x| {
+                    b.iter().any(|y| {
+                        if x.0 != y.0 {
+                            return false;
+                        }
+                        // Tokens strictly between the two occurrences.
+                        let between = |first: &Occurrence, second: &Occurrence| {
+                            (first.2 < second.1).then(|| second.1 - first.2 - 1)
+                        };
+                        let forward = between(x, y).is_some_and(|g| g <= n.max_gap);
+                        let backward = !n.ordered && between(y, x).is_some_and(|g| g <= n.max_gap);
+                        forward || backward
+                    })
+                })
+            }
+        }
+    }
+
+    fn token_is(&self, field: u8, pos: usize, q: &QueryToken, case_sensitive: bool) -> bool {
+        let f = &self.fields[field as usize];
+        let Some(t) = f.tokens.get(pos) else { return false };
+        if !accepts_kind(q.kind, t.kind) || f.folded_body(pos) != q.folded {
+            return false;
+        }
+        !case_sensitive || f.raw_body(self.doc.field(field as usize).unwrap_or(""), pos) == q.raw
+    }
+
+    fn occurrences(&self, leaf: &Leaf) -> Vec<Occurrence> {
+        let mut out = Vec::new();
+        for field in 0..2u8 {
+            if !leaf.fields.allows(field) {
+                continue;
+            }
+            let Some(text) = self.doc.field(field as usize) else { continue };
+            let f = &self.fields[field as usize];
+            let tok = |p: u32| f.tokens[p as usize];
+            match &leaf.kind {
+                LeafKind::Tokens(TokensLeaf { tokens, slop: None, case_sensitive }) => {
+                    for p in 0..f.len() {
+                        if (0..tokens.len()).all(|i| self.token_is(field, p + i, &tokens[i], *case_sensitive)) {
+                            let last = (p + tokens.len() - 1) as u32;
+                            out.push((field, p as u32, last, tok(p as u32).start, tok(last).end));
+                        }
+                    }
+                }
+                LeafKind::Tokens(TokensLeaf { tokens, slop: Some(slop), case_sensitive }) => {
+                    let width = tokens.len() + *slop as usize;
+                    let fits = |p: usize| tokens.iter().any(|q| self.token_is(field, p, q, *case_sensitive));
+                    for s in (0..f.len()).filter(|&s| fits(s)) {
+                        // The smallest window starting at `s` that holds every
+                        // phrase token at a distinct position.
+                        let end = (s + width).min(f.len());
+                        if let Some(e) = (s..end).find(|&e| {
+                            let mut used = vec![false; e - s + 1];
+                            assign(tokens, 0, s, &mut used, &|p, q| self.token_is(field, p, q, *case_sensitive))
+                        }) {
+                            out.push((field, s as u32, e as u32, tok(s as u32).start, tok(e as u32).end));
+                        }
+                    }
+                }
+                LeafKind::Wildcard(w) => {
+                    for p in 0..f.len() {
+                        if accepts_kind(w.kind, f.tokens[p].kind) && w.matches(f.folded_body(p)) {
+                            out.push((field, p as u32, p as u32, tok(p as u32).start, tok(p as u32).end));
+                        }
+                    }
+                }
+                LeafKind::Cjk(needle) => {
+                    let mut folded = FoldedField::default();
+                    text::fold_with_offsets(text, &mut folded);
+                    for (i, _) in folded.text.char_indices() {
+                        if folded.text[i..].starts_with(needle.as_str()) {
+                            let (start, end) = folded.original_range(i, i + needle.len());
+                            let (p, q) = f.positions_of(start, end);
+                            out.push((field, p, q, start, end));
+                        }
+                    }
+                }
+                LeafKind::Regex(pattern) => {
+                    for m in self.regexes[pattern].find_iter(text) {
+                        let (p, q) = f.positions_of(m.start() as u32, m.end() as u32);
+                        out.push((field, p, q, m.start() as u32, m.end() as u32));
+                    }
+                }
+                LeafKind::Meta(..) => {}
+            }
+        }
+        out
+    }
+}
+
+/// Tries to give query tokens `i..` distinct positions of the window
+/// starting at `s` (`used` has one slot per window position).
+fn assign(
+    tokens: &[QueryToken],
+    i: usize,
+    s: usize,
+    used: &mut Vec<bool>,
+    is: &dyn Fn(usize, &QueryToken) -> bool,
+) -> bool {
+    if i == tokens.len() {
+        return true;
+    }
+    for k in 0..used.len() {
+        if !used[k] && is(s + k, &tokens[i]) {
+            used[k] = true;
+            if assign(tokens, i + 1, s, used, is) {
+                return true;
+            }
+            used[k] = false;
+        }
+    }
+    false
+}

@@ -1,0 +1,148 @@
+//! Table-driven cases (`testdata/cases.toml`) run through both the compiled
+//! matcher and the reference evaluator.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use super::reference::Reference;
+use super::Matcher;
+use crate::document::Document;
+use crate::query::Limits;
+use crate::searches::Catalog;
+
+#[derive(Deserialize)]
+struct Cases {
+    case: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    query: String,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    lang: Option<String>,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    country: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    author: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(rename = "match")]
+    expected: bool,
+    #[serde(default)]
+    highlights: Option<Vec<String>>,
+}
+
+fn o(s: &Option<String>) -> Option<Cow<'_, str>> {
+    s.as_deref().map(Cow::Borrowed)
+}
+
+fn one_search(query: &str) -> Catalog {
+    let json = serde_json::json!({"topics": [{"id": "t", "searches": [{"id": "s", "query": query}]}]});
+    Catalog::from_json(json.to_string().as_bytes(), &Limits::default())
+        .unwrap_or_else(|e| panic!("{query}: {}", e.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")))
+}
+
+#[test]
+fn table_cases_agree_with_expectations() {
+    let cases: Cases = toml::from_str(include_str!("../../testdata/cases.toml")).expect("cases.toml parses");
+    assert!(cases.case.len() > 80);
+    let mut failures = Vec::new();
+    for c in &cases.case {
+        let catalog = one_search(&c.query);
+        let matcher = Matcher::new(&catalog).unwrap();
+        let reference = Reference::new(&catalog);
+        let doc = Document {
+            id: "d".into(),
+            title: o(&c.title),
+            text: o(&c.text),
+            lang: o(&c.lang),
+            source: o(&c.source),
+            country: o(&c.country),
+            kind: o(&c.kind),
+            author: o(&c.author),
+            url: o(&c.url),
+            created_at: None,
+        };
+        let mut scratch = matcher.scratch();
+        let got = matcher.match_document(&doc, &mut scratch).to_vec();
+        let want = reference.match_document(&doc);
+        if got != want {
+            failures.push(format!("{:?} on {:?}: engine {got:?} vs reference {want:?}", c.query, c.text));
+        }
+        if got.is_empty() == c.expected {
+            failures.push(format!("{:?} on {:?}/{:?}: expected match={}", c.query, c.title, c.text, c.expected));
+        }
+        if let (Some(h), Some(m)) = (&c.highlights, got.first()) {
+            let text = c.text.as_deref().unwrap_or("");
+            let shown: Vec<&str> = m
+                .highlights
+                .iter()
+                .filter(|h| h.field == 1)
+                .map(|h| &text[h.start as usize..h.end as usize])
+                .collect();
+            if &shown != h {
+                failures.push(format!("{:?} on {:?}: highlights {shown:?}, expected {h:?}", c.query, c.text));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} failing cases:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn matches_group_by_topic_with_sorted_search_ids() {
+    let json = br#"{"topics": [
+        {"id": "a", "searches": [{"id": "z", "query": "acme"}, {"id": "b", "query": "corp"}, {"id": "n", "query": "nope"}]},
+        {"id": "b", "searches": [{"id": "c", "query": "\"acme corp\""}]},
+        {"id": "c", "searches": [{"id": "d", "query": "acme", "languages": ["nl"]}]}]}"#;
+    let catalog = Catalog::from_json(json, &Limits::default()).unwrap();
+    let m = Matcher::new(&catalog).unwrap();
+    let mut scratch = m.scratch();
+    let doc = Document { lang: Some("en".into()), ..Document::with_text("1", "Acme Corp") };
+    let got = m.match_document(&doc, &mut scratch);
+    let ids: Vec<(&str, Vec<&str>)> =
+        got.iter().map(|t| (m.topic_id(t.topic), t.searches.iter().map(|&s| m.search_id(s)).collect())).collect();
+    assert_eq!(ids, vec![("a", vec!["b", "z"]), ("b", vec!["c"])]);
+    // The scratch is reused: a second document gives only its own matches.
+    let doc = Document::with_text("2", "nothing here");
+    assert!(m.match_document(&doc, &mut scratch).is_empty());
+}
+
+#[test]
+fn anchors_skip_searches_whose_words_are_absent() {
+    // `job` is shared by many searches; it must not be their anchor.
+    let mut topics = Vec::new();
+    for i in 0..50 {
+        topics.push(serde_json::json!({"id": format!("t{i}"), "searches": [
+            {"id": format!("s{i}"), "query": format!("brand{i} NOT job")}]}));
+    }
+    let json = serde_json::json!({ "topics": topics }).to_string();
+    let catalog = Catalog::from_json(json.as_bytes(), &Limits::default()).unwrap();
+    let m = Matcher::new(&catalog).unwrap();
+    let job = m.c.terms["job"];
+    assert_eq!(m.c.post_off[job as usize + 1] - m.c.post_off[job as usize], 0);
+    let mut scratch = m.scratch();
+    let got = m.match_document(&Document::with_text("1", "brand7 news"), &mut scratch);
+    assert_eq!(got.len(), 1);
+    assert_eq!(m.search_id(got[0].searches[0]), "s7");
+}
+
+#[test]
+fn restricted_matching_only_uses_the_chosen_searches() {
+    let json = br#"{"topics": [{"id": "a", "searches": [{"id": "x", "query": "acme"}, {"id": "y", "query": "corp"}]}]}"#;
+    let catalog = Catalog::from_json(json, &Limits::default()).unwrap();
+    let m = Matcher::new(&catalog).unwrap();
+    let mut scratch = m.scratch();
+    let only = vec![false, true];
+    let got = m.match_document_only(&Document::with_text("1", "acme corp"), &only, &mut scratch);
+    assert_eq!(got[0].searches.iter().map(|&s| m.search_id(s)).collect::<Vec<_>>(), vec!["y"]);
+}

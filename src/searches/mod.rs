@@ -1,0 +1,328 @@
+//! The searches file (SPEC §2.2) and its validation into a [`Catalog`].
+//!
+//! Validation never stops at the first bad search: every search of every
+//! topic is parsed, and all errors come back together in [`CatalogError`],
+//! each naming its topic, search and column and rendered the way compilers
+//! render errors (the query with a caret under the column).
+
+use std::fmt;
+
+use rustc_hash::FxHashSet;
+use serde::Deserialize;
+
+use crate::query::{self, Limits, Query, QueryError, QueryWarning};
+
+/// The searches file as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchesFile {
+    /// Every topic.
+    pub topics: Vec<TopicSpec>,
+}
+
+/// One topic as written. Unknown keys are rejected: a misspelt `languages`
+/// would otherwise silently widen a search.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSpec {
+    /// Unique topic id.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `false` excludes the topic.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The topic's searches.
+    pub searches: Vec<SearchSpec>,
+}
+
+/// One search as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchSpec {
+    /// Unique (in the whole file) search id.
+    pub id: String,
+    /// The query (SPEC §3).
+    pub query: String,
+    /// Only documents in these languages.
+    #[serde(default)]
+    pub languages: Option<Vec<String>>,
+    /// Only documents from these sources.
+    #[serde(default)]
+    pub sources: Option<Vec<String>>,
+    /// Only documents from these countries.
+    #[serde(default)]
+    pub countries: Option<Vec<String>>,
+    /// Only documents of these types.
+    #[serde(default)]
+    pub types: Option<Vec<String>>,
+    /// `false` excludes the search.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Index of a topic in a [`Catalog`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicIdx(pub u32);
+
+/// Index of a search in a [`Catalog`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SearchIdx(pub u32);
+
+/// A validated topic.
+#[derive(Clone, Debug)]
+pub struct Topic {
+    /// Its id.
+    pub id: String,
+    /// Its display name.
+    pub name: Option<String>,
+}
+
+/// Per-search metadata filters (§2.2), lower-cased; `None` means any.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filters {
+    /// Allowed languages.
+    pub languages: Option<Vec<String>>,
+    /// Allowed sources.
+    pub sources: Option<Vec<String>>,
+    /// Allowed countries.
+    pub countries: Option<Vec<String>>,
+    /// Allowed types.
+    pub types: Option<Vec<String>>,
+}
+
+impl Filters {
+    fn from_spec(s: &SearchSpec) -> Filters {
+        let lower = |v: &Option<Vec<String>>| v.as_ref().map(|v| v.iter().map(|s| s.trim().to_lowercase()).collect());
+        Filters {
+            languages: lower(&s.languages),
+            sources: lower(&s.sources),
+            countries: lower(&s.countries),
+            types: lower(&s.types),
+        }
+    }
+
+    /// Whether there is no filter at all.
+    pub fn is_empty(&self) -> bool {
+        *self == Filters::default()
+    }
+}
+
+/// A validated search.
+#[derive(Clone, Debug)]
+pub struct Search {
+    /// Its id.
+    pub id: String,
+    /// Its topic.
+    pub topic: TopicIdx,
+    /// The query text as written.
+    pub text: String,
+    /// The parsed query.
+    pub query: Query,
+    /// Its metadata filters.
+    pub filters: Filters,
+}
+
+/// Every enabled topic and search, validated.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    /// Topics, in file order.
+    pub topics: Vec<Topic>,
+    /// Searches, in file order.
+    pub searches: Vec<Search>,
+}
+
+impl Catalog {
+    /// Parses and validates a searches file.
+    ///
+    /// # Errors
+    ///
+    /// Every problem found: malformed JSON, duplicate or empty ids, and every
+    /// invalid query.
+    pub fn from_json(json: &[u8], limits: &Limits) -> Result<Catalog, CatalogError> {
+        let file: SearchesFile = serde_json::from_slice(json).map_err(|e| CatalogError {
+            problems: vec![Problem::File(format!(
+                "not a valid searches file: {e} (line {}, column {})",
+                e.line(),
+                e.column()
+            ))],
+        })?;
+        Catalog::from_file(&file, limits)
+    }
+
+    /// Validates a parsed searches file; see [`Catalog::from_json`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Catalog::from_json`].
+    pub fn from_file(file: &SearchesFile, limits: &Limits) -> Result<Catalog, CatalogError> {
+        let mut problems = Vec::new();
+        let mut catalog = Catalog::default();
+        let mut topic_ids = FxHashSet::default();
+        let mut search_ids = FxHashSet::default();
+        for t in &file.topics {
+            if t.id.trim().is_empty() {
+                problems.push(Problem::File("a topic has an empty id".into()));
+            } else if !topic_ids.insert(t.id.as_str()) {
+                problems.push(Problem::File(format!("topic id {:?} appears more than once", t.id)));
+            }
+            for s in &t.searches {
+                if s.id.trim().is_empty() {
+                    problems.push(Problem::File(format!("a search of topic {:?} has an empty id", t.id)));
+                } else if !search_ids.insert(s.id.as_str()) {
+                    problems.push(Problem::File(format!(
+                        "search id {:?} (topic {:?}) appears more than once; search ids are unique in the whole file",
+                        s.id, t.id
+                    )));
+                }
+            }
+            if !t.enabled {
+                continue;
+            }
+            let topic = TopicIdx(catalog.topics.len() as u32);
+            catalog.topics.push(Topic { id: t.id.clone(), name: t.name.clone() });
+            for s in t.searches.iter().filter(|s| s.enabled) {
+                match query::parse(&s.query, limits) {
+                    Ok(query) => catalog.searches.push(Search {
+                        id: s.id.clone(),
+                        topic,
+                        text: s.query.clone(),
+                        query,
+                        filters: Filters::from_spec(s),
+                    }),
+                    Err(errors) => problems.extend(errors.into_iter().map(|error| {
+                        Problem::Query(SearchError {
+                            topic: t.id.clone(),
+                            search: s.id.clone(),
+                            query: s.query.clone(),
+                            error,
+                        })
+                    })),
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(catalog)
+        } else {
+            Err(CatalogError { problems })
+        }
+    }
+
+    /// Every warning of every search, with its topic and search.
+    pub fn warnings(&self) -> impl Iterator<Item = (&Topic, &Search, &QueryWarning)> {
+        self.searches
+            .iter()
+            .flat_map(move |s| s.query.warnings.iter().map(move |w| (&self.topics[s.topic.0 as usize], s, w)))
+    }
+
+    /// Total leaves of all searches.
+    pub fn leaf_count(&self) -> usize {
+        self.searches.iter().map(|s| s.query.leaf_count()).sum()
+    }
+}
+
+/// One invalid search query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchError {
+    /// The topic id.
+    pub topic: String,
+    /// The search id.
+    pub search: String,
+    /// The query as written.
+    pub query: String,
+    /// What is wrong and where.
+    pub error: QueryError,
+}
+
+impl fmt::Display for SearchError {
+    /// Renders like a compiler diagnostic: message, location, the query with
+    /// a caret under the column, and what to do.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = &self.error;
+        writeln!(f, "error: {}", e.kind)?;
+        writeln!(f, "  --> topic {:?}, search {:?}, column {}", self.topic, self.search, e.column)?;
+        // Show at most 100 characters around the column, so a 4,096-character
+        // query still renders readably.
+        let chars: Vec<char> = self.query.chars().map(|c| if c == '\n' || c == '\t' { ' ' } else { c }).collect();
+        let from = e.column.saturating_sub(50).min(chars.len());
+        let to = (from + 100).min(chars.len());
+        let shown: String = chars[from..to].iter().collect();
+        let prefix = if from > 0 { "…" } else { "" };
+        let pad = e.column - 1 - from + prefix.chars().count();
+        let width = e.width.min(to.saturating_sub(e.column - 1)).max(1);
+        writeln!(f, "   |")?;
+        writeln!(f, "   | {prefix}{shown}{}", if to < chars.len() { "…" } else { "" })?;
+        writeln!(f, "   | {}{}", " ".repeat(pad), "^".repeat(width))?;
+        write!(f, "   = help: {}", e.help())
+    }
+}
+
+/// One problem of a searches file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// A problem of the file as a whole (JSON, ids).
+    File(String),
+    /// An invalid query.
+    Query(SearchError),
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::File(m) => write!(f, "error: {m}"),
+            Problem::Query(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Why a searches file was rejected: every problem found.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{} problem(s) in the searches", problems.len())]
+pub struct CatalogError {
+    /// The problems, in file order.
+    pub problems: Vec<Problem>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bad_search_is_reported() {
+        let json = br#"{"topics": [
+            {"id": "a", "searches": [{"id": "a1", "query": "acme OR"}, {"id": "a2", "query": "ok"}]},
+            {"id": "b", "searches": [{"id": "b1", "query": "NOT x"}, {"id": "a2", "query": "x"}]}]}"#;
+        let err = Catalog::from_json(json, &Limits::default()).unwrap_err();
+        assert_eq!(err.problems.len(), 3, "{err:?}");
+        let rendered: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
+        assert!(rendered.iter().any(|r| r.contains("\"a2\"") && r.contains("more than once")));
+        let first = rendered.iter().find(|r| r.contains("a1")).unwrap();
+        assert!(first.contains("column 6"), "{first}");
+        assert!(first.contains("   | acme OR\n   |      ^^"), "{first}");
+    }
+
+    #[test]
+    fn disabled_topics_and_searches_are_left_out() {
+        let json = br#"{"topics": [
+            {"id": "a", "enabled": false, "searches": [{"id": "a1", "query": "x"}]},
+            {"id": "b", "searches": [{"id": "b1", "query": "y", "enabled": false}, {"id": "b2", "query": "z"}]}]}"#;
+        let c = Catalog::from_json(json, &Limits::default()).unwrap();
+        assert_eq!(c.topics.len(), 1);
+        assert_eq!(c.searches.len(), 1);
+        assert_eq!(c.searches[0].id, "b2");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_json_are_errors() {
+        let err = Catalog::from_json(br#"{"topics": [{"id": "a", "searches": [], "langauges": []}]}"#, &Limits::default())
+            .unwrap_err();
+        assert!(err.problems[0].to_string().contains("langauges"));
+        let err = Catalog::from_json(b"{\"topics\": [", &Limits::default()).unwrap_err();
+        assert!(err.problems[0].to_string().contains("line 1"));
+    }
+}
