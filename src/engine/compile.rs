@@ -92,11 +92,15 @@ pub(crate) struct Compiled {
     /// Folded token body → term feature.
     pub terms: FxHashMap<Box<str>, FeatureId>,
     pub wildcards: Vec<Wildcard>,
-    /// Literal run `i` of the wildcard automaton → wildcards
-    /// `frag_wilds[frag_off[i]..frag_off[i + 1]]` (local wildcard indexes).
+    /// Wildcards that start with a literal (`lov*`, `colo?r`): a trie of
+    /// their literal prefixes, walked from the start of each token, so a
+    /// token costs a few transitions until the walk dies.
+    pub prefix_trie: Option<aho_corasick::nfa::contiguous::NFA>,
+    pub prefix_wilds: Postings,
+    /// Wildcards that start with `*` or `?`: an automaton over their longest
+    /// literal run, run over the NUL-separated folded token bodies.
     pub wild_ac: Option<AhoCorasick>,
-    pub frag_off: Vec<u32>,
-    pub frag_wilds: Vec<u32>,
+    pub frag_wilds: Postings,
     pub cjk_ac: Option<AhoCorasick>,
     pub regex_set: Option<Regex>,
     pub regexes: Vec<Regex>,
@@ -107,6 +111,54 @@ pub(crate) struct Compiled {
     pub post_off: Vec<u32>,
     pub post: Vec<u32>,
     pub stats: CompileStats,
+}
+
+/// Lists of `u32` per key in one flat array (compressed sparse rows).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Postings {
+    off: Vec<u32>,
+    items: Vec<u32>,
+}
+
+impl Postings {
+    fn from_lists(lists: &[Vec<u32>]) -> Postings {
+        let mut p = Postings { off: vec![0], items: Vec::new() };
+        for l in lists {
+            p.items.extend_from_slice(l);
+            p.off.push(p.items.len() as u32);
+        }
+        p
+    }
+
+    /// The list of key `i`.
+    #[inline]
+    pub fn get(&self, i: usize) -> &[u32] {
+        &self.items[self.off[i] as usize..self.off[i + 1] as usize]
+    }
+
+    fn heap_bytes(&self) -> usize {
+        (self.off.len() + self.items.len()) * 4
+    }
+}
+
+/// Groups wildcards by a literal key (`key` of each), giving the distinct
+/// keys in id order and the wildcards of each.
+fn group_wildcards<'w>(
+    wildcards: impl Iterator<Item = (u32, &'w str)>,
+) -> (Vec<&'w str>, Postings) {
+    let mut ids: FxHashMap<&str, u32> = FxHashMap::default();
+    let mut members: Vec<Vec<u32>> = Vec::new();
+    let mut keys = Vec::new();
+    for (w, key) in wildcards {
+        let next = ids.len() as u32;
+        let id = *ids.entry(key).or_insert(next);
+        if id == next {
+            members.push(Vec::new());
+            keys.push(key);
+        }
+        members[id as usize].push(w);
+    }
+    (keys, Postings::from_lists(&members))
 }
 
 /// Feature tables being built.
@@ -419,28 +471,23 @@ impl Compiled {
             term_len[i as usize] = t.chars().count() as u32;
         }
 
-        // Wildcard automaton over longest literal runs, shared between
-        // wildcards with the same run.
-        let mut frag_ids: FxHashMap<&str, u32> = FxHashMap::default();
-        let mut frag_members: Vec<Vec<u32>> = Vec::new();
-        for (i, w) in wildcards.iter().enumerate() {
-            let next = frag_ids.len() as u32;
-            let id = *frag_ids.entry(w.longest_literal()).or_insert(next);
-            if id == next {
-                frag_members.push(Vec::new());
-            }
-            frag_members[id as usize].push(i as u32);
-        }
-        let mut frags = vec![""; frag_ids.len()];
-        for (s, &i) in &frag_ids {
-            frags[i as usize] = s;
-        }
-        let mut frag_off = vec![0u32];
-        let mut frag_wilds = Vec::new();
-        for m in &frag_members {
-            frag_wilds.extend_from_slice(m);
-            frag_off.push(frag_wilds.len() as u32);
-        }
+        // Wildcards starting with a literal go into the prefix trie, the
+        // others into the infix automaton over their longest literal run.
+        let starts_literal = |w: &Wildcard| !w.pattern.starts_with(['*', '?']);
+        let (prefixes, prefix_wilds) = group_wildcards(
+            wildcards
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| starts_literal(w))
+                .map(|(i, w)| (i as u32, w.pattern.split(['*', '?']).next().unwrap_or(""))),
+        );
+        let (frags, frag_wilds) = group_wildcards(
+            wildcards
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| !starts_literal(w))
+                .map(|(i, w)| (i as u32, w.longest_literal())),
+        );
         let build_ac = |what: &'static str, pats: &[&str]| -> Result<Option<AhoCorasick>, EngineError> {
             if pats.is_empty() {
                 return Ok(None);
@@ -450,6 +497,16 @@ impl Compiled {
                 .build(pats)
                 .map(Some)
                 .map_err(|e| EngineError::Automaton { what, message: e.to_string() })
+        };
+        let prefix_trie = if prefixes.is_empty() {
+            None
+        } else {
+            Some(
+                aho_corasick::nfa::contiguous::NFA::builder()
+                    .match_kind(MatchKind::Standard)
+                    .build(&prefixes)
+                    .map_err(|e| EngineError::Automaton { what: "wildcard prefix", message: e.to_string() })?,
+            )
         };
         let wild_ac = build_ac("wildcard", &frags)?;
         let cjk_refs: Vec<&str> = cjk.iter().map(String::as_str).collect();
@@ -488,8 +545,9 @@ impl Compiled {
             metas,
             terms,
             wildcards,
+            prefix_trie,
+            prefix_wilds,
             wild_ac,
-            frag_off,
             frag_wilds,
             cjk_ac,
             regex_set,
@@ -552,6 +610,9 @@ impl Compiled {
             + self.post.len() * 4
             + self.post_off.len() * 4
             + self.wild_ac.as_ref().map_or(0, AhoCorasick::memory_usage)
+            + self.prefix_trie.as_ref().map_or(0, |t| aho_corasick::automaton::Automaton::memory_usage(t))
+            + self.prefix_wilds.heap_bytes()
+            + self.frag_wilds.heap_bytes()
             + self.cjk_ac.as_ref().map_or(0, AhoCorasick::memory_usage)
             + self.regex_set.as_ref().map_or(0, Regex::memory_usage)
             + self.regexes.iter().map(Regex::memory_usage).sum::<usize>()

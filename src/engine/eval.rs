@@ -129,11 +129,23 @@ impl Scratch {
         }
     }
 
+    /// How many candidate searches the last document woke up (searches
+    /// whose anchors occurred), a measure of the work per document.
+    pub fn last_candidates(&self) -> usize {
+        self.candidates.len()
+    }
+
+    /// How many feature occurrences the last document had.
+    pub fn last_occurrences(&self) -> usize {
+        self.occs.len()
+    }
+
     pub(crate) fn run(&mut self, c: &Compiled, doc: &Document<'_>, only: Option<&[bool]>) -> &[TopicMatch] {
         assert_eq!(self.cand_stamp.len(), c.searches.len(), "scratch made for another matcher");
         self.next_stamp();
         self.n_results = 0;
         self.occs.clear();
+        self.candidates.clear();
         self.index(c, doc);
         self.occs.sort_unstable();
         self.occs.dedup_by(|a, b| (a.feature, a.field, a.pos, a.pos_end, a.start) == (b.feature, b.field, b.pos, b.pos_end, b.start));
@@ -257,13 +269,33 @@ impl Scratch {
                     });
                 }
             }
+            if let Some(trie) = &c.prefix_trie {
+                for (pos, t) in tokens.tokens.iter().enumerate() {
+                    let body = &tokens.folded[t.folded_start as usize..t.folded_end as usize];
+                    walk_prefixes(trie, body.as_bytes(), |prefix| {
+                        for &w in c.prefix_wilds.get(prefix) {
+                            let wc = &c.wildcards[w as usize];
+                            if accepts_kind(wc.kind, t.kind) && wc.matches(body) {
+                                self.occs.push(Occ {
+                                    feature: c.wild_base + w,
+                                    field,
+                                    pos: pos as u32,
+                                    pos_end: pos as u32,
+                                    start: t.start,
+                                    end: t.end,
+                                    kind: t.kind,
+                                });
+                            }
+                        }
+                    });
+                }
+            }
             if let Some(ac) = &c.wild_ac {
                 for m in ac.find_overlapping_iter(tokens.folded.as_str()) {
                     let pos = tokens.tokens.partition_point(|t| t.folded_end as usize <= m.start());
                     let t = tokens.tokens[pos];
                     let body = &tokens.folded[t.folded_start as usize..t.folded_end as usize];
-                    let frag = m.pattern().as_usize();
-                    for &w in &c.frag_wilds[c.frag_off[frag] as usize..c.frag_off[frag + 1] as usize] {
+                    for &w in c.frag_wilds.get(m.pattern().as_usize()) {
                         let wc = &c.wildcards[w as usize];
                         if accepts_kind(wc.kind, t.kind) && wc.matches(body) {
                             self.occs.push(Occ {
@@ -311,6 +343,34 @@ impl Scratch {
                             end,
                             kind: TokenKind::Word,
                         });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Calls `found` with the id of every pattern of the anchored `trie` that is
+/// a prefix of `bytes`.
+#[inline]
+fn walk_prefixes(trie: &aho_corasick::nfa::contiguous::NFA, bytes: &[u8], mut found: impl FnMut(usize)) {
+    use aho_corasick::automaton::Automaton;
+    use aho_corasick::Anchored;
+    let Ok(mut sid) = trie.start_state(Anchored::Yes) else { return };
+    for (depth, &b) in bytes.iter().enumerate() {
+        sid = trie.next_state(Anchored::Yes, sid, b);
+        if trie.is_special(sid) {
+            if trie.is_dead(sid) {
+                return;
+            }
+            if trie.is_match(sid) {
+                for i in 0..trie.match_len(sid) {
+                    let pid = trie.match_pattern(sid, i);
+                    // A match state also lists patterns that are suffixes of
+                    // the path; only those that start at the token start
+                    // count.
+                    if trie.pattern_len(pid) == depth + 1 {
+                        found(pid.as_usize());
                     }
                 }
             }

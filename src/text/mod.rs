@@ -163,20 +163,141 @@ impl Tokens {
 /// Tokenizes `text` (SPEC §3.1), appending tokens to `out` and their folded
 /// bodies to `folded` (each followed by [`TOKEN_SEPARATOR`]).
 pub fn tokenize_into(text: &str, out: &mut Vec<Token>, folded: &mut String, has_cjk: &mut bool) {
+    let b = text.as_bytes();
+    if text.is_ascii() {
+        tokenize_ascii(b, 0, b.len(), out, folded);
+        return;
+    }
+    // Mixed text: split into chunks at ASCII whitespace followed by an ASCII
+    // character. UAX #29 always breaks there (only WB3d joins spaces, and
+    // WB4 joins a following Extend/Format/ZWJ character, which is never
+    // ASCII), so segmenting each chunk alone gives the segments of the whole.
+    // Pure-ASCII chunks take the fast path; the rest the full algorithm.
+    let mut chunk = 0;
+    let mut ascii_chunk = true;
+    for p in 0..b.len() {
+        if p > chunk && b[p - 1].is_ascii_whitespace() && b[p].is_ascii() && !b[p].is_ascii_whitespace() {
+            tokenize_chunk(text, chunk, p, ascii_chunk, out, folded, has_cjk);
+            chunk = p;
+            ascii_chunk = true;
+        }
+        ascii_chunk &= b[p].is_ascii();
+    }
+    tokenize_chunk(text, chunk, b.len(), ascii_chunk, out, folded, has_cjk);
+}
+
+fn tokenize_chunk(
+    text: &str,
+    from: usize,
+    to: usize,
+    ascii: bool,
+    out: &mut Vec<Token>,
+    folded: &mut String,
+    has_cjk: &mut bool,
+) {
+    if ascii {
+        tokenize_ascii(text.as_bytes(), from, to, out, folded);
+    } else {
+        tokenize_unicode(&text[from..to], from, out, folded, has_cjk);
+    }
+}
+
+/// The UAX #29 word rules restricted to ASCII, which is most of the text
+/// of social media: letters, digits and `_` (ExtendNumLet) join; `:`
+/// (MidLetter) joins two letters; `.` and `'` (MidNumLetQ) join two letters
+/// or two digits; `,` and `;` (MidNum) join two digits. Every other byte is
+/// a segment of its own (runs of spaces are one segment, which does not
+/// matter here). The property test `ascii_fast_path_equals_uax29` checks
+/// this against the full algorithm.
+/// Tokenizes the ASCII bytes `b[from..to]`; `b[from - 1]`, if any, is
+/// whitespace (so it cannot glue to the chunk).
+fn tokenize_ascii(b: &[u8], from: usize, to: usize, out: &mut Vec<Token>, folded: &mut String) {
+    #[inline]
+    fn word_byte(c: u8) -> bool {
+        c.is_ascii_alphanumeric() || c == b'_'
+    }
+    let n = to;
+    let mut i = from;
+    while i < n {
+        if !word_byte(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut alnum = false;
+        let mut j = i;
+        while j < n {
+            let c = b[j];
+            if word_byte(c) {
+                alnum |= c != b'_';
+                j += 1;
+                continue;
+            }
+            if j + 1 < n && j > start {
+                let (prev, next) = (b[j - 1], b[j + 1]);
+                let joins = match c {
+                    b':' => prev.is_ascii_alphabetic() && next.is_ascii_alphabetic(),
+                    b'.' | b'\'' => {
+                        (prev.is_ascii_alphabetic() && next.is_ascii_alphabetic())
+                            || (prev.is_ascii_digit() && next.is_ascii_digit())
+                    }
+                    b',' | b';' => prev.is_ascii_digit() && next.is_ascii_digit(),
+                    _ => false,
+                };
+                if joins {
+                    j += 2;
+                    alnum = true;
+                    continue;
+                }
+            }
+            break;
+        }
+        i = j;
+        if !alnum {
+            continue;
+        }
+        let kind = if start >= 1 {
+            match b[start - 1] {
+                b'#' | b'@' | b'$' if start < 2 || !b[start - 2].is_ascii_alphanumeric() => match b[start - 1] {
+                    b'#' => TokenKind::Hashtag,
+                    b'@' => TokenKind::Mention,
+                    _ => TokenKind::Cashtag,
+                },
+                _ => TokenKind::Word,
+            }
+        } else {
+            TokenKind::Word
+        };
+        let tok_start = if kind == TokenKind::Word { start } else { start - 1 };
+        let folded_start = folded.len();
+        // SAFETY-free: ASCII lower-casing keeps the buffer valid UTF-8.
+        folded.extend(b[start..j].iter().map(|&c| c.to_ascii_lowercase() as char));
+        let folded_end = folded.len();
+        folded.push(TOKEN_SEPARATOR);
+        out.push(Token {
+            kind,
+            start: tok_start as u32,
+            body_start: start as u32,
+            end: j as u32,
+            folded_start: folded_start as u32,
+            folded_end: folded_end as u32,
+        });
+    }
+}
+
+/// The general path: UAX #29 segments from `unicode-segmentation`.
+/// Tokenizes `text`, which starts at byte `base` of its field.
+fn tokenize_unicode(text: &str, base: usize, out: &mut Vec<Token>, folded: &mut String, has_cjk: &mut bool) {
     // The previous segment, to recognise a sigil, and whether that sigil
     // stands at a word start.
     let mut prev_sigil: Option<(TokenKind, usize)> = None;
     let mut prev_end_char: Option<char> = None;
     let mut before_prev: Option<char> = None;
-    let ascii = text.is_ascii();
     for (start, seg) in text.split_word_bound_indices() {
+        let start = start + base;
         let first = seg.chars().next().unwrap_or(' ');
-        let is_word = if ascii {
-            seg.bytes().any(|b| b.is_ascii_alphanumeric())
-        } else {
-            seg.chars().any(char::is_alphanumeric)
-        };
-        if !ascii && !*has_cjk && seg.chars().any(is_cjk) {
+        let is_word = seg.chars().any(char::is_alphanumeric);
+        if !*has_cjk && seg.chars().any(is_cjk) {
             *has_cjk = true;
         }
         if is_word {
@@ -190,7 +311,7 @@ pub fn tokenize_into(text: &str, out: &mut Vec<Token>, folded: &mut String, has_
                 _ => (TokenKind::Word, start),
             };
             push_token(kind, tok_start, start, start + seg.len(), seg, out, folded);
-        } else if !ascii && (is_extended_pictographic(first) || is_regional_indicator(first)) {
+        } else if is_extended_pictographic(first) || is_regional_indicator(first) {
             push_token(TokenKind::Emoji, start, start, start + seg.len(), seg, out, folded);
         }
         prev_sigil = TokenKind::from_sigil(seg).map(|k| (k, start));
@@ -442,6 +563,43 @@ mod tests {
         let at = f.text.find("東京").unwrap();
         let (s, e) = f.original_range(at, at + "東京".len());
         assert_eq!(&"Ｘ東京タワー"[s as usize..e as usize], "東京");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(3000))]
+        #[test]
+        fn ascii_fast_path_equals_uax29(s in "[a-cA-C0-2_:.',;#@$ \\-]{0,24}") {
+            let (mut fast, mut fast_folded) = (Vec::new(), String::new());
+            tokenize_ascii(s.as_bytes(), 0, s.len(), &mut fast, &mut fast_folded);
+            let (mut slow, mut slow_folded, mut cjk) = (Vec::new(), String::new(), false);
+            tokenize_unicode(&s, 0, &mut slow, &mut slow_folded, &mut cjk);
+            proptest::prop_assert_eq!(fast, slow);
+            proptest::prop_assert_eq!(fast_folded, slow_folded);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(3000))]
+        #[test]
+        fn chunked_tokenizing_equals_uax29(parts in proptest::collection::vec(proptest::sample::select(vec![
+            "a", "B", "1", "_", "'", ".", ",", ":", "#", "@", "$", " ", "  ", "\t", "\n", "-", "é", "e\u{301}",
+            "\u{301}", "\u{903}", "😡", "\u{200d}", "❤\u{fe0f}", "東", "タ", "ß", "\u{ff21}", "🇧🇪",
+        ]), 0..16)) {
+            let s: String = parts.concat();
+            let (mut fast, mut fast_folded, mut cjk1) = (Vec::new(), String::new(), false);
+            tokenize_into(&s, &mut fast, &mut fast_folded, &mut cjk1);
+            let (mut slow, mut slow_folded, mut cjk2) = (Vec::new(), String::new(), false);
+            tokenize_unicode(&s, 0, &mut slow, &mut slow_folded, &mut cjk2);
+            proptest::prop_assert_eq!(fast, slow);
+            proptest::prop_assert_eq!(fast_folded, slow_folded);
+            proptest::prop_assert_eq!(cjk1, cjk2);
+        }
+    }
+
+    #[test]
+    fn uax29_joins_seen_in_ascii() {
+        let bodies = |s: &str| toks(s).into_iter().map(|t| t.1).collect::<Vec<_>>();
+        assert_eq!(bodies("can't e.g. 3.14 1,000 a:b x_y a.1 #a.b"), ["can't", "e.g", "3.14", "1,000", "a:b", "x_y", "a", "1", "a.b"]);
     }
 
     #[test]

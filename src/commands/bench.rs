@@ -1,0 +1,217 @@
+//! `bench`: throughput of the matcher on generated or given searches and
+//! documents. Prints compile time and memory, engine docs/s and MB/s with
+//! per-document latency percentiles, end-to-end docs/s (JSON in, match
+//! records out), and the reference evaluator on a prefix of the documents as
+//! the baseline, checking that both return the same matches there.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::{human_bytes, peak_rss_bytes, print_problems, Outcome};
+use crate::document::Document;
+use crate::engine::reference::Reference;
+use crate::engine::Matcher;
+use crate::query::Limits;
+use crate::record::{write_record, RecordContext};
+use crate::searches::Catalog;
+use crate::workload;
+
+/// Options of `bench`.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Generated searches (ignored with `searches_file`).
+    pub searches: usize,
+    /// A searches file instead of generated searches.
+    pub searches_file: Option<PathBuf>,
+    /// Generated documents (ignored with `input`).
+    pub docs: usize,
+    /// A JSONL file of documents instead of generated ones.
+    pub input: Option<PathBuf>,
+    /// Long-form generated documents (articles) instead of tweets.
+    pub long_form: bool,
+    /// Seed of the generator.
+    pub seed: u64,
+    /// Documents to run through the reference evaluator (0 = skip).
+    pub baseline_docs: usize,
+    /// Passes over the documents for the engine measurement.
+    pub passes: usize,
+}
+
+/// Figures of one run, also printed.
+#[derive(Clone, Debug, Default)]
+pub struct BenchReport {
+    /// Engine documents per second.
+    pub docs_per_sec: f64,
+    /// Engine input megabytes (of field text) per second.
+    pub mb_per_sec: f64,
+    /// Median per-document latency.
+    pub p50: Duration,
+    /// 99th percentile per-document latency.
+    pub p99: Duration,
+    /// Match records per pass.
+    pub matches: u64,
+    /// End-to-end documents per second.
+    pub end_to_end_docs_per_sec: f64,
+    /// Reference documents per second (0 when skipped).
+    pub reference_docs_per_sec: f64,
+    /// Compile time.
+    pub compile: Duration,
+}
+
+/// Runs the benchmark, printing to `out`.
+///
+/// # Errors
+///
+/// When inputs cannot be read or the engine cannot be built.
+pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> anyhow::Result<(Outcome, BenchReport)> {
+    let (searches_json, what) = match &opts.searches_file {
+        Some(p) => (
+            std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
+            format!("searches from {}", p.display()),
+        ),
+        None => (
+            workload::searches_json(opts.searches, opts.seed).into_bytes(),
+            format!("{} generated searches (seed {})", opts.searches, opts.seed),
+        ),
+    };
+    let catalog = match Catalog::from_json(&searches_json, &Limits::default()) {
+        Ok(c) => c,
+        Err(e) => {
+            print_problems(&e, out)?;
+            return Ok((Outcome::InvalidInput, BenchReport::default()));
+        }
+    };
+    let lines: Vec<String> = match &opts.input {
+        Some(p) => std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read {}", p.display()))?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect(),
+        None => {
+            let groups = workload::brand_groups(std::str::from_utf8(&searches_json).unwrap_or(""));
+            workload::documents(opts.docs, groups.max(1), opts.long_form, opts.seed)
+        }
+    };
+    let docs: Vec<Document<'_>> = lines.iter().filter_map(|l| Document::parse(l.as_bytes(), 1 << 24).ok()).collect();
+    anyhow::ensure!(!docs.is_empty(), "no valid documents to benchmark");
+    let text_bytes: usize = docs.iter().map(|d| d.title.as_deref().map_or(0, str::len) + d.text.as_deref().map_or(0, str::len)).sum();
+    writeln!(
+        out,
+        "workload: {what}; {} {} documents (avg {} bytes of text)",
+        docs.len(),
+        match (&opts.input, opts.long_form) {
+            (Some(p), _) => format!("from {}", p.display()),
+            (None, true) => "generated long-form".into(),
+            (None, false) => "generated tweet-length".into(),
+        },
+        text_bytes / docs.len()
+    )?;
+
+    let matcher = Matcher::new(&catalog)?;
+    let stats = matcher.stats().clone();
+    writeln!(
+        out,
+        "compile:  {:.3} s for {} searches ({} terms, {} wildcards, {} regexes), automaton {}, peak memory {}",
+        stats.compile_time.as_secs_f64(),
+        stats.searches,
+        stats.terms,
+        stats.wildcards,
+        stats.regexes,
+        human_bytes(stats.heap_bytes as u64),
+        peak_rss_bytes().map_or("unknown".into(), human_bytes)
+    )?;
+
+    // Engine: warm-up pass, then timed passes with per-document latency.
+    let mut scratch = matcher.scratch();
+    let mut matches = 0u64;
+    let (mut candidates, mut occurrences) = (0usize, 0usize);
+    for d in &docs {
+        matches += matcher.match_document(d, &mut scratch).len() as u64;
+        candidates += scratch.last_candidates();
+        occurrences += scratch.last_occurrences();
+    }
+    writeln!(
+        out,
+        "work:     {:.2} candidate searches and {:.1} feature occurrences per document",
+        candidates as f64 / docs.len() as f64,
+        occurrences as f64 / docs.len() as f64
+    )?;
+    let mut lat = Vec::with_capacity(docs.len() * opts.passes.max(1));
+    let started = Instant::now();
+    for _ in 0..opts.passes.max(1) {
+        let mut pass_matches = 0u64;
+        for d in &docs {
+            let t = Instant::now();
+            pass_matches += matcher.match_document(d, &mut scratch).len() as u64;
+            lat.push(t.elapsed());
+        }
+        anyhow::ensure!(pass_matches == matches, "match count changed between passes");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let n = (docs.len() * opts.passes.max(1)) as f64;
+    lat.sort_unstable();
+    let pct = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
+    let mut report = BenchReport {
+        docs_per_sec: n / elapsed,
+        mb_per_sec: text_bytes as f64 * opts.passes.max(1) as f64 / elapsed / 1e6,
+        p50: pct(0.5),
+        p99: pct(0.99),
+        matches,
+        compile: stats.compile_time,
+        ..BenchReport::default()
+    };
+    writeln!(
+        out,
+        "engine:   {:.0} docs/s, {:.1} MB/s, latency p50 {:.2} µs p99 {:.2} µs, {} match records per pass ({:.1}% of documents match)",
+        report.docs_per_sec,
+        report.mb_per_sec,
+        report.p50.as_secs_f64() * 1e6,
+        report.p99.as_secs_f64() * 1e6,
+        matches,
+        100.0 * docs.iter().filter(|d| !matcher.match_document(d, &mut scratch).is_empty()).count() as f64 / docs.len() as f64
+    )?;
+
+    // End to end: parse JSON, match, write records (to memory).
+    let started = Instant::now();
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut records = 0u64;
+    let ctx = RecordContext { matched_at: "2019-07-24T14:16:02.113Z", ..RecordContext::default() };
+    for l in &lines {
+        let Ok(d) = Document::parse(l.as_bytes(), 1 << 24) else { continue };
+        for m in matcher.match_document(&d, &mut scratch) {
+            write_record(&mut buf, &matcher, &d, m, &ctx);
+            records += 1;
+        }
+        if buf.len() > 1 << 20 {
+            buf.clear();
+        }
+    }
+    anyhow::ensure!(records == matches, "end-to-end produced {records} records, engine {matches}");
+    report.end_to_end_docs_per_sec = lines.len() as f64 / started.elapsed().as_secs_f64();
+    writeln!(out, "end-to-end (JSON in, match records out): {:.0} docs/s", report.end_to_end_docs_per_sec)?;
+
+    if opts.baseline_docs > 0 {
+        let reference = Reference::new(&catalog);
+        let k = opts.baseline_docs.min(docs.len());
+        let started = Instant::now();
+        let mut agree = true;
+        for d in &docs[..k] {
+            let want = reference.match_document(d);
+            agree &= matcher.match_document(d, &mut scratch) == want.as_slice();
+        }
+        report.reference_docs_per_sec = k as f64 / started.elapsed().as_secs_f64();
+        writeln!(
+            out,
+            "baseline: reference evaluator (each search on its own) {:.1} docs/s on the first {k} documents; engine is {:.0}× faster; results {}",
+            report.reference_docs_per_sec,
+            report.docs_per_sec / report.reference_docs_per_sec,
+            if agree { "identical" } else { "DIFFER" }
+        )?;
+        anyhow::ensure!(agree, "the engine and the reference evaluator disagree");
+    }
+    Ok((Outcome::Success, report))
+}

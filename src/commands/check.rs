@@ -1,0 +1,48 @@
+//! `check --searches F`: compile and validate; print every error, or on
+//! success the counts, automaton size, compile time and memory.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::{human_bytes, load_catalog, peak_rss_bytes, print_problems, Outcome};
+use crate::engine::Matcher;
+use crate::query::Limits;
+
+/// Runs `check`. Errors and warnings go to `err`, the report to `out`.
+///
+/// # Errors
+///
+/// When the file cannot be read or the automata cannot be built.
+pub fn run(searches: &Path, limits: &Limits, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let catalog = match load_catalog(searches, limits)? {
+        Ok(c) => c,
+        Err(e) => {
+            print_problems(&e, err)?;
+            return Ok(Outcome::InvalidInput);
+        }
+    };
+    for (topic, search, w) in catalog.warnings() {
+        writeln!(
+            err,
+            "warning: {}\n  --> topic {:?}, search {:?}, column {}\n   | {}\n   = note: read as: {}\n",
+            w.message, topic.id, search.id, w.column, search.text, w.reading
+        )?;
+    }
+    let matcher = Matcher::new(&catalog)?;
+    let s = matcher.stats();
+    writeln!(out, "ok: {}", searches.display())?;
+    writeln!(out, "  topics            {}", s.topics)?;
+    writeln!(out, "  searches          {}", s.searches)?;
+    writeln!(out, "  leaves            {} ({} distinct)", s.leaves, s.distinct_leaves)?;
+    writeln!(out, "  terms             {}", s.terms)?;
+    writeln!(out, "  wildcards         {}", s.wildcards)?;
+    writeln!(out, "  CJK substrings    {}", s.cjk)?;
+    writeln!(out, "  regexes           {}", s.regexes)?;
+    writeln!(out, "  warnings          {}", catalog.warnings().count())?;
+    writeln!(out, "  automaton size    {}", human_bytes(s.heap_bytes as u64))?;
+    writeln!(out, "  compile time      {:.1} ms", s.compile_time.as_secs_f64() * 1e3)?;
+    if let Some(peak) = peak_rss_bytes() {
+        writeln!(out, "  peak memory       {}", human_bytes(peak))?;
+    }
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,67 @@
+//! The offline commands of SPEC §4: `match`, `check` and `bench`. Each takes
+//! typed options, writes to the given streams and returns an [`Outcome`], so
+//! `main` only maps outcomes to exit codes and tests can drive them.
+
+pub mod bench;
+pub mod check;
+pub mod matching;
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::query::Limits;
+use crate::searches::{Catalog, CatalogError};
+
+/// How a command ended, mapped to the exit codes of SPEC §4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit 0.
+    Success,
+    /// Exit 1: invalid input (searches, config, arguments, bad lines with
+    /// `--strict`).
+    InvalidInput,
+}
+
+/// Reads and validates a searches file.
+///
+/// # Errors
+///
+/// `Ok(Err(..))` when the file is invalid (exit 1); `Err` when it cannot be
+/// read at all.
+pub fn load_catalog(path: &Path, limits: &Limits) -> anyhow::Result<Result<Catalog, CatalogError>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read the searches file {}", path.display()))?;
+    Ok(Catalog::from_json(&bytes, limits))
+}
+
+/// Prints every problem of a rejected searches file.
+pub fn print_problems(err: &CatalogError, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    for p in &err.problems {
+        writeln!(out, "{p}\n")?;
+    }
+    writeln!(out, "error: the searches were rejected: {} problem(s)", err.problems.len())
+}
+
+/// Peak resident memory of this process in bytes (Linux), if known.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// `1.2 MiB` style sizes.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
