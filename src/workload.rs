@@ -93,8 +93,12 @@ const JOBS: &[&str] = &["job", "jobs", "hiring", "career", "intern", "vacancy"];
 
 const SYLLABLES: &[&str] = &[
     "zen", "tri", "nova", "lux", "kor", "vex", "ta", "mi", "ra", "lo", "quin", "dar", "bel", "sol", "ix",
-    "ka", "fen", "dro", "vi", "ga", "pol", "ster", "mon", "ory", "tek", "ra", "nu", "zo", "plex", "cy",
+    "ka", "fen", "dro", "vi", "ga", "pol", "ster", "mon", "ory", "tek", "wu", "nu", "zo", "plex", "cy",
 ];
+
+/// Closing syllables; with `SYLLABLES` they form a prefix-free code, so
+/// every brand name decodes to one syllable sequence and names are unique.
+const ENDINGS: &[&str] = &["ax", "on", "um", "en", "ia", "ox", "ar"];
 
 const EMOJI: &[&str] = &["😡", "😀", "🔥", "❤️", "👍", "😂", "🙏", "🚀"];
 const ACCENTED: &[&str] = &["café", "naïve", "résumé", "Straße", "crème", "señor", "über", "déjà"];
@@ -104,14 +108,14 @@ pub fn brand(i: usize) -> String {
     let mut x = i as u64 + 1;
     let mut s = String::new();
     let n = SYLLABLES.len() as u64;
-    // Bijective base-n numbering keeps names unique; a checksum syllable
-    // makes short names less alike.
+    // Bijective base-n numbering gives each index its own syllable sequence;
+    // a closing syllable marks the end.
     while x > 0 {
         x -= 1;
         s.push_str(SYLLABLES[(x % n) as usize]);
         x /= n;
     }
-    s.push_str(SYLLABLES[(i * 7 + 3) % SYLLABLES.len()]);
+    s.push_str(ENDINGS[(i * 7 + 3) % ENDINGS.len()]);
     s
 }
 
