@@ -8,8 +8,6 @@ pub mod matching;
 
 use std::path::Path;
 
-use anyhow::Context;
-
 use crate::query::Limits;
 use crate::searches::{Catalog, CatalogError};
 
@@ -23,15 +21,22 @@ pub enum Outcome {
     InvalidInput,
 }
 
-/// Reads and validates a searches file.
+/// Reads and validates a searches file. A file that cannot be read is
+/// invalid input too (exit 1), reported as a problem of the file.
 ///
 /// # Errors
 ///
-/// `Ok(Err(..))` when the file is invalid (exit 1); `Err` when it cannot be
-/// read at all.
+/// Never at present; the `Result` leaves room for remote sources.
 pub fn load_catalog(path: &Path, limits: &Limits) -> anyhow::Result<Result<Catalog, CatalogError>> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read the searches file {}", path.display()))?;
-    Ok(Catalog::from_json(&bytes, limits))
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Catalog::from_json(&bytes, limits)),
+        Err(e) => Ok(Err(CatalogError {
+            problems: vec![crate::searches::Problem::File(format!(
+                "cannot read the searches file {}: {e}",
+                path.display()
+            ))],
+        })),
+    }
 }
 
 /// Prints every problem of a rejected searches file.

@@ -146,11 +146,7 @@ impl Catalog {
     /// invalid query.
     pub fn from_json(json: &[u8], limits: &Limits) -> Result<Catalog, CatalogError> {
         let file: SearchesFile = serde_json::from_slice(json).map_err(|e| CatalogError {
-            problems: vec![Problem::File(format!(
-                "not a valid searches file: {e} (line {}, column {})",
-                e.line(),
-                e.column()
-            ))],
+            problems: vec![Problem::File(format!("not a valid searches file: {e}"))],
         })?;
         Catalog::from_file(&file, limits)
     }

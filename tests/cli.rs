@@ -1,0 +1,225 @@
+//! The `check`, `match` and `bench` commands as a user runs them: the real
+//! binary, real files, exit codes and output (SPEC §4).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_topic-matcher"))
+}
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("topic-matcher-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, contents).unwrap();
+    p
+}
+
+fn lines(out: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(out).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn check_accepts_the_bundled_searches_and_reports_sizes() {
+    let out = bin().args(["check", "--searches"]).arg(repo("samples/searches.json")).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for what in ["topics", "searches", "leaves", "terms", "automaton size", "compile time", "peak memory"] {
+        assert!(stdout.contains(what), "missing {what:?} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn check_reports_every_bad_search_with_its_column_and_exits_1() {
+    let file = temp_file(
+        "bad.json",
+        br#"{"topics": [
+            {"id": "a", "searches": [{"id": "a1", "query": "(acme OR corp"}, {"id": "a2", "query": "fine"}]},
+            {"id": "b", "searches": [{"id": "b1", "query": "ab* NOT x"}, {"id": "b2", "query": "NOT job"}]}]}"#,
+    );
+    let out = bin().args(["check", "--searches"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("topic \"a\", search \"a1\", column 1"), "{err}");
+    assert!(err.contains("unclosed parenthesis"), "{err}");
+    assert!(err.contains("topic \"b\", search \"b1\", column 1"), "{err}");
+    assert!(err.contains("at least 3"), "{err}");
+    assert!(err.contains("search \"b2\""), "{err}");
+    assert!(err.contains("nothing positive"), "{err}");
+    assert!(err.contains("   | (acme OR corp\n   | ^"), "caret under the column:\n{err}");
+    assert!(err.contains("3 problem(s)"), "{err}");
+}
+
+#[test]
+fn check_warns_about_mixed_precedence_without_rejecting() {
+    let file = temp_file("warn.json", br#"{"topics": [{"id": "a", "searches": [{"id": "a1", "query": "a OR b NOT c"}]}]}"#);
+    let out = bin().args(["check", "--searches"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("read as: a OR (b AND NOT c)"), "{err}");
+}
+
+#[test]
+fn missing_or_broken_searches_files_exit_1() {
+    let out = bin().args(["check", "--searches", "/nonexistent/searches.json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the searches file"));
+    let file = temp_file("truncated.json", br#"{"topics": ["#);
+    let out = bin().args(["check", "--searches"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid searches file"));
+    let out = bin().args(["match", "--searches"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn bad_arguments_exit_1() {
+    assert_eq!(bin().arg("match").output().unwrap().status.code(), Some(1));
+    assert_eq!(bin().arg("frobnicate").output().unwrap().status.code(), Some(1));
+    assert_eq!(bin().arg("--help").output().unwrap().status.code(), Some(0));
+}
+
+#[test]
+fn match_writes_one_record_per_document_and_topic() {
+    let searches = temp_file(
+        "s.json",
+        br#"{"topics": [
+            {"id": "acme", "searches": [
+                {"id": "acme-brand", "query": "(\"acme corp\" OR #acme) NOT (job OR hiring)"},
+                {"id": "acme-outage", "query": "acme NEAR/3 (down OR outage OR \"not working\")"}]},
+            {"id": "other", "searches": [{"id": "o", "query": "globex"}]}]}"#,
+    );
+    let input = concat!(
+        r##"{"id": "1", "source": "twitter", "text": "#acme is down again", "created_at": "2019-07-24T09:31:07Z"}"##,
+        "\n",
+        r#"{"id": "2", "text": "Acme Corp is hiring"}"#,
+        "\n",
+        r#"{"id": "3", "title": "Globex", "text": "acme corp"}"#,
+        "\n"
+    );
+    let out = run_with_stdin(bin().args(["match", "--searches"]).arg(&searches), input.as_bytes());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let recs = lines(&out.stdout);
+    let pairs: Vec<(String, String, Vec<String>)> = recs
+        .iter()
+        .map(|r| {
+            (
+                r["doc_id"].as_str().unwrap().to_string(),
+                r["topic_id"].as_str().unwrap().to_string(),
+                r["searches"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pairs,
+        vec![
+            ("1".into(), "acme".into(), vec!["acme-brand".into(), "acme-outage".into()]),
+            ("3".into(), "acme".into(), vec!["acme-brand".into()]),
+            ("3".into(), "other".into(), vec!["o".into()]),
+        ]
+    );
+    assert_eq!(recs[0]["match_id"], "1/acme");
+    assert_eq!(recs[0]["source"], "twitter");
+    assert_eq!(recs[0]["created_at"], "2019-07-24T09:31:07Z");
+    assert!(recs[0]["matched_at"].as_str().unwrap().ends_with('Z'));
+    assert!(recs[0].get("input").is_none() && recs[0].get("searches_version").is_none());
+    // "#acme" at bytes 0..5 and "down" at 9..13 of the text.
+    let hl: Vec<(u64, u64)> = recs[0]["highlights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["start"].as_u64().unwrap(), h["end"].as_u64().unwrap()))
+        .collect();
+    assert!(hl.contains(&(0, 5)) && hl.contains(&(9, 13)), "{hl:?}");
+}
+
+#[test]
+fn match_skips_bad_lines_with_their_numbers() {
+    let mut input = Vec::new();
+    input.extend_from_slice(b"{\"id\":\"1\",\"text\":\"python rocks\"}\n");
+    input.extend_from_slice(b"not json\n");
+    input.extend_from_slice(b"{\"text\":\"no id\"}\n");
+    input.extend_from_slice(b"\xff\xfe\xfd\n");
+    input.extend_from_slice(b"\n");
+    input.extend_from_slice(format!("{{\"id\":\"big\",\"text\":\"{}\"}}\n", "python ".repeat(300_000)).as_bytes());
+    input.extend_from_slice(b"{\"id\":\"2\",\"text\":\"more python\"}");
+    let searches = repo("samples/searches.json");
+    let out = run_with_stdin(bin().args(["match", "--searches"]).arg(&searches), &input);
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2: skipped: not a valid document"), "{err}");
+    assert!(err.contains("line 3: skipped: the document has no `id`"), "{err}");
+    assert!(err.contains("line 4: skipped: not valid UTF-8"), "{err}");
+    assert!(err.contains("line 6: skipped: message is 2100023 bytes"), "{err}");
+    let ids: Vec<String> = lines(&out.stdout).iter().map(|r| r["doc_id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids, vec!["1", "2"]);
+    let strict = run_with_stdin(bin().args(["match", "--strict", "--searches"]).arg(&searches), &input);
+    assert_eq!(strict.status.code(), Some(1));
+    assert_eq!(lines(&strict.stdout).len(), 2, "strict still writes the good records");
+}
+
+#[test]
+fn match_reads_and_writes_files_and_handles_empty_input() {
+    let empty = temp_file("empty.jsonl", b"");
+    let out_path = std::env::temp_dir().join(format!("topic-matcher-cli-{}-out.jsonl", std::process::id()));
+    let out = bin()
+        .args(["match", "--searches"])
+        .arg(repo("samples/searches.json"))
+        .arg("--input")
+        .arg(&empty)
+        .arg("--output")
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(std::fs::read(&out_path).unwrap(), b"");
+}
+
+#[test]
+fn match_on_the_bundled_sample_finds_every_topic() {
+    let out = bin()
+        .args(["match", "--searches"])
+        .arg(repo("samples/searches.json"))
+        .arg("--input")
+        .arg(repo("samples/tweets.jsonl"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let recs = lines(&out.stdout);
+    let topics: std::collections::BTreeSet<&str> = recs.iter().map(|r| r["topic_id"].as_str().unwrap()).collect();
+    assert_eq!(topics.len(), 10, "{topics:?}");
+    // match_id is unique per (document, topic) and deterministic.
+    let ids: std::collections::BTreeSet<&str> = recs.iter().map(|r| r["match_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), recs.len());
+}
+
+#[test]
+fn bench_runs_a_small_workload_and_agrees_with_the_reference() {
+    let out = bin()
+        .args(["bench", "--searches", "500", "--docs", "2000", "--passes", "1", "--baseline-docs", "300"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = String::from_utf8(out.stdout).unwrap();
+    for what in ["docs/s", "MB/s", "p50", "p99", "compile", "peak memory", "results identical"] {
+        assert!(s.contains(what), "missing {what:?} in:\n{s}");
+    }
+}
