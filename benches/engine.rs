@@ -1,1 +1,124 @@
-fn main(){}
+//! Criterion benches of the matching core: compile and match at 1k, 10k and
+//! 100k generated searches, on tweet-length and long-form documents, with
+//! the reference evaluator (each search evaluated on its own) as the
+//! baseline at the same search counts.
+//!
+//! Every bench checks its result count: the setup asserts that the engine
+//! and the reference evaluator agree on a prefix of the documents, and each
+//! measured iteration asserts the engine's match count, so a faster but
+//! wrong change fails instead of reporting a better number.
+//!
+//! `cargo bench --bench engine` runs all; `TM_BENCH_QUICK=1` limits it to
+//! 1k and 10k searches.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use topic_matcher::document::Document;
+use topic_matcher::engine::reference::Reference;
+use topic_matcher::engine::Matcher;
+use topic_matcher::query::Limits;
+use topic_matcher::searches::Catalog;
+use topic_matcher::workload;
+
+const SEED: u64 = 1;
+
+fn sizes() -> Vec<usize> {
+    if std::env::var_os("TM_BENCH_QUICK").is_some() {
+        vec![1_000, 10_000]
+    } else {
+        vec![1_000, 10_000, 100_000]
+    }
+}
+
+struct Fixture {
+    catalog: Catalog,
+    tweets: Vec<String>,
+    articles: Vec<String>,
+}
+
+fn fixture(n: usize) -> Fixture {
+    let json = workload::searches_json(n, SEED);
+    let groups = workload::brand_groups(&json);
+    Fixture {
+        catalog: Catalog::from_json(json.as_bytes(), &Limits::default()).expect("generated searches are valid"),
+        tweets: workload::documents(10_000, groups, false, SEED),
+        articles: workload::documents(300, groups, true, SEED),
+    }
+}
+
+fn parse(lines: &[String]) -> Vec<Document<'_>> {
+    lines.iter().map(|l| Document::parse(l.as_bytes(), 1 << 24).expect("generated documents are valid")).collect()
+}
+
+/// The engine's match count on `docs`, after checking it against the
+/// reference evaluator on the first `check` documents.
+fn checked_count(matcher: &Matcher, reference: &Reference<'_>, docs: &[Document<'_>], check: usize) -> usize {
+    let mut scratch = matcher.scratch();
+    for d in &docs[..check.min(docs.len())] {
+        assert_eq!(matcher.match_document(d, &mut scratch), reference.match_document(d).as_slice(), "doc {}", d.id);
+    }
+    let count: usize = docs.iter().map(|d| matcher.match_document(d, &mut scratch).len()).sum();
+    assert!(count > 0, "the workload must produce matches");
+    count
+}
+
+fn bench_engine(c: &mut Criterion) {
+    for n in sizes() {
+        let f = fixture(n);
+        let matcher = Matcher::new(&f.catalog).unwrap();
+        let reference = Reference::new(&f.catalog);
+        let tweets = parse(&f.tweets);
+        let articles = parse(&f.articles);
+        let check = if n >= 100_000 { 20 } else { 200 };
+        let tweet_count = checked_count(&matcher, &reference, &tweets, check);
+        let article_count = checked_count(&matcher, &reference, &articles, check / 10);
+
+        let mut g = c.benchmark_group("compile");
+        g.sample_size(10).measurement_time(Duration::from_secs(if n >= 100_000 { 20 } else { 5 }));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &f.catalog, |b, catalog| {
+            b.iter(|| {
+                let m = Matcher::new(black_box(catalog)).unwrap();
+                assert_eq!(m.search_count(), n);
+                m
+            })
+        });
+        g.finish();
+
+        for (name, docs, expected) in [("match_tweets", &tweets, tweet_count), ("match_articles", &articles, article_count)] {
+            let mut g = c.benchmark_group(name);
+            g.throughput(Throughput::Elements(docs.len() as u64));
+            g.sample_size(10);
+            let mut scratch = matcher.scratch();
+            g.bench_function(BenchmarkId::new("engine", n), |b| {
+                b.iter(|| {
+                    let count: usize =
+                        docs.iter().map(|d| matcher.match_document(black_box(d), &mut scratch).len()).sum();
+                    assert_eq!(count, expected);
+                })
+            });
+            g.finish();
+        }
+
+        // The baseline: each search evaluated on its own, on a prefix of the
+        // tweets small enough to finish (its count checked against the
+        // engine's on the same prefix).
+        let prefix = &tweets[..if n >= 100_000 { 20 } else { 200 }];
+        let mut scratch = matcher.scratch();
+        let expected: usize = prefix.iter().map(|d| matcher.match_document(d, &mut scratch).len()).sum();
+        let mut g = c.benchmark_group("match_tweets");
+        g.throughput(Throughput::Elements(prefix.len() as u64));
+        g.sample_size(10);
+        g.bench_function(BenchmarkId::new("reference", n), |b| {
+            b.iter(|| {
+                let count: usize = prefix.iter().map(|d| reference.match_document(black_box(d)).len()).sum();
+                assert_eq!(count, expected);
+            })
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench_engine);
+criterion_main!(benches);
