@@ -1,3 +1,51 @@
+//! topic-matcher matches social-media documents against every customer
+//! topic's boolean keyword searches at once.
+//!
+//! All searches of all topics compile into one [`engine::Matcher`]; matching
+//! a document costs work proportional to its tokens and to the searches its
+//! words can wake up, not to the number of searches.
+//!
+//! ```
+//! use topic_matcher::document::Document;
+//! use topic_matcher::engine::Matcher;
+//! use topic_matcher::query::Limits;
+//! use topic_matcher::searches::Catalog;
+//!
+//! let searches = br#"{"topics": [{"id": "acme", "searches": [
+//!     {"id": "acme-brand", "query": "(\"acme corp\" OR #acme) NOT (job OR hiring)"},
+//!     {"id": "acme-outage", "query": "acme NEAR/3 (down OR outage OR \"not working\")"}]}]}"#;
+//! let catalog = Catalog::from_json(searches, &Limits::default()).unwrap();
+//! let matcher = Matcher::new(&catalog).unwrap();
+//! let mut scratch = matcher.scratch();
+//!
+//! let doc = Document::with_text("tw:1", "#Acme app is not working again");
+//! let matches = matcher.match_document(&doc, &mut scratch);
+//! assert_eq!(matcher.topic_id(matches[0].topic), "acme");
+//! let ids: Vec<&str> = matches[0].searches.iter().map(|&s| matcher.search_id(s)).collect();
+//! assert_eq!(ids, ["acme-brand", "acme-outage"]);
+//! ```
+//!
+//! # Layout
+//!
+//! The matching core is synchronous and knows nothing of Kafka, RocksDB or
+//! async runtimes:
+//!
+//! * [`text`] — folding (NFKC, case folding, mark removal), UAX #29 tokens
+//!   with positions, offsets back into the original text.
+//! * [`query`] — the search language: lexer, parser, syntax tree, errors
+//!   with 1-based columns.
+//! * [`searches`] — the searches file, validated into a [`searches::Catalog`]
+//!   with every error reported at once.
+//! * [`engine`] — one matcher for all searches, and the
+//!   [`engine::reference`] evaluator it is tested against.
+//! * [`document`] — the input document and what makes a message bad.
+//!
+//! Around it:
+//!
+//! * [`record`] — the match record written per (document, topic).
+//! * [`commands`] — the offline commands `match`, `check` and `bench`.
+//! * [`workload`] — the deterministic benchmark workload.
+
 pub mod commands;
 pub mod document;
 pub mod engine;

@@ -38,6 +38,9 @@ pub struct BenchOptions {
     pub baseline_docs: usize,
     /// Passes over the documents for the engine measurement.
     pub passes: usize,
+    /// Write the workload (`searches.json`, `documents.jsonl`) to this
+    /// directory instead of benchmarking, for `check` and `match`.
+    pub emit: Option<PathBuf>,
 }
 
 /// Figures of one run, also printed.
@@ -96,6 +99,15 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> anyhow::Result<(Outcome,
             workload::documents(opts.docs, groups.max(1), opts.long_form, opts.seed)
         }
     };
+    if let Some(dir) = &opts.emit {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::write(dir.join("searches.json"), &searches_json)?;
+        let mut body = lines.join("\n");
+        body.push('\n');
+        std::fs::write(dir.join("documents.jsonl"), body)?;
+        writeln!(out, "wrote {what} and {} documents to {}", lines.len(), dir.display())?;
+        return Ok((Outcome::Success, BenchReport::default()));
+    }
     let docs: Vec<Document<'_>> = lines.iter().filter_map(|l| Document::parse(l.as_bytes(), 1 << 24).ok()).collect();
     anyhow::ensure!(!docs.is_empty(), "no valid documents to benchmark");
     let text_bytes: usize = docs.iter().map(|d| d.title.as_deref().map_or(0, str::len) + d.text.as_deref().map_or(0, str::len)).sum();

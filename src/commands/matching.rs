@@ -36,6 +36,10 @@ pub struct MatchSummary {
     pub bad: u64,
     /// Match records written.
     pub records: u64,
+    /// Reading, compiling and validating the searches.
+    pub load: std::time::Duration,
+    /// Reading, matching and writing the documents.
+    pub matching: std::time::Duration,
 }
 
 /// Runs `match` from `input` to `output`, reporting to `err`.
@@ -49,6 +53,7 @@ pub fn run(
     output: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<(Outcome, MatchSummary)> {
+    let started = std::time::Instant::now();
     let catalog = match load_catalog(&opts.searches, &Limits::default())? {
         Ok(c) => c,
         Err(e) => {
@@ -58,7 +63,8 @@ pub fn run(
     };
     let matcher = Matcher::new(&catalog)?;
     let mut scratch = matcher.scratch();
-    let mut summary = MatchSummary::default();
+    let mut summary = MatchSummary { load: started.elapsed(), ..MatchSummary::default() };
+    let started = std::time::Instant::now();
     let mut line = Vec::with_capacity(4096);
     let mut out = Vec::with_capacity(64 * 1024);
     let mut matched_at = now_rfc3339();
@@ -105,6 +111,7 @@ pub fn run(
     }
     output.write_all(&out)?;
     output.flush()?;
+    summary.matching = started.elapsed();
     if summary.bad > opts.max_reported as u64 {
         writeln!(err, "… {} more bad lines not shown", summary.bad - opts.max_reported as u64)?;
     }

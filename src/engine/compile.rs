@@ -610,7 +610,7 @@ impl Compiled {
             + self.post.len() * 4
             + self.post_off.len() * 4
             + self.wild_ac.as_ref().map_or(0, AhoCorasick::memory_usage)
-            + self.prefix_trie.as_ref().map_or(0, |t| aho_corasick::automaton::Automaton::memory_usage(t))
+            + self.prefix_trie.as_ref().map_or(0, aho_corasick::automaton::Automaton::memory_usage)
             + self.prefix_wilds.heap_bytes()
             + self.frag_wilds.heap_bytes()
             + self.cjk_ac.as_ref().map_or(0, AhoCorasick::memory_usage)

@@ -63,7 +63,7 @@ impl DocIndex<'_> {
             Some(raw) => {
                 let text = self.doc.field(o.field as usize).unwrap_or("");
                 let t = &self.fields[o.field as usize].tokens[o.pos as usize];
-                &text[t.body_start as usize..t.end as usize] == &**raw
+                text[t.body_start as usize..t.end as usize] == **raw
             }
         }
     }
@@ -93,6 +93,8 @@ pub struct Scratch {
     spans2: Vec<Span>,
     positive: Vec<u32>,
     slop_positions: Vec<Vec<u32>>,
+    slop_starts: Vec<u32>,
+    slop_used: Vec<u32>,
     patterns: Option<PatternSet>,
     results: Vec<TopicMatch>,
     n_results: usize,
@@ -114,6 +116,8 @@ impl Scratch {
             spans2: Vec::new(),
             positive: Vec::new(),
             slop_positions: Vec::new(),
+            slop_starts: Vec::new(),
+            slop_used: Vec::new(),
             patterns: c.regex_set.as_ref().map(|r| PatternSet::new(r.pattern_len())),
             results: Vec::new(),
             n_results: 0,
@@ -179,6 +183,8 @@ impl Scratch {
             spans: &mut self.spans,
             spans2: &mut self.spans2,
             slop_positions: &mut self.slop_positions,
+            slop_starts: &mut self.slop_starts,
+            slop_used: &mut self.slop_used,
         };
         self.matched.clear();
         for &s in &self.candidates {
@@ -410,6 +416,8 @@ struct Eval<'a> {
     spans: &'a mut Vec<Span>,
     spans2: &'a mut Vec<Span>,
     slop_positions: &'a mut Vec<Vec<u32>>,
+    slop_starts: &'a mut Vec<u32>,
+    slop_used: &'a mut Vec<u32>,
 }
 
 impl Eval<'_> {
@@ -531,7 +539,8 @@ impl Eval<'_> {
         while self.slop_positions.len() < toks.len() {
             self.slop_positions.push(Vec::new());
         }
-        let mut starts: Vec<u32> = Vec::new();
+        let mut starts = std::mem::take(self.slop_starts);
+        starts.clear();
         for (i, p) in toks.iter().enumerate() {
             let list = &mut self.slop_positions[i];
             list.clear();
@@ -542,6 +551,7 @@ impl Eval<'_> {
                 }
             }
             if list.is_empty() {
+                *self.slop_starts = starts;
                 return;
             }
         }
@@ -549,25 +559,28 @@ impl Eval<'_> {
         starts.dedup();
         let n_tokens = self.d.fields[field as usize].len() as u32;
         let lists = &self.slop_positions[..toks.len()];
-        for &s in &starts {
+        let mut used = std::mem::take(self.slop_used);
+        'starts: for &s in starts.iter() {
             let last = (s + width - 1).min(n_tokens.saturating_sub(1));
             for e in s..=last {
-                if assignable(lists, s, e) {
+                if assignable(lists, s, e, &mut used) {
                     let t = &self.d.fields[field as usize].tokens;
                     out.push(Span { field, pos: s, pos_end: e, start: t[s as usize].start, end: t[e as usize].end });
                     if first_only {
-                        return;
+                        break 'starts;
                     }
                     break;
                 }
             }
         }
+        *self.slop_used = used;
+        *self.slop_starts = starts;
     }
 }
 
 /// Whether every list can be given a distinct position within `[s, e]`
 /// (backtracking; phrases are short).
-pub(crate) fn assignable(lists: &[Vec<u32>], s: u32, e: u32) -> bool {
+pub(crate) fn assignable(lists: &[Vec<u32>], s: u32, e: u32, used: &mut Vec<u32>) -> bool {
     fn go(lists: &[Vec<u32>], i: usize, s: u32, e: u32, used: &mut Vec<u32>) -> bool {
         if i == lists.len() {
             return true;
@@ -584,7 +597,8 @@ pub(crate) fn assignable(lists: &[Vec<u32>], s: u32, e: u32) -> bool {
         }
         false
     }
-    go(lists, 0, s, e, &mut Vec::with_capacity(lists.len()))
+    used.clear();
+    go(lists, 0, s, e, used)
 }
 
 /// NEAR between two spans: same field, not overlapping, at most `max_gap`

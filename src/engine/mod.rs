@@ -87,12 +87,6 @@ pub struct Highlight {
     pub end: u32,
 }
 
-impl Default for TopicIdx {
-    fn default() -> TopicIdx {
-        TopicIdx(0)
-    }
-}
-
 /// Sizes and timings of a compiled matcher, for `check` and `bench`.
 #[derive(Clone, Debug, Default)]
 pub struct CompileStats {

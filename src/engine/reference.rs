@@ -58,7 +58,7 @@ impl<'c> Reference<'c> {
             let s = &self.catalog.searches[i];
             let f = &s.filters;
             let ok = |field: MetaField, allowed: &Option<Vec<String>>| {
-                allowed.as_ref().map_or(true, |a| doc.meta_in(field, a))
+                allowed.as_ref().is_none_or(|a| doc.meta_in(field, a))
             };
             if !(ok(MetaField::Lang, &f.languages)
                 && ok(MetaField::Source, &f.sources)
@@ -70,7 +70,7 @@ impl<'c> Reference<'c> {
             if !ctx.eval(&s.query.expr) {
                 continue;
             }
-            if out.last().map_or(true, |m| m.topic != s.topic) {
+            if out.last().is_none_or(|m| m.topic != s.topic) {
                 out.push(TopicMatch { topic: s.topic, searches: Vec::new(), highlights: Vec::new() });
             }
             let m = out.last_mut().expect("pushed");

@@ -67,7 +67,7 @@ fn yes() -> bool {
 }
 
 /// Index of a topic in a [`Catalog`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicIdx(pub u32);
 
 /// Index of a search in a [`Catalog`].

@@ -414,7 +414,7 @@ pub fn fold_with_offsets(text: &str, out: &mut FoldedField) {
         let before = out.text.len();
         fold_char(c, &mut out.text);
         let range = (i as u32, (i + c.len_utf8()) as u32);
-        out.origin.extend(std::iter::repeat(range).take(out.text.len() - before));
+        out.origin.extend(std::iter::repeat_n(range, out.text.len() - before));
     }
 }
 
