@@ -16,6 +16,9 @@ if ! command -v cargo >/dev/null; then
     exit 2
 fi
 
+./scripts/install-deps.sh --broker
+export PATH="$HOME/.cargo/bin:$PATH"
+
 echo "== build (release, locked)"
 cargo build --release --locked --all-targets
 

@@ -46,11 +46,15 @@
 //! * [`commands`] — the offline commands `match`, `check` and `bench`.
 //! * [`workload`] — the deterministic benchmark workload.
 
+pub mod checkpoint;
 pub mod commands;
+pub mod config;
+pub mod demo;
 pub mod document;
 pub mod engine;
 pub mod query;
 pub mod record;
 pub mod searches;
+pub mod service;
 pub mod text;
 pub mod workload;

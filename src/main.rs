@@ -20,8 +20,83 @@ struct Cli {
     command: Command,
 }
 
+/// The command-line overrides of the configuration (SPEC §4).
+#[derive(clap::Args, Debug, Clone)]
+struct ServiceArgs {
+    /// The configuration file (TOML); optional when the flags suffice.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Bootstrap brokers, HOST:PORT[,…].
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Consumer group id.
+    #[arg(long)]
+    group: Option<String>,
+    /// Input topics, TOPIC[,…].
+    #[arg(long)]
+    input: Option<String>,
+    /// kafka:TOPIC, file:PATH or stdout.
+    #[arg(long)]
+    output: Option<String>,
+    /// kafka:TOPIC or file:PATH.
+    #[arg(long)]
+    dead_letter: Option<String>,
+    /// RocksDB state directory.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Searches file.
+    #[arg(long)]
+    searches: Option<PathBuf>,
+    /// Admin API address, HOST:PORT (port 0 picks one).
+    #[arg(long)]
+    admin_addr: Option<String>,
+    /// Admin bearer token.
+    #[arg(long, env = "TOPIC_MATCHER_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+}
+
+impl ServiceArgs {
+    fn load(self) -> Result<topic_matcher::config::Config, topic_matcher::config::ConfigError> {
+        use topic_matcher::config::{Overrides, RawConfig};
+        let raw = match &self.config {
+            Some(p) => RawConfig::from_file(p)?,
+            None => RawConfig::default(),
+        };
+        raw.validate(Overrides {
+            brokers: self.brokers,
+            group: self.group,
+            input: self.input,
+            output: self.output,
+            dead_letter: self.dead_letter,
+            state_dir: self.state_dir,
+            searches: self.searches,
+            admin_addr: self.admin_addr,
+            admin_token: self.admin_token,
+        })
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The streaming service: Kafka in, match records out, checkpoints in RocksDB.
+    Run {
+        #[command(flatten)]
+        args: ServiceArgs,
+    },
+    /// The service on an embedded Kafka with the bundled sample, and a live dashboard.
+    Demo {
+        /// How long to stream, in seconds.
+        #[arg(long, default_value_t = 30)]
+        duration: u64,
+        /// Documents produced per second.
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+    },
+    /// Checkpoints, lag and progress of a service (its admin API, or its state directory).
+    Status {
+        #[command(flatten)]
+        args: ServiceArgs,
+    },
     /// Offline matching: JSONL documents in, JSONL match records out.
     Match {
         /// The searches file (JSON, SPEC §2.2).
@@ -91,9 +166,11 @@ fn main() -> ExitCode {
             };
         }
     };
+    // The demo draws a dashboard: only errors interrupt it by default.
+    let default_filter = if matches!(cli.command, Command::Demo { .. }) { "error" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -111,6 +188,42 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let stderr = std::io::stderr();
     match cli.command {
+        Command::Run { args } => {
+            let config = match args.load() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(Outcome::InvalidInput);
+                }
+            };
+            let (matcher, compile) = match topic_matcher::service::compile_searches(&config) {
+                Ok(m) => m,
+                Err(Ok(rendered)) => {
+                    eprintln!("{rendered}");
+                    return Ok(Outcome::InvalidInput);
+                }
+                Err(Err(e)) => return Err(e),
+            };
+            tracing::info!(searches = matcher.search_count(), compile_ms = compile.as_millis() as u64, "searches compiled");
+            let running = topic_matcher::service::start(config, matcher, compile)?;
+            running.wait_for_signals()?;
+            Ok(Outcome::Success)
+        }
+        Command::Demo { duration, rate } => {
+            let opts = topic_matcher::demo::DemoOptions { duration: std::time::Duration::from_secs(duration), rate };
+            topic_matcher::demo::run(&opts, &mut std::io::stdout().lock())?;
+            Ok(Outcome::Success)
+        }
+        Command::Status { args } => {
+            let config = match args.load() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(Outcome::InvalidInput);
+                }
+            };
+            commands::status::run(&config, &mut std::io::stdout().lock())
+        }
         Command::Match { searches, input, output, strict, max_line_bytes } => {
             let opts = MatchOptions { searches, max_line_bytes, strict, max_reported: 100 };
             let stdin = std::io::stdin();

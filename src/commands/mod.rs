@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod check;
 pub mod matching;
+pub mod status;
 
 use std::path::Path;
 

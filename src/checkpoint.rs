@@ -1,0 +1,209 @@
+//! Progress in RocksDB (SPEC §5.1).
+//!
+//! # Layout
+//!
+//! One RocksDB directory per instance, with column families:
+//!
+//! * `offsets` — key `topic \0 partition(i32 BE)`, value the **next offset
+//!   to process** (i64 BE): every message before it has its match records
+//!   acknowledged by the output or sits in the dead letters.
+//! * `meta` — `schema` → layout version.
+//!
+//! Later capabilities add their own families beside these (backlog cursors
+//! per partition and class, searches versions, replay jobs), written in the
+//! same WriteBatch as the offsets they relate to.
+//!
+//! # Writes
+//!
+//! A checkpoint is one `WriteBatch` across families, written with `sync`
+//! (the batch is durable when `commit` returns, even after a machine
+//! crash). The service writes one per batch of messages, never one per
+//! message.
+
+use std::path::Path;
+
+use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
+
+const CF_OFFSETS: &str = "offsets";
+const CF_META: &str = "meta";
+const SCHEMA: &[u8] = b"1";
+
+/// A partition of an input topic.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// A topic partition.
+    pub fn new(topic: impl Into<String>, partition: i32) -> TopicPartition {
+        TopicPartition { topic: topic.into(), partition }
+    }
+
+    fn key(&self) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.topic.len() + 5);
+        k.extend_from_slice(self.topic.as_bytes());
+        k.push(0);
+        k.extend_from_slice(&self.partition.to_be_bytes());
+        k
+    }
+
+    fn from_key(k: &[u8]) -> Option<TopicPartition> {
+        let split = k.len().checked_sub(5)?;
+        if k[split] != 0 {
+            return None;
+        }
+        let topic = std::str::from_utf8(&k[..split]).ok()?.to_string();
+        let partition = i32::from_be_bytes(k[split + 1..].try_into().ok()?);
+        Some(TopicPartition { topic, partition })
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
+
+/// Errors of the checkpoint store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// RocksDB failed.
+    #[error("state store {path}: {source}")]
+    Rocks {
+        /// The directory.
+        path: String,
+        /// RocksDB's error.
+        source: rocksdb::Error,
+    },
+    /// A value has the wrong size.
+    #[error("state store: corrupt value under {0}")]
+    Corrupt(String),
+}
+
+/// The checkpoint store.
+pub struct Checkpoints {
+    db: DB,
+    path: String,
+}
+
+impl Checkpoints {
+    /// Opens (creating if needed) the store in `dir`.
+    ///
+    /// # Errors
+    ///
+    /// When RocksDB cannot open it (another process holds it, bad path).
+    pub fn open(dir: &Path) -> Result<Checkpoints, StoreError> {
+        let path = dir.display().to_string();
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let cfs = [CF_OFFSETS, CF_META].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|source| StoreError::Rocks { path: path.clone(), source })?;
+        let store = Checkpoints { db, path };
+        let meta = store.cf(CF_META);
+        store.db.put_cf(meta, b"schema", SCHEMA).map_err(|e| store.err(e))?;
+        Ok(store)
+    }
+
+    /// Opens the store read-only (for `status` while the service runs).
+    ///
+    /// # Errors
+    ///
+    /// When it does not exist or cannot be read.
+    pub fn open_read_only(dir: &Path) -> Result<Checkpoints, StoreError> {
+        let path = dir.display().to_string();
+        let opts = Options::default();
+        let db = DB::open_cf_for_read_only(&opts, dir, [CF_OFFSETS, CF_META], false)
+            .map_err(|source| StoreError::Rocks { path: path.clone(), source })?;
+        Ok(Checkpoints { db, path })
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("column family created at open")
+    }
+
+    fn err(&self, source: rocksdb::Error) -> StoreError {
+        StoreError::Rocks { path: self.path.clone(), source }
+    }
+
+    /// The next offset to process of `tp`, if checkpointed.
+    ///
+    /// # Errors
+    ///
+    /// RocksDB errors and corrupt values.
+    pub fn get(&self, tp: &TopicPartition) -> Result<Option<i64>, StoreError> {
+        match self.db.get_cf(self.cf(CF_OFFSETS), tp.key()).map_err(|e| self.err(e))? {
+            None => Ok(None),
+            Some(v) => Ok(Some(i64::from_be_bytes(v.as_slice().try_into().map_err(|_| StoreError::Corrupt(tp.to_string()))?))),
+        }
+    }
+
+    /// Every checkpoint, sorted by topic and partition.
+    ///
+    /// # Errors
+    ///
+    /// RocksDB errors.
+    pub fn all(&self) -> Result<Vec<(TopicPartition, i64)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_OFFSETS), rocksdb::IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if let (Some(tp), Ok(b)) = (TopicPartition::from_key(&k), <[u8; 8]>::try_from(&*v)) {
+                out.push((tp, i64::from_be_bytes(b)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes the next offsets of `advance` and deletes the checkpoints of
+    /// `forget` (partitions handed to another instance), in one synced
+    /// WriteBatch.
+    ///
+    /// # Errors
+    ///
+    /// RocksDB errors; then nothing was written.
+    pub fn commit(&self, advance: &[(TopicPartition, i64)], forget: &[TopicPartition]) -> Result<(), StoreError> {
+        if advance.is_empty() && forget.is_empty() {
+            return Ok(());
+        }
+        let cf = self.cf(CF_OFFSETS);
+        let mut batch = WriteBatch::default();
+        for (tp, next) in advance {
+            batch.put_cf(cf, tp.key(), next.to_be_bytes());
+        }
+        for tp in forget {
+            batch.delete_cf(cf, tp.key());
+        }
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        self.db.write_opt(batch, &w).map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_survive_reopening() {
+        let dir = std::env::temp_dir().join(format!("tm-ckpt-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let a = TopicPartition::new("in", 0);
+        let b = TopicPartition::new("in", 2);
+        {
+            let s = Checkpoints::open(&dir).unwrap();
+            assert_eq!(s.get(&a).unwrap(), None);
+            s.commit(&[(a.clone(), 10), (b.clone(), 7)], &[]).unwrap();
+            s.commit(&[(a.clone(), 12)], &[b.clone()]).unwrap();
+        }
+        let s = Checkpoints::open(&dir).unwrap();
+        assert_eq!(s.get(&a).unwrap(), Some(12));
+        assert_eq!(s.get(&b).unwrap(), None);
+        assert_eq!(s.all().unwrap(), vec![(a, 12)]);
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,46 @@
+//! `status`: the service's `/status` from its admin API when it runs, else
+//! the checkpoints in its state directory (read-only).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use super::Outcome;
+use crate::checkpoint::Checkpoints;
+use crate::config::Config;
+
+/// Fetches `http://addr/path` with a plain HTTP/1.0 request; the body.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    Ok(resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+/// Runs `status`.
+///
+/// # Errors
+///
+/// When neither the admin API nor the state directory can be read.
+pub fn run(config: &Config, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    if let Ok(body) = http_get(config.admin_addr, "/status") {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
+            writeln!(out, "service at {} (live):", config.admin_addr)?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+            return Ok(Outcome::Success);
+        }
+    }
+    let store = Checkpoints::open_read_only(&config.state_dir)
+        .map_err(|e| anyhow::anyhow!("the service is not answering on {} and its state cannot be read: {e}", config.admin_addr))?;
+    writeln!(out, "service not answering on {}; checkpoints in {}:", config.admin_addr, config.state_dir.display())?;
+    let all = store.all()?;
+    if all.is_empty() {
+        writeln!(out, "  (none)")?;
+    }
+    for (tp, next) in all {
+        writeln!(out, "  {tp:<40} next offset {next}")?;
+    }
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,395 @@
+//! Service configuration (SPEC §2.4) in two stages: [`RawConfig`] is the
+//! TOML as written (serde, unknown keys rejected by name, every section
+//! optional), [`Config`] the validated, typed result after command-line
+//! overrides. `config/topic-matcher.example.toml` documents every key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration is invalid (exit 1).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid TOML of the config form (names an unknown key).
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value is missing or wrong.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The TOML file as written.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[kafka]`
+    #[serde(default)]
+    pub kafka: RawKafka,
+    /// `[output]`
+    #[serde(default)]
+    pub output: RawOutput,
+    /// `[dead_letter]`
+    #[serde(default)]
+    pub dead_letter: RawOutput,
+    /// `[state]`
+    #[serde(default)]
+    pub state: RawState,
+    /// `[searches]`
+    #[serde(default)]
+    pub searches: RawSearches,
+    /// `[admin]`
+    #[serde(default)]
+    pub admin: RawAdmin,
+    /// `[limits]`
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+/// `[kafka]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKafka {
+    /// `host:port,…`
+    pub brokers: Option<String>,
+    /// Consumer group id.
+    pub group_id: Option<String>,
+    /// Input topics.
+    pub input_topics: Option<Vec<String>>,
+    /// `earliest` or `latest`: where a partition with no checkpoint and no
+    /// committed offset starts.
+    pub start: Option<String>,
+    /// Stable `group.instance.id` (static membership), optional.
+    pub instance_id: Option<String>,
+    /// librdkafka properties for the consumer, applied last.
+    #[serde(default)]
+    pub consumer: BTreeMap<String, String>,
+    /// librdkafka properties for the producers (output, dead letters).
+    #[serde(default)]
+    pub producer: BTreeMap<String, String>,
+}
+
+/// `[output]` and `[dead_letter]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutput {
+    /// `kafka:TOPIC`, `file:PATH` or `stdout`.
+    pub target: Option<String>,
+}
+
+/// `[state]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    /// RocksDB directory.
+    pub dir: Option<PathBuf>,
+}
+
+/// `[searches]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSearches {
+    /// The searches file.
+    pub file: Option<PathBuf>,
+}
+
+/// `[admin]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Listen address; port 0 picks a free port.
+    pub addr: Option<String>,
+    /// Bearer token for mutating endpoints.
+    pub token: Option<String>,
+}
+
+/// `[limits]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Largest accepted message value in bytes.
+    pub max_message_bytes: Option<usize>,
+    /// Most messages per batch (one checkpoint per batch).
+    pub batch_max_messages: Option<usize>,
+    /// Longest a batch stays open, in milliseconds.
+    pub batch_max_wait_ms: Option<u64>,
+    /// Most bytes of match records waiting for the output's acknowledgement.
+    pub max_in_flight_bytes: Option<usize>,
+    /// Shutdown and rebalance drain deadline, in milliseconds.
+    pub drain_deadline_ms: Option<u64>,
+}
+
+/// Where records go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A Kafka topic on the configured brokers.
+    Kafka(String),
+    /// A JSONL file (appended).
+    File(PathBuf),
+    /// Standard output.
+    Stdout,
+}
+
+impl Target {
+    /// Parses `kafka:TOPIC`, `file:PATH` or `stdout`.
+    ///
+    /// # Errors
+    ///
+    /// When the form is none of those.
+    pub fn parse(s: &str) -> Result<Target, ConfigError> {
+        if let Some(t) = s.strip_prefix("kafka:") {
+            if t.is_empty() {
+                return Err(ConfigError::Invalid(format!("`{s}`: the Kafka topic is empty")));
+            }
+            Ok(Target::Kafka(t.to_string()))
+        } else if let Some(p) = s.strip_prefix("file:") {
+            if p.is_empty() {
+                return Err(ConfigError::Invalid(format!("`{s}`: the file path is empty")));
+            }
+            Ok(Target::File(PathBuf::from(p)))
+        } else if s == "stdout" {
+            Ok(Target::Stdout)
+        } else {
+            Err(ConfigError::Invalid(format!("`{s}` is not kafka:TOPIC, file:PATH or stdout")))
+        }
+    }
+}
+
+/// Where a partition with neither a checkpoint nor a committed offset starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartPosition {
+    /// The log start.
+    Earliest,
+    /// The head.
+    Latest,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Bootstrap brokers.
+    pub brokers: String,
+    /// Consumer group.
+    pub group_id: String,
+    /// Input topics.
+    pub input_topics: Vec<String>,
+    /// Start position without checkpoint or committed offset.
+    pub start: StartPosition,
+    /// Static membership id.
+    pub instance_id: Option<String>,
+    /// Consumer property overrides.
+    pub consumer_overrides: BTreeMap<String, String>,
+    /// Producer property overrides.
+    pub producer_overrides: BTreeMap<String, String>,
+    /// Match records.
+    pub output: Target,
+    /// Bad messages.
+    pub dead_letter: Target,
+    /// RocksDB directory.
+    pub state_dir: PathBuf,
+    /// Searches file.
+    pub searches_file: PathBuf,
+    /// Admin listen address.
+    pub admin_addr: SocketAddr,
+    /// Admin bearer token.
+    pub admin_token: Option<String>,
+    /// Largest message value.
+    pub max_message_bytes: usize,
+    /// Most messages per batch.
+    pub batch_max_messages: usize,
+    /// Longest a batch stays open.
+    pub batch_max_wait: Duration,
+    /// In-flight bound for output bytes.
+    pub max_in_flight_bytes: usize,
+    /// Drain deadline for shutdown and rebalance.
+    pub drain_deadline: Duration,
+}
+
+/// Command-line overrides of SPEC §4 (`None` keeps the file's value).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--brokers`
+    pub brokers: Option<String>,
+    /// `--group`
+    pub group: Option<String>,
+    /// `--input`
+    pub input: Option<String>,
+    /// `--output`
+    pub output: Option<String>,
+    /// `--dead-letter`
+    pub dead_letter: Option<String>,
+    /// `--state-dir`
+    pub state_dir: Option<PathBuf>,
+    /// `--searches`
+    pub searches: Option<PathBuf>,
+    /// `--admin-addr`
+    pub admin_addr: Option<String>,
+    /// `--admin-token` or `TOPIC_MATCHER_ADMIN_TOKEN`
+    pub admin_token: Option<String>,
+}
+
+impl RawConfig {
+    /// Reads and parses a config file.
+    ///
+    /// # Errors
+    ///
+    /// Unreadable file, invalid TOML, unknown keys.
+    pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        RawConfig::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })
+    }
+
+    /// Parses TOML text.
+    ///
+    /// # Errors
+    ///
+    /// The parser's message, which names an unknown key.
+    pub fn from_toml(text: &str) -> Result<RawConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim().to_string())
+    }
+
+    /// Applies overrides and validates.
+    ///
+    /// # Errors
+    ///
+    /// The first missing or invalid value, named.
+    pub fn validate(mut self, o: Overrides) -> Result<Config, ConfigError> {
+        let set = |slot: &mut Option<String>, v: Option<String>| {
+            if v.is_some() {
+                *slot = v;
+            }
+        };
+        set(&mut self.kafka.brokers, o.brokers);
+        set(&mut self.kafka.group_id, o.group);
+        if let Some(i) = o.input {
+            self.kafka.input_topics = Some(i.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
+        }
+        set(&mut self.output.target, o.output);
+        set(&mut self.dead_letter.target, o.dead_letter);
+        if o.state_dir.is_some() {
+            self.state.dir = o.state_dir;
+        }
+        if o.searches.is_some() {
+            self.searches.file = o.searches;
+        }
+        set(&mut self.admin.addr, o.admin_addr);
+        set(&mut self.admin.token, o.admin_token);
+
+        let need = |v: Option<String>, what: &str| {
+            v.filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| ConfigError::Invalid(format!("{what} is required")))
+        };
+        let brokers = need(self.kafka.brokers, "kafka.brokers (--brokers)")?;
+        let group_id = need(self.kafka.group_id, "kafka.group_id (--group)")?;
+        let input_topics = self.kafka.input_topics.unwrap_or_default();
+        if input_topics.is_empty() {
+            return Err(ConfigError::Invalid("kafka.input_topics (--input) is required".into()));
+        }
+        let start = match self.kafka.start.as_deref().unwrap_or("earliest") {
+            "earliest" => StartPosition::Earliest,
+            "latest" => StartPosition::Latest,
+            other => return Err(ConfigError::Invalid(format!("kafka.start: `{other}` is not earliest or latest"))),
+        };
+        let output = Target::parse(&need(self.output.target, "output.target (--output)")?)?;
+        let dead_letter = Target::parse(&need(self.dead_letter.target, "dead_letter.target (--dead-letter)")?)?;
+        if dead_letter == Target::Stdout {
+            return Err(ConfigError::Invalid("dead_letter.target must be kafka:TOPIC or file:PATH".into()));
+        }
+        let state_dir = self.state.dir.ok_or_else(|| ConfigError::Invalid("state.dir (--state-dir) is required".into()))?;
+        let searches_file =
+            self.searches.file.ok_or_else(|| ConfigError::Invalid("searches.file (--searches) is required".into()))?;
+        let addr = self.admin.addr.unwrap_or_else(|| "127.0.0.1:9464".into());
+        let admin_addr: SocketAddr =
+            addr.parse().map_err(|_| ConfigError::Invalid(format!("admin.addr: `{addr}` is not HOST:PORT")))?;
+        let l = self.limits;
+        let positive = |v: Option<usize>, default: usize, what: &str| match v {
+            Some(0) => Err(ConfigError::Invalid(format!("limits.{what} must be positive"))),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
+        Ok(Config {
+            brokers,
+            group_id,
+            input_topics,
+            start,
+            instance_id: self.kafka.instance_id,
+            consumer_overrides: self.kafka.consumer,
+            producer_overrides: self.kafka.producer,
+            output,
+            dead_letter,
+            state_dir,
+            searches_file,
+            admin_addr,
+            admin_token: self.admin.token.filter(|t| !t.is_empty()),
+            max_message_bytes: positive(l.max_message_bytes, 1 << 20, "max_message_bytes")?,
+            batch_max_messages: positive(l.batch_max_messages, 5000, "batch_max_messages")?,
+            batch_max_wait: Duration::from_millis(l.batch_max_wait_ms.unwrap_or(100).max(1)),
+            max_in_flight_bytes: positive(l.max_in_flight_bytes, 64 << 20, "max_in_flight_bytes")?,
+            drain_deadline: Duration::from_millis(l.drain_deadline_ms.unwrap_or(10_000)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let raw = RawConfig::from_file(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/topic-matcher.example.toml")))
+            .unwrap();
+        let c = raw.validate(Overrides::default()).unwrap();
+        assert_eq!(c.input_topics, vec!["social.twitter", "social.owned"]);
+        assert_eq!(c.output, Target::Kafka("matches".into()));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = RawConfig::from_toml("[kafka]\nbrokerz = \"x\"\n").unwrap_err();
+        assert!(e.contains("brokerz"), "{e}");
+        let e = RawConfig::from_toml("[nope]\n").unwrap_err();
+        assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn flags_alone_are_enough() {
+        let o = Overrides {
+            brokers: Some("127.0.0.1:9092".into()),
+            group: Some("g".into()),
+            input: Some("a,b".into()),
+            output: Some("file:/tmp/out.jsonl".into()),
+            dead_letter: Some("kafka:dlq".into()),
+            state_dir: Some("/tmp/state".into()),
+            searches: Some("s.json".into()),
+            admin_addr: Some("127.0.0.1:0".into()),
+            admin_token: None,
+        };
+        let c = RawConfig::default().validate(o).unwrap();
+        assert_eq!(c.input_topics, vec!["a", "b"]);
+        assert_eq!(c.dead_letter, Target::Kafka("dlq".into()));
+        assert_eq!(c.output, Target::File("/tmp/out.jsonl".into()));
+    }
+
+    #[test]
+    fn missing_values_are_named() {
+        let e = RawConfig::default().validate(Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("--brokers"), "{e}");
+        assert!(Target::parse("kafka:").is_err());
+        assert!(Target::parse("s3://x").is_err());
+    }
+}

@@ -1,0 +1,138 @@
+//! Service metrics (SPEC §6): counters and gauges in atomics, rendered in
+//! the Prometheus text format. Names follow `topic_matcher_<what>_<unit>`;
+//! no label takes unbounded values (no partitions, no search ids).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Upper bounds of the batch latency histogram, in seconds.
+const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+/// Per-partition state shown by `/status` (not a metric label).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct PartitionStatus {
+    /// Next offset to process (checkpointed).
+    pub checkpoint: Option<i64>,
+    /// High watermark at the last lag check.
+    pub high_watermark: Option<i64>,
+    /// Messages between the checkpoint and the high watermark.
+    pub lag: Option<i64>,
+}
+
+/// All metrics of one service.
+#[derive(Default)]
+pub struct Metrics {
+    /// Messages read from the input.
+    pub documents_in: AtomicU64,
+    /// Bad messages sent to the dead letters.
+    pub documents_bad: AtomicU64,
+    /// Documents with at least one match.
+    pub documents_matched: AtomicU64,
+    /// Match records written.
+    pub records_out: AtomicU64,
+    /// Output failures (timeouts, errors) seen while flushing.
+    pub output_errors: AtomicU64,
+    /// Messages lost to retention (checkpoint older than the log start).
+    pub retention_lost: AtomicU64,
+    /// Checkpoints written.
+    pub checkpoints: AtomicU64,
+    /// Unix time in ms of the last checkpoint.
+    pub last_checkpoint_ms: AtomicU64,
+    /// Whether the output is currently failing (1) or not (0).
+    pub output_down: AtomicU64,
+    /// Assigned partitions.
+    pub assigned_partitions: AtomicI64,
+    /// Total consumer lag over assigned partitions.
+    pub lag_total: AtomicI64,
+    /// Compile time of the searches, ms.
+    pub compile_ms: AtomicU64,
+    /// Searches compiled.
+    pub searches: AtomicU64,
+    batch_buckets: [AtomicU64; BUCKETS.len()],
+    batch_count: AtomicU64,
+    batch_sum_us: AtomicU64,
+    /// Per-partition status for `/status`.
+    pub partitions: Mutex<BTreeMap<String, PartitionStatus>>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Metrics {
+    /// Records one batch's latency (poll to checkpoint).
+    pub fn observe_batch(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if s <= *b {
+                self.batch_buckets[i].fetch_add(1, Relaxed);
+            }
+        }
+        self.batch_count.fetch_add(1, Relaxed);
+        self.batch_sum_us.fetch_add(d.as_micros() as u64, Relaxed);
+    }
+
+    /// Seconds since the last checkpoint (0 before the first).
+    pub fn checkpoint_age_secs(&self) -> f64 {
+        let last = self.last_checkpoint_ms.load(Relaxed);
+        if last == 0 {
+            return 0.0;
+        }
+        now_ms().saturating_sub(last) as f64 / 1e3
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut o = String::with_capacity(4096);
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(o, "# HELP topic_matcher_{name} {help}\n# TYPE topic_matcher_{name} counter\ntopic_matcher_{name} {v}");
+        };
+        counter("documents_in_total", "Messages read from the input topics.", self.documents_in.load(Relaxed));
+        counter("documents_bad_total", "Bad messages written to the dead letters.", self.documents_bad.load(Relaxed));
+        counter("documents_matched_total", "Documents with at least one match.", self.documents_matched.load(Relaxed));
+        counter("match_records_out_total", "Match records written to the output.", self.records_out.load(Relaxed));
+        counter("output_errors_total", "Output flushes that failed or timed out.", self.output_errors.load(Relaxed));
+        counter("retention_lost_messages_total", "Messages deleted by retention before they were processed.", self.retention_lost.load(Relaxed));
+        counter("checkpoints_total", "Checkpoints written to RocksDB.", self.checkpoints.load(Relaxed));
+        let mut gauge = |name: &str, help: &str, v: String| {
+            let _ = writeln!(o, "# HELP topic_matcher_{name} {help}\n# TYPE topic_matcher_{name} gauge\ntopic_matcher_{name} {v}");
+        };
+        gauge("consumer_lag_messages", "Messages between checkpoints and high watermarks, all assigned partitions.", self.lag_total.load(Relaxed).to_string());
+        gauge("assigned_partitions", "Input partitions assigned to this instance.", self.assigned_partitions.load(Relaxed).to_string());
+        gauge("output_down", "1 while the output fails to acknowledge.", self.output_down.load(Relaxed).to_string());
+        gauge("checkpoint_age_seconds", "Seconds since the last checkpoint.", format!("{:.3}", self.checkpoint_age_secs()));
+        gauge("searches", "Searches in the running version.", self.searches.load(Relaxed).to_string());
+        gauge("searches_compile_seconds", "Compile time of the running searches.", format!("{:.3}", self.compile_ms.load(Relaxed) as f64 / 1e3));
+        let _ = writeln!(o, "# HELP topic_matcher_batch_latency_seconds Time from a batch's first message to its checkpoint.");
+        let _ = writeln!(o, "# TYPE topic_matcher_batch_latency_seconds histogram");
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(o, "topic_matcher_batch_latency_seconds_bucket{{le=\"{b}\"}} {}", self.batch_buckets[i].load(Relaxed));
+        }
+        let count = self.batch_count.load(Relaxed);
+        let _ = writeln!(o, "topic_matcher_batch_latency_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(o, "topic_matcher_batch_latency_seconds_sum {:.6}", self.batch_sum_us.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(o, "topic_matcher_batch_latency_seconds_count {count}");
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.documents_in.fetch_add(3, Relaxed);
+        m.observe_batch(Duration::from_millis(3));
+        let t = m.render();
+        assert!(t.contains("topic_matcher_documents_in_total 3\n"));
+        assert!(t.contains("topic_matcher_batch_latency_seconds_bucket{le=\"0.005\"} 1\n"));
+        assert!(t.contains("topic_matcher_batch_latency_seconds_bucket{le=\"0.0025\"} 0\n"));
+        assert!(t.contains("topic_matcher_batch_latency_seconds_count 1\n"));
+    }
+}

@@ -1,0 +1,165 @@
+//! The streaming service (`run`, SPEC §5): Kafka in, match records out,
+//! progress checkpointed in RocksDB, nothing lost.
+//!
+//! # Threads
+//!
+//! * The **pipeline** thread ([`pipeline`]) owns the Kafka consumer, the
+//!   matcher's scratch space and the outputs: polling, matching and
+//!   checkpointing are one synchronous loop, so there is no queue between
+//!   them to grow without bound — when the output stalls, the loop pauses
+//!   the input (SPEC §5.5). Matching is CPU work and never runs on the async
+//!   runtime.
+//! * A small **tokio** runtime serves the admin API ([`admin`]) and waits
+//!   for signals. A first SIGINT/SIGTERM asks the pipeline to shut down in
+//!   order (stop polling → drain → flush → checkpoint → commit → leave the
+//!   group); a second one exits at once (at least once still holds: nothing
+//!   was checkpointed that was not acknowledged).
+
+pub mod admin;
+pub mod metrics;
+pub mod pipeline;
+pub mod sink;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::config::{Config, Target};
+use crate::engine::Matcher;
+use crate::query::Limits;
+use crate::searches::Catalog;
+pub use pipeline::ShutdownFlag;
+
+/// A running service: where its admin API listens and how to stop it.
+pub struct Running {
+    /// The bound admin address.
+    pub admin_addr: SocketAddr,
+    /// Set to 1 for a graceful stop, 2 for an immediate one.
+    pub shutdown: ShutdownFlag,
+    /// The metrics.
+    pub metrics: Arc<metrics::Metrics>,
+    pipeline: std::thread::JoinHandle<Result<(), pipeline::PipelineError>>,
+    runtime: tokio::runtime::Runtime,
+}
+
+fn describe(t: &Target) -> String {
+    match t {
+        Target::Kafka(topic) => format!("kafka:{topic}"),
+        Target::File(p) => format!("file:{}", p.display()),
+        Target::Stdout => "stdout".into(),
+    }
+}
+
+/// Compiles the searches of `config`.
+///
+/// # Errors
+///
+/// Invalid searches (rendered, for exit code 1) are `Err(Ok(text))`;
+/// runtime failures `Err(Err(..))`.
+pub fn compile_searches(config: &Config) -> Result<(Matcher, std::time::Duration), Result<String, anyhow::Error>> {
+    let started = Instant::now();
+    let bytes = std::fs::read(&config.searches_file)
+        .map_err(|e| Ok(format!("error: cannot read the searches file {}: {e}", config.searches_file.display())))?;
+    let catalog = Catalog::from_json(&bytes, &Limits::default())
+        .map_err(|e| Ok(e.problems.iter().map(|p| format!("{p}\n")).collect::<Vec<_>>().join("\n")))?;
+    let matcher = Matcher::new(&catalog).map_err(|e| Err(anyhow::Error::new(e)))?;
+    Ok((matcher, started.elapsed()))
+}
+
+/// Starts the service: compiles searches, opens state and outputs, joins
+/// the group, serves the admin API.
+///
+/// # Errors
+///
+/// When any part cannot start.
+pub fn start(config: Config, matcher: Matcher, compile: std::time::Duration) -> anyhow::Result<Running> {
+    let metrics = Arc::new(metrics::Metrics::default());
+    metrics.searches.store(matcher.search_count() as u64, Relaxed);
+    metrics.compile_ms.store(compile.as_millis() as u64, Relaxed);
+    let shutdown: ShutdownFlag = Arc::new(AtomicU8::new(0));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name("admin")
+        .build()
+        .context("cannot start the async runtime")?;
+    let state = admin::AdminState {
+        metrics: metrics.clone(),
+        group: config.group_id.clone(),
+        input_topics: config.input_topics.clone(),
+        output: describe(&config.output),
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let flag = shutdown.clone();
+    let addr = config.admin_addr;
+    runtime.spawn(async move {
+        let stop = async move {
+            while flag.load(Relaxed) == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        };
+        if let Err(e) = admin::serve(addr, state, tx, stop).await {
+            tracing::error!(%addr, error = %e, "admin API failed");
+        }
+    });
+    let admin_addr = runtime
+        .block_on(rx)
+        .with_context(|| format!("cannot bind the admin API on {addr}"))?;
+    tracing::info!(%admin_addr, "admin API listening");
+    let p = pipeline::Pipeline::new(config, Arc::new(matcher), metrics.clone()).context("cannot start the pipeline")?;
+    let flag = shutdown.clone();
+    let pipeline = std::thread::Builder::new()
+        .name("pipeline".into())
+        .spawn(move || p.run(flag))
+        .context("cannot start the pipeline thread")?;
+    Ok(Running { admin_addr, shutdown, metrics, pipeline, runtime })
+}
+
+impl Running {
+    /// Waits for SIGINT/SIGTERM (first: graceful; second: exit at once),
+    /// then for the pipeline to finish.
+    ///
+    /// # Errors
+    ///
+    /// The pipeline's error.
+    pub fn wait_for_signals(self) -> anyhow::Result<()> {
+        let flag = self.shutdown.clone();
+        self.runtime.spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                return;
+            };
+            for n in 0.. {
+                tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+                if n == 0 {
+                    tracing::info!("signal received: shutting down (a second signal exits at once)");
+                    flag.store(1, Relaxed);
+                } else {
+                    tracing::warn!("second signal: exiting now");
+                    std::process::exit(130);
+                }
+            }
+        });
+        self.join()
+    }
+
+    /// Asks for a graceful stop and waits for it.
+    ///
+    /// # Errors
+    ///
+    /// The pipeline's error.
+    pub fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.store(1, Relaxed);
+        self.join()
+    }
+
+    fn join(self) -> anyhow::Result<()> {
+        let result = self.pipeline.join().map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;
+        self.shutdown.store(1, Relaxed);
+        self.runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+        result.context("pipeline failed")
+    }
+}

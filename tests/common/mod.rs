@@ -1,0 +1,312 @@
+//! Harness for the integration tests: a real Kafka-compatible broker
+//! (tansu, sqlite storage) on a free loopback port, the real service binary,
+//! and helpers to produce input and read output.
+//!
+//! The broker is started once per test binary and stopped when the binary
+//! exits (a watchdog kills it when the test process is gone), because a
+//! consumer-group join against it takes up to ~20 s.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::Message;
+
+pub fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tm-it-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn tansu_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("TANSU") {
+        return p.into();
+    }
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let p = Path::new(dir).join("tansu");
+        if p.exists() {
+            return p;
+        }
+    }
+    let home = PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo/bin/tansu");
+    assert!(home.exists(), "the tansu broker is not installed: run ./scripts/test.sh, which installs it");
+    home
+}
+
+/// A tansu broker process.
+pub struct Broker {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Broker {
+    /// Starts a broker on a free port with sqlite storage in a new directory.
+    pub fn start(name: &str) -> Broker {
+        let mut b = Broker { port: free_port(), dir: temp_dir(&format!("broker-{name}")), child: None };
+        b.restart();
+        b
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)starts the broker process on the same port and storage.
+    pub fn restart(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        // The watchdog shell kills the broker when the test process is gone.
+        let script = format!(
+            "'{}' broker --listener-url {url} --advertised-listener-url {url} --storage-engine sqlite://broker.db \
+             >broker.log 2>&1 & b=$!; while kill -0 {} 2>/dev/null && kill -0 $b 2>/dev/null; do sleep 0.5; done; kill -9 $b 2>/dev/null",
+            tansu_bin().display(),
+            std::process::id()
+        );
+        let child = Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(self.addr()).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {}", self.addr());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the broker process (storage stays).
+    pub fn stop(&mut self) {
+        let _ = Command::new("pkill").args(["-9", "-f", &format!("listener-url tcp://127.0.0.1:{} ", self.port)]).status();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(self.addr()).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let out = Command::new(tansu_bin())
+            .args(["topic", "create", "--broker", &format!("tcp://{}", self.addr()), "--partitions"])
+            .arg(partitions.to_string())
+            .arg(name)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "topic create {name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The broker shared by the tests of one binary.
+pub fn shared_broker() -> &'static Broker {
+    static B: OnceLock<Broker> = OnceLock::new();
+    B.get_or_init(|| Broker::start("shared"))
+}
+
+pub fn producer(brokers: &str) -> BaseProducer {
+    ClientConfig::new().set("bootstrap.servers", brokers).set("linger.ms", "5").create().unwrap()
+}
+
+/// Produces `docs` (raw values) to `topic`, keyed by index, and waits.
+pub fn produce(brokers: &str, topic: &str, docs: &[Vec<u8>]) {
+    let p = producer(brokers);
+    for (i, d) in docs.iter().enumerate() {
+        let key = i.to_string();
+        let mut r = BaseRecord::to(topic).key(&key).payload(d);
+        loop {
+            match p.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    r = back;
+                    p.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(30)).expect("flush input");
+}
+
+/// Reads every message of `topic` (all partitions, from the start) until
+/// `want(count)` holds or `timeout` passes; returns (key, value) pairs.
+pub fn read_all(brokers: &str, topic: &str, partitions: i32, timeout: Duration, want: impl Fn(usize) -> bool) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("reader-{}", free_port()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline && !want(out.len()) {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            out.push((m.key().unwrap_or_default().to_vec(), m.payload().unwrap_or_default().to_vec()));
+        }
+    }
+    out
+}
+
+/// Documents for the tests: real sample tweets with unique ids, and the
+/// match ids that the offline matcher expects for them.
+pub fn sample_docs(n: usize, tag: &str) -> (Vec<Vec<u8>>, BTreeMap<String, usize>) {
+    let text = std::fs::read_to_string(repo("samples/tweets.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let docs: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let mut d = lines[i % lines.len()].clone();
+            d["id"] = serde_json::Value::String(format!("{tag}-{i}"));
+            d.to_string().into_bytes()
+        })
+        .collect();
+    (docs.clone(), expected_match_ids(&docs))
+}
+
+/// Match ids the offline matcher produces for `docs` with the bundled
+/// searches (value: how many).
+pub fn expected_match_ids(docs: &[Vec<u8>]) -> BTreeMap<String, usize> {
+    use topic_matcher::document::Document;
+    use topic_matcher::engine::Matcher;
+    use topic_matcher::searches::Catalog;
+    let catalog = Catalog::from_json(&std::fs::read(repo("samples/searches.json")).unwrap(), &Default::default()).unwrap();
+    let m = Matcher::new(&catalog).unwrap();
+    let mut s = m.scratch();
+    let mut out = BTreeMap::new();
+    for d in docs {
+        if let Ok(doc) = Document::parse(d, 1 << 20) {
+            for t in m.match_document(&doc, &mut s) {
+                *out.entry(format!("{}/{}", doc.id, m.topic_id(t.topic))).or_insert(0) += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The service binary, started with flags only.
+pub struct Service {
+    pub child: Child,
+    pub admin: u16,
+    pub state: PathBuf,
+}
+
+pub struct ServiceOpts<'a> {
+    pub brokers: &'a str,
+    pub group: &'a str,
+    pub input: &'a str,
+    pub output: String,
+    pub dead_letter: String,
+    pub state: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Service {
+    pub fn start(o: &ServiceOpts<'_>) -> Service {
+        let admin = free_port();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&o.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_topic-matcher"))
+            .args(["run", "--brokers", o.brokers, "--group", o.group, "--input", o.input])
+            .args(["--output", &o.output, "--dead-letter", &o.dead_letter])
+            .arg("--state-dir")
+            .arg(&o.state)
+            .arg("--searches")
+            .arg(repo("samples/searches.json"))
+            .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Service { child, admin, state: o.state.clone() }
+    }
+
+    /// GET on the admin API; the body.
+    pub fn get(&self, path: &str) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.admin)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
+        let mut r = String::new();
+        s.read_to_string(&mut r).ok()?;
+        Some(r)
+    }
+
+    pub fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.get("/readyz").is_some_and(|r| r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200")) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "service not ready within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait; the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s.code();
+            }
+            if Instant::now() > deadline {
+                self.kill9();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Match ids (with multiplicity) in output records.
+pub fn match_ids(records: &[(Vec<u8>, Vec<u8>)]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for (_, v) in records {
+        let r: serde_json::Value = serde_json::from_slice(v).unwrap();
+        *out.entry(r["match_id"].as_str().unwrap().to_string()).or_insert(0) += 1;
+    }
+    out
+}

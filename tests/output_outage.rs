@@ -1,0 +1,100 @@
+//! Fault injection a real broker cannot do, with librdkafka's mock cluster:
+//! the output topic refuses writes for a while. The service must pause its
+//! input instead of queueing (SPEC §5.5), report the outage, and lose
+//! nothing once the output recovers.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use rdkafka::Message;
+use topic_matcher::config::{Overrides, RawConfig};
+
+fn docs(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!(r#"{{"id": "o{i}", "text": "#rstats and python number {i}"}}"#)).collect()
+}
+
+#[test]
+fn output_refusing_writes_pauses_input_and_loses_nothing() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("in", 3, 1).unwrap();
+    cluster.create_topic("out", 3, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let dir = std::env::temp_dir().join(format!("tm-outage-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = RawConfig::default()
+        .validate(Overrides {
+            brokers: Some(brokers.clone()),
+            group: Some("outage".into()),
+            input: Some("in".into()),
+            output: Some("kafka:out".into()),
+            dead_letter: Some(format!("file:{}", dir.join("dead.jsonl").display())),
+            state_dir: Some(dir.join("state")),
+            searches: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/searches.json").into()),
+            admin_addr: Some("127.0.0.1:0".into()),
+            admin_token: None,
+        })
+        .unwrap();
+    let (matcher, compile) = topic_matcher::service::compile_searches(&config).map_err(|_| "searches").unwrap();
+    let running = topic_matcher::service::start(config, matcher, compile).unwrap();
+
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let send = |docs: &[String]| {
+        for (i, d) in docs.iter().enumerate() {
+            let k = i.to_string();
+            producer.send(BaseRecord::to("in").key(&k).payload(d)).unwrap();
+        }
+        producer.flush(Duration::from_secs(10)).unwrap();
+    };
+    let all = docs(3000);
+    send(&all[..1000]);
+    let m = running.metrics.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while m.records_out.load(Relaxed) < 1000 {
+        assert!(Instant::now() < deadline, "no progress before the outage");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The output refuses every produce request for a while.
+    let errors = vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 400];
+    cluster.request_errors(RDKafkaApiKey::Produce, &errors);
+    send(&all[1000..]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while m.output_down.load(Relaxed) == 0 && m.records_out.load(Relaxed) < 3000 {
+        assert!(Instant::now() < deadline, "the outage was never reported");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let saw_outage = m.output_down.load(Relaxed) == 1 || m.output_errors.load(Relaxed) > 0;
+    // The errors run out: the service recovers and catches up.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while m.records_out.load(Relaxed) < 3000 || m.output_down.load(Relaxed) == 1 {
+        assert!(Instant::now() < deadline, "no recovery: {} records, down {}", m.records_out.load(Relaxed), m.output_down.load(Relaxed));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    running.stop().unwrap();
+    assert!(saw_outage, "the injected produce errors never surfaced as an output outage");
+
+    // Every document's record is in the output topic.
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &brokers).set("group.id", "check").create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition_offset("out", p, Offset::Beginning).unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ids.len() < 3000 && Instant::now() < deadline {
+        if let Some(Ok(msg)) = c.poll(Duration::from_millis(200)) {
+            let v: serde_json::Value = serde_json::from_slice(msg.payload().unwrap()).unwrap();
+            if v["topic_id"] == "rstats" {
+                ids.insert(v["doc_id"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    assert_eq!(ids.len(), 3000, "records lost across the output outage");
+    let _ = std::fs::remove_dir_all(&dir);
+}
