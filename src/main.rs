@@ -152,6 +152,10 @@ enum Command {
         /// directory instead of benchmarking.
         #[arg(long, value_name = "DIR")]
         emit_workload: Option<PathBuf>,
+        /// Benchmark end to end through this broker instead: the service
+        /// against a bare consumer reading the same topic.
+        #[arg(long, value_name = "HOST:PORT")]
+        brokers: Option<String>,
     },
 }
 
@@ -260,7 +264,11 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Check { searches } => {
             commands::check::run(&searches, &Limits::default(), &mut std::io::stdout().lock(), &mut stderr.lock())
         }
-        Command::Bench { searches, searches_file, docs, input, long_form, seed, baseline_docs, passes, emit_workload } => {
+        Command::Bench { searches, docs, seed, brokers: Some(brokers), .. } => {
+            let opts = commands::bench_kafka::KafkaBenchOptions { brokers, searches, docs, seed };
+            commands::bench_kafka::run(&opts, &mut std::io::stdout().lock())
+        }
+        Command::Bench { searches, searches_file, docs, input, long_form, seed, baseline_docs, passes, emit_workload, brokers: None } => {
             let opts = BenchOptions {
                 searches,
                 searches_file,

@@ -3,6 +3,7 @@
 //! `main` only maps outcomes to exit codes and tests can drive them.
 
 pub mod bench;
+pub mod bench_kafka;
 pub mod check;
 pub mod matching;
 pub mod status;
