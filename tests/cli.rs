@@ -223,3 +223,47 @@ fn bench_runs_a_small_workload_and_agrees_with_the_reference() {
         assert!(s.contains(what), "missing {what:?} in:\n{s}");
     }
 }
+
+#[test]
+fn run_without_configuration_names_what_is_missing_and_exits_1() {
+    let out = bin().arg("run").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--brokers"), "{}", String::from_utf8_lossy(&out.stderr));
+    let cfg = temp_file("bad.toml", b"[kafka]\nbrokers = \"x:1\"\nbroker_list = \"y\"\n");
+    let out = bin().args(["run", "--config"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("broker_list"), "the unknown key is named: {err}");
+}
+
+#[test]
+fn run_with_invalid_searches_exits_1_with_the_errors() {
+    let searches = temp_file("run-bad-searches.json", br#"{"topics": [{"id": "a", "searches": [{"id": "a1", "query": "acme OR"}]}]}"#);
+    let out = bin()
+        .args(["run", "--brokers", "127.0.0.1:1", "--group", "g", "--input", "in", "--output", "stdout"])
+        .args(["--dead-letter", "file:/tmp/tm-dead.jsonl", "--state-dir", "/tmp/tm-state-unused", "--searches"])
+        .arg(&searches)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("column 6"));
+}
+
+#[test]
+fn status_reads_the_state_directory_when_the_service_is_not_running() {
+    let dir = std::env::temp_dir().join(format!("topic-matcher-cli-{}-status", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    {
+        let store = topic_matcher::checkpoint::Checkpoints::open(&dir).unwrap();
+        store.commit(&[(topic_matcher::checkpoint::TopicPartition::new("social.posts", 2), 1234)], &[]).unwrap();
+    }
+    let out = bin()
+        .args(["status", "--brokers", "127.0.0.1:1", "--group", "g", "--input", "in", "--output", "stdout"])
+        .args(["--dead-letter", "file:/tmp/x.jsonl", "--searches", "s.json", "--admin-addr", "127.0.0.1:1", "--state-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("social.posts/2") && s.contains("next offset 1234"), "{s}");
+}
