@@ -130,6 +130,27 @@ impl Checkpoints {
         StoreError::Rocks { path: self.path.clone(), source }
     }
 
+    /// This instance's stable id for static group membership: generated
+    /// once and kept in the `meta` family, so a restart with the same state
+    /// directory rejoins as the same member (its partitions come straight
+    /// back instead of waiting for the old member's session to expire).
+    ///
+    /// # Errors
+    ///
+    /// RocksDB errors.
+    pub fn instance_id(&self, prefix: &str) -> Result<String, StoreError> {
+        let meta = self.cf(CF_META);
+        if let Some(v) = self.db.get_cf(meta, b"instance_id").map_err(|e| self.err(e))? {
+            return Ok(String::from_utf8_lossy(&v).into_owned());
+        }
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let id = format!("{prefix}-{:x}", nanos ^ (u128::from(std::process::id()) << 64));
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        self.db.put_cf_opt(meta, b"instance_id", id.as_bytes(), &w).map_err(|e| self.err(e))?;
+        Ok(id)
+    }
+
     /// The next offset to process of `tp`, if checkpointed.
     ///
     /// # Errors

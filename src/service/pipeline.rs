@@ -358,6 +358,10 @@ impl Pipeline {
     pub fn new(config: Config, matcher: Arc<Matcher>, metrics: Arc<Metrics>) -> Result<Pipeline, PipelineError> {
         std::fs::create_dir_all(&config.state_dir).map_err(SinkError::Io)?;
         let store = Checkpoints::open(&config.state_dir)?;
+        let instance_id = match &config.instance_id {
+            Some(id) => id.clone(),
+            None => store.instance_id(&config.group_id)?,
+        };
         let output = sink::open(&config.output, &config.brokers, &config.producer_overrides)?;
         let dead = DeadLetters {
             sink: sink::open(&config.dead_letter, &config.brokers, &config.producer_overrides)?,
@@ -387,9 +391,10 @@ impl Pipeline {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("max.poll.interval.ms", "300000");
-        if let Some(id) = &config.instance_id {
-            cfg.set("group.instance.id", id);
-        }
+        // Static membership (KIP-345): a restarted instance gets its
+        // partitions back at once instead of after the session timeout.
+        cfg.set("group.instance.id", &instance_id);
+        tracing::info!(instance_id = %instance_id, "group member id");
         for (k, v) in &config.consumer_overrides {
             cfg.set(k, v);
         }
