@@ -161,12 +161,21 @@ fn two_instances_in_one_group_share_partitions_and_lose_nothing() {
     produce(&brokers, "rb.in", &docs[..2000]);
     // A second instance joins: partitions are rebalanced between the two.
     let mut second = Service::start(&opts("b"));
+    let log_b = dir.join("service-b.log");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let owns = |log: &str| {
+        log.lines().filter(|l| l.contains("partitions assigned")).any(|l| !l.contains("owned=0"))
+    };
+    while !owns(&std::fs::read_to_string(&log_b).unwrap_or_default()) {
+        assert!(Instant::now() < deadline, "the second instance never got partitions:\n{}", std::fs::read_to_string(&log_b).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(200));
+    }
     produce(&brokers, "rb.in", &docs[2000..]);
     let got = wait_for_ids(&brokers, "rb.out", &want, Duration::from_secs(180));
     let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
     assert!(missing.is_empty(), "{} of {} records lost across the rebalance", missing.len(), want.len());
-    let log_b = std::fs::read_to_string(dir.join("service-b.log")).unwrap_or_default();
-    assert!(log_b.contains("partitions assigned"), "the second instance never got partitions:\n{log_b}");
+    let log_a = std::fs::read_to_string(dir.join("service-a.log")).unwrap_or_default();
+    assert!(log_a.contains("partitions revoked"), "the first instance gave partitions up:\n{log_a}");
     assert_eq!(second.terminate(), Some(0));
     assert_eq!(first.terminate(), Some(0));
 }

@@ -109,6 +109,7 @@ pub fn start(config: Config, matcher: Matcher, compile: std::time::Duration) -> 
         .block_on(rx)
         .with_context(|| format!("cannot bind the admin API on {addr}"))?;
     tracing::info!(%admin_addr, "admin API listening");
+    spawn_lag_monitor(&config, metrics.clone(), shutdown.clone())?;
     let p = pipeline::Pipeline::new(config, Arc::new(matcher), metrics.clone()).context("cannot start the pipeline")?;
     let flag = shutdown.clone();
     let pipeline = std::thread::Builder::new()
@@ -116,6 +117,44 @@ pub fn start(config: Config, matcher: Matcher, compile: std::time::Duration) -> 
         .spawn(move || p.run(flag))
         .context("cannot start the pipeline thread")?;
     Ok(Running { admin_addr, shutdown, metrics, pipeline, runtime })
+}
+
+/// Updates lag per assigned partition every 5 s from the high watermarks,
+/// on its own thread and client, so the broker round trips never stall the
+/// pipeline.
+fn spawn_lag_monitor(config: &Config, metrics: Arc<metrics::Metrics>, shutdown: ShutdownFlag) -> anyhow::Result<()> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let client: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", format!("{}-lag-monitor", config.group_id))
+        .create()
+        .context("cannot create the lag monitor's client")?;
+    std::thread::Builder::new().name("lag".into()).spawn(move || {
+        let mut next = Instant::now();
+        while shutdown.load(Relaxed) == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            if Instant::now() < next {
+                continue;
+            }
+            next = Instant::now() + std::time::Duration::from_secs(5);
+            let parts: Vec<(String, Option<i64>)> =
+                metrics.partitions.lock().expect("status lock").iter().map(|(k, v)| (k.clone(), v.checkpoint)).collect();
+            let mut total = 0;
+            for (key, checkpoint) in parts {
+                let Some((topic, p)) = key.rsplit_once('/') else { continue };
+                let Ok(p) = p.parse::<i32>() else { continue };
+                let Ok((low, high)) = client.fetch_watermarks(topic, p, std::time::Duration::from_secs(5)) else { continue };
+                let lag = (high - checkpoint.unwrap_or(low)).max(0);
+                total += lag;
+                if let Some(e) = metrics.partitions.lock().expect("status lock").get_mut(&key) {
+                    e.high_watermark = Some(high);
+                    e.lag = Some(lag);
+                }
+            }
+            metrics.lag_total.store(total, Relaxed);
+        }
+    })?;
+    Ok(())
 }
 
 impl Running {

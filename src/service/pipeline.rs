@@ -385,7 +385,10 @@ impl Pipeline {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "error")
-            .set("partition.assignment.strategy", "cooperative-sticky")
+            // Eager assignment works with every broker; cooperative-sticky
+            // (handled too, see `rebalance`) can be set in [kafka.consumer]
+            // where the broker supports incremental rebalancing.
+            .set("partition.assignment.strategy", "range")
             .set("enable.partition.eof", "false")
             .set("queued.max.messages.kbytes", "16384")
             .set("session.timeout.ms", "10000")
@@ -417,7 +420,6 @@ impl Pipeline {
         let mut matched_at_refreshed = Instant::now();
         let mut batch_started: Option<Instant> = None;
         let mut in_batch = 0usize;
-        let mut last_lag = Instant::now() - Duration::from_secs(60);
         let mut last_poll_error: Option<Instant> = None;
         tracing::info!(topics = ?self.config.input_topics, group = %self.config.group_id, "consuming");
         while shutdown.load(Relaxed) == 0 {
@@ -459,10 +461,6 @@ impl Pipeline {
                 self.finish_batch(&shutdown, None);
                 self.metrics.observe_batch(started.elapsed());
                 in_batch = 0;
-            }
-            if last_lag.elapsed() >= Duration::from_secs(5) {
-                self.update_lag();
-                last_lag = Instant::now();
             }
         }
         self.shutdown(&shutdown);
@@ -552,28 +550,6 @@ impl Pipeline {
                     tracing::error!(partition = %tp, error = %e, "seek to the log start failed");
                 }
             }
-        }
-    }
-
-    fn update_lag(&self) {
-        let owned: Vec<(TopicPartition, i64)> = {
-            let s = lock(&self.shared);
-            s.owned.iter().map(|tp| (tp.clone(), s.checkpointed.get(tp).or(s.processed.get(tp)).copied().unwrap_or(0))).collect()
-        };
-        let mut total = 0;
-        let mut parts = Vec::new();
-        for (tp, next) in owned {
-            if let Ok((_, high)) = self.consumer.fetch_watermarks(&tp.topic, tp.partition, Duration::from_millis(500)) {
-                total += (high - next).max(0);
-                parts.push((tp, high, (high - next).max(0)));
-            }
-        }
-        self.metrics.lag_total.store(total, Relaxed);
-        let mut map = self.metrics.partitions.lock().expect("status lock");
-        for (tp, high, lag) in parts {
-            let e = map.entry(tp.to_string()).or_default();
-            e.high_watermark = Some(high);
-            e.lag = Some(lag);
         }
     }
 
