@@ -337,8 +337,8 @@ impl RawConfig {
             admin_addr,
             admin_token: self.admin.token.filter(|t| !t.is_empty()),
             max_message_bytes: positive(l.max_message_bytes, 1 << 20, "max_message_bytes")?,
-            batch_max_messages: positive(l.batch_max_messages, 5000, "batch_max_messages")?,
-            batch_max_wait: Duration::from_millis(l.batch_max_wait_ms.unwrap_or(100).max(1)),
+            batch_max_messages: positive(l.batch_max_messages, 20000, "batch_max_messages")?,
+            batch_max_wait: Duration::from_millis(l.batch_max_wait_ms.unwrap_or(250).max(1)),
             max_in_flight_bytes: positive(l.max_in_flight_bytes, 64 << 20, "max_in_flight_bytes")?,
             drain_deadline: Duration::from_millis(l.drain_deadline_ms.unwrap_or(10_000)),
         })

@@ -156,6 +156,10 @@ enum Command {
         /// against a bare consumer reading the same topic.
         #[arg(long, value_name = "HOST:PORT")]
         brokers: Option<String>,
+        /// With --brokers: the service's output (kafka:TOPIC, file:PATH;
+        /// default a new topic on the same broker).
+        #[arg(long, requires = "brokers")]
+        output: Option<String>,
     },
 }
 
@@ -264,11 +268,13 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Check { searches } => {
             commands::check::run(&searches, &Limits::default(), &mut std::io::stdout().lock(), &mut stderr.lock())
         }
-        Command::Bench { searches, docs, seed, brokers: Some(brokers), .. } => {
-            let opts = commands::bench_kafka::KafkaBenchOptions { brokers, searches, docs, seed };
+        Command::Bench { searches, docs, seed, brokers: Some(brokers), output, .. } => {
+            let opts = commands::bench_kafka::KafkaBenchOptions { brokers, searches, docs, seed, output };
             commands::bench_kafka::run(&opts, &mut std::io::stdout().lock())
         }
-        Command::Bench { searches, searches_file, docs, input, long_form, seed, baseline_docs, passes, emit_workload, brokers: None } => {
+        Command::Bench {
+            searches, searches_file, docs, input, long_form, seed, baseline_docs, passes, emit_workload, brokers: None, ..
+        } => {
             let opts = BenchOptions {
                 searches,
                 searches_file,

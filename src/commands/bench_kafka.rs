@@ -39,6 +39,8 @@ pub struct KafkaBenchOptions {
     pub docs: usize,
     /// Seed.
     pub seed: u64,
+    /// The service's output (default: a new Kafka topic on the same broker).
+    pub output: Option<String>,
 }
 
 fn create_topics(brokers: &str, names: &[&str], partitions: i32) -> anyhow::Result<()> {
@@ -133,7 +135,7 @@ pub fn run(opts: &KafkaBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outc
             brokers: Some(opts.brokers.clone()),
             group: Some(format!("bench-service-{tag}")),
             input: Some(input.clone()),
-            output: Some(format!("kafka:{output}")),
+            output: Some(opts.output.clone().unwrap_or(format!("kafka:{output}"))),
             dead_letter: Some(format!("file:{}", dir.join("dead.jsonl").display())),
             state_dir: Some(dir.join("state")),
             searches: Some(searches_path),
@@ -167,9 +169,10 @@ pub fn run(opts: &KafkaBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outc
     let _ = std::fs::remove_dir_all(&dir);
     writeln!(
         out,
-        "service ({} searches, parse + match + produce {} match records + checkpoint): {} messages in {secs:.2} s = {rate:.0} msg/s",
+        "service ({} searches, parse + match + {} match records to {} + checkpoint): {} messages in {secs:.2} s = {rate:.0} msg/s",
         opts.searches,
         records,
+        opts.output.as_deref().unwrap_or("a Kafka topic on the same broker"),
         docs.len()
     )?;
     writeln!(out, "ratio service / bare consumer: {:.2}", rate / bare_rate)?;

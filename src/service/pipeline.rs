@@ -124,6 +124,20 @@ impl DeadLetters {
     }
 }
 
+/// A closed batch: the output groups holding its records and the offsets
+/// it advances to.
+struct Sealed {
+    output: u64,
+    dead: u64,
+    offsets: Vec<(TopicPartition, i64)>,
+    at: Instant,
+}
+
+/// A batch unacknowledged for this long means the output is down.
+const STALL: Duration = Duration::from_secs(5);
+/// Most closed batches waiting for acknowledgements before input stops.
+const MAX_SEALED: usize = 8;
+
 /// State shared by the loop and the rebalance callback (which runs inside
 /// `poll` on the same thread, so the lock is never contended; the loop
 /// never holds it while polling).
@@ -137,31 +151,67 @@ struct Shared {
     /// Next offset last written to RocksDB.
     checkpointed: BTreeMap<TopicPartition, i64>,
     output_down: bool,
+    /// Closed batches waiting for their acknowledgements, oldest first.
+    sealed: std::collections::VecDeque<Sealed>,
     start: StartPosition,
     drain_deadline: Duration,
     metrics: Arc<Metrics>,
 }
 
 impl Shared {
-    /// Flushes the outputs and, when everything is acknowledged, writes the
-    /// advanced offsets in one WriteBatch and commits them to the group.
+    /// Closes the current batch: its records form one group per output,
+    /// and its offsets are checkpointed once both groups are acknowledged.
+    fn seal(&mut self) -> Result<(), SinkError> {
+        let output = self.output.seal()?;
+        let dead = self.dead.sink.seal()?;
+        let offsets = self.processed.iter().map(|(tp, &n)| (tp.clone(), n)).collect();
+        self.sealed.push_back(Sealed { output, dead, offsets, at: Instant::now() });
+        Ok(())
+    }
+
+    /// Checkpoints every closed batch whose records are all acknowledged
+    /// (without waiting); returns whether the oldest one still waiting has
+    /// waited longer than [`STALL`] or too many are waiting.
+    fn advance(&mut self, consumer: &BaseConsumer<Ctx>) -> Result<bool, SinkError> {
+        let mut done = None;
+        while let Some(front) = self.sealed.front() {
+            if self.output.is_acked(front.output)? && self.dead.sink.is_acked(front.dead)? {
+                done = self.sealed.pop_front().map(|s| s.offsets);
+            } else {
+                break;
+            }
+        }
+        if let Some(offsets) = done {
+            self.write_checkpoint(consumer, offsets, CommitMode::Async);
+        }
+        Ok(self.sealed.len() > MAX_SEALED || self.sealed.front().is_some_and(|f| f.at.elapsed() > STALL))
+    }
+
+    /// Flushes the outputs (waiting for every acknowledgement) and writes
+    /// the processed offsets in one WriteBatch, then commits them.
     fn checkpoint(&mut self, consumer: &BaseConsumer<Ctx>, timeout: Duration, mode: CommitMode) -> Result<(), SinkError> {
         self.output.flush(timeout)?;
         self.dead.sink.flush(timeout)?;
-        let advance: Vec<(TopicPartition, i64)> = self
-            .processed
-            .iter()
-            .filter(|(tp, &next)| self.checkpointed.get(*tp).is_none_or(|&c| next > c))
-            .map(|(tp, &next)| (tp.clone(), next))
+        self.sealed.clear();
+        let offsets = self.processed.iter().map(|(tp, &n)| (tp.clone(), n)).collect();
+        self.write_checkpoint(consumer, offsets, mode);
+        Ok(())
+    }
+
+    /// Writes the offsets that advance an owned partition's checkpoint.
+    fn write_checkpoint(&mut self, consumer: &BaseConsumer<Ctx>, offsets: Vec<(TopicPartition, i64)>, mode: CommitMode) {
+        let advance: Vec<(TopicPartition, i64)> = offsets
+            .into_iter()
+            .filter(|(tp, next)| self.owned.contains(tp) && self.checkpointed.get(tp).is_none_or(|c| next > c))
             .collect();
         if advance.is_empty() {
-            return Ok(());
+            return;
         }
         if let Err(e) = self.store.commit(&advance, &[]) {
             // Not checkpointed: the records are delivered, so a crash now
             // only re-emits them (same match ids).
             tracing::error!(error = %e, "checkpoint write failed; will retry with the next batch");
-            return Ok(());
+            return;
         }
         let mut tpl = TopicPartitionList::new();
         for (tp, next) in advance {
@@ -170,10 +220,10 @@ impl Shared {
         }
         self.metrics.checkpoints.fetch_add(1, Relaxed);
         self.metrics.last_checkpoint_ms.store(now_ms(), Relaxed);
+        self.publish_status();
         if let Err(e) = consumer.commit(&tpl, mode) {
             tracing::warn!(error = %e, "committing offsets to the group failed; the RocksDB checkpoint stands");
         }
-        Ok(())
     }
 
     fn process(
@@ -375,6 +425,7 @@ impl Pipeline {
             processed: BTreeMap::new(),
             checkpointed: BTreeMap::new(),
             output_down: false,
+            sealed: std::collections::VecDeque::new(),
             start: config.start,
             drain_deadline: config.drain_deadline,
             metrics: metrics.clone(),
@@ -452,15 +503,21 @@ impl Pipeline {
                 }
                 None => {}
             }
-            let pending = lock(&self.shared).output.pending_bytes();
             let due = batch_started.is_some_and(|t| t.elapsed() >= self.config.batch_max_wait)
-                || in_batch >= self.config.batch_max_messages
-                || pending >= self.config.max_in_flight_bytes;
+                || in_batch >= self.config.batch_max_messages;
+            let mut s = lock(&self.shared);
             if due {
-                let started = batch_started.take().unwrap_or_else(Instant::now);
-                self.finish_batch(&shutdown, None);
-                self.metrics.observe_batch(started.elapsed());
+                s.seal()?;
+                self.metrics.observe_batch(batch_started.take().map_or(Duration::ZERO, |t| t.elapsed()));
                 in_batch = 0;
+            }
+            // Checkpoint what the output has acknowledged; when it lags too
+            // far (stalled, too many batches or bytes waiting), stop taking
+            // input and wait for it, pausing if it is down.
+            let stalled = s.advance(&self.consumer)? || s.output.pending_bytes() >= self.config.max_in_flight_bytes;
+            drop(s);
+            if stalled {
+                self.finish_batch(&shutdown, None);
             }
         }
         self.shutdown(&shutdown);

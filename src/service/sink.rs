@@ -52,6 +52,23 @@ pub trait Sink: Send {
 
     /// Bytes sent and not yet acknowledged.
     fn pending_bytes(&self) -> usize;
+
+    /// Closes the group of records sent since the last seal and returns its
+    /// id; [`Sink::is_acked`] tells when the group (and all before it) is
+    /// acknowledged, without waiting. Files are written and synced here.
+    ///
+    /// # Errors
+    ///
+    /// File I/O errors.
+    fn seal(&mut self) -> Result<u64, SinkError>;
+
+    /// Whether every record of group `id` and of the groups before it is
+    /// acknowledged. Serves delivery reports and re-sends failed records.
+    ///
+    /// # Errors
+    ///
+    /// When a failed record cannot be queued again.
+    fn is_acked(&mut self, id: u64) -> Result<bool, SinkError>;
 }
 
 /// Opens the sink for `target`.
@@ -96,6 +113,15 @@ impl Sink for StdoutSink {
     fn pending_bytes(&self) -> usize {
         self.buf.len()
     }
+
+    fn seal(&mut self) -> Result<u64, SinkError> {
+        self.flush(Duration::ZERO)?;
+        Ok(0)
+    }
+
+    fn is_acked(&mut self, _id: u64) -> Result<bool, SinkError> {
+        Ok(true)
+    }
 }
 
 struct FileSink {
@@ -126,10 +152,20 @@ impl Sink for FileSink {
     fn pending_bytes(&self) -> usize {
         self.buf.len()
     }
+
+    fn seal(&mut self) -> Result<u64, SinkError> {
+        self.flush(Duration::ZERO)?;
+        Ok(0)
+    }
+
+    fn is_acked(&mut self, _id: u64) -> Result<bool, SinkError> {
+        Ok(true)
+    }
 }
 
 /// A record whose delivery failed, kept to be sent again.
 struct Failed {
+    group: u64,
     key: Vec<u8>,
     value: Vec<u8>,
     headers: Vec<(String, Vec<u8>)>,
@@ -140,6 +176,8 @@ struct DeliveryState {
     failed: Vec<Failed>,
     pending_bytes: usize,
     last_error: Option<String>,
+    /// Unacknowledged records per group (failed ones included).
+    outstanding: std::collections::BTreeMap<u64, usize>,
 }
 
 struct DeliveryContext {
@@ -149,12 +187,21 @@ struct DeliveryContext {
 impl ClientContext for DeliveryContext {}
 
 impl ProducerContext for DeliveryContext {
-    /// The record's size, to keep the in-flight byte count.
-    type DeliveryOpaque = Box<usize>;
+    /// The record's group and size.
+    type DeliveryOpaque = Box<(u64, usize)>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, size: Box<usize>) {
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Box<(u64, usize)>) {
+        let (group, size) = *opaque;
         let mut s = self.state.lock().expect("delivery state lock");
-        s.pending_bytes = s.pending_bytes.saturating_sub(*size);
+        s.pending_bytes = s.pending_bytes.saturating_sub(size);
+        if result.is_ok() {
+            if let Some(n) = s.outstanding.get_mut(&group) {
+                *n -= 1;
+                if *n == 0 {
+                    s.outstanding.remove(&group);
+                }
+            }
+        }
         if let Err((e, m)) = result {
             s.last_error = Some(e.to_string());
             let headers = m
@@ -162,6 +209,7 @@ impl ProducerContext for DeliveryContext {
                 .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect())
                 .unwrap_or_default();
             s.failed.push(Failed {
+                group,
                 key: m.key().unwrap_or_default().to_vec(),
                 value: m.payload().unwrap_or_default().to_vec(),
                 headers,
@@ -171,6 +219,8 @@ impl ProducerContext for DeliveryContext {
 }
 
 struct KafkaSink {
+    /// The group records are being added to.
+    open_group: u64,
     topic: String,
     producer: BaseProducer<DeliveryContext>,
     state: Arc<Mutex<DeliveryState>>,
@@ -185,7 +235,11 @@ impl KafkaSink {
             // Never give up on a record: the service stops taking input while
             // the output is down instead (SPEC §5.5).
             .set("message.timeout.ms", "0")
-            .set("linger.ms", "5")
+            // Few, large produce requests: a batch is flushed at its end
+            // anyway, so lingering costs no latency beyond the batch's.
+            .set("linger.ms", "50")
+            .set("batch.size", "1048576")
+            .set("batch.num.messages", "100000")
             .set("compression.type", "lz4");
         for (k, v) in overrides {
             cfg.set(k, v);
@@ -194,20 +248,27 @@ impl KafkaSink {
         let producer = cfg
             .create_with_context(DeliveryContext { state: state.clone() })
             .map_err(|e| SinkError::Kafka(e.to_string()))?;
-        Ok(KafkaSink { topic: topic.to_string(), producer, state })
+        Ok(KafkaSink { open_group: 1, topic: topic.to_string(), producer, state })
     }
 
-    fn produce(&self, key: &[u8], value: &[u8], headers: &[(&str, &[u8])]) -> Result<(), SinkError> {
+    /// Queues a record of `group` (`retry`: already counted as outstanding).
+    fn produce(&self, group: u64, retry: bool, key: &[u8], value: &[u8], headers: &[(&str, &[u8])]) -> Result<(), SinkError> {
         let size = key.len() + value.len();
         let mut h = OwnedHeaders::new_with_capacity(headers.len());
         for (k, v) in headers {
             h = h.insert(Header { key: k, value: Some(*v) });
         }
-        let mut record = BaseRecord::with_opaque_to(&self.topic, Box::new(size)).key(key).payload(value);
+        let mut record = BaseRecord::with_opaque_to(&self.topic, Box::new((group, size))).key(key).payload(value);
         if !headers.is_empty() {
             record = record.headers(h);
         }
-        self.state.lock().expect("delivery state lock").pending_bytes += size;
+        {
+            let mut s = self.state.lock().expect("delivery state lock");
+            s.pending_bytes += size;
+            if !retry {
+                *s.outstanding.entry(group).or_insert(0) += 1;
+            }
+        }
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -218,9 +279,17 @@ impl KafkaSink {
                     self.producer.poll(Duration::from_millis(50));
                 }
                 Err((e, _)) => {
+                    // Not queued: keep it as failed, to be sent again.
                     let mut s = self.state.lock().expect("delivery state lock");
                     s.pending_bytes = s.pending_bytes.saturating_sub(size);
-                    return Err(SinkError::Kafka(e.to_string()));
+                    s.last_error = Some(e.to_string());
+                    s.failed.push(Failed {
+                        group,
+                        key: key.to_vec(),
+                        value: value.to_vec(),
+                        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect(),
+                    });
+                    return Ok(());
                 }
             }
         }
@@ -230,17 +299,13 @@ impl KafkaSink {
 impl Sink for KafkaSink {
     fn send(&mut self, key: &[u8], value: &[u8], headers: &[(&str, &[u8])]) -> Result<(), SinkError> {
         self.producer.poll(Duration::ZERO);
-        self.produce(key, value, headers)
+        self.produce(self.open_group, false, key, value, headers)
     }
 
     fn flush(&mut self, timeout: Duration) -> Result<(), SinkError> {
         let deadline = Instant::now() + timeout;
         loop {
-            let failed = std::mem::take(&mut self.state.lock().expect("delivery state lock").failed);
-            for f in &failed {
-                let headers: Vec<(&str, &[u8])> = f.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
-                self.produce(&f.key, &f.value, &headers)?;
-            }
+            self.resend_failed()?;
             let remaining = deadline.saturating_duration_since(Instant::now());
             let flushed = self.producer.flush(remaining);
             let s = self.state.lock().expect("delivery state lock");
@@ -259,6 +324,32 @@ impl Sink for KafkaSink {
 
     fn pending_bytes(&self) -> usize {
         self.state.lock().expect("delivery state lock").pending_bytes
+    }
+
+    fn seal(&mut self) -> Result<u64, SinkError> {
+        let id = self.open_group;
+        self.open_group += 1;
+        // Send what lingers now: the checkpoint waits for it.
+        self.producer.poll(Duration::ZERO);
+        Ok(id)
+    }
+
+    fn is_acked(&mut self, id: u64) -> Result<bool, SinkError> {
+        self.producer.poll(Duration::ZERO);
+        self.resend_failed()?;
+        let s = self.state.lock().expect("delivery state lock");
+        Ok(s.outstanding.range(..=id).next().is_none())
+    }
+}
+
+impl KafkaSink {
+    fn resend_failed(&self) -> Result<(), SinkError> {
+        let failed = std::mem::take(&mut self.state.lock().expect("delivery state lock").failed);
+        for f in &failed {
+            let headers: Vec<(&str, &[u8])> = f.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+            self.produce(f.group, true, &f.key, &f.value, &headers)?;
+        }
+        Ok(())
     }
 }
 
