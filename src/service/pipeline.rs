@@ -10,13 +10,17 @@
 //!    a partition arrive in order and every one is either matched or a dead
 //!    letter, so `processed` is a contiguous low-water mark: nothing before
 //!    it is skipped.
-//! 2. **Close the batch** after `batch_max_messages`, `batch_max_wait` or
-//!    `max_in_flight_bytes` of pending output: flush the output and dead
-//!    letters (wait for every acknowledgement), then write all advanced
-//!    `processed` offsets in **one synced RocksDB WriteBatch**, then commit
-//!    the same offsets to the group (async) so lag tools and other
-//!    instances see them.
-//! 3. **Output down** (a flush fails or times out): the loop pauses every
+//! 2. **Close the batch** after `batch_max_messages` or `batch_max_wait`:
+//!    its records become one *group* per output (the sink's `seal`), and the
+//!    batch's offsets wait in a queue of closed batches. The loop goes on
+//!    polling; on every turn it checks, without blocking, which groups the
+//!    output has acknowledged, and for the newest closed batch whose groups
+//!    (and all before) are acknowledged it writes the offsets in **one
+//!    synced RocksDB WriteBatch**, then commits them to the group (async) so
+//!    lag tools and other instances see them.
+//! 3. **Output behind or down** (a closed batch unacknowledged for 5 s,
+//!    more than 8 closed batches waiting, or `max_in_flight_bytes` pending):
+//!    the loop flushes everything; if that fails it pauses every
 //!    assigned partition — fetching stops, nothing queues up — and keeps
 //!    polling (so the group membership and rebalances stay served) while it
 //!    retries the flush with capped exponential backoff. When the flush
