@@ -275,23 +275,29 @@ impl Scratch {
                     });
                 }
             }
+            // A wildcard occurrence at token `pos`, if the pattern holds.
+            let wild_at = |occs: &mut Vec<Occ>, w: u32, pos: usize| {
+                let t = tokens.tokens[pos];
+                let wc = &c.wildcards[w as usize];
+                let body = &tokens.folded[t.folded_start as usize..t.folded_end as usize];
+                if accepts_kind(wc.kind, t.kind) && wc.matches(body) {
+                    occs.push(Occ {
+                        feature: c.wild_base + w,
+                        field,
+                        pos: pos as u32,
+                        pos_end: pos as u32,
+                        start: t.start,
+                        end: t.end,
+                        kind: t.kind,
+                    });
+                }
+            };
             if let Some(trie) = &c.prefix_trie {
                 for (pos, t) in tokens.tokens.iter().enumerate() {
                     let body = &tokens.folded[t.folded_start as usize..t.folded_end as usize];
                     walk_prefixes(trie, body.as_bytes(), |prefix| {
                         for &w in c.prefix_wilds.get(prefix) {
-                            let wc = &c.wildcards[w as usize];
-                            if accepts_kind(wc.kind, t.kind) && wc.matches(body) {
-                                self.occs.push(Occ {
-                                    feature: c.wild_base + w,
-                                    field,
-                                    pos: pos as u32,
-                                    pos_end: pos as u32,
-                                    start: t.start,
-                                    end: t.end,
-                                    kind: t.kind,
-                                });
-                            }
+                            wild_at(&mut self.occs, w, pos);
                         }
                     });
                 }
@@ -299,21 +305,8 @@ impl Scratch {
             if let Some(ac) = &c.wild_ac {
                 for m in ac.find_overlapping_iter(tokens.folded.as_str()) {
                     let pos = tokens.tokens.partition_point(|t| t.folded_end as usize <= m.start());
-                    let t = tokens.tokens[pos];
-                    let body = &tokens.folded[t.folded_start as usize..t.folded_end as usize];
                     for &w in c.frag_wilds.get(m.pattern().as_usize()) {
-                        let wc = &c.wildcards[w as usize];
-                        if accepts_kind(wc.kind, t.kind) && wc.matches(body) {
-                            self.occs.push(Occ {
-                                feature: c.wild_base + w,
-                                field,
-                                pos: pos as u32,
-                                pos_end: pos as u32,
-                                start: t.start,
-                                end: t.end,
-                                kind: t.kind,
-                            });
-                        }
+                        wild_at(&mut self.occs, w, pos);
                     }
                 }
             }

@@ -78,58 +78,26 @@ pub trait Sink: Send {
 /// When the file cannot be opened or the producer cannot be created.
 pub fn open(target: &Target, brokers: &str, overrides: &std::collections::BTreeMap<String, String>) -> Result<Box<dyn Sink>, SinkError> {
     Ok(match target {
-        Target::Stdout => Box::new(StdoutSink { buf: Vec::new() }),
+        Target::Stdout => Box::new(LineSink { file: None, buf: Vec::new() }),
         Target::File(p) => {
             if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
-            Box::new(FileSink { file: OpenOptions::new().create(true).append(true).open(p)?, buf: Vec::new() })
+            Box::new(LineSink { file: Some(OpenOptions::new().create(true).append(true).open(p)?), buf: Vec::new() })
         }
         Target::Kafka(topic) => Box::new(KafkaSink::new(topic, brokers, overrides)?),
     })
 }
 
-struct StdoutSink {
+/// JSONL to a file (appended, synced at each seal or flush) or to stdout:
+/// written records are acknowledged records.
+struct LineSink {
+    /// `None` writes to stdout.
+    file: Option<File>,
     buf: Vec<u8>,
 }
 
-impl Sink for StdoutSink {
-    fn send(&mut self, _key: &[u8], value: &[u8], _headers: &[(&str, &[u8])]) -> Result<(), SinkError> {
-        self.buf.extend_from_slice(value);
-        if !value.ends_with(b"\n") {
-            self.buf.push(b'\n');
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self, _timeout: Duration) -> Result<(), SinkError> {
-        let mut out = std::io::stdout().lock();
-        out.write_all(&self.buf)?;
-        out.flush()?;
-        self.buf.clear();
-        Ok(())
-    }
-
-    fn pending_bytes(&self) -> usize {
-        self.buf.len()
-    }
-
-    fn seal(&mut self) -> Result<u64, SinkError> {
-        self.flush(Duration::ZERO)?;
-        Ok(0)
-    }
-
-    fn is_acked(&mut self, _id: u64) -> Result<bool, SinkError> {
-        Ok(true)
-    }
-}
-
-struct FileSink {
-    file: File,
-    buf: Vec<u8>,
-}
-
-impl Sink for FileSink {
+impl Sink for LineSink {
     fn send(&mut self, _key: &[u8], value: &[u8], _headers: &[(&str, &[u8])]) -> Result<(), SinkError> {
         self.buf.extend_from_slice(value);
         if !value.ends_with(b"\n") {
@@ -142,9 +110,18 @@ impl Sink for FileSink {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.file.write_all(&self.buf)?;
-        // Durable before the checkpoint that depends on it.
-        self.file.sync_data()?;
+        match &mut self.file {
+            Some(f) => {
+                f.write_all(&self.buf)?;
+                // Durable before the checkpoint that depends on it.
+                f.sync_data()?;
+            }
+            None => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(&self.buf)?;
+                out.flush()?;
+            }
+        }
         self.buf.clear();
         Ok(())
     }
