@@ -42,24 +42,41 @@ fn fixture(n: usize) -> Fixture {
     let json = workload::searches_json(n, SEED);
     let groups = workload::brand_groups(&json);
     Fixture {
-        catalog: Catalog::from_json(json.as_bytes(), &Limits::default()).expect("generated searches are valid"),
+        catalog: Catalog::from_json(json.as_bytes(), &Limits::default())
+            .expect("generated searches are valid"),
         tweets: workload::documents(10_000, groups, false, SEED),
         articles: workload::documents(300, groups, true, SEED),
     }
 }
 
 fn parse(lines: &[String]) -> Vec<Document<'_>> {
-    lines.iter().map(|l| Document::parse(l.as_bytes(), 1 << 24).expect("generated documents are valid")).collect()
+    lines
+        .iter()
+        .map(|l| Document::parse(l.as_bytes(), 1 << 24).expect("generated documents are valid"))
+        .collect()
 }
 
 /// The engine's match count on `docs`, after checking it against the
 /// reference evaluator on the first `check` documents.
-fn checked_count(matcher: &Matcher, reference: &Reference<'_>, docs: &[Document<'_>], check: usize) -> usize {
+fn checked_count(
+    matcher: &Matcher,
+    reference: &Reference<'_>,
+    docs: &[Document<'_>],
+    check: usize,
+) -> usize {
     let mut scratch = matcher.scratch();
     for d in &docs[..check.min(docs.len())] {
-        assert_eq!(matcher.match_document(d, &mut scratch), reference.match_document(d).as_slice(), "doc {}", d.id);
+        assert_eq!(
+            matcher.match_document(d, &mut scratch),
+            reference.match_document(d).as_slice(),
+            "doc {}",
+            d.id
+        );
     }
-    let count: usize = docs.iter().map(|d| matcher.match_document(d, &mut scratch).len()).sum();
+    let count: usize = docs
+        .iter()
+        .map(|d| matcher.match_document(d, &mut scratch).len())
+        .sum();
     assert!(count > 0, "the workload must produce matches");
     count
 }
@@ -76,7 +93,8 @@ fn bench_engine(c: &mut Criterion) {
         let article_count = checked_count(&matcher, &reference, &articles, check / 10);
 
         let mut g = c.benchmark_group("compile");
-        g.sample_size(10).measurement_time(Duration::from_secs(if n >= 100_000 { 20 } else { 5 }));
+        g.sample_size(10)
+            .measurement_time(Duration::from_secs(if n >= 100_000 { 20 } else { 5 }));
         g.bench_with_input(BenchmarkId::from_parameter(n), &f.catalog, |b, catalog| {
             b.iter(|| {
                 let m = Matcher::new(black_box(catalog)).unwrap();
@@ -86,15 +104,20 @@ fn bench_engine(c: &mut Criterion) {
         });
         g.finish();
 
-        for (name, docs, expected) in [("match_tweets", &tweets, tweet_count), ("match_articles", &articles, article_count)] {
+        for (name, docs, expected) in [
+            ("match_tweets", &tweets, tweet_count),
+            ("match_articles", &articles, article_count),
+        ] {
             let mut g = c.benchmark_group(name);
             g.throughput(Throughput::Elements(docs.len() as u64));
             g.sample_size(10);
             let mut scratch = matcher.scratch();
             g.bench_function(BenchmarkId::new("engine", n), |b| {
                 b.iter(|| {
-                    let count: usize =
-                        docs.iter().map(|d| matcher.match_document(black_box(d), &mut scratch).len()).sum();
+                    let count: usize = docs
+                        .iter()
+                        .map(|d| matcher.match_document(black_box(d), &mut scratch).len())
+                        .sum();
                     assert_eq!(count, expected);
                 })
             });
@@ -106,13 +129,19 @@ fn bench_engine(c: &mut Criterion) {
         // engine's on the same prefix).
         let prefix = &tweets[..if n >= 100_000 { 20 } else { 200 }];
         let mut scratch = matcher.scratch();
-        let expected: usize = prefix.iter().map(|d| matcher.match_document(d, &mut scratch).len()).sum();
+        let expected: usize = prefix
+            .iter()
+            .map(|d| matcher.match_document(d, &mut scratch).len())
+            .sum();
         let mut g = c.benchmark_group("match_tweets");
         g.throughput(Throughput::Elements(prefix.len() as u64));
         g.sample_size(10);
         g.bench_function(BenchmarkId::new("reference", n), |b| {
             b.iter(|| {
-                let count: usize = prefix.iter().map(|d| reference.match_document(black_box(d)).len()).sum();
+                let count: usize = prefix
+                    .iter()
+                    .map(|d| reference.match_document(black_box(d)).len())
+                    .sum();
                 assert_eq!(count, expected);
             })
         });

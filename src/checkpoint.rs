@@ -40,7 +40,10 @@ pub struct TopicPartition {
 impl TopicPartition {
     /// A topic partition.
     pub fn new(topic: impl Into<String>, partition: i32) -> TopicPartition {
-        TopicPartition { topic: topic.into(), partition }
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
     }
 
     fn key(&self) -> Vec<u8> {
@@ -102,10 +105,16 @@ impl Checkpoints {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         let cfs = [CF_OFFSETS, CF_META].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
-        let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|source| StoreError::Rocks { path: path.clone(), source })?;
+        let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|source| StoreError::Rocks {
+            path: path.clone(),
+            source,
+        })?;
         let store = Checkpoints { db, path };
         let meta = store.cf(CF_META);
-        store.db.put_cf(meta, b"schema", SCHEMA).map_err(|e| store.err(e))?;
+        store
+            .db
+            .put_cf(meta, b"schema", SCHEMA)
+            .map_err(|e| store.err(e))?;
         Ok(store)
     }
 
@@ -117,17 +126,26 @@ impl Checkpoints {
     pub fn open_read_only(dir: &Path) -> Result<Checkpoints, StoreError> {
         let path = dir.display().to_string();
         let opts = Options::default();
-        let db = DB::open_cf_for_read_only(&opts, dir, [CF_OFFSETS, CF_META], false)
-            .map_err(|source| StoreError::Rocks { path: path.clone(), source })?;
+        let db = DB::open_cf_for_read_only(&opts, dir, [CF_OFFSETS, CF_META], false).map_err(
+            |source| StoreError::Rocks {
+                path: path.clone(),
+                source,
+            },
+        )?;
         Ok(Checkpoints { db, path })
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(name).expect("column family created at open")
+        self.db
+            .cf_handle(name)
+            .expect("column family created at open")
     }
 
     fn err(&self, source: rocksdb::Error) -> StoreError {
-        StoreError::Rocks { path: self.path.clone(), source }
+        StoreError::Rocks {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     /// This instance's stable id for static group membership: generated
@@ -140,14 +158,25 @@ impl Checkpoints {
     /// RocksDB errors.
     pub fn instance_id(&self, prefix: &str) -> Result<String, StoreError> {
         let meta = self.cf(CF_META);
-        if let Some(v) = self.db.get_cf(meta, b"instance_id").map_err(|e| self.err(e))? {
+        if let Some(v) = self
+            .db
+            .get_cf(meta, b"instance_id")
+            .map_err(|e| self.err(e))?
+        {
             return Ok(String::from_utf8_lossy(&v).into_owned());
         }
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let id = format!("{prefix}-{:x}", nanos ^ (u128::from(std::process::id()) << 64));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let id = format!(
+            "{prefix}-{:x}",
+            nanos ^ (u128::from(std::process::id()) << 64)
+        );
         let mut w = WriteOptions::default();
         w.set_sync(true);
-        self.db.put_cf_opt(meta, b"instance_id", id.as_bytes(), &w).map_err(|e| self.err(e))?;
+        self.db
+            .put_cf_opt(meta, b"instance_id", id.as_bytes(), &w)
+            .map_err(|e| self.err(e))?;
         Ok(id)
     }
 
@@ -157,9 +186,17 @@ impl Checkpoints {
     ///
     /// RocksDB errors and corrupt values.
     pub fn get(&self, tp: &TopicPartition) -> Result<Option<i64>, StoreError> {
-        match self.db.get_cf(self.cf(CF_OFFSETS), tp.key()).map_err(|e| self.err(e))? {
+        match self
+            .db
+            .get_cf(self.cf(CF_OFFSETS), tp.key())
+            .map_err(|e| self.err(e))?
+        {
             None => Ok(None),
-            Some(v) => Ok(Some(i64::from_be_bytes(v.as_slice().try_into().map_err(|_| StoreError::Corrupt(tp.to_string()))?))),
+            Some(v) => Ok(Some(i64::from_be_bytes(
+                v.as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt(tp.to_string()))?,
+            ))),
         }
     }
 
@@ -170,7 +207,10 @@ impl Checkpoints {
     /// RocksDB errors.
     pub fn all(&self) -> Result<Vec<(TopicPartition, i64)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_OFFSETS), rocksdb::IteratorMode::Start) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_OFFSETS), rocksdb::IteratorMode::Start)
+        {
             let (k, v) = item.map_err(|e| self.err(e))?;
             if let (Some(tp), Ok(b)) = (TopicPartition::from_key(&k), <[u8; 8]>::try_from(&*v)) {
                 out.push((tp, i64::from_be_bytes(b)));
@@ -186,7 +226,11 @@ impl Checkpoints {
     /// # Errors
     ///
     /// RocksDB errors; then nothing was written.
-    pub fn commit(&self, advance: &[(TopicPartition, i64)], forget: &[TopicPartition]) -> Result<(), StoreError> {
+    pub fn commit(
+        &self,
+        advance: &[(TopicPartition, i64)],
+        forget: &[TopicPartition],
+    ) -> Result<(), StoreError> {
         if advance.is_empty() && forget.is_empty() {
             return Ok(());
         }

@@ -154,18 +154,24 @@ impl Target {
     pub fn parse(s: &str) -> Result<Target, ConfigError> {
         if let Some(t) = s.strip_prefix("kafka:") {
             if t.is_empty() {
-                return Err(ConfigError::Invalid(format!("`{s}`: the Kafka topic is empty")));
+                return Err(ConfigError::Invalid(format!(
+                    "`{s}`: the Kafka topic is empty"
+                )));
             }
             Ok(Target::Kafka(t.to_string()))
         } else if let Some(p) = s.strip_prefix("file:") {
             if p.is_empty() {
-                return Err(ConfigError::Invalid(format!("`{s}`: the file path is empty")));
+                return Err(ConfigError::Invalid(format!(
+                    "`{s}`: the file path is empty"
+                )));
             }
             Ok(Target::File(PathBuf::from(p)))
         } else if s == "stdout" {
             Ok(Target::Stdout)
         } else {
-            Err(ConfigError::Invalid(format!("`{s}` is not kafka:TOPIC, file:PATH or stdout")))
+            Err(ConfigError::Invalid(format!(
+                "`{s}` is not kafka:TOPIC, file:PATH or stdout"
+            )))
         }
     }
 }
@@ -250,8 +256,14 @@ impl RawConfig {
     ///
     /// Unreadable file, invalid TOML, unknown keys.
     pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        RawConfig::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        RawConfig::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.into(),
+            message,
+        })
     }
 
     /// Parses TOML text.
@@ -277,7 +289,12 @@ impl RawConfig {
         set(&mut self.kafka.brokers, o.brokers);
         set(&mut self.kafka.group_id, o.group);
         if let Some(i) = o.input {
-            self.kafka.input_topics = Some(i.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
+            self.kafka.input_topics = Some(
+                i.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            );
         }
         set(&mut self.output.target, o.output);
         set(&mut self.dead_letter.target, o.dead_letter);
@@ -298,27 +315,46 @@ impl RawConfig {
         let group_id = need(self.kafka.group_id, "kafka.group_id (--group)")?;
         let input_topics = self.kafka.input_topics.unwrap_or_default();
         if input_topics.is_empty() {
-            return Err(ConfigError::Invalid("kafka.input_topics (--input) is required".into()));
+            return Err(ConfigError::Invalid(
+                "kafka.input_topics (--input) is required".into(),
+            ));
         }
         let start = match self.kafka.start.as_deref().unwrap_or("earliest") {
             "earliest" => StartPosition::Earliest,
             "latest" => StartPosition::Latest,
-            other => return Err(ConfigError::Invalid(format!("kafka.start: `{other}` is not earliest or latest"))),
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "kafka.start: `{other}` is not earliest or latest"
+                )))
+            }
         };
         let output = Target::parse(&need(self.output.target, "output.target (--output)")?)?;
-        let dead_letter = Target::parse(&need(self.dead_letter.target, "dead_letter.target (--dead-letter)")?)?;
+        let dead_letter = Target::parse(&need(
+            self.dead_letter.target,
+            "dead_letter.target (--dead-letter)",
+        )?)?;
         if dead_letter == Target::Stdout {
-            return Err(ConfigError::Invalid("dead_letter.target must be kafka:TOPIC or file:PATH".into()));
+            return Err(ConfigError::Invalid(
+                "dead_letter.target must be kafka:TOPIC or file:PATH".into(),
+            ));
         }
-        let state_dir = self.state.dir.ok_or_else(|| ConfigError::Invalid("state.dir (--state-dir) is required".into()))?;
-        let searches_file =
-            self.searches.file.ok_or_else(|| ConfigError::Invalid("searches.file (--searches) is required".into()))?;
+        let state_dir = self
+            .state
+            .dir
+            .ok_or_else(|| ConfigError::Invalid("state.dir (--state-dir) is required".into()))?;
+        let searches_file = self
+            .searches
+            .file
+            .ok_or_else(|| ConfigError::Invalid("searches.file (--searches) is required".into()))?;
         let addr = self.admin.addr.unwrap_or_else(|| "127.0.0.1:9464".into());
-        let admin_addr: SocketAddr =
-            addr.parse().map_err(|_| ConfigError::Invalid(format!("admin.addr: `{addr}` is not HOST:PORT")))?;
+        let admin_addr: SocketAddr = addr
+            .parse()
+            .map_err(|_| ConfigError::Invalid(format!("admin.addr: `{addr}` is not HOST:PORT")))?;
         let l = self.limits;
         let positive = |v: Option<usize>, default: usize, what: &str| match v {
-            Some(0) => Err(ConfigError::Invalid(format!("limits.{what} must be positive"))),
+            Some(0) => Err(ConfigError::Invalid(format!(
+                "limits.{what} must be positive"
+            ))),
             Some(v) => Ok(v),
             None => Ok(default),
         };
@@ -351,8 +387,11 @@ mod tests {
 
     #[test]
     fn the_example_config_is_valid() {
-        let raw = RawConfig::from_file(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/topic-matcher.example.toml")))
-            .unwrap();
+        let raw = RawConfig::from_file(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/topic-matcher.example.toml"
+        )))
+        .unwrap();
         let c = raw.validate(Overrides::default()).unwrap();
         assert_eq!(c.input_topics, vec!["social.twitter", "social.owned"]);
         assert_eq!(c.output, Target::Kafka("matches".into()));
@@ -387,7 +426,10 @@ mod tests {
 
     #[test]
     fn missing_values_are_named() {
-        let e = RawConfig::default().validate(Overrides::default()).unwrap_err().to_string();
+        let e = RawConfig::default()
+            .validate(Overrides::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--brokers"), "{e}");
         assert!(Target::parse("kafka:").is_err());
         assert!(Target::parse("s3://x").is_err());

@@ -58,7 +58,12 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     std::fs::write(&searches_path, SAMPLE_SEARCHES)?;
     let catalog = Catalog::from_json(SAMPLE_SEARCHES.as_bytes(), &Limits::default())
         .map_err(|e| anyhow::anyhow!("bundled searches invalid: {e}"))?;
-    writeln!(out, "searches: {} topics, {} searches (samples/searches.json)", catalog.topics.len(), catalog.searches.len())?;
+    writeln!(
+        out,
+        "searches: {} topics, {} searches (samples/searches.json)",
+        catalog.topics.len(),
+        catalog.searches.len()
+    )?;
 
     let config = RawConfig::default()
         .validate(Overrides {
@@ -78,14 +83,24 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<()> {
         Err(e) => e,
     })?;
     let running = crate::service::start(config, matcher, compile)?;
-    writeln!(out, "service running; admin API on http://{}/metrics", running.admin_addr)?;
+    writeln!(
+        out,
+        "service running; admin API on http://{}/metrics",
+        running.admin_addr
+    )?;
 
     // The stream: the sample documents, again and again with fresh ids,
     // at a steady rate; one message in 500 is malformed.
-    let docs: Vec<serde_json::Value> = SAMPLE_TWEETS.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let docs: Vec<serde_json::Value> = SAMPLE_TWEETS
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     let produced = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).set("linger.ms", "5").create()?;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("linger.ms", "5")
+        .create()?;
     let (p_produced, p_stop, rate) = (produced.clone(), stop.clone(), opts.rate.max(1));
     let feeder = std::thread::spawn(move || {
         let started = Instant::now();
@@ -97,7 +112,11 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<()> {
                     format!("{{\"broken\": {i}")
                 } else {
                     let mut d = docs[(i as usize) % docs.len()].clone();
-                    let id = format!("{}#{}", d["id"].as_str().unwrap_or("doc"), i / docs.len() as u64);
+                    let id = format!(
+                        "{}#{}",
+                        d["id"].as_str().unwrap_or("doc"),
+                        i / docs.len() as u64
+                    );
                     d["id"] = serde_json::Value::String(id);
                     d.to_string()
                 };
@@ -159,27 +178,54 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     while m.documents_in.load(Relaxed) < total && catch_up.elapsed() < Duration::from_secs(15) {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (din, bad, rout) = (m.documents_in.load(Relaxed), m.documents_bad.load(Relaxed), m.records_out.load(Relaxed));
+    let (din, bad, rout) = (
+        m.documents_in.load(Relaxed),
+        m.documents_bad.load(Relaxed),
+        m.records_out.load(Relaxed),
+    );
     running.stop()?;
 
     // Check the output topic holds every record the service reported.
     let in_topic = count_messages(&brokers, "matches")?;
     let in_dlq = count_messages(&brokers, "matches.dead-letter")?;
-    writeln!(out, "\nsummary after {:.0} s:", started.elapsed().as_secs_f64())?;
+    writeln!(
+        out,
+        "\nsummary after {:.0} s:",
+        started.elapsed().as_secs_f64()
+    )?;
     writeln!(out, "  documents produced        {total}")?;
     writeln!(out, "  documents consumed        {din}")?;
-    writeln!(out, "  bad messages (dead letter) {bad} (topic holds {in_dlq})")?;
-    writeln!(out, "  match records             {rout} (topic holds {in_topic})")?;
-    writeln!(out, "  throughput                {:.0} docs/s average", din as f64 / opts.duration.as_secs_f64())?;
+    writeln!(
+        out,
+        "  bad messages (dead letter) {bad} (topic holds {in_dlq})"
+    )?;
+    writeln!(
+        out,
+        "  match records             {rout} (topic holds {in_topic})"
+    )?;
+    writeln!(
+        out,
+        "  throughput                {:.0} docs/s average",
+        din as f64 / opts.duration.as_secs_f64()
+    )?;
     let _ = std::fs::remove_dir_all(&dir);
-    anyhow::ensure!(din == total, "the service consumed {din} of {total} documents");
-    anyhow::ensure!(in_topic >= rout as i64, "the output topic holds {in_topic} records, the service wrote {rout}");
+    anyhow::ensure!(
+        din == total,
+        "the service consumed {din} of {total} documents"
+    );
+    anyhow::ensure!(
+        in_topic >= rout as i64,
+        "the output topic holds {in_topic} records, the service wrote {rout}"
+    );
     writeln!(out, "  nothing lost: every produced document was consumed and every record is in the output topic")?;
     Ok(())
 }
 
 fn count_messages(brokers: &str, topic: &str) -> anyhow::Result<i64> {
-    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", "demo-counter").create()?;
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "demo-counter")
+        .create()?;
     let md = c.fetch_metadata(Some(topic), Duration::from_secs(5))?;
     let mut total = 0;
     for t in md.topics() {

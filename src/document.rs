@@ -81,9 +81,14 @@ impl<'a> Document<'a> {
     /// The reason the message is bad.
     pub fn parse(bytes: &'a [u8], max_bytes: usize) -> Result<Document<'a>, BadDocument> {
         if bytes.len() > max_bytes {
-            return Err(BadDocument::TooLarge { size: bytes.len(), limit: max_bytes });
+            return Err(BadDocument::TooLarge {
+                size: bytes.len(),
+                limit: max_bytes,
+            });
         }
-        let s = std::str::from_utf8(bytes).map_err(|e| BadDocument::NotUtf8 { at: e.valid_up_to() })?;
+        let s = std::str::from_utf8(bytes).map_err(|e| BadDocument::NotUtf8 {
+            at: e.valid_up_to(),
+        })?;
         let doc: Document<'a> = serde_json::from_str(s).map_err(|e| {
             if e.to_string().starts_with("missing field `id`") {
                 BadDocument::MissingId
@@ -102,7 +107,11 @@ impl<'a> Document<'a> {
 
     /// A document with only an id and a text, for tests and examples.
     pub fn with_text(id: &'a str, text: &'a str) -> Document<'a> {
-        Document { id: Cow::Borrowed(id), text: Some(Cow::Borrowed(text)), ..Document::default() }
+        Document {
+            id: Cow::Borrowed(id),
+            text: Some(Cow::Borrowed(text)),
+            ..Document::default()
+        }
     }
 
     /// The searchable field number `i` (0 = title, 1 = text).
@@ -130,7 +139,9 @@ impl<'a> Document<'a> {
     /// Whether a metadata leaf `field:value` (value already normalized by
     /// the parser: lower case, no leading `@` for authors) holds (SPEC §3.4).
     pub fn meta_matches(&self, field: MetaField, value: &str) -> bool {
-        let Some(have) = self.meta(field) else { return false };
+        let Some(have) = self.meta(field) else {
+            return false;
+        };
         match field {
             MetaField::Author => eq_ignore_case(have.trim().trim_start_matches('@'), value),
             MetaField::Site => url_host(have).is_some_and(|host| {
@@ -148,7 +159,8 @@ impl<'a> Document<'a> {
     /// Whether the document's value of `field` is one of `allowed` (already
     /// lower-cased).
     pub fn meta_in(&self, field: MetaField, allowed: &[String]) -> bool {
-        self.meta(field).is_some_and(|have| allowed.iter().any(|v| eq_ignore_case(have.trim(), v)))
+        self.meta(field)
+            .is_some_and(|have| allowed.iter().any(|v| eq_ignore_case(have.trim(), v)))
     }
 }
 
@@ -201,20 +213,47 @@ mod tests {
         let d = Document::parse(json, 1 << 20).unwrap();
         assert_eq!(d.id, "tw:1153883201");
         assert_eq!(d.kind.as_deref(), Some("mention"));
-        assert_eq!(d.text.as_deref(), Some("Can't upload images in #acme today…"));
+        assert_eq!(
+            d.text.as_deref(),
+            Some("Can't upload images in #acme today…")
+        );
         assert!(d.title.is_none());
     }
 
     #[test]
     fn bad_messages_have_reasons() {
-        assert_eq!(Document::parse(b"{\"id\":\"x\",\"text\":\"a\"}", 5), Err(BadDocument::TooLarge { size: 21, limit: 5 }));
-        assert_eq!(Document::parse(b"{\"id\":\"\xff\"}", 100), Err(BadDocument::NotUtf8 { at: 7 }));
-        assert!(matches!(Document::parse(b"{nope", 100), Err(BadDocument::NotJson(_))));
-        assert!(matches!(Document::parse(b"[1]", 100), Err(BadDocument::NotJson(_))));
-        assert!(matches!(Document::parse(b"{\"id\": 5, \"text\": \"a\"}", 100), Err(BadDocument::NotJson(_))));
-        assert_eq!(Document::parse(b"{\"text\":\"a\"}", 100), Err(BadDocument::MissingId));
-        assert_eq!(Document::parse(b"{\"id\":\"a\"}", 100), Err(BadDocument::NoText));
-        assert_eq!(Document::parse(b"{\"id\":\"a\",\"text\":null,\"title\":null}", 100), Err(BadDocument::NoText));
+        assert_eq!(
+            Document::parse(b"{\"id\":\"x\",\"text\":\"a\"}", 5),
+            Err(BadDocument::TooLarge { size: 21, limit: 5 })
+        );
+        assert_eq!(
+            Document::parse(b"{\"id\":\"\xff\"}", 100),
+            Err(BadDocument::NotUtf8 { at: 7 })
+        );
+        assert!(matches!(
+            Document::parse(b"{nope", 100),
+            Err(BadDocument::NotJson(_))
+        ));
+        assert!(matches!(
+            Document::parse(b"[1]", 100),
+            Err(BadDocument::NotJson(_))
+        ));
+        assert!(matches!(
+            Document::parse(b"{\"id\": 5, \"text\": \"a\"}", 100),
+            Err(BadDocument::NotJson(_))
+        ));
+        assert_eq!(
+            Document::parse(b"{\"text\":\"a\"}", 100),
+            Err(BadDocument::MissingId)
+        );
+        assert_eq!(
+            Document::parse(b"{\"id\":\"a\"}", 100),
+            Err(BadDocument::NoText)
+        );
+        assert_eq!(
+            Document::parse(b"{\"id\":\"a\",\"text\":null,\"title\":null}", 100),
+            Err(BadDocument::NoText)
+        );
     }
 
     #[test]

@@ -124,7 +124,11 @@ enum Command {
     /// Throughput benchmark on generated or given searches and documents.
     Bench {
         /// Number of generated searches.
-        #[arg(long = "searches", default_value_t = 10_000, conflicts_with = "searches_file")]
+        #[arg(
+            long = "searches",
+            default_value_t = 10_000,
+            conflicts_with = "searches_file"
+        )]
         searches: usize,
         /// Use this searches file instead of generated searches.
         #[arg(long)]
@@ -169,16 +173,23 @@ fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
                 _ => ExitCode::from(1),
             };
         }
     };
     // The demo draws a dashboard: only errors interrupt it by default.
-    let default_filter = if matches!(cli.command, Command::Demo { .. }) { "error" } else { "info" };
+    let default_filter = if matches!(cli.command, Command::Demo { .. }) {
+        "error"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -212,13 +223,20 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 }
                 Err(Err(e)) => return Err(e),
             };
-            tracing::info!(searches = matcher.search_count(), compile_ms = compile.as_millis() as u64, "searches compiled");
+            tracing::info!(
+                searches = matcher.search_count(),
+                compile_ms = compile.as_millis() as u64,
+                "searches compiled"
+            );
             let running = topic_matcher::service::start(config, matcher, compile)?;
             running.wait_for_signals()?;
             Ok(Outcome::Success)
         }
         Command::Demo { duration, rate } => {
-            let opts = topic_matcher::demo::DemoOptions { duration: std::time::Duration::from_secs(duration), rate };
+            let opts = topic_matcher::demo::DemoOptions {
+                duration: std::time::Duration::from_secs(duration),
+                rate,
+            };
             topic_matcher::demo::run(&opts, &mut std::io::stdout().lock())?;
             Ok(Outcome::Success)
         }
@@ -232,13 +250,25 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             };
             commands::status::run(&config, &mut std::io::stdout().lock())
         }
-        Command::Match { searches, input, output, strict, max_line_bytes } => {
-            let opts = MatchOptions { searches, max_line_bytes, strict, max_reported: 100 };
+        Command::Match {
+            searches,
+            input,
+            output,
+            strict,
+            max_line_bytes,
+        } => {
+            let opts = MatchOptions {
+                searches,
+                max_line_bytes,
+                strict,
+                max_reported: 100,
+            };
             let stdin = std::io::stdin();
             let mut reader: Box<dyn std::io::BufRead> = match &input {
                 Some(p) => Box::new(BufReader::with_capacity(
                     256 * 1024,
-                    File::open(p).with_context(|| format!("cannot open the input {}", p.display()))?,
+                    File::open(p)
+                        .with_context(|| format!("cannot open the input {}", p.display()))?,
                 )),
                 None => Box::new(BufReader::with_capacity(256 * 1024, stdin.lock())),
             };
@@ -246,11 +276,13 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             let mut writer: Box<dyn Write> = match &output {
                 Some(p) => Box::new(BufWriter::with_capacity(
                     256 * 1024,
-                    File::create(p).with_context(|| format!("cannot create the output {}", p.display()))?,
+                    File::create(p)
+                        .with_context(|| format!("cannot create the output {}", p.display()))?,
                 )),
                 None => Box::new(BufWriter::with_capacity(256 * 1024, stdout.lock())),
             };
-            let (outcome, summary) = commands::matching::run(&opts, &mut reader, &mut writer, &mut stderr.lock())?;
+            let (outcome, summary) =
+                commands::matching::run(&opts, &mut reader, &mut writer, &mut stderr.lock())?;
             if outcome == Outcome::Success || summary.documents > 0 {
                 let secs = summary.matching.as_secs_f64();
                 tracing::info!(
@@ -265,15 +297,41 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             }
             Ok(outcome)
         }
-        Command::Check { searches } => {
-            commands::check::run(&searches, &Limits::default(), &mut std::io::stdout().lock(), &mut stderr.lock())
-        }
-        Command::Bench { searches, docs, seed, brokers: Some(brokers), output, .. } => {
-            let opts = commands::bench_kafka::KafkaBenchOptions { brokers, searches, docs, seed, output };
+        Command::Check { searches } => commands::check::run(
+            &searches,
+            &Limits::default(),
+            &mut std::io::stdout().lock(),
+            &mut stderr.lock(),
+        ),
+        Command::Bench {
+            searches,
+            docs,
+            seed,
+            brokers: Some(brokers),
+            output,
+            ..
+        } => {
+            let opts = commands::bench_kafka::KafkaBenchOptions {
+                brokers,
+                searches,
+                docs,
+                seed,
+                output,
+            };
             commands::bench_kafka::run(&opts, &mut std::io::stdout().lock())
         }
         Command::Bench {
-            searches, searches_file, docs, input, long_form, seed, baseline_docs, passes, emit_workload, brokers: None, ..
+            searches,
+            searches_file,
+            docs,
+            input,
+            long_form,
+            seed,
+            baseline_docs,
+            passes,
+            emit_workload,
+            brokers: None,
+            ..
         } => {
             let opts = BenchOptions {
                 searches,

@@ -133,7 +133,11 @@ mod tests {
         let ctx = RecordContext {
             matched_at: "2019-07-24T14:16:02.113Z",
             searches_version: Some(17),
-            input: Some(InputCoords { topic: "social.twitter", partition: 3, offset: 1182211 }),
+            input: Some(InputCoords {
+                topic: "social.twitter",
+                partition: 3,
+                offset: 1182211,
+            }),
             class: Some("high"),
         };
         write_record(&mut out, &m, &doc, &matches[0], &ctx);

@@ -62,38 +62,52 @@ impl Rng {
 
 /// Common English words, most frequent first (ranks drive the Zipf draw).
 const COMMON: &[&str] = &[
-    "the", "to", "and", "a", "i", "of", "is", "in", "it", "you", "for", "that", "my", "on", "this", "with",
-    "be", "me", "so", "have", "just", "but", "are", "not", "at", "was", "all", "your", "can", "we", "like",
-    "get", "do", "what", "out", "if", "up", "now", "from", "will", "no", "love", "one", "new", "they", "good",
-    "day", "know", "about", "how", "time", "when", "people", "go", "today", "more", "he", "there", "got",
-    "an", "by", "see", "great", "really", "back", "think", "want", "who", "still", "been", "need", "make",
-    "our", "only", "much", "some", "going", "why", "them", "then", "last", "her", "here", "first", "best",
-    "right", "work", "again", "night", "never", "way", "thanks", "over", "off", "his", "she", "happy",
-    "would", "better", "year", "well", "life", "week", "world", "morning", "always", "even", "too", "could",
-    "look", "after", "come", "home", "free", "long", "little", "every", "thank", "things", "tomorrow",
-    "watch", "game", "since", "weekend", "please", "next", "amazing", "show", "feel", "thing", "nice",
-    "little", "music", "help", "live", "try", "tonight", "everyone", "someone", "check", "friends", "video",
-    "wait", "morning", "stop", "hope", "tell", "before", "school", "should", "bad", "start", "find",
-    "follow", "news", "team", "use", "real", "read", "phone", "family", "because", "coffee", "money",
-    "call", "cool", "sure", "pretty", "story", "hard", "play", "via", "order", "shop", "online", "open",
-    "city", "food", "car", "friend", "lol", "yes", "ever", "wow", "top", "big", "old", "man", "keep",
+    "the", "to", "and", "a", "i", "of", "is", "in", "it", "you", "for", "that", "my", "on", "this",
+    "with", "be", "me", "so", "have", "just", "but", "are", "not", "at", "was", "all", "your",
+    "can", "we", "like", "get", "do", "what", "out", "if", "up", "now", "from", "will", "no",
+    "love", "one", "new", "they", "good", "day", "know", "about", "how", "time", "when", "people",
+    "go", "today", "more", "he", "there", "got", "an", "by", "see", "great", "really", "back",
+    "think", "want", "who", "still", "been", "need", "make", "our", "only", "much", "some",
+    "going", "why", "them", "then", "last", "her", "here", "first", "best", "right", "work",
+    "again", "night", "never", "way", "thanks", "over", "off", "his", "she", "happy", "would",
+    "better", "year", "well", "life", "week", "world", "morning", "always", "even", "too", "could",
+    "look", "after", "come", "home", "free", "long", "little", "every", "thank", "things",
+    "tomorrow", "watch", "game", "since", "weekend", "please", "next", "amazing", "show", "feel",
+    "thing", "nice", "little", "music", "help", "live", "try", "tonight", "everyone", "someone",
+    "check", "friends", "video", "wait", "morning", "stop", "hope", "tell", "before", "school",
+    "should", "bad", "start", "find", "follow", "news", "team", "use", "real", "read", "phone",
+    "family", "because", "coffee", "money", "call", "cool", "sure", "pretty", "story", "hard",
+    "play", "via", "order", "shop", "online", "open", "city", "food", "car", "friend", "lol",
+    "yes", "ever", "wow", "top", "big", "old", "man", "keep",
 ];
 
 /// Product and service words; some searches use them in phrases.
 const PRODUCT: &[&str] = &[
-    "app", "phone", "store", "service", "support", "delivery", "price", "update", "account", "card",
-    "laptop", "coffee", "shoes", "car", "bank", "airline", "flight", "hotel", "pizza", "game", "tv",
+    "app", "phone", "store", "service", "support", "delivery", "price", "update", "account",
+    "card", "laptop", "coffee", "shoes", "car", "bank", "airline", "flight", "hotel", "pizza",
+    "game", "tv",
 ];
 
 /// Complaint words that outage searches look for near a brand.
-const ISSUES: &[&str] = &["down", "outage", "broken", "crash", "slow", "error", "refund", "cancelled", "late"];
+const ISSUES: &[&str] = &[
+    "down",
+    "outage",
+    "broken",
+    "crash",
+    "slow",
+    "error",
+    "refund",
+    "cancelled",
+    "late",
+];
 
 /// Recruiting words that searches exclude.
 const JOBS: &[&str] = &["job", "jobs", "hiring", "career", "intern", "vacancy"];
 
 const SYLLABLES: &[&str] = &[
-    "zen", "tri", "nova", "lux", "kor", "vex", "ta", "mi", "ra", "lo", "quin", "dar", "bel", "sol", "ix",
-    "ka", "fen", "dro", "vi", "ga", "pol", "ster", "mon", "ory", "tek", "wu", "nu", "zo", "plex", "cy",
+    "zen", "tri", "nova", "lux", "kor", "vex", "ta", "mi", "ra", "lo", "quin", "dar", "bel", "sol",
+    "ix", "ka", "fen", "dro", "vi", "ga", "pol", "ster", "mon", "ory", "tek", "wu", "nu", "zo",
+    "plex", "cy",
 ];
 
 /// Closing syllables; with `SYLLABLES` they form a prefix-free code, so
@@ -101,7 +115,9 @@ const SYLLABLES: &[&str] = &[
 const ENDINGS: &[&str] = &["ax", "on", "um", "en", "ia", "ox", "ar"];
 
 const EMOJI: &[&str] = &["😡", "😀", "🔥", "❤️", "👍", "😂", "🙏", "🚀"];
-const ACCENTED: &[&str] = &["café", "naïve", "résumé", "Straße", "crème", "señor", "über", "déjà"];
+const ACCENTED: &[&str] = &[
+    "café", "naïve", "résumé", "Straße", "crème", "señor", "über", "déjà",
+];
 
 /// The brand name of group `i`: unique per `i`, 2–4 syllables.
 pub fn brand(i: usize) -> String {
@@ -175,7 +191,12 @@ fn search_query(rng: &mut Rng, b: &str) -> String {
         }
         65..=74 => format!("{{{}}} OR ${}", capitalize(b), b.to_uppercase()),
         75..=84 => format!("{b} (lang:en OR source:twitter) -{}", rng.pick(JOBS)),
-        85..=94 => format!("{b} AND ({} OR {} OR {})", common(rng), common(rng), rng.pick(PRODUCT)),
+        85..=94 => format!(
+            "{b} AND ({} OR {} OR {})",
+            common(rng),
+            common(rng),
+            rng.pick(PRODUCT)
+        ),
         _ => format!("\"{b} {product}\"~2 OR @{b}"),
     }
 }
@@ -215,7 +236,11 @@ pub fn documents(n: usize, brands: usize, long_form: bool, seed: u64) -> Vec<Str
 fn body(rng: &mut Rng, words: usize, brands: usize, long_form: bool) -> String {
     let mut s = String::with_capacity(words * 7);
     // Tweets mention a brand about a third of the time; articles several.
-    let mentions = if long_form { 1 + rng.below(5) } else { usize::from(rng.chance(0.35)) + usize::from(rng.chance(0.05)) };
+    let mentions = if long_form {
+        1 + rng.below(5)
+    } else {
+        usize::from(rng.chance(0.35)) + usize::from(rng.chance(0.05))
+    };
     let mention_at: Vec<usize> = (0..mentions).map(|_| rng.below(words)).collect();
     for w in 0..words {
         if w > 0 {
@@ -296,7 +321,10 @@ mod tests {
 
     #[test]
     fn generated_documents_are_valid() {
-        for line in documents(200, 100, false, 1).iter().chain(&documents(5, 100, true, 1)) {
+        for line in documents(200, 100, false, 1)
+            .iter()
+            .chain(&documents(5, 100, true, 1))
+        {
             crate::document::Document::parse(line.as_bytes(), 1 << 20).unwrap();
         }
     }

@@ -14,7 +14,12 @@ fn repo(p: &str) -> PathBuf {
 }
 
 fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut input = child.stdin.take().unwrap();
     let data = stdin.to_vec();
     let writer = std::thread::spawn(move || {
@@ -34,15 +39,35 @@ fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
 }
 
 fn lines(out: &[u8]) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(out).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[test]
 fn check_accepts_the_bundled_searches_and_reports_sizes() {
-    let out = bin().args(["check", "--searches"]).arg(repo("samples/searches.json")).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .args(["check", "--searches"])
+        .arg(repo("samples/searches.json"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
-    for what in ["topics", "searches", "leaves", "terms", "automaton size", "compile time", "peak memory"] {
+    for what in [
+        "topics",
+        "searches",
+        "leaves",
+        "terms",
+        "automaton size",
+        "compile time",
+        "peak memory",
+    ] {
         assert!(stdout.contains(what), "missing {what:?} in:\n{stdout}");
     }
 }
@@ -55,23 +80,43 @@ fn check_reports_every_bad_search_with_its_column_and_exits_1() {
             {"id": "a", "searches": [{"id": "a1", "query": "(acme OR corp"}, {"id": "a2", "query": "fine"}]},
             {"id": "b", "searches": [{"id": "b1", "query": "ab* NOT x"}, {"id": "b2", "query": "NOT job"}]}]}"#,
     );
-    let out = bin().args(["check", "--searches"]).arg(&file).output().unwrap();
+    let out = bin()
+        .args(["check", "--searches"])
+        .arg(&file)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("topic \"a\", search \"a1\", column 1"), "{err}");
+    assert!(
+        err.contains("topic \"a\", search \"a1\", column 1"),
+        "{err}"
+    );
     assert!(err.contains("unclosed parenthesis"), "{err}");
-    assert!(err.contains("topic \"b\", search \"b1\", column 1"), "{err}");
+    assert!(
+        err.contains("topic \"b\", search \"b1\", column 1"),
+        "{err}"
+    );
     assert!(err.contains("at least 3"), "{err}");
     assert!(err.contains("search \"b2\""), "{err}");
     assert!(err.contains("nothing positive"), "{err}");
-    assert!(err.contains("   | (acme OR corp\n   | ^"), "caret under the column:\n{err}");
+    assert!(
+        err.contains("   | (acme OR corp\n   | ^"),
+        "caret under the column:\n{err}"
+    );
     assert!(err.contains("3 problem(s)"), "{err}");
 }
 
 #[test]
 fn check_warns_about_mixed_precedence_without_rejecting() {
-    let file = temp_file("warn.json", br#"{"topics": [{"id": "a", "searches": [{"id": "a1", "query": "a OR b NOT c"}]}]}"#);
-    let out = bin().args(["check", "--searches"]).arg(&file).output().unwrap();
+    let file = temp_file(
+        "warn.json",
+        br#"{"topics": [{"id": "a", "searches": [{"id": "a1", "query": "a OR b NOT c"}]}]}"#,
+    );
+    let out = bin()
+        .args(["check", "--searches"])
+        .arg(&file)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("read as: a OR (b AND NOT c)"), "{err}");
@@ -79,21 +124,35 @@ fn check_warns_about_mixed_precedence_without_rejecting() {
 
 #[test]
 fn missing_or_broken_searches_files_exit_1() {
-    let out = bin().args(["check", "--searches", "/nonexistent/searches.json"]).output().unwrap();
+    let out = bin()
+        .args(["check", "--searches", "/nonexistent/searches.json"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the searches file"));
     let file = temp_file("truncated.json", br#"{"topics": ["#);
-    let out = bin().args(["check", "--searches"]).arg(&file).output().unwrap();
+    let out = bin()
+        .args(["check", "--searches"])
+        .arg(&file)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid searches file"));
-    let out = bin().args(["match", "--searches"]).arg(&file).output().unwrap();
+    let out = bin()
+        .args(["match", "--searches"])
+        .arg(&file)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]
 fn bad_arguments_exit_1() {
     assert_eq!(bin().arg("match").output().unwrap().status.code(), Some(1));
-    assert_eq!(bin().arg("frobnicate").output().unwrap().status.code(), Some(1));
+    assert_eq!(
+        bin().arg("frobnicate").output().unwrap().status.code(),
+        Some(1)
+    );
     assert_eq!(bin().arg("--help").output().unwrap().status.code(), Some(0));
 }
 
@@ -115,8 +174,16 @@ fn match_writes_one_record_per_document_and_topic() {
         r#"{"id": "3", "title": "Globex", "text": "acme corp"}"#,
         "\n"
     );
-    let out = run_with_stdin(bin().args(["match", "--searches"]).arg(&searches), input.as_bytes());
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_with_stdin(
+        bin().args(["match", "--searches"]).arg(&searches),
+        input.as_bytes(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let recs = lines(&out.stdout);
     let pairs: Vec<(String, String, Vec<String>)> = recs
         .iter()
@@ -124,14 +191,23 @@ fn match_writes_one_record_per_document_and_topic() {
             (
                 r["doc_id"].as_str().unwrap().to_string(),
                 r["topic_id"].as_str().unwrap().to_string(),
-                r["searches"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect(),
+                r["searches"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s.as_str().unwrap().to_string())
+                    .collect(),
             )
         })
         .collect();
     assert_eq!(
         pairs,
         vec![
-            ("1".into(), "acme".into(), vec!["acme-brand".into(), "acme-outage".into()]),
+            (
+                "1".into(),
+                "acme".into(),
+                vec!["acme-brand".into(), "acme-outage".into()]
+            ),
             ("3".into(), "acme".into(), vec!["acme-brand".into()]),
             ("3".into(), "other".into(), vec!["o".into()]),
         ]
@@ -159,27 +235,57 @@ fn match_skips_bad_lines_with_their_numbers() {
     input.extend_from_slice(b"{\"text\":\"no id\"}\n");
     input.extend_from_slice(b"\xff\xfe\xfd\n");
     input.extend_from_slice(b"\n");
-    input.extend_from_slice(format!("{{\"id\":\"big\",\"text\":\"{}\"}}\n", "python ".repeat(300_000)).as_bytes());
+    input.extend_from_slice(
+        format!(
+            "{{\"id\":\"big\",\"text\":\"{}\"}}\n",
+            "python ".repeat(300_000)
+        )
+        .as_bytes(),
+    );
     input.extend_from_slice(b"{\"id\":\"2\",\"text\":\"more python\"}");
     let searches = repo("samples/searches.json");
     let out = run_with_stdin(bin().args(["match", "--searches"]).arg(&searches), &input);
     assert_eq!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("line 2: skipped: not a valid document"), "{err}");
-    assert!(err.contains("line 3: skipped: the document has no `id`"), "{err}");
+    assert!(
+        err.contains("line 2: skipped: not a valid document"),
+        "{err}"
+    );
+    assert!(
+        err.contains("line 3: skipped: the document has no `id`"),
+        "{err}"
+    );
     assert!(err.contains("line 4: skipped: not valid UTF-8"), "{err}");
-    assert!(err.contains("line 6: skipped: message is 2100023 bytes"), "{err}");
-    let ids: Vec<String> = lines(&out.stdout).iter().map(|r| r["doc_id"].as_str().unwrap().to_string()).collect();
+    assert!(
+        err.contains("line 6: skipped: message is 2100023 bytes"),
+        "{err}"
+    );
+    let ids: Vec<String> = lines(&out.stdout)
+        .iter()
+        .map(|r| r["doc_id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(ids, vec!["1", "2"]);
-    let strict = run_with_stdin(bin().args(["match", "--strict", "--searches"]).arg(&searches), &input);
+    let strict = run_with_stdin(
+        bin()
+            .args(["match", "--strict", "--searches"])
+            .arg(&searches),
+        &input,
+    );
     assert_eq!(strict.status.code(), Some(1));
-    assert_eq!(lines(&strict.stdout).len(), 2, "strict still writes the good records");
+    assert_eq!(
+        lines(&strict.stdout).len(),
+        2,
+        "strict still writes the good records"
+    );
 }
 
 #[test]
 fn match_reads_and_writes_files_and_handles_empty_input() {
     let empty = temp_file("empty.jsonl", b"");
-    let out_path = std::env::temp_dir().join(format!("topic-matcher-cli-{}-out.jsonl", std::process::id()));
+    let out_path = std::env::temp_dir().join(format!(
+        "topic-matcher-cli-{}-out.jsonl",
+        std::process::id()
+    ));
     let out = bin()
         .args(["match", "--searches"])
         .arg(repo("samples/searches.json"))
@@ -204,22 +310,51 @@ fn match_on_the_bundled_sample_finds_every_topic() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let recs = lines(&out.stdout);
-    let topics: std::collections::BTreeSet<&str> = recs.iter().map(|r| r["topic_id"].as_str().unwrap()).collect();
+    let topics: std::collections::BTreeSet<&str> = recs
+        .iter()
+        .map(|r| r["topic_id"].as_str().unwrap())
+        .collect();
     assert_eq!(topics.len(), 10, "{topics:?}");
     // match_id is unique per (document, topic) and deterministic.
-    let ids: std::collections::BTreeSet<&str> = recs.iter().map(|r| r["match_id"].as_str().unwrap()).collect();
+    let ids: std::collections::BTreeSet<&str> = recs
+        .iter()
+        .map(|r| r["match_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids.len(), recs.len());
 }
 
 #[test]
 fn bench_runs_a_small_workload_and_agrees_with_the_reference() {
     let out = bin()
-        .args(["bench", "--searches", "500", "--docs", "2000", "--passes", "1", "--baseline-docs", "300"])
+        .args([
+            "bench",
+            "--searches",
+            "500",
+            "--docs",
+            "2000",
+            "--passes",
+            "1",
+            "--baseline-docs",
+            "300",
+        ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = String::from_utf8(out.stdout).unwrap();
-    for what in ["docs/s", "MB/s", "p50", "p99", "compile", "peak memory", "results identical"] {
+    for what in [
+        "docs/s",
+        "MB/s",
+        "p50",
+        "p99",
+        "compile",
+        "peak memory",
+        "results identical",
+    ] {
         assert!(s.contains(what), "missing {what:?} in:\n{s}");
     }
 }
@@ -228,20 +363,49 @@ fn bench_runs_a_small_workload_and_agrees_with_the_reference() {
 fn run_without_configuration_names_what_is_missing_and_exits_1() {
     let out = bin().arg("run").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--brokers"), "{}", String::from_utf8_lossy(&out.stderr));
-    let cfg = temp_file("bad.toml", b"[kafka]\nbrokers = \"x:1\"\nbroker_list = \"y\"\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--brokers"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg = temp_file(
+        "bad.toml",
+        b"[kafka]\nbrokers = \"x:1\"\nbroker_list = \"y\"\n",
+    );
     let out = bin().args(["run", "--config"]).arg(&cfg).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("broker_list"), "the unknown key is named: {err}");
+    assert!(
+        err.contains("broker_list"),
+        "the unknown key is named: {err}"
+    );
 }
 
 #[test]
 fn run_with_invalid_searches_exits_1_with_the_errors() {
-    let searches = temp_file("run-bad-searches.json", br#"{"topics": [{"id": "a", "searches": [{"id": "a1", "query": "acme OR"}]}]}"#);
+    let searches = temp_file(
+        "run-bad-searches.json",
+        br#"{"topics": [{"id": "a", "searches": [{"id": "a1", "query": "acme OR"}]}]}"#,
+    );
     let out = bin()
-        .args(["run", "--brokers", "127.0.0.1:1", "--group", "g", "--input", "in", "--output", "stdout"])
-        .args(["--dead-letter", "file:/tmp/tm-dead.jsonl", "--state-dir", "/tmp/tm-state-unused", "--searches"])
+        .args([
+            "run",
+            "--brokers",
+            "127.0.0.1:1",
+            "--group",
+            "g",
+            "--input",
+            "in",
+            "--output",
+            "stdout",
+        ])
+        .args([
+            "--dead-letter",
+            "file:/tmp/tm-dead.jsonl",
+            "--state-dir",
+            "/tmp/tm-state-unused",
+            "--searches",
+        ])
         .arg(&searches)
         .output()
         .unwrap();
@@ -255,15 +419,49 @@ fn status_reads_the_state_directory_when_the_service_is_not_running() {
     let _ = std::fs::remove_dir_all(&dir);
     {
         let store = topic_matcher::checkpoint::Checkpoints::open(&dir).unwrap();
-        store.commit(&[(topic_matcher::checkpoint::TopicPartition::new("social.posts", 2), 1234)], &[]).unwrap();
+        store
+            .commit(
+                &[(
+                    topic_matcher::checkpoint::TopicPartition::new("social.posts", 2),
+                    1234,
+                )],
+                &[],
+            )
+            .unwrap();
     }
     let out = bin()
-        .args(["status", "--brokers", "127.0.0.1:1", "--group", "g", "--input", "in", "--output", "stdout"])
-        .args(["--dead-letter", "file:/tmp/x.jsonl", "--searches", "s.json", "--admin-addr", "127.0.0.1:1", "--state-dir"])
+        .args([
+            "status",
+            "--brokers",
+            "127.0.0.1:1",
+            "--group",
+            "g",
+            "--input",
+            "in",
+            "--output",
+            "stdout",
+        ])
+        .args([
+            "--dead-letter",
+            "file:/tmp/x.jsonl",
+            "--searches",
+            "s.json",
+            "--admin-addr",
+            "127.0.0.1:1",
+            "--state-dir",
+        ])
         .arg(&dir)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = String::from_utf8_lossy(&out.stdout);
-    assert!(s.contains("social.posts/2") && s.contains("next offset 1234"), "{s}");
+    assert!(
+        s.contains("social.posts/2") && s.contains("next offset 1234"),
+        "{s}"
+    );
 }

@@ -15,19 +15,95 @@ use topic_matcher::searches::Catalog;
 
 /// Query leaves: every row of SPEC §3.2 and §3.4 is represented.
 const LEAVES: &[&str] = &[
-    "acme", "Acme", "café", "cafe", "strasse", "corp", "go", "job", "down", "love", "#acme", "@acme", "$acme",
-    "#café", "e-mail", "u2-concert", "\"acme corp\"", "\"corp acme\"", "\"go go\"", "\"acme corp\"~2",
-    "\"go go\"~1", "\"acme café corp\"~1", "lov*", "colo?r", "*ove", "#acm*", "caf*", "str*e", "{Acme}", "{café}",
-    "{\"Acme Corp\"}", "😡", "❤", "東京", "京タ", "タワー", "/acme-?\\d/", "/(?i)caf./", "/[0-9]{2,}/",
-    "title:acme", "text:corp", "title:(go OR love)", "lang:en", "source:twitter", "author:jdoe",
-    "site:example.com", "url:status",
+    "acme",
+    "Acme",
+    "café",
+    "cafe",
+    "strasse",
+    "corp",
+    "go",
+    "job",
+    "down",
+    "love",
+    "#acme",
+    "@acme",
+    "$acme",
+    "#café",
+    "e-mail",
+    "u2-concert",
+    "\"acme corp\"",
+    "\"corp acme\"",
+    "\"go go\"",
+    "\"acme corp\"~2",
+    "\"go go\"~1",
+    "\"acme café corp\"~1",
+    "lov*",
+    "colo?r",
+    "*ove",
+    "#acm*",
+    "caf*",
+    "str*e",
+    "{Acme}",
+    "{café}",
+    "{\"Acme Corp\"}",
+    "😡",
+    "❤",
+    "東京",
+    "京タ",
+    "タワー",
+    "/acme-?\\d/",
+    "/(?i)caf./",
+    "/[0-9]{2,}/",
+    "title:acme",
+    "text:corp",
+    "title:(go OR love)",
+    "lang:en",
+    "source:twitter",
+    "author:jdoe",
+    "site:example.com",
+    "url:status",
 ];
 
 /// Document words and separators.
 const WORDS: &[&str] = &[
-    "acme", "Acme", "ACME", "acmé", "café", "CAFE", "Straße", "corp", "Corp", "go", "job", "down", "love",
-    "loved", "glove", "colour", "color", "#acme", "#Acme", "@acme", "$ACME", "#café", "e-mail", "email", "u2",
-    "concert", "😡", "❤️", "東京", "タワー", "ﾀﾜｰ", "acme-1", "acme2", "42", "2024", "naïve", "the", "a",
+    "acme",
+    "Acme",
+    "ACME",
+    "acmé",
+    "café",
+    "CAFE",
+    "Straße",
+    "corp",
+    "Corp",
+    "go",
+    "job",
+    "down",
+    "love",
+    "loved",
+    "glove",
+    "colour",
+    "color",
+    "#acme",
+    "#Acme",
+    "@acme",
+    "$ACME",
+    "#café",
+    "e-mail",
+    "email",
+    "u2",
+    "concert",
+    "😡",
+    "❤️",
+    "東京",
+    "タワー",
+    "ﾀﾜｰ",
+    "acme-1",
+    "acme2",
+    "42",
+    "2024",
+    "naïve",
+    "the",
+    "a",
 ];
 const SEPARATORS: &[&str] = &[" ", " ", " ", ", ", "-", "! ", "", "\n", " #", "…"];
 
@@ -66,7 +142,14 @@ fn expr() -> impl Strategy<Value = String> {
 }
 
 fn field_text() -> impl Strategy<Value = String> {
-    prop::collection::vec((prop::sample::select(WORDS), prop::sample::select(SEPARATORS)), 0..14).prop_map(|v| {
+    prop::collection::vec(
+        (
+            prop::sample::select(WORDS),
+            prop::sample::select(SEPARATORS),
+        ),
+        0..14,
+    )
+    .prop_map(|v| {
         let mut s = String::new();
         for (w, sep) in v {
             s.push_str(w);
@@ -93,11 +176,22 @@ fn doc() -> impl Strategy<Value = Doc> {
         prop::option::of(prop::sample::select(&["en", "EN", "nl"][..])),
         prop::option::of(prop::sample::select(&["twitter", "news"][..])),
         prop::option::of(prop::sample::select(&["@jdoe", "JDoe", "other"][..])),
-        prop::option::of(
-            prop::sample::select(&["https://www.example.com/status/1", "http://badexample.com/", "x"][..]),
-        ),
+        prop::option::of(prop::sample::select(
+            &[
+                "https://www.example.com/status/1",
+                "http://badexample.com/",
+                "x",
+            ][..],
+        )),
     )
-        .prop_map(|(title, text, lang, source, author, url)| Doc { title, text, lang, source, author, url })
+        .prop_map(|(title, text, lang, source, author, url)| Doc {
+            title,
+            text,
+            lang,
+            source,
+            author,
+            url,
+        })
 }
 
 fn check(queries: &[String], docs: &[Doc], filters: bool) -> Result<(), TestCaseError> {
@@ -127,10 +221,13 @@ fn check(queries: &[String], docs: &[Doc], filters: bool) -> Result<(), TestCase
     // Keep only the searches that are valid on their own.
     for t in &mut merged {
         let searches = t["searches"].as_array_mut().unwrap();
-        searches.retain(|s| topic_matcher::query::parse(s["query"].as_str().unwrap(), &Limits::default()).is_ok());
+        searches.retain(|s| {
+            topic_matcher::query::parse(s["query"].as_str().unwrap(), &Limits::default()).is_ok()
+        });
     }
     let json = serde_json::json!({ "topics": merged }).to_string();
-    let catalog = Catalog::from_json(json.as_bytes(), &Limits::default()).expect("valid searches only");
+    let catalog =
+        Catalog::from_json(json.as_bytes(), &Limits::default()).expect("valid searches only");
     if catalog.searches.is_empty() {
         return Ok(());
     }
@@ -187,7 +284,14 @@ fn regressions() {
     ];
     for (queries, text) in cases {
         let queries: Vec<String> = queries.iter().map(|q| q.to_string()).collect();
-        let d = Doc { title: None, text: Some(text.to_string()), lang: None, source: None, author: None, url: None };
+        let d = Doc {
+            title: None,
+            text: Some(text.to_string()),
+            lang: None,
+            source: None,
+            author: None,
+            url: None,
+        };
         check(&queries, &[d], false).unwrap();
     }
 }
@@ -203,8 +307,12 @@ fn generators_produce_matches_and_non_matches() {
     for _ in 0..400 {
         let q = expr().new_tree(&mut runner).unwrap().current();
         let d = doc().new_tree(&mut runner).unwrap().current();
-        let Ok(_) = topic_matcher::query::parse(&q, &Limits::default()) else { continue };
-        let json = serde_json::json!({"topics": [{"id": "t", "searches": [{"id": "s", "query": q}]}]}).to_string();
+        let Ok(_) = topic_matcher::query::parse(&q, &Limits::default()) else {
+            continue;
+        };
+        let json =
+            serde_json::json!({"topics": [{"id": "t", "searches": [{"id": "s", "query": q}]}]})
+                .to_string();
         let catalog = Catalog::from_json(json.as_bytes(), &Limits::default()).unwrap();
         let m = Matcher::new(&catalog).unwrap();
         let mut scratch = m.scratch();
@@ -222,5 +330,8 @@ fn generators_produce_matches_and_non_matches() {
     assert!(total > 200, "too few valid queries: {total}");
     let share = matched as f64 / total as f64;
     eprintln!("{matched} of {total} random (search, document) pairs match");
-    assert!((0.1..0.9).contains(&share), "share of matching pairs {share:.2} ({matched}/{total})");
+    assert!(
+        (0.1..0.9).contains(&share),
+        "share of matching pairs {share:.2} ({matched}/{total})"
+    );
 }

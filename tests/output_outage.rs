@@ -16,7 +16,9 @@ use rdkafka::Message;
 use topic_matcher::config::{Overrides, RawConfig};
 
 fn docs(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!(r##"{{"id": "o{i}", "text": "#rstats and python number {i}"}}"##)).collect()
+    (0..n)
+        .map(|i| format!(r##"{{"id": "o{i}", "text": "#rstats and python number {i}"}}"##))
+        .collect()
 }
 
 #[test]
@@ -40,15 +42,22 @@ fn output_refusing_writes_pauses_input_and_loses_nothing() {
             admin_token: None,
         })
         .unwrap();
-    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
     let all = docs(3000);
     for (i, d) in all.iter().enumerate() {
         let k = i.to_string();
-        producer.send(BaseRecord::to("in").key(&k).payload(d)).unwrap();
+        producer
+            .send(BaseRecord::to("in").key(&k).payload(d))
+            .unwrap();
     }
     producer.flush(Duration::from_secs(30)).unwrap();
 
-    let (matcher, compile) = topic_matcher::service::compile_searches(&config).map_err(|_| "searches").unwrap();
+    let (matcher, compile) = topic_matcher::service::compile_searches(&config)
+        .map_err(|_| "searches")
+        .unwrap();
     let running = topic_matcher::service::start(config, matcher, compile).unwrap();
     // Every produce request fails for a while: the service's output is
     // down from its first record on.
@@ -65,18 +74,31 @@ fn output_refusing_writes_pauses_input_and_loses_nothing() {
     // The errors run out: the service recovers and catches up.
     let deadline = Instant::now() + Duration::from_secs(120);
     while m.checkpoints.load(Relaxed) == 0 || m.output_down.load(Relaxed) == 1 {
-        assert!(Instant::now() < deadline, "no recovery: {} records, down {}", m.records_out.load(Relaxed), m.output_down.load(Relaxed));
+        assert!(
+            Instant::now() < deadline,
+            "no recovery: {} records, down {}",
+            m.records_out.load(Relaxed),
+            m.output_down.load(Relaxed)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     running.stop().unwrap();
     eprintln!("documents read while the output was first found down: {in_during}");
-    assert!(saw_outage, "the injected produce errors never surfaced as an output outage");
+    assert!(
+        saw_outage,
+        "the injected produce errors never surfaced as an output outage"
+    );
 
     // Every document's record is in the output topic.
-    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &brokers).set("group.id", "check").create().unwrap();
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "check")
+        .create()
+        .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..3 {
-        tpl.add_partition_offset("out", p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset("out", p, Offset::Beginning)
+            .unwrap();
     }
     c.assign(&tpl).unwrap();
     let mut ids = std::collections::BTreeSet::new();

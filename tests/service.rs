@@ -9,7 +9,12 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn wait_for_ids(brokers: &str, topic: &str, want: &std::collections::BTreeMap<String, usize>, timeout: Duration) -> std::collections::BTreeMap<String, usize> {
+fn wait_for_ids(
+    brokers: &str,
+    topic: &str,
+    want: &std::collections::BTreeMap<String, usize>,
+    timeout: Duration,
+) -> std::collections::BTreeMap<String, usize> {
     let deadline = Instant::now() + timeout;
     loop {
         let recs = read_all(brokers, topic, 3, Duration::from_secs(5), |_| false);
@@ -53,7 +58,14 @@ fn end_to_end_matches_to_kafka_and_bad_messages_to_dead_letters() {
     });
     let got = wait_for_ids(&brokers, "e2e.out", &want, Duration::from_secs(120));
     let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
-    assert!(missing.is_empty(), "{} of {} match records missing, e.g. {:?}; log:\n{}", missing.len(), want.len(), &missing[..missing.len().min(5)], std::fs::read_to_string(dir.join("service.log")).unwrap_or_default());
+    assert!(
+        missing.is_empty(),
+        "{} of {} match records missing, e.g. {:?}; log:\n{}",
+        missing.len(),
+        want.len(),
+        &missing[..missing.len().min(5)],
+        std::fs::read_to_string(dir.join("service.log")).unwrap_or_default()
+    );
     let unexpected: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
     assert!(unexpected.is_empty(), "unexpected records {unexpected:?}");
 
@@ -77,18 +89,30 @@ fn end_to_end_matches_to_kafka_and_bad_messages_to_dead_letters() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(dead.len(), 40);
-    assert!(dead.iter().all(|d| d["reason"].is_string() && d["offset"].is_i64() && d["topic"] == "e2e.in"));
-    assert!(dead.iter().any(|d| d["reason"].as_str().unwrap().contains("UTF-8")));
-    assert!(dead.iter().any(|d| d["reason"].as_str().unwrap().contains("no `id`")));
+    assert!(dead
+        .iter()
+        .all(|d| d["reason"].is_string() && d["offset"].is_i64() && d["topic"] == "e2e.in"));
+    assert!(dead
+        .iter()
+        .any(|d| d["reason"].as_str().unwrap().contains("UTF-8")));
+    assert!(dead
+        .iter()
+        .any(|d| d["reason"].as_str().unwrap().contains("no `id`")));
 
     // Metrics and status are served; a graceful stop exits 0.
     let metrics = svc.get("/metrics").unwrap();
-    assert!(metrics.contains("topic_matcher_documents_bad_total 40"), "{metrics}");
+    assert!(
+        metrics.contains("topic_matcher_documents_bad_total 40"),
+        "{metrics}"
+    );
     let status = svc.get("/status").unwrap();
     assert!(status.contains("\"partitions\""), "{status}");
     assert_eq!(svc.terminate(), Some(0));
     let log = std::fs::read_to_string(dir.join("service.log")).unwrap();
-    assert!(log.contains("drained and checkpointed") && log.contains("left the group"), "{log}");
+    assert!(
+        log.contains("drained and checkpointed") && log.contains("left the group"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -130,12 +154,24 @@ fn kill_9_mid_stream_then_restart_loses_nothing() {
     let mut svc = Service::start(&opts);
     let got = wait_for_ids(&brokers, "k9.out", &want, Duration::from_secs(180));
     let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
-    assert!(missing.is_empty(), "{} of {} records lost after kill -9", missing.len(), want.len());
+    assert!(
+        missing.is_empty(),
+        "{} of {} records lost after kill -9",
+        missing.len(),
+        want.len()
+    );
     let duplicates: usize = got.values().map(|n| n - 1).sum();
-    eprintln!("kill -9: {} expected records, {} duplicates after restart", want.len(), duplicates);
+    eprintln!(
+        "kill -9: {} expected records, {} duplicates after restart",
+        want.len(),
+        duplicates
+    );
     // Duplicates come only from the in-flight window (batches emitted but
     // not yet checkpointed at the kill), never more than one copy each.
-    assert!(got.values().all(|&n| n <= 2), "a record was emitted more than twice");
+    assert!(
+        got.values().all(|&n| n <= 2),
+        "a record was emitted more than twice"
+    );
     assert!(duplicates <= want.len(), "{duplicates} duplicates");
     assert_eq!(svc.terminate(), Some(0));
 }
@@ -165,18 +201,32 @@ fn two_instances_in_one_group_share_partitions_and_lose_nothing() {
     let log_b = dir.join("service-b.log");
     let deadline = Instant::now() + Duration::from_secs(90);
     let owns = |log: &str| {
-        log.lines().filter(|l| l.contains("partitions assigned")).any(|l| !l.contains("owned=0"))
+        log.lines()
+            .filter(|l| l.contains("partitions assigned"))
+            .any(|l| !l.contains("owned=0"))
     };
     while !owns(&std::fs::read_to_string(&log_b).unwrap_or_default()) {
-        assert!(Instant::now() < deadline, "the second instance never got partitions:\n{}", std::fs::read_to_string(&log_b).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "the second instance never got partitions:\n{}",
+            std::fs::read_to_string(&log_b).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     produce(&brokers, "rb.in", &docs[2000..]);
     let got = wait_for_ids(&brokers, "rb.out", &want, Duration::from_secs(180));
     let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
-    assert!(missing.is_empty(), "{} of {} records lost across the rebalance", missing.len(), want.len());
+    assert!(
+        missing.is_empty(),
+        "{} of {} records lost across the rebalance",
+        missing.len(),
+        want.len()
+    );
     let log_a = std::fs::read_to_string(dir.join("service-a.log")).unwrap_or_default();
-    assert!(log_a.contains("partitions revoked"), "the first instance gave partitions up:\n{log_a}");
+    assert!(
+        log_a.contains("partitions revoked"),
+        "the first instance gave partitions up:\n{log_a}"
+    );
     assert_eq!(second.terminate(), Some(0));
     assert_eq!(first.terminate(), Some(0));
 }

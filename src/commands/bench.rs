@@ -105,12 +105,23 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> anyhow::Result<(Outcome,
         let mut body = lines.join("\n");
         body.push('\n');
         std::fs::write(dir.join("documents.jsonl"), body)?;
-        writeln!(out, "wrote {what} and {} documents to {}", lines.len(), dir.display())?;
+        writeln!(
+            out,
+            "wrote {what} and {} documents to {}",
+            lines.len(),
+            dir.display()
+        )?;
         return Ok((Outcome::Success, BenchReport::default()));
     }
-    let docs: Vec<Document<'_>> = lines.iter().filter_map(|l| Document::parse(l.as_bytes(), 1 << 24).ok()).collect();
+    let docs: Vec<Document<'_>> = lines
+        .iter()
+        .filter_map(|l| Document::parse(l.as_bytes(), 1 << 24).ok())
+        .collect();
     anyhow::ensure!(!docs.is_empty(), "no valid documents to benchmark");
-    let text_bytes: usize = docs.iter().map(|d| d.title.as_deref().map_or(0, str::len) + d.text.as_deref().map_or(0, str::len)).sum();
+    let text_bytes: usize = docs
+        .iter()
+        .map(|d| d.title.as_deref().map_or(0, str::len) + d.text.as_deref().map_or(0, str::len))
+        .sum();
     writeln!(
         out,
         "workload: {what}; {} {} documents (avg {} bytes of text)",
@@ -161,7 +172,10 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> anyhow::Result<(Outcome,
             pass_matches += matcher.match_document(d, &mut scratch).len() as u64;
             lat.push(t.elapsed());
         }
-        anyhow::ensure!(pass_matches == matches, "match count changed between passes");
+        anyhow::ensure!(
+            pass_matches == matches,
+            "match count changed between passes"
+        );
     }
     let elapsed = started.elapsed().as_secs_f64();
     let n = (docs.len() * opts.passes.max(1)) as f64;
@@ -191,9 +205,14 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> anyhow::Result<(Outcome,
     let started = Instant::now();
     let mut buf = Vec::with_capacity(1 << 20);
     let mut records = 0u64;
-    let ctx = RecordContext { matched_at: "2019-07-24T14:16:02.113Z", ..RecordContext::default() };
+    let ctx = RecordContext {
+        matched_at: "2019-07-24T14:16:02.113Z",
+        ..RecordContext::default()
+    };
     for l in &lines {
-        let Ok(d) = Document::parse(l.as_bytes(), 1 << 24) else { continue };
+        let Ok(d) = Document::parse(l.as_bytes(), 1 << 24) else {
+            continue;
+        };
         for m in matcher.match_document(&d, &mut scratch) {
             write_record(&mut buf, &matcher, &d, m, &ctx);
             records += 1;
@@ -202,9 +221,16 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> anyhow::Result<(Outcome,
             buf.clear();
         }
     }
-    anyhow::ensure!(records == matches, "end-to-end produced {records} records, engine {matches}");
+    anyhow::ensure!(
+        records == matches,
+        "end-to-end produced {records} records, engine {matches}"
+    );
     report.end_to_end_docs_per_sec = lines.len() as f64 / started.elapsed().as_secs_f64();
-    writeln!(out, "end-to-end (JSON in, match records out): {:.0} docs/s", report.end_to_end_docs_per_sec)?;
+    writeln!(
+        out,
+        "end-to-end (JSON in, match records out): {:.0} docs/s",
+        report.end_to_end_docs_per_sec
+    )?;
 
     if opts.baseline_docs > 0 {
         let reference = Reference::new(&catalog);

@@ -44,13 +44,26 @@ pub struct KafkaBenchOptions {
 }
 
 fn create_topics(brokers: &str, names: &[&str], partitions: i32) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
-    let topics: Vec<NewTopic<'_>> = names.iter().map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1))).collect();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let results = rt.block_on(admin.create_topics(&topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))))?;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let results = rt.block_on(admin.create_topics(
+        &topics,
+        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+    ))?;
     for r in results {
         if let Err((name, code)) = r {
-            anyhow::ensure!(code == rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists, "creating topic {name}: {code}");
+            anyhow::ensure!(
+                code == rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists,
+                "creating topic {name}: {code}"
+            );
         }
     }
     Ok(())
@@ -62,10 +75,15 @@ fn create_topics(brokers: &str, names: &[&str], partitions: i32) -> anyhow::Resu
 ///
 /// When the broker cannot be reached or the service cannot start.
 pub fn run(opts: &KafkaBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    let tag = format!("{}-{}", std::process::id(), crate::service::metrics::now_ms());
+    let tag = format!(
+        "{}-{}",
+        std::process::id(),
+        crate::service::metrics::now_ms()
+    );
     let input = format!("bench.in.{tag}");
     let output = format!("bench.out.{tag}");
-    create_topics(&opts.brokers, &[&input, &output], 3).context("cannot create the benchmark topics")?;
+    create_topics(&opts.brokers, &[&input, &output], 3)
+        .context("cannot create the benchmark topics")?;
 
     let searches_json = workload::searches_json(opts.searches, opts.seed);
     let groups = workload::brand_groups(&searches_json);
@@ -119,11 +137,18 @@ pub fn run(opts: &KafkaBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outc
             n += 1;
         }
     }
-    anyhow::ensure!(n == docs.len(), "the bare consumer read {n} of {} messages", docs.len());
+    anyhow::ensure!(
+        n == docs.len(),
+        "the bare consumer read {n} of {} messages",
+        docs.len()
+    );
     let bare_secs = first.map_or(0.0, |t| t.elapsed().as_secs_f64());
     let bare_rate = n as f64 / bare_secs;
     drop(bare);
-    writeln!(out, "bare consumer: {n} messages in {bare_secs:.2} s = {bare_rate:.0} msg/s")?;
+    writeln!(
+        out,
+        "bare consumer: {n} messages in {bare_secs:.2} s = {bare_rate:.0} msg/s"
+    )?;
 
     // The service.
     let dir = std::env::temp_dir().join(format!("topic-matcher-bench-{tag}"));
@@ -175,6 +200,10 @@ pub fn run(opts: &KafkaBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outc
         opts.output.as_deref().unwrap_or("a Kafka topic on the same broker"),
         docs.len()
     )?;
-    writeln!(out, "ratio service / bare consumer: {:.2}", rate / bare_rate)?;
+    writeln!(
+        out,
+        "ratio service / bare consumer: {:.2}",
+        rate / bare_rate
+    )?;
     Ok(Outcome::Success)
 }

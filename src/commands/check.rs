@@ -13,7 +13,12 @@ use crate::query::Limits;
 /// # Errors
 ///
 /// When the file cannot be read or the automata cannot be built.
-pub fn run(searches: &Path, limits: &Limits, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
+pub fn run(
+    searches: &Path,
+    limits: &Limits,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<Outcome> {
     let catalog = match load_catalog(searches, limits)? {
         Ok(c) => c,
         Err(e) => {
@@ -33,14 +38,26 @@ pub fn run(searches: &Path, limits: &Limits, out: &mut dyn Write, err: &mut dyn 
     writeln!(out, "ok: {}", searches.display())?;
     writeln!(out, "  topics            {}", s.topics)?;
     writeln!(out, "  searches          {}", s.searches)?;
-    writeln!(out, "  leaves            {} ({} distinct)", s.leaves, s.distinct_leaves)?;
+    writeln!(
+        out,
+        "  leaves            {} ({} distinct)",
+        s.leaves, s.distinct_leaves
+    )?;
     writeln!(out, "  terms             {}", s.terms)?;
     writeln!(out, "  wildcards         {}", s.wildcards)?;
     writeln!(out, "  CJK substrings    {}", s.cjk)?;
     writeln!(out, "  regexes           {}", s.regexes)?;
     writeln!(out, "  warnings          {}", catalog.warnings().count())?;
-    writeln!(out, "  automaton size    {}", human_bytes(s.heap_bytes as u64))?;
-    writeln!(out, "  compile time      {:.1} ms", s.compile_time.as_secs_f64() * 1e3)?;
+    writeln!(
+        out,
+        "  automaton size    {}",
+        human_bytes(s.heap_bytes as u64)
+    )?;
+    writeln!(
+        out,
+        "  compile time      {:.1} ms",
+        s.compile_time.as_secs_f64() * 1e3
+    )?;
     if let Some(peak) = peak_rss_bytes() {
         writeln!(out, "  peak memory       {}", human_bytes(peak))?;
     }

@@ -63,7 +63,10 @@ pub fn run(
     };
     let matcher = Matcher::new(&catalog)?;
     let mut scratch = matcher.scratch();
-    let mut summary = MatchSummary { load: started.elapsed(), ..MatchSummary::default() };
+    let mut summary = MatchSummary {
+        load: started.elapsed(),
+        ..MatchSummary::default()
+    };
     let started = std::time::Instant::now();
     let mut line = Vec::with_capacity(4096);
     let mut out = Vec::with_capacity(64 * 1024);
@@ -84,7 +87,10 @@ pub fn run(
             continue; // blank lines separate nothing in JSONL; not an error
         }
         let parsed = if overflow {
-            Err(crate::document::BadDocument::TooLarge { size: read, limit: opts.max_line_bytes })
+            Err(crate::document::BadDocument::TooLarge {
+                size: read,
+                limit: opts.max_line_bytes,
+            })
         } else {
             Document::parse(trimmed, opts.max_line_bytes)
         };
@@ -99,7 +105,10 @@ pub fn run(
             }
         };
         summary.documents += 1;
-        let ctx = RecordContext { matched_at: &matched_at, ..RecordContext::default() };
+        let ctx = RecordContext {
+            matched_at: &matched_at,
+            ..RecordContext::default()
+        };
         for m in matcher.match_document(&doc, &mut scratch) {
             write_record(&mut out, &matcher, &doc, m, &ctx);
             summary.records += 1;
@@ -113,9 +122,17 @@ pub fn run(
     output.flush()?;
     summary.matching = started.elapsed();
     if summary.bad > opts.max_reported as u64 {
-        writeln!(err, "… {} more bad lines not shown", summary.bad - opts.max_reported as u64)?;
+        writeln!(
+            err,
+            "… {} more bad lines not shown",
+            summary.bad - opts.max_reported as u64
+        )?;
     }
-    let outcome = if opts.strict && summary.bad > 0 { Outcome::InvalidInput } else { Outcome::Success };
+    let outcome = if opts.strict && summary.bad > 0 {
+        Outcome::InvalidInput
+    } else {
+        Outcome::Success
+    };
     Ok((outcome, summary))
 }
 
@@ -129,7 +146,11 @@ fn trim_line(line: &[u8]) -> &[u8] {
 
 /// Reads one line into `buf`, keeping at most `limit + 1` bytes; returns the
 /// line's full length (0 at end of input) and whether it exceeded `limit`.
-fn read_line_limited(input: &mut dyn BufRead, buf: &mut Vec<u8>, limit: usize) -> std::io::Result<(usize, bool)> {
+fn read_line_limited(
+    input: &mut dyn BufRead,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> std::io::Result<(usize, bool)> {
     let mut total = 0;
     loop {
         let chunk = match input.fill_buf() {
@@ -169,7 +190,10 @@ mod tests {
         let data = format!("{}\nshort\n{}", "x".repeat(100), "y".repeat(11));
         let mut r = std::io::BufReader::with_capacity(7, data.as_bytes());
         let mut buf = Vec::new();
-        assert_eq!(read_line_limited(&mut r, &mut buf, 10).unwrap(), (101, true));
+        assert_eq!(
+            read_line_limited(&mut r, &mut buf, 10).unwrap(),
+            (101, true)
+        );
         assert!(buf.len() <= 12);
         buf.clear();
         assert_eq!(read_line_limited(&mut r, &mut buf, 10).unwrap(), (6, false));

@@ -46,7 +46,11 @@ pub fn print_problems(err: &CatalogError, out: &mut dyn std::io::Write) -> std::
     for p in &err.problems {
         writeln!(out, "{p}\n")?;
     }
-    writeln!(out, "error: the searches were rejected: {} problem(s)", err.problems.len())
+    writeln!(
+        out,
+        "error: the searches were rejected: {} problem(s)",
+        err.problems.len()
+    )
 }
 
 /// Peak resident memory of this process in bytes (Linux), if known.

@@ -16,7 +16,10 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
     let mut resp = String::new();
     s.read_to_string(&mut resp)?;
-    Ok(resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+    Ok(resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default())
 }
 
 /// Runs `status`.
@@ -32,9 +35,18 @@ pub fn run(config: &Config, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             return Ok(Outcome::Success);
         }
     }
-    let store = Checkpoints::open_read_only(&config.state_dir)
-        .map_err(|e| anyhow::anyhow!("the service is not answering on {} and its state cannot be read: {e}", config.admin_addr))?;
-    writeln!(out, "service not answering on {}; checkpoints in {}:", config.admin_addr, config.state_dir.display())?;
+    let store = Checkpoints::open_read_only(&config.state_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "the service is not answering on {} and its state cannot be read: {e}",
+            config.admin_addr
+        )
+    })?;
+    writeln!(
+        out,
+        "service not answering on {}; checkpoints in {}:",
+        config.admin_addr,
+        config.state_dir.display()
+    )?;
     let all = store.all()?;
     if all.is_empty() {
         writeln!(out, "  (none)")?;

@@ -41,11 +41,23 @@ pub(crate) type FeatureId = u32;
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Node {
     /// Children are `children[start..start + len]`.
-    Or { start: u32, len: u32 },
-    And { start: u32, len: u32 },
+    Or {
+        start: u32,
+        len: u32,
+    },
+    And {
+        start: u32,
+        len: u32,
+    },
     Not(u32),
     /// Left leaves `children[left..left + left_len]`, right leaves after.
-    Near { left: u32, left_len: u32, right_len: u32, max_gap: u32, ordered: bool },
+    Near {
+        left: u32,
+        left_len: u32,
+        right_len: u32,
+        max_gap: u32,
+        ordered: bool,
+    },
     Leaf(u32),
     Meta(u32),
 }
@@ -63,7 +75,11 @@ pub(crate) struct PTok {
 #[derive(Clone, Debug)]
 pub(crate) enum CLeafKind {
     /// Tokens `ptoks[start..start + len]`; one token is a word.
-    Tokens { start: u32, len: u32, slop: Option<u32> },
+    Tokens {
+        start: u32,
+        len: u32,
+        slop: Option<u32>,
+    },
     /// A wildcard, CJK or regex feature: its occurrences are the leaf's.
     Feature(FeatureId),
 }
@@ -122,7 +138,10 @@ pub(crate) struct Postings {
 
 impl Postings {
     fn from_lists(lists: &[Vec<u32>]) -> Postings {
-        let mut p = Postings { off: vec![0], items: Vec::new() };
+        let mut p = Postings {
+            off: vec![0],
+            items: Vec::new(),
+        };
         for l in lists {
             p.items.extend_from_slice(l);
             p.off.push(p.items.len() as u32);
@@ -256,13 +275,20 @@ impl Builder<'_> {
                         raw: t.case_sensitive.then(|| tok.raw.clone().into_boxed_str()),
                     });
                 }
-                CLeafKind::Tokens { start, len: t.tokens.len() as u32, slop: t.slop }
+                CLeafKind::Tokens {
+                    start,
+                    len: t.tokens.len() as u32,
+                    slop: t.slop,
+                }
             }
             _ => CLeafKind::Feature(self.bases.global(locals[0])),
         };
         self.scratch = locals;
         let id = self.leaves.len() as u32;
-        self.leaves.push(CLeaf { kind, fields: leaf.fields });
+        self.leaves.push(CLeaf {
+            kind,
+            fields: leaf.fields,
+        });
         self.leaf_ids.insert(key, id);
         id
     }
@@ -282,7 +308,12 @@ impl Builder<'_> {
             }
             Expr::Not(c) => Node::Not(self.node(c)),
             Expr::Near(n) => {
-                let ids: Vec<u32> = n.left.iter().chain(&n.right).map(|l| self.leaf(l)).collect();
+                let ids: Vec<u32> = n
+                    .left
+                    .iter()
+                    .chain(&n.right)
+                    .map(|l| self.leaf(l))
+                    .collect();
                 let left = self.children.len() as u32;
                 self.children.extend(ids);
                 Node::Near {
@@ -382,10 +413,16 @@ impl Costs<'_> {
                 out.extend(set);
                 Some(cost)
             }
-            Node::Near { left, left_len, right_len, .. } => {
+            Node::Near {
+                left,
+                left_len,
+                right_len,
+                ..
+            } => {
                 let side = |from: u32, n: u32| {
                     let leaves = &c.children[from as usize..(from + n) as usize];
-                    let set: Vec<(FeatureId, f64)> = leaves.iter().map(|&l| self.leaf_anchor(c, l)).collect();
+                    let set: Vec<(FeatureId, f64)> =
+                        leaves.iter().map(|&l| self.leaf_anchor(c, l)).collect();
                     let cost = set.iter().map(|x| x.1).sum::<f64>();
                     (cost, set)
                 };
@@ -407,7 +444,9 @@ impl Compiled {
         let mut uses: Vec<Vec<Local>> = Vec::with_capacity(catalog.searches.len());
         for s in &catalog.searches {
             let mut locals = Vec::new();
-            s.query.expr.for_each_leaf(true, &mut |leaf, _| f.of_leaf(leaf, &mut locals));
+            s.query
+                .expr
+                .for_each_leaf(true, &mut |leaf, _| f.of_leaf(leaf, &mut locals));
             locals.sort_unstable();
             locals.dedup();
             uses.push(locals);
@@ -450,14 +489,25 @@ impl Compiled {
                 filters: (!s.filters.is_empty()).then(|| Box::new(s.filters.clone())),
             });
         }
-        let Builder { nodes, children, leaves, ptoks, metas, leaves_total, .. } = b;
+        let Builder {
+            nodes,
+            children,
+            leaves,
+            ptoks,
+            metas,
+            leaves_total,
+            ..
+        } = b;
 
         let terms = f.terms;
         let mut wildcards = vec![None; f.wildcards.len()];
         for (w, i) in f.wildcards {
             wildcards[i as usize] = Some(w);
         }
-        let wildcards: Vec<Wildcard> = wildcards.into_iter().map(|w| w.expect("dense ids")).collect();
+        let wildcards: Vec<Wildcard> = wildcards
+            .into_iter()
+            .map(|w| w.expect("dense ids"))
+            .collect();
         let mut cjk = vec![String::new(); f.cjk.len()];
         for (s, i) in f.cjk {
             cjk[i as usize] = s;
@@ -488,16 +538,20 @@ impl Compiled {
                 .filter(|(_, w)| !starts_literal(w))
                 .map(|(i, w)| (i as u32, w.longest_literal())),
         );
-        let build_ac = |what: &'static str, pats: &[&str]| -> Result<Option<AhoCorasick>, EngineError> {
-            if pats.is_empty() {
-                return Ok(None);
-            }
-            AhoCorasick::builder()
-                .match_kind(MatchKind::Standard)
-                .build(pats)
-                .map(Some)
-                .map_err(|e| EngineError::Automaton { what, message: e.to_string() })
-        };
+        let build_ac =
+            |what: &'static str, pats: &[&str]| -> Result<Option<AhoCorasick>, EngineError> {
+                if pats.is_empty() {
+                    return Ok(None);
+                }
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::Standard)
+                    .build(pats)
+                    .map(Some)
+                    .map_err(|e| EngineError::Automaton {
+                        what,
+                        message: e.to_string(),
+                    })
+            };
         let prefix_trie = if prefixes.is_empty() {
             None
         } else {
@@ -505,7 +559,10 @@ impl Compiled {
                 aho_corasick::nfa::contiguous::NFA::builder()
                     .match_kind(MatchKind::Standard)
                     .build(&prefixes)
-                    .map_err(|e| EngineError::Automaton { what: "wildcard prefix", message: e.to_string() })?,
+                    .map_err(|e| EngineError::Automaton {
+                        what: "wildcard prefix",
+                        message: e.to_string(),
+                    })?,
             )
         };
         let wild_ac = build_ac("wildcard", &frags)?;
@@ -536,7 +593,11 @@ impl Compiled {
         };
 
         let mut c = Compiled {
-            topics: catalog.topics.iter().map(|t| t.id.as_str().into()).collect(),
+            topics: catalog
+                .topics
+                .iter()
+                .map(|t| t.id.as_str().into())
+                .collect(),
             searches,
             nodes,
             children,
@@ -561,13 +622,20 @@ impl Compiled {
         };
 
         // Anchors and posting lists.
-        let costs = Costs { popularity: &popularity, bases: &bases, term_len: &term_len };
+        let costs = Costs {
+            popularity: &popularity,
+            bases: &bases,
+            term_len: &term_len,
+        };
         let mut pairs: Vec<(FeatureId, u32)> = Vec::new();
         let mut set = Vec::new();
         for (i, s) in c.searches.iter().enumerate() {
             set.clear();
             let anchored = costs.anchors(&c, s.root, &mut set);
-            debug_assert!(anchored.is_some(), "the parser rejects unanchorable searches");
+            debug_assert!(
+                anchored.is_some(),
+                "the parser rejects unanchorable searches"
+            );
             set.sort_unstable();
             set.dedup();
             pairs.extend(set.iter().map(|&f| (f, i as u32)));
@@ -600,7 +668,11 @@ impl Compiled {
 
     fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
-        let terms: usize = self.terms.keys().map(|k| k.len() + size_of::<(Box<str>, u32)>() + 1).sum();
+        let terms: usize = self
+            .terms
+            .keys()
+            .map(|k| k.len() + size_of::<(Box<str>, u32)>() + 1)
+            .sum();
         terms
             + self.nodes.len() * size_of::<Node>()
             + self.children.len() * 4
@@ -610,7 +682,10 @@ impl Compiled {
             + self.post.len() * 4
             + self.post_off.len() * 4
             + self.wild_ac.as_ref().map_or(0, AhoCorasick::memory_usage)
-            + self.prefix_trie.as_ref().map_or(0, aho_corasick::automaton::Automaton::memory_usage)
+            + self
+                .prefix_trie
+                .as_ref()
+                .map_or(0, aho_corasick::automaton::Automaton::memory_usage)
             + self.prefix_wilds.heap_bytes()
             + self.frag_wilds.heap_bytes()
             + self.cjk_ac.as_ref().map_or(0, AhoCorasick::memory_usage)

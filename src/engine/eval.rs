@@ -35,7 +35,13 @@ pub(crate) struct Span {
 
 impl Span {
     fn of(o: &Occ) -> Span {
-        Span { field: o.field, pos: o.pos, pos_end: o.pos_end, start: o.start, end: o.end }
+        Span {
+            field: o.field,
+            pos: o.pos,
+            pos_end: o.pos_end,
+            start: o.start,
+            end: o.end,
+        }
     }
 }
 
@@ -72,7 +78,9 @@ impl DocIndex<'_> {
     fn token_accepts(&self, p: &PTok, field: u8, pos: u32) -> Option<Occ> {
         let occs = self.occs_of(p.feature);
         let i = occs.partition_point(|o| (o.field, o.pos) < (field, pos));
-        occs.get(i).filter(|o| o.field == field && o.pos == pos && self.accepts(p, o)).copied()
+        occs.get(i)
+            .filter(|o| o.field == field && o.pos == pos && self.accepts(p, o))
+            .copied()
     }
 }
 
@@ -118,7 +126,10 @@ impl Scratch {
             slop_positions: Vec::new(),
             slop_starts: Vec::new(),
             slop_used: Vec::new(),
-            patterns: c.regex_set.as_ref().map(|r| PatternSet::new(r.pattern_len())),
+            patterns: c
+                .regex_set
+                .as_ref()
+                .map(|r| PatternSet::new(r.pattern_len())),
             results: Vec::new(),
             n_results: 0,
         }
@@ -144,15 +155,27 @@ impl Scratch {
         self.occs.len()
     }
 
-    pub(crate) fn run(&mut self, c: &Compiled, doc: &Document<'_>, only: Option<&[bool]>) -> &[TopicMatch] {
-        assert_eq!(self.cand_stamp.len(), c.searches.len(), "scratch made for another matcher");
+    pub(crate) fn run(
+        &mut self,
+        c: &Compiled,
+        doc: &Document<'_>,
+        only: Option<&[bool]>,
+    ) -> &[TopicMatch] {
+        assert_eq!(
+            self.cand_stamp.len(),
+            c.searches.len(),
+            "scratch made for another matcher"
+        );
         self.next_stamp();
         self.n_results = 0;
         self.occs.clear();
         self.candidates.clear();
         self.index(c, doc);
         self.occs.sort_unstable();
-        self.occs.dedup_by(|a, b| (a.feature, a.field, a.pos, a.pos_end, a.start) == (b.feature, b.field, b.pos, b.pos_end, b.start));
+        self.occs.dedup_by(|a, b| {
+            (a.feature, a.field, a.pos, a.pos_end, a.start)
+                == (b.feature, b.field, b.pos, b.pos_end, b.start)
+        });
 
         // Candidates from the posting lists of the features present.
         self.candidates.clear();
@@ -176,7 +199,11 @@ impl Scratch {
 
         let mut e = Eval {
             c,
-            d: DocIndex { doc, fields: &self.fields, occs: &self.occs },
+            d: DocIndex {
+                doc,
+                fields: &self.fields,
+                occs: &self.occs,
+            },
             leaf_stamp: &mut self.leaf_stamp,
             leaf_value: &mut self.leaf_value,
             stamp: self.stamp,
@@ -212,7 +239,13 @@ impl Scratch {
             return &[];
         }
         // Group by topic; searches sorted by id within a topic.
-        self.matched.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| c.searches[a.1 as usize].id.cmp(&c.searches[b.1 as usize].id)));
+        self.matched.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0).then_with(|| {
+                c.searches[a.1 as usize]
+                    .id
+                    .cmp(&c.searches[b.1 as usize].id)
+            })
+        });
         let mut i = 0;
         while i < self.matched.len() {
             let topic = self.matched[i].0;
@@ -238,7 +271,12 @@ impl Scratch {
                         e.leaf_spans(leaf, &mut out, false);
                         out.sort_unstable();
                         for sp in &out {
-                            r.highlights.push(Highlight { search: SearchIdx(s), field: sp.field, start: sp.start, end: sp.end });
+                            r.highlights.push(Highlight {
+                                search: SearchIdx(s),
+                                field: sp.field,
+                                start: sp.start,
+                                end: sp.end,
+                            });
                         }
                         *e.spans = out;
                     }
@@ -304,7 +342,9 @@ impl Scratch {
             }
             if let Some(ac) = &c.wild_ac {
                 for m in ac.find_overlapping_iter(tokens.folded.as_str()) {
-                    let pos = tokens.tokens.partition_point(|t| t.folded_end as usize <= m.start());
+                    let pos = tokens
+                        .tokens
+                        .partition_point(|t| t.folded_end as usize <= m.start());
                     for &w in c.frag_wilds.get(m.pattern().as_usize()) {
                         wild_at(&mut self.occs, w, pos);
                     }
@@ -352,10 +392,16 @@ impl Scratch {
 /// Calls `found` with the id of every pattern of the anchored `trie` that is
 /// a prefix of `bytes`.
 #[inline]
-fn walk_prefixes(trie: &aho_corasick::nfa::contiguous::NFA, bytes: &[u8], mut found: impl FnMut(usize)) {
+fn walk_prefixes(
+    trie: &aho_corasick::nfa::contiguous::NFA,
+    bytes: &[u8],
+    mut found: impl FnMut(usize),
+) {
     use aho_corasick::automaton::Automaton;
     use aho_corasick::Anchored;
-    let Ok(mut sid) = trie.start_state(Anchored::Yes) else { return };
+    let Ok(mut sid) = trie.start_state(Anchored::Yes) else {
+        return;
+    };
     for (depth, &b) in bytes.iter().enumerate() {
         sid = trie.next_state(Anchored::Yes, sid, b);
         if trie.is_special(sid) {
@@ -386,9 +432,16 @@ fn positive_leaves(c: &Compiled, node: u32, positive: bool, out: &mut Vec<u32>) 
             }
         }
         Node::Not(ch) => positive_leaves(c, ch, !positive, out),
-        Node::Near { left, left_len, right_len, .. } => {
+        Node::Near {
+            left,
+            left_len,
+            right_len,
+            ..
+        } => {
             if positive {
-                out.extend_from_slice(&c.children[left as usize..(left + left_len + right_len) as usize]);
+                out.extend_from_slice(
+                    &c.children[left as usize..(left + left_len + right_len) as usize],
+                );
             }
         }
         Node::Leaf(l) => {
@@ -428,9 +481,13 @@ impl Eval<'_> {
                 let (field, value) = &self.c.metas[m as usize];
                 self.d.doc.meta_matches(*field, value)
             }
-            Node::Near { left, left_len, right_len, max_gap, ordered } => {
-                self.near(left, left_len, right_len, max_gap, ordered)
-            }
+            Node::Near {
+                left,
+                left_len,
+                right_len,
+                max_gap,
+                ordered,
+            } => self.near(left, left_len, right_len, max_gap, ordered),
         }
     }
 
@@ -448,7 +505,14 @@ impl Eval<'_> {
         v
     }
 
-    fn near(&mut self, left: u32, left_len: u32, right_len: u32, max_gap: u32, ordered: bool) -> bool {
+    fn near(
+        &mut self,
+        left: u32,
+        left_len: u32,
+        right_len: u32,
+        max_gap: u32,
+        ordered: bool,
+    ) -> bool {
         let mut a = std::mem::take(self.spans);
         let mut b = std::mem::take(self.spans2);
         a.clear();
@@ -461,7 +525,9 @@ impl Eval<'_> {
             for i in left + left_len..left + left_len + right_len {
                 self.leaf_spans(self.c.children[i as usize], &mut b, false);
             }
-            found = a.iter().any(|x| b.iter().any(|y| spans_near(x, y, max_gap, ordered)));
+            found = a
+                .iter()
+                .any(|x| b.iter().any(|y| spans_near(x, y, max_gap, ordered)));
         }
         *self.spans = a;
         *self.spans2 = b;
@@ -484,7 +550,11 @@ impl Eval<'_> {
                     }
                 }
             }
-            CLeafKind::Tokens { start, len, slop: None } => {
+            CLeafKind::Tokens {
+                start,
+                len,
+                slop: None,
+            } => {
                 let toks = &c.ptoks[start as usize..(start + len) as usize];
                 for o in self.d.occs_of(toks[0].feature) {
                     if !leaf.fields.allows(o.field) || !self.d.accepts(&toks[0], o) {
@@ -501,14 +571,24 @@ impl Eval<'_> {
                         }
                     });
                     if all {
-                        out.push(Span { field: o.field, pos: o.pos, pos_end: last.pos, start: o.start, end: last.end });
+                        out.push(Span {
+                            field: o.field,
+                            pos: o.pos,
+                            pos_end: last.pos,
+                            start: o.start,
+                            end: last.end,
+                        });
                         if first_only {
                             return;
                         }
                     }
                 }
             }
-            CLeafKind::Tokens { start, len, slop: Some(slop) } => {
+            CLeafKind::Tokens {
+                start,
+                len,
+                slop: Some(slop),
+            } => {
                 let toks = &c.ptoks[start as usize..(start + len) as usize];
                 for field in 0..2u8 {
                     if !leaf.fields.allows(field) {
@@ -527,7 +607,14 @@ impl Eval<'_> {
     /// token that one of the phrase's tokens accepts, the smallest window
     /// starting there (at most `len + slop` positions) in which every phrase
     /// token gets a distinct position.
-    fn slop_spans(&mut self, toks: &[PTok], slop: u32, field: u8, out: &mut Vec<Span>, first_only: bool) {
+    fn slop_spans(
+        &mut self,
+        toks: &[PTok],
+        slop: u32,
+        field: u8,
+        out: &mut Vec<Span>,
+        first_only: bool,
+    ) {
         let width = toks.len() as u32 + slop;
         while self.slop_positions.len() < toks.len() {
             self.slop_positions.push(Vec::new());
@@ -558,7 +645,13 @@ impl Eval<'_> {
             for e in s..=last {
                 if assignable(lists, s, e, &mut used) {
                     let t = &self.d.fields[field as usize].tokens;
-                    out.push(Span { field, pos: s, pos_end: e, start: t[s as usize].start, end: t[e as usize].end });
+                    out.push(Span {
+                        field,
+                        pos: s,
+                        pos_end: e,
+                        start: t[s as usize].start,
+                        end: t[e as usize].end,
+                    });
                     if first_only {
                         break 'starts;
                     }

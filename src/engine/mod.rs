@@ -120,7 +120,9 @@ impl Matcher {
     /// When the automata cannot be built (the regexes together exceed the
     /// size limit).
     pub fn new(catalog: &crate::searches::Catalog) -> Result<Matcher, EngineError> {
-        Ok(Matcher { c: compile::Compiled::new(catalog)? })
+        Ok(Matcher {
+            c: compile::Compiled::new(catalog)?,
+        })
     }
 
     /// Per-thread scratch space for [`Matcher::match_document`].
@@ -130,7 +132,11 @@ impl Matcher {
 
     /// Matches one document against every search; the matches live in
     /// `scratch` until the next call.
-    pub fn match_document<'s>(&self, doc: &crate::document::Document<'_>, scratch: &'s mut Scratch) -> &'s [TopicMatch] {
+    pub fn match_document<'s>(
+        &self,
+        doc: &crate::document::Document<'_>,
+        scratch: &'s mut Scratch,
+    ) -> &'s [TopicMatch] {
         scratch.run(&self.c, doc, None)
     }
 
@@ -157,7 +163,11 @@ impl Matcher {
 
     /// The index of the search with that id.
     pub fn search_index(&self, id: &str) -> Option<SearchIdx> {
-        self.c.searches.iter().position(|s| &*s.id == id).map(|i| SearchIdx(i as u32))
+        self.c
+            .searches
+            .iter()
+            .position(|s| &*s.id == id)
+            .map(|i| SearchIdx(i as u32))
     }
 
     /// Number of searches.

@@ -34,7 +34,9 @@ impl<'c> Reference<'c> {
         for s in &catalog.searches {
             s.query.expr.for_each_leaf(true, &mut |l, _| {
                 if let LeafKind::Regex(p) = &l.kind {
-                    regexes.entry(p.clone()).or_insert_with(|| Regex::new(p).expect("validated"));
+                    regexes
+                        .entry(p.clone())
+                        .or_insert_with(|| Regex::new(p).expect("validated"));
                 }
             });
         }
@@ -47,7 +49,11 @@ impl<'c> Reference<'c> {
         for (i, f) in fields.iter_mut().enumerate() {
             f.analyze(doc.field(i).unwrap_or(""));
         }
-        let ctx = Ctx { doc, fields: &fields, regexes: &self.regexes };
+        let ctx = Ctx {
+            doc,
+            fields: &fields,
+            regexes: &self.regexes,
+        };
         let mut out: Vec<TopicMatch> = Vec::new();
         let mut order: Vec<usize> = (0..self.catalog.searches.len()).collect();
         order.sort_by(|&a, &b| {
@@ -71,7 +77,11 @@ impl<'c> Reference<'c> {
                 continue;
             }
             if out.last().is_none_or(|m| m.topic != s.topic) {
-                out.push(TopicMatch { topic: s.topic, searches: Vec::new(), highlights: Vec::new() });
+                out.push(TopicMatch {
+                    topic: s.topic,
+                    searches: Vec::new(),
+                    highlights: Vec::new(),
+                });
             }
             let m = out.last_mut().expect("pushed");
             m.searches.push(SearchIdx(i as u32));
@@ -79,7 +89,12 @@ impl<'c> Reference<'c> {
                 s.query.expr.for_each_leaf(true, &mut |leaf, positive| {
                     if positive && !matches!(leaf.kind, LeafKind::Meta(..)) {
                         for (field, _, _, start, end) in ctx.occurrences(leaf) {
-                            m.highlights.push(Highlight { search: SearchIdx(i as u32), field, start, end });
+                            m.highlights.push(Highlight {
+                                search: SearchIdx(i as u32),
+                                field,
+                                start,
+                                end,
+                            });
                         }
                     }
                 });
@@ -131,7 +146,9 @@ impl Ctx<'_> {
 
     fn token_is(&self, field: u8, pos: usize, q: &QueryToken, case_sensitive: bool) -> bool {
         let f = &self.fields[field as usize];
-        let Some(t) = f.tokens.get(pos) else { return false };
+        let Some(t) = f.tokens.get(pos) else {
+            return false;
+        };
         if !accepts_kind(q.kind, t.kind) || f.folded_body(pos) != q.folded {
             return false;
         }
@@ -144,37 +161,67 @@ impl Ctx<'_> {
             if !leaf.fields.allows(field) {
                 continue;
             }
-            let Some(text) = self.doc.field(field as usize) else { continue };
+            let Some(text) = self.doc.field(field as usize) else {
+                continue;
+            };
             let f = &self.fields[field as usize];
             let tok = |p: u32| f.tokens[p as usize];
             match &leaf.kind {
-                LeafKind::Tokens(TokensLeaf { tokens, slop: None, case_sensitive }) => {
+                LeafKind::Tokens(TokensLeaf {
+                    tokens,
+                    slop: None,
+                    case_sensitive,
+                }) => {
                     for p in 0..f.len() {
-                        if (0..tokens.len()).all(|i| self.token_is(field, p + i, &tokens[i], *case_sensitive)) {
+                        if (0..tokens.len())
+                            .all(|i| self.token_is(field, p + i, &tokens[i], *case_sensitive))
+                        {
                             let last = (p + tokens.len() - 1) as u32;
                             out.push((field, p as u32, last, tok(p as u32).start, tok(last).end));
                         }
                     }
                 }
-                LeafKind::Tokens(TokensLeaf { tokens, slop: Some(slop), case_sensitive }) => {
+                LeafKind::Tokens(TokensLeaf {
+                    tokens,
+                    slop: Some(slop),
+                    case_sensitive,
+                }) => {
                     let width = tokens.len() + *slop as usize;
-                    let fits = |p: usize| tokens.iter().any(|q| self.token_is(field, p, q, *case_sensitive));
+                    let fits = |p: usize| {
+                        tokens
+                            .iter()
+                            .any(|q| self.token_is(field, p, q, *case_sensitive))
+                    };
                     for s in (0..f.len()).filter(|&s| fits(s)) {
                         // The smallest window starting at `s` that holds every
                         // phrase token at a distinct position.
                         let end = (s + width).min(f.len());
                         if let Some(e) = (s..end).find(|&e| {
                             let mut used = vec![false; e - s + 1];
-                            assign(tokens, 0, s, &mut used, &|p, q| self.token_is(field, p, q, *case_sensitive))
+                            assign(tokens, 0, s, &mut used, &|p, q| {
+                                self.token_is(field, p, q, *case_sensitive)
+                            })
                         }) {
-                            out.push((field, s as u32, e as u32, tok(s as u32).start, tok(e as u32).end));
+                            out.push((
+                                field,
+                                s as u32,
+                                e as u32,
+                                tok(s as u32).start,
+                                tok(e as u32).end,
+                            ));
                         }
                     }
                 }
                 LeafKind::Wildcard(w) => {
                     for p in 0..f.len() {
                         if accepts_kind(w.kind, f.tokens[p].kind) && w.matches(f.folded_body(p)) {
-                            out.push((field, p as u32, p as u32, tok(p as u32).start, tok(p as u32).end));
+                            out.push((
+                                field,
+                                p as u32,
+                                p as u32,
+                                tok(p as u32).start,
+                                tok(p as u32).end,
+                            ));
                         }
                     }
                 }

@@ -47,14 +47,24 @@ fn o(s: &Option<String>) -> Option<Cow<'_, str>> {
 }
 
 fn one_search(query: &str) -> Catalog {
-    let json = serde_json::json!({"topics": [{"id": "t", "searches": [{"id": "s", "query": query}]}]});
-    Catalog::from_json(json.to_string().as_bytes(), &Limits::default())
-        .unwrap_or_else(|e| panic!("{query}: {}", e.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")))
+    let json =
+        serde_json::json!({"topics": [{"id": "t", "searches": [{"id": "s", "query": query}]}]});
+    Catalog::from_json(json.to_string().as_bytes(), &Limits::default()).unwrap_or_else(|e| {
+        panic!(
+            "{query}: {}",
+            e.problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
 }
 
 #[test]
 fn table_cases_agree_with_expectations() {
-    let cases: Cases = toml::from_str(include_str!("../../testdata/cases.toml")).expect("cases.toml parses");
+    let cases: Cases =
+        toml::from_str(include_str!("../../testdata/cases.toml")).expect("cases.toml parses");
     assert!(cases.case.len() > 80);
     let mut failures = Vec::new();
     for c in &cases.case {
@@ -77,10 +87,16 @@ fn table_cases_agree_with_expectations() {
         let got = matcher.match_document(&doc, &mut scratch).to_vec();
         let want = reference.match_document(&doc);
         if got != want {
-            failures.push(format!("{:?} on {:?}: engine {got:?} vs reference {want:?}", c.query, c.text));
+            failures.push(format!(
+                "{:?} on {:?}: engine {got:?} vs reference {want:?}",
+                c.query, c.text
+            ));
         }
         if got.is_empty() == c.expected {
-            failures.push(format!("{:?} on {:?}/{:?}: expected match={}", c.query, c.title, c.text, c.expected));
+            failures.push(format!(
+                "{:?} on {:?}/{:?}: expected match={}",
+                c.query, c.title, c.text, c.expected
+            ));
         }
         if let (Some(h), Some(m)) = (&c.highlights, got.first()) {
             let text = c.text.as_deref().unwrap_or("");
@@ -91,11 +107,19 @@ fn table_cases_agree_with_expectations() {
                 .map(|h| &text[h.start as usize..h.end as usize])
                 .collect();
             if &shown != h {
-                failures.push(format!("{:?} on {:?}: highlights {shown:?}, expected {h:?}", c.query, c.text));
+                failures.push(format!(
+                    "{:?} on {:?}: highlights {shown:?}, expected {h:?}",
+                    c.query, c.text
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "{} failing cases:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failing cases:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -107,10 +131,20 @@ fn matches_group_by_topic_with_sorted_search_ids() {
     let catalog = Catalog::from_json(json, &Limits::default()).unwrap();
     let m = Matcher::new(&catalog).unwrap();
     let mut scratch = m.scratch();
-    let doc = Document { lang: Some("en".into()), ..Document::with_text("1", "Acme Corp") };
+    let doc = Document {
+        lang: Some("en".into()),
+        ..Document::with_text("1", "Acme Corp")
+    };
     let got = m.match_document(&doc, &mut scratch);
-    let ids: Vec<(&str, Vec<&str>)> =
-        got.iter().map(|t| (m.topic_id(t.topic), t.searches.iter().map(|&s| m.search_id(s)).collect())).collect();
+    let ids: Vec<(&str, Vec<&str>)> = got
+        .iter()
+        .map(|t| {
+            (
+                m.topic_id(t.topic),
+                t.searches.iter().map(|&s| m.search_id(s)).collect(),
+            )
+        })
+        .collect();
     assert_eq!(ids, vec![("a", vec!["b", "z"]), ("b", vec!["c"])]);
     // The scratch is reused: a second document gives only its own matches.
     let doc = Document::with_text("2", "nothing here");
@@ -129,7 +163,10 @@ fn anchors_skip_searches_whose_words_are_absent() {
     let catalog = Catalog::from_json(json.as_bytes(), &Limits::default()).unwrap();
     let m = Matcher::new(&catalog).unwrap();
     let job = m.c.terms["job"];
-    assert_eq!(m.c.post_off[job as usize + 1] - m.c.post_off[job as usize], 0);
+    assert_eq!(
+        m.c.post_off[job as usize + 1] - m.c.post_off[job as usize],
+        0
+    );
     let mut scratch = m.scratch();
     let got = m.match_document(&Document::with_text("1", "brand7 news"), &mut scratch);
     assert_eq!(got.len(), 1);
@@ -144,5 +181,12 @@ fn restricted_matching_only_uses_the_chosen_searches() {
     let mut scratch = m.scratch();
     let only = vec![false, true];
     let got = m.match_document_only(&Document::with_text("1", "acme corp"), &only, &mut scratch);
-    assert_eq!(got[0].searches.iter().map(|&s| m.search_id(s)).collect::<Vec<_>>(), vec!["y"]);
+    assert_eq!(
+        got[0]
+            .searches
+            .iter()
+            .map(|&s| m.search_id(s))
+            .collect::<Vec<_>>(),
+        vec!["y"]
+    );
 }

@@ -293,7 +293,11 @@ impl fmt::Display for Expr {
         }
         match self {
             Expr::Or(c) | Expr::And(c) => {
-                let op = if matches!(self, Expr::Or(_)) { " OR " } else { " AND " };
+                let op = if matches!(self, Expr::Or(_)) {
+                    " OR "
+                } else {
+                    " AND "
+                };
                 for (i, e) in c.iter().enumerate() {
                     if i > 0 {
                         f.write_str(op)?;
@@ -326,7 +330,10 @@ mod tests {
 
     #[test]
     fn glob_matches_like_the_spec() {
-        let w = |p: &str| Wildcard { kind: TokenKind::Word, pattern: p.into() };
+        let w = |p: &str| Wildcard {
+            kind: TokenKind::Word,
+            pattern: p.into(),
+        };
         assert!(w("lov*").matches("love"));
         assert!(w("lov*").matches("lov"));
         assert!(w("lov*").matches("lovely"));

@@ -17,7 +17,11 @@ pub struct QueryError {
 
 impl QueryError {
     pub(crate) fn new(column: usize, width: usize, kind: QueryErrorKind) -> QueryError {
-        QueryError { column, width: width.max(1), kind }
+        QueryError {
+            column,
+            width: width.max(1),
+            kind,
+        }
     }
 
     /// What to do about it.
@@ -143,7 +147,9 @@ pub enum QueryErrorKind {
         field: &'static str,
     },
     /// Nothing positive must match.
-    #[error("nothing positive must match: the query matches documents by negation or metadata alone")]
+    #[error(
+        "nothing positive must match: the query matches documents by negation or metadata alone"
+    )]
     NothingPositive,
     /// A CJK phrase with `~n`.
     #[error("proximity `~n` does not apply to CJK text, which is matched as a substring")]
@@ -200,6 +206,10 @@ pub struct QueryWarning {
 
 impl fmt::Display for QueryWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "column {}: {}; read as: {}", self.column, self.message, self.reading)
+        write!(
+            f,
+            "column {}: {}; read as: {}",
+            self.column, self.message, self.reading
+        )
     }
 }

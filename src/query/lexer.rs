@@ -24,11 +24,17 @@ pub(crate) enum Lex {
     Not,
     /// `-` directly before a leaf or group.
     Minus,
-    Near { max_gap: u32, ordered: bool },
+    Near {
+        max_gap: u32,
+        ordered: bool,
+    },
     /// `title:` or `text:` directly before a leaf or group.
     FieldPrefix(super::Fields, &'static str),
     Word(String),
-    Quoted { text: String, slop: Option<u32> },
+    Quoted {
+        text: String,
+        slop: Option<u32>,
+    },
     Braced(String),
     Regex(String),
     Meta(MetaField, String),
@@ -53,7 +59,12 @@ pub(crate) fn lex(query: &str) -> Result<Vec<Lexeme>, QueryError> {
             continue;
         }
         let push = |out: &mut Vec<Lexeme>, lex: Lex, start: usize, end: usize| {
-            out.push(Lexeme { lex, column: start + 1, width: end - start, text: text_of(start, end) });
+            out.push(Lexeme {
+                lex,
+                column: start + 1,
+                width: end - start,
+                text: text_of(start, end),
+            });
         };
         match c {
             '(' => {
@@ -78,7 +89,10 @@ pub(crate) fn lex(query: &str) -> Result<Vec<Lexeme>, QueryError> {
                 i = end;
             }
             '{' => {
-                let close = chars[i + 1..].iter().position(|&c| c == '}').map(|p| i + 1 + p);
+                let close = chars[i + 1..]
+                    .iter()
+                    .position(|&c| c == '}')
+                    .map(|p| i + 1 + p);
                 let Some(close) = close else {
                     return Err(QueryError::new(col, 1, QueryErrorKind::UnclosedBrace));
                 };
@@ -132,7 +146,10 @@ pub(crate) fn lex(query: &str) -> Result<Vec<Lexeme>, QueryError> {
                                         return Err(QueryError::new(
                                             start + 1,
                                             i - start,
-                                            QueryErrorKind::MissingOperand { op: format!("{n}:"), side: "an" },
+                                            QueryErrorKind::MissingOperand {
+                                                op: format!("{n}:"),
+                                                side: "an",
+                                            },
                                         ));
                                     }
                                     push(&mut out, Lex::FieldPrefix(fields, n), start, i);
@@ -143,7 +160,9 @@ pub(crate) fn lex(query: &str) -> Result<Vec<Lexeme>, QueryError> {
                                         return Err(QueryError::new(
                                             start + 1,
                                             end - start,
-                                            QueryErrorKind::EmptyMetaValue { field: field.name() },
+                                            QueryErrorKind::EmptyMetaValue {
+                                                field: field.name(),
+                                            },
                                         ));
                                     }
                                     push(&mut out, Lex::Meta(field, value), start, end);
@@ -202,7 +221,10 @@ fn meta_value(chars: &[char], start: usize) -> Result<(String, usize), QueryErro
 }
 
 fn lex_quoted(chars: &[char], start: usize) -> Result<(Lex, usize), QueryError> {
-    let close = chars[start + 1..].iter().position(|&c| c == '"').map(|p| start + 1 + p);
+    let close = chars[start + 1..]
+        .iter()
+        .position(|&c| c == '"')
+        .map(|p| start + 1 + p);
     let Some(close) = close else {
         return Err(QueryError::new(start + 1, 1, QueryErrorKind::UnclosedQuote));
     };
@@ -219,7 +241,11 @@ fn lex_quoted(chars: &[char], start: usize) -> Result<(Lex, usize), QueryError> 
         match raw.parse::<u32>() {
             Ok(n) if n <= MAX_NEAR => slop = Some(n),
             _ => {
-                return Err(QueryError::new(end + 1, j - end, QueryErrorKind::BadSlop { text: raw }));
+                return Err(QueryError::new(
+                    end + 1,
+                    j - end,
+                    QueryErrorKind::BadSlop { text: raw },
+                ));
             }
         }
         end = j;
@@ -246,14 +272,17 @@ fn operator(word: &str, column: usize) -> Result<Option<Lex>, QueryError> {
                 _ => (rest, false),
             };
             match digits.parse::<u32>() {
-                Ok(n) if n <= MAX_NEAR && !digits.starts_with('+') => {
-                    Lex::Near { max_gap: n, ordered: ordered_prefix || f }
-                }
+                Ok(n) if n <= MAX_NEAR && !digits.starts_with('+') => Lex::Near {
+                    max_gap: n,
+                    ordered: ordered_prefix || f,
+                },
                 _ => {
                     return Err(QueryError::new(
                         column,
                         word.chars().count(),
-                        QueryErrorKind::BadNearDistance { text: word.to_string() },
+                        QueryErrorKind::BadNearDistance {
+                            text: word.to_string(),
+                        },
                     ))
                 }
             }
@@ -275,7 +304,10 @@ mod tests {
             kinds(r#"("acme corp" OR #acme) NOT job* -x a NEAR/3f b"#),
             vec![
                 Lex::LParen,
-                Lex::Quoted { text: "acme corp".into(), slop: None },
+                Lex::Quoted {
+                    text: "acme corp".into(),
+                    slop: None
+                },
                 Lex::Or,
                 Lex::Word("#acme".into()),
                 Lex::RParen,
@@ -284,7 +316,10 @@ mod tests {
                 Lex::Minus,
                 Lex::Word("x".into()),
                 Lex::Word("a".into()),
-                Lex::Near { max_gap: 3, ordered: true },
+                Lex::Near {
+                    max_gap: 3,
+                    ordered: true
+                },
                 Lex::Word("b".into()),
             ]
         );
@@ -292,7 +327,14 @@ mod tests {
 
     #[test]
     fn lower_case_operators_are_words() {
-        assert_eq!(kinds("a or b"), vec![Lex::Word("a".into()), Lex::Word("or".into()), Lex::Word("b".into())]);
+        assert_eq!(
+            kinds("a or b"),
+            vec![
+                Lex::Word("a".into()),
+                Lex::Word("or".into()),
+                Lex::Word("b".into())
+            ]
+        );
     }
 
     #[test]
@@ -324,7 +366,13 @@ mod tests {
 
     #[test]
     fn bad_near() {
-        assert!(matches!(lex("a NEAR/101 b").unwrap_err().kind, QueryErrorKind::BadNearDistance { .. }));
-        assert!(matches!(lex("a NEAR/x b").unwrap_err().kind, QueryErrorKind::BadNearDistance { .. }));
+        assert!(matches!(
+            lex("a NEAR/101 b").unwrap_err().kind,
+            QueryErrorKind::BadNearDistance { .. }
+        ));
+        assert!(matches!(
+            lex("a NEAR/x b").unwrap_err().kind,
+            QueryErrorKind::BadNearDistance { .. }
+        ));
     }
 }

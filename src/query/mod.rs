@@ -22,7 +22,8 @@ mod lexer;
 mod parser;
 
 pub use ast::{
-    accepts_kind, Expr, Fields, Leaf, LeafKind, MetaField, Near, Query, QueryToken, TokensLeaf, Wildcard,
+    accepts_kind, Expr, Fields, Leaf, LeafKind, MetaField, Near, Query, QueryToken, TokensLeaf,
+    Wildcard,
 };
 pub use error::{QueryError, QueryErrorKind, QueryWarning};
 
@@ -39,7 +40,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_query_chars: 4096, max_leaves: 1000, regex_size_limit: 256 * 1024 }
+        Limits {
+            max_query_chars: 4096,
+            max_leaves: 1000,
+            regex_size_limit: 256 * 1024,
+        }
     }
 }
 
@@ -54,7 +59,10 @@ pub fn parse(query: &str, limits: &Limits) -> Result<Query, Vec<QueryError>> {
         return Err(vec![QueryError::new(
             limits.max_query_chars + 1,
             chars - limits.max_query_chars,
-            QueryErrorKind::TooLong { chars, limit: limits.max_query_chars },
+            QueryErrorKind::TooLong {
+                chars,
+                limit: limits.max_query_chars,
+            },
         )]);
     }
     if query.trim().is_empty() {
@@ -74,7 +82,14 @@ pub fn parse(query: &str, limits: &Limits) -> Result<Query, Vec<QueryError>> {
     let mut errors = parser.errors;
     let leaves = expr.leaf_count();
     if leaves > limits.max_leaves {
-        errors.push(QueryError::new(1, chars, QueryErrorKind::TooManyLeaves { leaves, limit: limits.max_leaves }));
+        errors.push(QueryError::new(
+            1,
+            chars,
+            QueryErrorKind::TooManyLeaves {
+                leaves,
+                limit: limits.max_leaves,
+            },
+        ));
     }
     if !expr.requires_positive_text() {
         errors.push(QueryError::new(1, chars, QueryErrorKind::NothingPositive));
@@ -83,7 +98,10 @@ pub fn parse(query: &str, limits: &Limits) -> Result<Query, Vec<QueryError>> {
         errors.sort_by_key(|e| e.column);
         return Err(errors);
     }
-    Ok(Query { expr, warnings: parser.warnings })
+    Ok(Query {
+        expr,
+        warnings: parser.warnings,
+    })
 }
 
 #[cfg(test)]
@@ -114,42 +132,71 @@ mod tests {
     fn near_forms() {
         let q = ok("acme NEAR/3 (down OR outage OR \"not working\")");
         let Expr::Near(n) = q.expr else { panic!() };
-        assert_eq!((n.left.len(), n.right.len(), n.max_gap, n.ordered), (1, 3, 3, false));
-        let Expr::Near(n) = ok("a NEAR/2f b").expr else { panic!() };
+        assert_eq!(
+            (n.left.len(), n.right.len(), n.max_gap, n.ordered),
+            (1, 3, 3, false)
+        );
+        let Expr::Near(n) = ok("a NEAR/2f b").expr else {
+            panic!()
+        };
         assert!(n.ordered);
-        let Expr::Near(n) = ok("a ONEAR/2 b").expr else { panic!() };
+        let Expr::Near(n) = ok("a ONEAR/2 b").expr else {
+            panic!()
+        };
         assert!(n.ordered);
     }
 
     #[test]
     fn words_become_phrases() {
-        let Expr::Leaf(l) = ok("e-mail").expr else { panic!() };
-        let LeafKind::Tokens(t) = l.kind else { panic!() };
+        let Expr::Leaf(l) = ok("e-mail").expr else {
+            panic!()
+        };
+        let LeafKind::Tokens(t) = l.kind else {
+            panic!()
+        };
         assert_eq!(t.tokens.len(), 2);
     }
 
     #[test]
     fn errors_have_columns() {
         let cases: &[(&str, usize, fn(&QueryErrorKind) -> bool)] = &[
-            ("acme OR", 6, |k| matches!(k, QueryErrorKind::MissingOperand { .. })),
-            ("AND acme", 1, |k| matches!(k, QueryErrorKind::MissingOperand { .. })),
+            ("acme OR", 6, |k| {
+                matches!(k, QueryErrorKind::MissingOperand { .. })
+            }),
+            ("AND acme", 1, |k| {
+                matches!(k, QueryErrorKind::MissingOperand { .. })
+            }),
             ("(acme OR b", 1, |k| *k == QueryErrorKind::UnclosedParen),
             ("acme) b", 5, |k| *k == QueryErrorKind::UnopenedParen),
             ("x \"acme", 3, |k| *k == QueryErrorKind::UnclosedQuote),
             ("x {acme", 3, |k| *k == QueryErrorKind::UnclosedBrace),
             ("x /acme", 3, |k| *k == QueryErrorKind::UnclosedSlash),
-            ("x ab*", 3, |k| matches!(k, QueryErrorKind::WildcardTooShort { .. })),
-            ("x a*b*c*d*e*f", 3, |k| matches!(k, QueryErrorKind::TooManyWildcards { .. })),
-            ("x /(a/", 3, |k| matches!(k, QueryErrorKind::BadRegex { .. })),
+            ("x ab*", 3, |k| {
+                matches!(k, QueryErrorKind::WildcardTooShort { .. })
+            }),
+            ("x a*b*c*d*e*f", 3, |k| {
+                matches!(k, QueryErrorKind::TooManyWildcards { .. })
+            }),
+            ("x /(a/", 3, |k| {
+                matches!(k, QueryErrorKind::BadRegex { .. })
+            }),
             ("x /a*/", 3, |k| *k == QueryErrorKind::RegexMatchesEmpty),
             ("NOT acme", 1, |k| *k == QueryErrorKind::NothingPositive),
             ("lang:en", 1, |k| *k == QueryErrorKind::NothingPositive),
             ("a OR NOT b", 1, |k| *k == QueryErrorKind::NothingPositive),
-            ("(a b) NEAR/2 c", 1, |k| *k == QueryErrorKind::BadNearOperand),
-            ("a NEAR/2 b NEAR/2 c", 12, |k| *k == QueryErrorKind::BadNearOperand),
+            ("(a b) NEAR/2 c", 1, |k| {
+                *k == QueryErrorKind::BadNearOperand
+            }),
+            ("a NEAR/2 b NEAR/2 c", 12, |k| {
+                *k == QueryErrorKind::BadNearOperand
+            }),
             ("a - b", 3, |k| *k == QueryErrorKind::DanglingMinus),
-            ("a !!!", 3, |k| matches!(k, QueryErrorKind::NothingToMatch { .. })),
-            ("title:lang:en a", 1, |k| matches!(k, QueryErrorKind::FieldOnMeta { .. })),
+            ("a !!!", 3, |k| {
+                matches!(k, QueryErrorKind::NothingToMatch { .. })
+            }),
+            ("title:lang:en a", 1, |k| {
+                matches!(k, QueryErrorKind::FieldOnMeta { .. })
+            }),
         ];
         for (q, col, pred) in cases {
             let e = err(q);
@@ -163,7 +210,10 @@ mod tests {
         let long = "a ".repeat(3000);
         assert!(matches!(err(&long).kind, QueryErrorKind::TooLong { .. }));
         let many = vec!["ab"; 1001].join(" ");
-        assert!(matches!(err(&many).kind, QueryErrorKind::TooManyLeaves { .. }));
+        assert!(matches!(
+            err(&many).kind,
+            QueryErrorKind::TooManyLeaves { .. }
+        ));
     }
 
     #[test]
@@ -176,10 +226,15 @@ mod tests {
     fn field_restrictions() {
         let q = ok("title:(a OR b) OR c");
         let mut seen = Vec::new();
-        q.expr.for_each_leaf(true, &mut |l, _| seen.push((l.source.clone(), l.fields)));
+        q.expr
+            .for_each_leaf(true, &mut |l, _| seen.push((l.source.clone(), l.fields)));
         assert_eq!(
             seen,
-            vec![("a".into(), Fields::TITLE), ("b".into(), Fields::TITLE), ("c".into(), Fields::BOTH)]
+            vec![
+                ("a".into(), Fields::TITLE),
+                ("b".into(), Fields::TITLE),
+                ("c".into(), Fields::BOTH)
+            ]
         );
     }
 }

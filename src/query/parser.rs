@@ -35,7 +35,14 @@ pub(crate) struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     pub(crate) fn new(lexemes: Vec<Lexeme>, limits: &'a Limits) -> Parser<'a> {
-        Parser { lexemes, pos: 0, limits, warnings: Vec::new(), errors: Vec::new(), tokens: Tokens::new() }
+        Parser {
+            lexemes,
+            pos: 0,
+            limits,
+            warnings: Vec::new(),
+            errors: Vec::new(),
+            tokens: Tokens::new(),
+        }
     }
 
     fn peek(&self) -> Option<&Lex> {
@@ -52,14 +59,25 @@ impl<'a> Parser<'a> {
         let p = self.parse_or()?;
         if let Some(l) = self.lexemes.get(self.pos) {
             // Only a stray `)` can stop the top level early.
-            return Err(QueryError::new(l.column, l.width, QueryErrorKind::UnopenedParen));
+            return Err(QueryError::new(
+                l.column,
+                l.width,
+                QueryErrorKind::UnopenedParen,
+            ));
         }
         Ok(p.expr)
     }
 
     /// The error for an operator whose right operand is missing.
     fn missing_right(&self, op: &Lexeme) -> QueryError {
-        QueryError::new(op.column, op.width, QueryErrorKind::MissingOperand { op: op.text.clone(), side: "a right" })
+        QueryError::new(
+            op.column,
+            op.width,
+            QueryErrorKind::MissingOperand {
+                op: op.text.clone(),
+                side: "a right",
+            },
+        )
     }
 
     fn starts_operand(lex: Option<&Lex>) -> bool {
@@ -103,7 +121,11 @@ impl<'a> Parser<'a> {
                 reading: expr.to_string(),
             });
         }
-        Ok(Parsed { expr, parens: false, column })
+        Ok(Parsed {
+            expr,
+            parens: false,
+            column,
+        })
     }
 
     fn parse_and(&mut self) -> Result<Parsed, QueryError> {
@@ -125,7 +147,11 @@ impl<'a> Parser<'a> {
                         return Err(self.missing_right(&op));
                     }
                     let inner = self.parse_unary()?;
-                    parts.push(Parsed { expr: Expr::Not(Box::new(inner.expr)), parens: false, column: op.column });
+                    parts.push(Parsed {
+                        expr: Expr::Not(Box::new(inner.expr)),
+                        parens: false,
+                        column: op.column,
+                    });
                 }
                 l if Self::starts_operand(l) => parts.push(self.parse_unary()?),
                 _ => break,
@@ -141,7 +167,11 @@ impl<'a> Parser<'a> {
                 e => flat.push(e),
             }
         }
-        Ok(Parsed { expr: Expr::And(flat), parens: false, column })
+        Ok(Parsed {
+            expr: Expr::And(flat),
+            parens: false,
+            column,
+        })
     }
 
     fn parse_unary(&mut self) -> Result<Parsed, QueryError> {
@@ -152,15 +182,25 @@ impl<'a> Parser<'a> {
                     return Err(self.missing_right(&op));
                 }
                 let inner = self.parse_unary()?;
-                Ok(Parsed { expr: Expr::Not(Box::new(inner.expr)), parens: false, column: op.column })
+                Ok(Parsed {
+                    expr: Expr::Not(Box::new(inner.expr)),
+                    parens: false,
+                    column: op.column,
+                })
             }
             Some(Lex::Minus) => {
                 let op = self.next().expect("peeked");
-                if !Self::starts_operand(self.peek()) || matches!(self.peek(), Some(Lex::Not | Lex::Minus)) {
+                if !Self::starts_operand(self.peek())
+                    || matches!(self.peek(), Some(Lex::Not | Lex::Minus))
+                {
                     return Err(QueryError::new(op.column, 1, QueryErrorKind::DanglingMinus));
                 }
                 let inner = self.parse_near()?;
-                Ok(Parsed { expr: Expr::Not(Box::new(inner.expr)), parens: false, column: op.column })
+                Ok(Parsed {
+                    expr: Expr::Not(Box::new(inner.expr)),
+                    parens: false,
+                    column: op.column,
+                })
             }
             _ => self.parse_near(),
         }
@@ -181,11 +221,20 @@ impl<'a> Parser<'a> {
         if let Some(next) = self.lexemes.get(self.pos) {
             if matches!(next.lex, Lex::Near { .. }) {
                 // `a NEAR b NEAR c`: the left operand would be a NEAR.
-                return Err(QueryError::new(next.column, next.width, QueryErrorKind::BadNearOperand));
+                return Err(QueryError::new(
+                    next.column,
+                    next.width,
+                    QueryErrorKind::BadNearOperand,
+                ));
             }
         }
         Ok(Parsed {
-            expr: Expr::Near(Near { left: left_leaves, right: right_leaves, max_gap, ordered }),
+            expr: Expr::Near(Near {
+                left: left_leaves,
+                right: right_leaves,
+                max_gap,
+                ordered,
+            }),
             parens: false,
             column: op.column,
         })
@@ -200,14 +249,22 @@ impl<'a> Parser<'a> {
         match l.lex {
             Lex::LParen => {
                 if matches!(self.peek(), Some(Lex::RParen) | None) {
-                    let kind = if self.peek().is_none() { QueryErrorKind::UnclosedParen } else { QueryErrorKind::Empty };
+                    let kind = if self.peek().is_none() {
+                        QueryErrorKind::UnclosedParen
+                    } else {
+                        QueryErrorKind::Empty
+                    };
                     return Err(QueryError::new(l.column, 1, kind));
                 }
                 let inner = self.parse_or()?;
                 match self.next() {
-                    Some(Lexeme { lex: Lex::RParen, .. }) => {
-                        Ok(Parsed { expr: inner.expr, parens: true, column: l.column })
-                    }
+                    Some(Lexeme {
+                        lex: Lex::RParen, ..
+                    }) => Ok(Parsed {
+                        expr: inner.expr,
+                        parens: true,
+                        column: l.column,
+                    }),
                     _ => Err(QueryError::new(l.column, 1, QueryErrorKind::UnclosedParen)),
                 }
             }
@@ -215,24 +272,40 @@ impl<'a> Parser<'a> {
             Lex::Or | Lex::And | Lex::Near { .. } => Err(QueryError::new(
                 l.column,
                 l.width,
-                QueryErrorKind::MissingOperand { op: l.text.clone(), side: "a left" },
+                QueryErrorKind::MissingOperand {
+                    op: l.text.clone(),
+                    side: "a left",
+                },
             )),
             Lex::Not | Lex::Minus => unreachable!("handled by parse_unary"),
             Lex::FieldPrefix(fields, name) => {
-                if !Self::starts_operand(self.peek()) || matches!(self.peek(), Some(Lex::Not | Lex::Minus)) {
+                if !Self::starts_operand(self.peek())
+                    || matches!(self.peek(), Some(Lex::Not | Lex::Minus))
+                {
                     return Err(QueryError::new(
                         l.column,
                         l.width,
-                        QueryErrorKind::MissingOperand { op: l.text.clone(), side: "an" },
+                        QueryErrorKind::MissingOperand {
+                            op: l.text.clone(),
+                            side: "an",
+                        },
                     ));
                 }
                 let mut inner = self.parse_primary()?;
                 restrict_fields(&mut inner.expr, fields, name, l.column)?;
-                Ok(Parsed { expr: inner.expr, parens: inner.parens, column: l.column })
+                Ok(Parsed {
+                    expr: inner.expr,
+                    parens: inner.parens,
+                    column: l.column,
+                })
             }
             ref lex => {
                 let leaf = self.leaf(lex, &l)?;
-                Ok(Parsed { expr: Expr::Leaf(leaf), parens: false, column: l.column })
+                Ok(Parsed {
+                    expr: Expr::Leaf(leaf),
+                    parens: false,
+                    column: l.column,
+                })
             }
         }
     }
@@ -243,7 +316,9 @@ impl<'a> Parser<'a> {
             Lex::Word(w) if w.contains(['*', '?']) => LeafKind::Wildcard(self.wildcard(w, l)?),
             Lex::Word(w) if text::contains_cjk(w) => LeafKind::Cjk(text::fold(w)),
             Lex::Word(w) => LeafKind::Tokens(TokensLeaf {
-                tokens: self.query_tokens(w).ok_or_else(|| err(QueryErrorKind::NothingToMatch { text: w.clone() }))?,
+                tokens: self
+                    .query_tokens(w)
+                    .ok_or_else(|| err(QueryErrorKind::NothingToMatch { text: w.clone() }))?,
                 slop: None,
                 case_sensitive: false,
             }),
@@ -254,23 +329,34 @@ impl<'a> Parser<'a> {
                 LeafKind::Cjk(text::fold(t))
             }
             Lex::Quoted { text: t, slop } => LeafKind::Tokens(TokensLeaf {
-                tokens: self.query_tokens(t).ok_or_else(|| err(QueryErrorKind::NothingToMatch { text: l.text.clone() }))?,
+                tokens: self.query_tokens(t).ok_or_else(|| {
+                    err(QueryErrorKind::NothingToMatch {
+                        text: l.text.clone(),
+                    })
+                })?,
                 slop: *slop,
                 case_sensitive: false,
             }),
             Lex::Braced(inner) => {
                 let inner = inner.trim();
-                let inner = inner.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(inner);
+                let inner = inner
+                    .strip_prefix('"')
+                    .and_then(|s| s.strip_suffix('"'))
+                    .unwrap_or(inner);
                 if inner.contains(['*', '?']) {
-                    return Err(err(QueryErrorKind::WildcardAcrossTokens { text: l.text.clone() }));
+                    return Err(err(QueryErrorKind::WildcardAcrossTokens {
+                        text: l.text.clone(),
+                    }));
                 }
                 if text::contains_cjk(inner) {
                     LeafKind::Cjk(text::fold(inner))
                 } else {
                     LeafKind::Tokens(TokensLeaf {
-                        tokens: self
-                            .query_tokens(inner)
-                            .ok_or_else(|| err(QueryErrorKind::NothingToMatch { text: l.text.clone() }))?,
+                        tokens: self.query_tokens(inner).ok_or_else(|| {
+                            err(QueryErrorKind::NothingToMatch {
+                                text: l.text.clone(),
+                            })
+                        })?,
                         slop: None,
                         case_sensitive: true,
                     })
@@ -285,7 +371,12 @@ impl<'a> Parser<'a> {
             Lex::Meta(field, value) => LeafKind::Meta(*field, normalize_meta(*field, value)),
             _ => unreachable!("not a leaf lexeme"),
         };
-        Ok(Leaf { kind, fields: Fields::BOTH, source: l.text.clone(), column: l.column })
+        Ok(Leaf {
+            kind,
+            fields: Fields::BOTH,
+            source: l.text.clone(),
+            column: l.column,
+        })
     }
 
     /// Tokenizes a query word or phrase with the document rules; `None` when
@@ -319,13 +410,19 @@ impl<'a> Parser<'a> {
             self.errors.push(QueryError::new(
                 l.column,
                 l.width,
-                QueryErrorKind::WildcardTooShort { text: w.to_string(), literals },
+                QueryErrorKind::WildcardTooShort {
+                    text: w.to_string(),
+                    literals,
+                },
             ));
         } else if wildcards > 4 {
             self.errors.push(QueryError::new(
                 l.column,
                 l.width,
-                QueryErrorKind::TooManyWildcards { text: w.to_string(), wildcards },
+                QueryErrorKind::TooManyWildcards {
+                    text: w.to_string(),
+                    wildcards,
+                },
             ));
         }
         // Every literal run must be word material, or the pattern could never
@@ -340,7 +437,9 @@ impl<'a> Parser<'a> {
                 self.errors.push(QueryError::new(
                     l.column,
                     l.width,
-                    QueryErrorKind::WildcardAcrossTokens { text: w.to_string() },
+                    QueryErrorKind::WildcardAcrossTokens {
+                        text: w.to_string(),
+                    },
                 ));
                 break;
             }
@@ -372,11 +471,20 @@ fn near_operand(p: Parsed) -> Result<Vec<Leaf>, QueryError> {
     }
 }
 
-fn restrict_fields(e: &mut Expr, fields: Fields, name: &'static str, column: usize) -> Result<(), QueryError> {
+fn restrict_fields(
+    e: &mut Expr,
+    fields: Fields,
+    name: &'static str,
+    column: usize,
+) -> Result<(), QueryError> {
     let mut result = Ok(());
     let mut apply = |l: &mut Leaf| {
         if matches!(l.kind, LeafKind::Meta(..)) {
-            result = Err(QueryError::new(column, name.len() + 1, QueryErrorKind::FieldOnMeta { field: name }));
+            result = Err(QueryError::new(
+                column,
+                name.len() + 1,
+                QueryErrorKind::FieldOnMeta { field: name },
+            ));
         }
         l.fields = Fields(l.fields.0 & fields.0);
     };
@@ -408,7 +516,9 @@ fn check_regex(pattern: &str, limits: &Limits) -> Result<(), QueryErrorKind> {
     let re = Regex::builder()
         .configure(Regex::config().nfa_size_limit(Some(limits.regex_size_limit)))
         .build(pattern)
-        .map_err(|e| QueryErrorKind::BadRegex { message: regex_error_message(&e, limits) })?;
+        .map_err(|e| QueryErrorKind::BadRegex {
+            message: regex_error_message(&e, limits),
+        })?;
     if re.is_match("") {
         return Err(QueryErrorKind::RegexMatchesEmpty);
     }
@@ -417,12 +527,21 @@ fn check_regex(pattern: &str, limits: &Limits) -> Result<(), QueryErrorKind> {
 
 fn regex_error_message(e: &regex_automata::meta::BuildError, limits: &Limits) -> String {
     if e.size_limit().is_some() {
-        return format!("it compiles to more than the {} byte limit", limits.regex_size_limit);
+        return format!(
+            "it compiles to more than the {} byte limit",
+            limits.regex_size_limit
+        );
     }
     match e.syntax_error() {
         // The syntax error's own Display spans several lines with the
         // pattern; keep the one-line kind.
-        Some(s) => s.to_string().lines().last().unwrap_or_default().trim_start_matches("error: ").to_string(),
+        Some(s) => s
+            .to_string()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim_start_matches("error: ")
+            .to_string(),
         None => e.to_string(),
     }
 }

@@ -98,7 +98,10 @@ pub struct Filters {
 
 impl Filters {
     fn from_spec(s: &SearchSpec) -> Filters {
-        let lower = |v: &Option<Vec<String>>| v.as_ref().map(|v| v.iter().map(|s| s.trim().to_lowercase()).collect());
+        let lower = |v: &Option<Vec<String>>| {
+            v.as_ref()
+                .map(|v| v.iter().map(|s| s.trim().to_lowercase()).collect())
+        };
         Filters {
             languages: lower(&s.languages),
             sources: lower(&s.sources),
@@ -165,11 +168,17 @@ impl Catalog {
             if t.id.trim().is_empty() {
                 problems.push(Problem::File("a topic has an empty id".into()));
             } else if !topic_ids.insert(t.id.as_str()) {
-                problems.push(Problem::File(format!("topic id {:?} appears more than once", t.id)));
+                problems.push(Problem::File(format!(
+                    "topic id {:?} appears more than once",
+                    t.id
+                )));
             }
             for s in &t.searches {
                 if s.id.trim().is_empty() {
-                    problems.push(Problem::File(format!("a search of topic {:?} has an empty id", t.id)));
+                    problems.push(Problem::File(format!(
+                        "a search of topic {:?} has an empty id",
+                        t.id
+                    )));
                 } else if !search_ids.insert(s.id.as_str()) {
                     problems.push(Problem::File(format!(
                         "search id {:?} (topic {:?}) appears more than once; search ids are unique in the whole file",
@@ -181,7 +190,10 @@ impl Catalog {
                 continue;
             }
             let topic = TopicIdx(catalog.topics.len() as u32);
-            catalog.topics.push(Topic { id: t.id.clone(), name: t.name.clone() });
+            catalog.topics.push(Topic {
+                id: t.id.clone(),
+                name: t.name.clone(),
+            });
             for s in t.searches.iter().filter(|s| s.enabled) {
                 match query::parse(&s.query, limits) {
                     Ok(query) => catalog.searches.push(Search {
@@ -211,9 +223,12 @@ impl Catalog {
 
     /// Every warning of every search, with its topic and search.
     pub fn warnings(&self) -> impl Iterator<Item = (&Topic, &Search, &QueryWarning)> {
-        self.searches
-            .iter()
-            .flat_map(move |s| s.query.warnings.iter().map(move |w| (&self.topics[s.topic.0 as usize], s, w)))
+        self.searches.iter().flat_map(move |s| {
+            s.query
+                .warnings
+                .iter()
+                .map(move |w| (&self.topics[s.topic.0 as usize], s, w))
+        })
     }
 
     /// Total leaves of all searches.
@@ -241,10 +256,18 @@ impl fmt::Display for SearchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let e = &self.error;
         writeln!(f, "error: {}", e.kind)?;
-        writeln!(f, "  --> topic {:?}, search {:?}, column {}", self.topic, self.search, e.column)?;
+        writeln!(
+            f,
+            "  --> topic {:?}, search {:?}, column {}",
+            self.topic, self.search, e.column
+        )?;
         // Show at most 100 characters around the column, so a 4,096-character
         // query still renders readably.
-        let chars: Vec<char> = self.query.chars().map(|c| if c == '\n' || c == '\t' { ' ' } else { c }).collect();
+        let chars: Vec<char> = self
+            .query
+            .chars()
+            .map(|c| if c == '\n' || c == '\t' { ' ' } else { c })
+            .collect();
         let from = e.column.saturating_sub(50).min(chars.len());
         let to = (from + 100).min(chars.len());
         let shown: String = chars[from..to].iter().collect();
@@ -252,7 +275,11 @@ impl fmt::Display for SearchError {
         let pad = e.column - 1 - from + prefix.chars().count();
         let width = e.width.min(to.saturating_sub(e.column - 1)).max(1);
         writeln!(f, "   |")?;
-        writeln!(f, "   | {prefix}{shown}{}", if to < chars.len() { "…" } else { "" })?;
+        writeln!(
+            f,
+            "   | {prefix}{shown}{}",
+            if to < chars.len() { "…" } else { "" }
+        )?;
         writeln!(f, "   | {}{}", " ".repeat(pad), "^".repeat(width))?;
         write!(f, "   = help: {}", e.help())
     }
@@ -296,7 +323,9 @@ mod tests {
         let err = Catalog::from_json(json, &Limits::default()).unwrap_err();
         assert_eq!(err.problems.len(), 3, "{err:?}");
         let rendered: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
-        assert!(rendered.iter().any(|r| r.contains("\"a2\"") && r.contains("more than once")));
+        assert!(rendered
+            .iter()
+            .any(|r| r.contains("\"a2\"") && r.contains("more than once")));
         let first = rendered.iter().find(|r| r.contains("a1")).unwrap();
         assert!(first.contains("column 6"), "{first}");
         assert!(first.contains("   | acme OR\n   |      ^^"), "{first}");
@@ -315,8 +344,11 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_json_are_errors() {
-        let err = Catalog::from_json(br#"{"topics": [{"id": "a", "searches": [], "langauges": []}]}"#, &Limits::default())
-            .unwrap_err();
+        let err = Catalog::from_json(
+            br#"{"topics": [{"id": "a", "searches": [], "langauges": []}]}"#,
+            &Limits::default(),
+        )
+        .unwrap_err();
         assert!(err.problems[0].to_string().contains("langauges"));
         let err = Catalog::from_json(b"{\"topics\": [", &Limits::default()).unwrap_err();
         assert!(err.problems[0].to_string().contains("line 1"));

@@ -41,12 +41,18 @@ async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
     if s.metrics.assigned_partitions.load(Relaxed) > 0 {
         (StatusCode::OK, "ready\n")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "no partitions assigned yet\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no partitions assigned yet\n",
+        )
     }
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
 }
 
 /// The JSON that `/status` and the `status` command show.
@@ -88,5 +94,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let _ = bound.send(listener.local_addr()?);
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -9,7 +9,9 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Upper bounds of the batch latency histogram, in seconds.
-const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
 
 /// Per-partition state shown by `/status` (not a metric label).
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -60,7 +62,9 @@ pub struct Metrics {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Metrics {
@@ -91,30 +95,93 @@ impl Metrics {
         let mut counter = |name: &str, help: &str, v: u64| {
             let _ = writeln!(o, "# HELP topic_matcher_{name} {help}\n# TYPE topic_matcher_{name} counter\ntopic_matcher_{name} {v}");
         };
-        counter("documents_in_total", "Messages read from the input topics.", self.documents_in.load(Relaxed));
-        counter("documents_bad_total", "Bad messages written to the dead letters.", self.documents_bad.load(Relaxed));
-        counter("documents_matched_total", "Documents with at least one match.", self.documents_matched.load(Relaxed));
-        counter("match_records_out_total", "Match records written to the output.", self.records_out.load(Relaxed));
-        counter("output_errors_total", "Output flushes that failed or timed out.", self.output_errors.load(Relaxed));
-        counter("retention_lost_messages_total", "Messages deleted by retention before they were processed.", self.retention_lost.load(Relaxed));
-        counter("checkpoints_total", "Checkpoints written to RocksDB.", self.checkpoints.load(Relaxed));
+        counter(
+            "documents_in_total",
+            "Messages read from the input topics.",
+            self.documents_in.load(Relaxed),
+        );
+        counter(
+            "documents_bad_total",
+            "Bad messages written to the dead letters.",
+            self.documents_bad.load(Relaxed),
+        );
+        counter(
+            "documents_matched_total",
+            "Documents with at least one match.",
+            self.documents_matched.load(Relaxed),
+        );
+        counter(
+            "match_records_out_total",
+            "Match records written to the output.",
+            self.records_out.load(Relaxed),
+        );
+        counter(
+            "output_errors_total",
+            "Output flushes that failed or timed out.",
+            self.output_errors.load(Relaxed),
+        );
+        counter(
+            "retention_lost_messages_total",
+            "Messages deleted by retention before they were processed.",
+            self.retention_lost.load(Relaxed),
+        );
+        counter(
+            "checkpoints_total",
+            "Checkpoints written to RocksDB.",
+            self.checkpoints.load(Relaxed),
+        );
         let mut gauge = |name: &str, help: &str, v: String| {
             let _ = writeln!(o, "# HELP topic_matcher_{name} {help}\n# TYPE topic_matcher_{name} gauge\ntopic_matcher_{name} {v}");
         };
-        gauge("consumer_lag_messages", "Messages between checkpoints and high watermarks, all assigned partitions.", self.lag_total.load(Relaxed).to_string());
-        gauge("assigned_partitions", "Input partitions assigned to this instance.", self.assigned_partitions.load(Relaxed).to_string());
-        gauge("output_down", "1 while the output fails to acknowledge.", self.output_down.load(Relaxed).to_string());
-        gauge("checkpoint_age_seconds", "Seconds since the last checkpoint.", format!("{:.3}", self.checkpoint_age_secs()));
-        gauge("searches", "Searches in the running version.", self.searches.load(Relaxed).to_string());
-        gauge("searches_compile_seconds", "Compile time of the running searches.", format!("{:.3}", self.compile_ms.load(Relaxed) as f64 / 1e3));
+        gauge(
+            "consumer_lag_messages",
+            "Messages between checkpoints and high watermarks, all assigned partitions.",
+            self.lag_total.load(Relaxed).to_string(),
+        );
+        gauge(
+            "assigned_partitions",
+            "Input partitions assigned to this instance.",
+            self.assigned_partitions.load(Relaxed).to_string(),
+        );
+        gauge(
+            "output_down",
+            "1 while the output fails to acknowledge.",
+            self.output_down.load(Relaxed).to_string(),
+        );
+        gauge(
+            "checkpoint_age_seconds",
+            "Seconds since the last checkpoint.",
+            format!("{:.3}", self.checkpoint_age_secs()),
+        );
+        gauge(
+            "searches",
+            "Searches in the running version.",
+            self.searches.load(Relaxed).to_string(),
+        );
+        gauge(
+            "searches_compile_seconds",
+            "Compile time of the running searches.",
+            format!("{:.3}", self.compile_ms.load(Relaxed) as f64 / 1e3),
+        );
         let _ = writeln!(o, "# HELP topic_matcher_batch_latency_seconds Time from a batch's first message to its checkpoint.");
         let _ = writeln!(o, "# TYPE topic_matcher_batch_latency_seconds histogram");
         for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(o, "topic_matcher_batch_latency_seconds_bucket{{le=\"{b}\"}} {}", self.batch_buckets[i].load(Relaxed));
+            let _ = writeln!(
+                o,
+                "topic_matcher_batch_latency_seconds_bucket{{le=\"{b}\"}} {}",
+                self.batch_buckets[i].load(Relaxed)
+            );
         }
         let count = self.batch_count.load(Relaxed);
-        let _ = writeln!(o, "topic_matcher_batch_latency_seconds_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(o, "topic_matcher_batch_latency_seconds_sum {:.6}", self.batch_sum_us.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            o,
+            "topic_matcher_batch_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            o,
+            "topic_matcher_batch_latency_seconds_sum {:.6}",
+            self.batch_sum_us.load(Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(o, "topic_matcher_batch_latency_seconds_count {count}");
         o
     }

@@ -59,12 +59,23 @@ fn describe(t: &Target) -> String {
 ///
 /// Invalid searches (rendered, for exit code 1) are `Err(Ok(text))`;
 /// runtime failures `Err(Err(..))`.
-pub fn compile_searches(config: &Config) -> Result<(Matcher, std::time::Duration), Result<String, anyhow::Error>> {
+pub fn compile_searches(
+    config: &Config,
+) -> Result<(Matcher, std::time::Duration), Result<String, anyhow::Error>> {
     let started = Instant::now();
-    let bytes = std::fs::read(&config.searches_file)
-        .map_err(|e| Ok(format!("error: cannot read the searches file {}: {e}", config.searches_file.display())))?;
-    let catalog = Catalog::from_json(&bytes, &Limits::default())
-        .map_err(|e| Ok(e.problems.iter().map(|p| format!("{p}\n")).collect::<Vec<_>>().join("\n")))?;
+    let bytes = std::fs::read(&config.searches_file).map_err(|e| {
+        Ok(format!(
+            "error: cannot read the searches file {}: {e}",
+            config.searches_file.display()
+        ))
+    })?;
+    let catalog = Catalog::from_json(&bytes, &Limits::default()).map_err(|e| {
+        Ok(e.problems
+            .iter()
+            .map(|p| format!("{p}\n"))
+            .collect::<Vec<_>>()
+            .join("\n"))
+    })?;
     let matcher = Matcher::new(&catalog).map_err(|e| Err(anyhow::Error::new(e)))?;
     Ok((matcher, started.elapsed()))
 }
@@ -75,10 +86,18 @@ pub fn compile_searches(config: &Config) -> Result<(Matcher, std::time::Duration
 /// # Errors
 ///
 /// When any part cannot start.
-pub fn start(config: Config, matcher: Matcher, compile: std::time::Duration) -> anyhow::Result<Running> {
+pub fn start(
+    config: Config,
+    matcher: Matcher,
+    compile: std::time::Duration,
+) -> anyhow::Result<Running> {
     let metrics = Arc::new(metrics::Metrics::default());
-    metrics.searches.store(matcher.search_count() as u64, Relaxed);
-    metrics.compile_ms.store(compile.as_millis() as u64, Relaxed);
+    metrics
+        .searches
+        .store(matcher.search_count() as u64, Relaxed);
+    metrics
+        .compile_ms
+        .store(compile.as_millis() as u64, Relaxed);
     let shutdown: ShutdownFlag = Arc::new(AtomicU8::new(0));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -110,50 +129,79 @@ pub fn start(config: Config, matcher: Matcher, compile: std::time::Duration) -> 
         .with_context(|| format!("cannot bind the admin API on {addr}"))?;
     tracing::info!(%admin_addr, "admin API listening");
     spawn_lag_monitor(&config, metrics.clone(), shutdown.clone())?;
-    let p = pipeline::Pipeline::new(config, Arc::new(matcher), metrics.clone()).context("cannot start the pipeline")?;
+    let p = pipeline::Pipeline::new(config, Arc::new(matcher), metrics.clone())
+        .context("cannot start the pipeline")?;
     let flag = shutdown.clone();
     let pipeline = std::thread::Builder::new()
         .name("pipeline".into())
         .spawn(move || p.run(flag))
         .context("cannot start the pipeline thread")?;
-    Ok(Running { admin_addr, shutdown, metrics, pipeline, runtime })
+    Ok(Running {
+        admin_addr,
+        shutdown,
+        metrics,
+        pipeline,
+        runtime,
+    })
 }
 
 /// Updates lag per assigned partition every 5 s from the high watermarks,
 /// on its own thread and client, so the broker round trips never stall the
 /// pipeline.
-fn spawn_lag_monitor(config: &Config, metrics: Arc<metrics::Metrics>, shutdown: ShutdownFlag) -> anyhow::Result<()> {
+fn spawn_lag_monitor(
+    config: &Config,
+    metrics: Arc<metrics::Metrics>,
+    shutdown: ShutdownFlag,
+) -> anyhow::Result<()> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let client: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &config.brokers)
         .set("group.id", format!("{}-lag-monitor", config.group_id))
         .create()
         .context("cannot create the lag monitor's client")?;
-    std::thread::Builder::new().name("lag".into()).spawn(move || {
-        let mut next = Instant::now();
-        while shutdown.load(Relaxed) == 0 {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            if Instant::now() < next {
-                continue;
-            }
-            next = Instant::now() + std::time::Duration::from_secs(5);
-            let parts: Vec<(String, Option<i64>)> =
-                metrics.partitions.lock().expect("status lock").iter().map(|(k, v)| (k.clone(), v.checkpoint)).collect();
-            let mut total = 0;
-            for (key, checkpoint) in parts {
-                let Some((topic, p)) = key.rsplit_once('/') else { continue };
-                let Ok(p) = p.parse::<i32>() else { continue };
-                let Ok((low, high)) = client.fetch_watermarks(topic, p, std::time::Duration::from_secs(5)) else { continue };
-                let lag = (high - checkpoint.unwrap_or(low)).max(0);
-                total += lag;
-                if let Some(e) = metrics.partitions.lock().expect("status lock").get_mut(&key) {
-                    e.high_watermark = Some(high);
-                    e.lag = Some(lag);
+    std::thread::Builder::new()
+        .name("lag".into())
+        .spawn(move || {
+            let mut next = Instant::now();
+            while shutdown.load(Relaxed) == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                if Instant::now() < next {
+                    continue;
                 }
+                next = Instant::now() + std::time::Duration::from_secs(5);
+                let parts: Vec<(String, Option<i64>)> = metrics
+                    .partitions
+                    .lock()
+                    .expect("status lock")
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.checkpoint))
+                    .collect();
+                let mut total = 0;
+                for (key, checkpoint) in parts {
+                    let Some((topic, p)) = key.rsplit_once('/') else {
+                        continue;
+                    };
+                    let Ok(p) = p.parse::<i32>() else { continue };
+                    let Ok((low, high)) =
+                        client.fetch_watermarks(topic, p, std::time::Duration::from_secs(5))
+                    else {
+                        continue;
+                    };
+                    let lag = (high - checkpoint.unwrap_or(low)).max(0);
+                    total += lag;
+                    if let Some(e) = metrics
+                        .partitions
+                        .lock()
+                        .expect("status lock")
+                        .get_mut(&key)
+                    {
+                        e.high_watermark = Some(high);
+                        e.lag = Some(lag);
+                    }
+                }
+                metrics.lag_total.store(total, Relaxed);
             }
-            metrics.lag_total.store(total, Relaxed);
-        }
-    })?;
+        })?;
     Ok(())
 }
 
@@ -168,13 +216,18 @@ impl Running {
         let flag = self.shutdown.clone();
         self.runtime.spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
                 return;
             };
             for n in 0.. {
                 tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
                 if n == 0 {
-                    tracing::info!("signal received: shutting down (a second signal exits at once)");
+                    tracing::info!(
+                        "signal received: shutting down (a second signal exits at once)"
+                    );
                     flag.store(1, Relaxed);
                 } else {
                     tracing::warn!("second signal: exiting now");
@@ -196,9 +249,13 @@ impl Running {
     }
 
     fn join(self) -> anyhow::Result<()> {
-        let result = self.pipeline.join().map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;
+        let result = self
+            .pipeline
+            .join()
+            .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;
         self.shutdown.store(1, Relaxed);
-        self.runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+        self.runtime
+            .shutdown_timeout(std::time::Duration::from_secs(2));
         result.context("pipeline failed")
     }
 }

@@ -168,8 +168,17 @@ impl Shared {
     fn seal(&mut self) -> Result<(), SinkError> {
         let output = self.output.seal()?;
         let dead = self.dead.sink.seal()?;
-        let offsets = self.processed.iter().map(|(tp, &n)| (tp.clone(), n)).collect();
-        self.sealed.push_back(Sealed { output, dead, offsets, at: Instant::now() });
+        let offsets = self
+            .processed
+            .iter()
+            .map(|(tp, &n)| (tp.clone(), n))
+            .collect();
+        self.sealed.push_back(Sealed {
+            output,
+            dead,
+            offsets,
+            at: Instant::now(),
+        });
         Ok(())
     }
 
@@ -188,25 +197,42 @@ impl Shared {
         if let Some(offsets) = done {
             self.write_checkpoint(consumer, offsets, CommitMode::Async);
         }
-        Ok(self.sealed.len() > MAX_SEALED || self.sealed.front().is_some_and(|f| f.at.elapsed() > STALL))
+        Ok(self.sealed.len() > MAX_SEALED
+            || self.sealed.front().is_some_and(|f| f.at.elapsed() > STALL))
     }
 
     /// Flushes the outputs (waiting for every acknowledgement) and writes
     /// the processed offsets in one WriteBatch, then commits them.
-    fn checkpoint(&mut self, consumer: &BaseConsumer<Ctx>, timeout: Duration, mode: CommitMode) -> Result<(), SinkError> {
+    fn checkpoint(
+        &mut self,
+        consumer: &BaseConsumer<Ctx>,
+        timeout: Duration,
+        mode: CommitMode,
+    ) -> Result<(), SinkError> {
         self.output.flush(timeout)?;
         self.dead.sink.flush(timeout)?;
         self.sealed.clear();
-        let offsets = self.processed.iter().map(|(tp, &n)| (tp.clone(), n)).collect();
+        let offsets = self
+            .processed
+            .iter()
+            .map(|(tp, &n)| (tp.clone(), n))
+            .collect();
         self.write_checkpoint(consumer, offsets, mode);
         Ok(())
     }
 
     /// Writes the offsets that advance an owned partition's checkpoint.
-    fn write_checkpoint(&mut self, consumer: &BaseConsumer<Ctx>, offsets: Vec<(TopicPartition, i64)>, mode: CommitMode) {
+    fn write_checkpoint(
+        &mut self,
+        consumer: &BaseConsumer<Ctx>,
+        offsets: Vec<(TopicPartition, i64)>,
+        mode: CommitMode,
+    ) {
         let advance: Vec<(TopicPartition, i64)> = offsets
             .into_iter()
-            .filter(|(tp, next)| self.owned.contains(tp) && self.checkpointed.get(tp).is_none_or(|c| next > c))
+            .filter(|(tp, next)| {
+                self.owned.contains(tp) && self.checkpointed.get(tp).is_none_or(|c| next > c)
+            })
             .collect();
         if advance.is_empty() {
             return;
@@ -247,8 +273,17 @@ impl Shared {
         let payload = msg.payload().unwrap_or_default();
         match Document::parse(payload, max_bytes) {
             Ok(doc) => {
-                let coords = InputCoords { topic: msg.topic(), partition: msg.partition(), offset: msg.offset() };
-                let ctx = RecordContext { matched_at, input: Some(coords), searches_version: Some(1), class: None };
+                let coords = InputCoords {
+                    topic: msg.topic(),
+                    partition: msg.partition(),
+                    offset: msg.offset(),
+                };
+                let ctx = RecordContext {
+                    matched_at,
+                    input: Some(coords),
+                    searches_version: Some(1),
+                    class: None,
+                };
                 let matches = matcher.match_document(&doc, scratch);
                 if !matches.is_empty() {
                     self.metrics.documents_matched.fetch_add(1, Relaxed);
@@ -256,7 +291,8 @@ impl Shared {
                 for m in matches {
                     buf.clear();
                     let id = write_record(buf, matcher, &doc, m, &ctx);
-                    self.output.send(id.as_bytes(), buf.strip_suffix(b"\n").unwrap_or(buf), &[])?;
+                    self.output
+                        .send(id.as_bytes(), buf.strip_suffix(b"\n").unwrap_or(buf), &[])?;
                     self.metrics.records_out.fetch_add(1, Relaxed);
                 }
             }
@@ -275,10 +311,14 @@ impl Shared {
         let mut parts = self.metrics.partitions.lock().expect("status lock");
         parts.retain(|k, _| self.owned.iter().any(|tp| tp.to_string() == *k));
         for tp in &self.owned {
-            let e = parts.entry(tp.to_string()).or_insert_with(PartitionStatus::default);
+            let e = parts
+                .entry(tp.to_string())
+                .or_insert_with(PartitionStatus::default);
             e.checkpoint = self.checkpointed.get(tp).copied();
         }
-        self.metrics.assigned_partitions.store(self.owned.len() as i64, Relaxed);
+        self.metrics
+            .assigned_partitions
+            .store(self.owned.len() as i64, Relaxed);
     }
 }
 
@@ -294,18 +334,33 @@ fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 }
 
 impl ConsumerContext for Ctx {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
-        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let mut s = lock(&self.shared);
                 let mut without = TopicPartitionList::new();
-                let assigned: Vec<TopicPartition> =
-                    tpl.elements().iter().map(|e| TopicPartition::new(e.topic(), e.partition())).collect();
+                let assigned: Vec<TopicPartition> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| TopicPartition::new(e.topic(), e.partition()))
+                    .collect();
                 for tp in assigned {
                     match s.store.get(&tp) {
                         Ok(Some(next)) => {
-                            let _ = tpl.set_partition_offset(&tp.topic, tp.partition, Offset::Offset(next));
+                            let _ = tpl.set_partition_offset(
+                                &tp.topic,
+                                tp.partition,
+                                Offset::Offset(next),
+                            );
                             tracing::info!(partition = %tp, next, "resuming from the checkpoint");
                             s.checkpointed.insert(tp, next);
                         }
@@ -319,7 +374,8 @@ impl ConsumerContext for Ctx {
                     }
                 }
                 if without.count() > 0 {
-                    let committed = consumer.committed_offsets(without.clone(), Duration::from_secs(10));
+                    let committed =
+                        consumer.committed_offsets(without.clone(), Duration::from_secs(10));
                     for e in without.elements() {
                         let group = committed
                             .as_ref()
@@ -333,11 +389,21 @@ impl ConsumerContext for Ctx {
                                 StartPosition::Latest => (Offset::End, "latest"),
                             },
                         };
-                        tracing::info!(topic = e.topic(), partition = e.partition(), ?offset, from, "no checkpoint for partition");
+                        tracing::info!(
+                            topic = e.topic(),
+                            partition = e.partition(),
+                            ?offset,
+                            from,
+                            "no checkpoint for partition"
+                        );
                         let _ = tpl.set_partition_offset(e.topic(), e.partition(), offset);
                     }
                 }
-                let result = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
+                let result = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
                 if let Err(e) = result {
                     tracing::error!(error = %e, "assigning partitions failed");
                 }
@@ -353,7 +419,11 @@ impl ConsumerContext for Ctx {
                     // if we say so again (trap 8).
                     let _ = consumer.pause(tpl);
                 }
-                tracing::info!(partitions = tpl.count(), owned = s.owned.len(), "partitions assigned");
+                tracing::info!(
+                    partitions = tpl.count(),
+                    owned = s.owned.len(),
+                    "partitions assigned"
+                );
                 s.publish_status();
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -362,8 +432,11 @@ impl ConsumerContext for Ctx {
                 if let Err(e) = s.checkpoint(consumer, deadline, CommitMode::Sync) {
                     tracing::warn!(error = %e, "revocation: output not drained in time; the next owner re-reads from the last checkpoint");
                 }
-                let revoked: Vec<TopicPartition> =
-                    tpl.elements().iter().map(|e| TopicPartition::new(e.topic(), e.partition())).collect();
+                let revoked: Vec<TopicPartition> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| TopicPartition::new(e.topic(), e.partition()))
+                    .collect();
                 // The next owner starts from the group's offset; so do we if
                 // the partition comes back.
                 if let Err(e) = s.store.commit(&[], &revoked) {
@@ -374,11 +447,19 @@ impl ConsumerContext for Ctx {
                     s.processed.remove(tp);
                     s.checkpointed.remove(tp);
                 }
-                let result = if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
+                let result = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
                 if let Err(e) = result {
                     tracing::error!(error = %e, "releasing partitions failed");
                 }
-                tracing::info!(partitions = revoked.len(), owned = s.owned.len(), "partitions revoked");
+                tracing::info!(
+                    partitions = revoked.len(),
+                    owned = s.owned.len(),
+                    "partitions revoked"
+                );
                 s.publish_status();
             }
             other => {
@@ -409,7 +490,11 @@ impl Pipeline {
     /// # Errors
     ///
     /// When any of them cannot be opened.
-    pub fn new(config: Config, matcher: Arc<Matcher>, metrics: Arc<Metrics>) -> Result<Pipeline, PipelineError> {
+    pub fn new(
+        config: Config,
+        matcher: Arc<Matcher>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Pipeline, PipelineError> {
         std::fs::create_dir_all(&config.state_dir).map_err(SinkError::Io)?;
         let store = Checkpoints::open(&config.state_dir)?;
         let instance_id = match &config.instance_id {
@@ -418,7 +503,11 @@ impl Pipeline {
         };
         let output = sink::open(&config.output, &config.brokers, &config.producer_overrides)?;
         let dead = DeadLetters {
-            sink: sink::open(&config.dead_letter, &config.brokers, &config.producer_overrides)?,
+            sink: sink::open(
+                &config.dead_letter,
+                &config.brokers,
+                &config.producer_overrides,
+            )?,
             json: !matches!(config.dead_letter, Target::Kafka(_)),
         };
         let shared = Arc::new(Mutex::new(Shared {
@@ -456,10 +545,18 @@ impl Pipeline {
         for (k, v) in &config.consumer_overrides {
             cfg.set(k, v);
         }
-        let consumer: BaseConsumer<Ctx> = cfg.create_with_context(Ctx { shared: shared.clone() })?;
+        let consumer: BaseConsumer<Ctx> = cfg.create_with_context(Ctx {
+            shared: shared.clone(),
+        })?;
         let topics: Vec<&str> = config.input_topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
-        Ok(Pipeline { consumer, shared, matcher, metrics, config })
+        Ok(Pipeline {
+            consumer,
+            shared,
+            matcher,
+            metrics,
+            config,
+        })
     }
 
     /// Runs until `shutdown` is set, then shuts down in the documented
@@ -479,7 +576,11 @@ impl Pipeline {
         tracing::info!(topics = ?self.config.input_topics, group = %self.config.group_id, "consuming");
         while shutdown.load(Relaxed) == 0 {
             let wait = match batch_started {
-                Some(t) => self.config.batch_max_wait.saturating_sub(t.elapsed()).max(Duration::from_millis(1)),
+                Some(t) => self
+                    .config
+                    .batch_max_wait
+                    .saturating_sub(t.elapsed())
+                    .max(Duration::from_millis(1)),
                 None => Duration::from_millis(100),
             };
             match self.consumer.poll(wait) {
@@ -489,7 +590,14 @@ impl Pipeline {
                         matched_at_refreshed = Instant::now();
                     }
                     let mut s = lock(&self.shared);
-                    s.process(&msg, &self.matcher, &mut scratch, &mut buf, &matched_at, self.config.max_message_bytes)?;
+                    s.process(
+                        &msg,
+                        &self.matcher,
+                        &mut scratch,
+                        &mut buf,
+                        &matched_at,
+                        self.config.max_message_bytes,
+                    )?;
                     drop(s);
                     batch_started.get_or_insert_with(Instant::now);
                     in_batch += 1;
@@ -512,13 +620,15 @@ impl Pipeline {
             let mut s = lock(&self.shared);
             if due {
                 s.seal()?;
-                self.metrics.observe_batch(batch_started.take().map_or(Duration::ZERO, |t| t.elapsed()));
+                self.metrics
+                    .observe_batch(batch_started.take().map_or(Duration::ZERO, |t| t.elapsed()));
                 in_batch = 0;
             }
             // Checkpoint what the output has acknowledged; when it lags too
             // far (stalled, too many batches or bytes waiting), stop taking
             // input and wait for it, pausing if it is down.
-            let stalled = s.advance(&self.consumer)? || s.output.pending_bytes() >= self.config.max_in_flight_bytes;
+            let stalled = s.advance(&self.consumer)?
+                || s.output.pending_bytes() >= self.config.max_in_flight_bytes;
             drop(s);
             if stalled {
                 self.finish_batch(&shutdown, None);
@@ -534,7 +644,11 @@ impl Pipeline {
     fn finish_batch(&self, shutdown: &ShutdownFlag, give_up_at: Option<Instant>) -> bool {
         let mut backoff = Duration::from_millis(100);
         loop {
-            let result = lock(&self.shared).checkpoint(&self.consumer, Duration::from_secs(2), CommitMode::Async);
+            let result = lock(&self.shared).checkpoint(
+                &self.consumer,
+                Duration::from_secs(2),
+                CommitMode::Async,
+            );
             match result {
                 Ok(()) => {
                     let mut s = lock(&self.shared);
@@ -563,14 +677,19 @@ impl Pipeline {
                     if let Ok(a) = self.consumer.assignment() {
                         let _ = self.consumer.pause(&a);
                     }
-                    if shutdown.load(Relaxed) >= 2 || give_up_at.is_some_and(|t| Instant::now() >= t) {
+                    if shutdown.load(Relaxed) >= 2
+                        || give_up_at.is_some_and(|t| Instant::now() >= t)
+                    {
                         return false;
                     }
                     // Keep the group membership alive while waiting; a
                     // message fetched before the pause is still processed.
                     let until = Instant::now() + backoff;
                     while Instant::now() < until {
-                        if let Some(Ok(msg)) = self.consumer.poll(until.saturating_duration_since(Instant::now())) {
+                        if let Some(Ok(msg)) = self
+                            .consumer
+                            .poll(until.saturating_duration_since(Instant::now()))
+                        {
                             let mut scratch = self.matcher.scratch();
                             let mut buf = Vec::new();
                             let at = now_rfc3339();
@@ -596,18 +715,31 @@ impl Pipeline {
     fn recover_lost_ranges(&self) {
         let owned: Vec<(TopicPartition, i64)> = {
             let s = lock(&self.shared);
-            s.owned.iter().map(|tp| (tp.clone(), s.processed.get(tp).copied().unwrap_or(0))).collect()
+            s.owned
+                .iter()
+                .map(|tp| (tp.clone(), s.processed.get(tp).copied().unwrap_or(0)))
+                .collect()
         };
         for (tp, next) in owned {
-            let Ok((low, _high)) = self.consumer.fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(5)) else {
+            let Ok((low, _high)) =
+                self.consumer
+                    .fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(5))
+            else {
                 continue;
             };
             if next < low {
                 tracing::error!(partition = %tp, lost_from = next, lost_to = low, lost = low - next,
                     "messages were deleted by retention before they were processed; continuing from the log start");
-                self.metrics.retention_lost.fetch_add((low - next) as u64, Relaxed);
+                self.metrics
+                    .retention_lost
+                    .fetch_add((low - next) as u64, Relaxed);
                 lock(&self.shared).processed.insert(tp.clone(), low);
-                if let Err(e) = self.consumer.seek(&tp.topic, tp.partition, Offset::Offset(low), Duration::from_secs(5)) {
+                if let Err(e) = self.consumer.seek(
+                    &tp.topic,
+                    tp.partition,
+                    Offset::Offset(low),
+                    Duration::from_secs(5),
+                ) {
                     tracing::error!(partition = %tp, error = %e, "seek to the log start failed");
                 }
             }

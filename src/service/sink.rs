@@ -39,7 +39,12 @@ pub trait Sink: Send {
     /// # Errors
     ///
     /// I/O errors of files; Kafka errors other than a full queue.
-    fn send(&mut self, key: &[u8], value: &[u8], headers: &[(&str, &[u8])]) -> Result<(), SinkError>;
+    fn send(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        headers: &[(&str, &[u8])],
+    ) -> Result<(), SinkError>;
 
     /// Waits until every record sent so far is acknowledged (Kafka) or
     /// written and synced (file), up to `timeout`.
@@ -76,14 +81,24 @@ pub trait Sink: Send {
 /// # Errors
 ///
 /// When the file cannot be opened or the producer cannot be created.
-pub fn open(target: &Target, brokers: &str, overrides: &std::collections::BTreeMap<String, String>) -> Result<Box<dyn Sink>, SinkError> {
+pub fn open(
+    target: &Target,
+    brokers: &str,
+    overrides: &std::collections::BTreeMap<String, String>,
+) -> Result<Box<dyn Sink>, SinkError> {
     Ok(match target {
-        Target::Stdout => Box::new(LineSink { file: None, buf: Vec::new() }),
+        Target::Stdout => Box::new(LineSink {
+            file: None,
+            buf: Vec::new(),
+        }),
         Target::File(p) => {
             if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
-            Box::new(LineSink { file: Some(OpenOptions::new().create(true).append(true).open(p)?), buf: Vec::new() })
+            Box::new(LineSink {
+                file: Some(OpenOptions::new().create(true).append(true).open(p)?),
+                buf: Vec::new(),
+            })
         }
         Target::Kafka(topic) => Box::new(KafkaSink::new(topic, brokers, overrides)?),
     })
@@ -98,7 +113,12 @@ struct LineSink {
 }
 
 impl Sink for LineSink {
-    fn send(&mut self, _key: &[u8], value: &[u8], _headers: &[(&str, &[u8])]) -> Result<(), SinkError> {
+    fn send(
+        &mut self,
+        _key: &[u8],
+        value: &[u8],
+        _headers: &[(&str, &[u8])],
+    ) -> Result<(), SinkError> {
         self.buf.extend_from_slice(value);
         if !value.ends_with(b"\n") {
             self.buf.push(b'\n');
@@ -183,7 +203,11 @@ impl ProducerContext for DeliveryContext {
             s.last_error = Some(e.to_string());
             let headers = m
                 .headers()
-                .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect())
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
                 .unwrap_or_default();
             s.failed.push(Failed {
                 group,
@@ -204,7 +228,11 @@ struct KafkaSink {
 }
 
 impl KafkaSink {
-    fn new(topic: &str, brokers: &str, overrides: &std::collections::BTreeMap<String, String>) -> Result<KafkaSink, SinkError> {
+    fn new(
+        topic: &str,
+        brokers: &str,
+        overrides: &std::collections::BTreeMap<String, String>,
+    ) -> Result<KafkaSink, SinkError> {
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
@@ -223,19 +251,38 @@ impl KafkaSink {
         }
         let state = Arc::new(Mutex::new(DeliveryState::default()));
         let producer = cfg
-            .create_with_context(DeliveryContext { state: state.clone() })
+            .create_with_context(DeliveryContext {
+                state: state.clone(),
+            })
             .map_err(|e| SinkError::Kafka(e.to_string()))?;
-        Ok(KafkaSink { open_group: 1, topic: topic.to_string(), producer, state })
+        Ok(KafkaSink {
+            open_group: 1,
+            topic: topic.to_string(),
+            producer,
+            state,
+        })
     }
 
     /// Queues a record of `group` (`retry`: already counted as outstanding).
-    fn produce(&self, group: u64, retry: bool, key: &[u8], value: &[u8], headers: &[(&str, &[u8])]) -> Result<(), SinkError> {
+    fn produce(
+        &self,
+        group: u64,
+        retry: bool,
+        key: &[u8],
+        value: &[u8],
+        headers: &[(&str, &[u8])],
+    ) -> Result<(), SinkError> {
         let size = key.len() + value.len();
         let mut h = OwnedHeaders::new_with_capacity(headers.len());
         for (k, v) in headers {
-            h = h.insert(Header { key: k, value: Some(*v) });
+            h = h.insert(Header {
+                key: k,
+                value: Some(*v),
+            });
         }
-        let mut record = BaseRecord::with_opaque_to(&self.topic, Box::new((group, size))).key(key).payload(value);
+        let mut record = BaseRecord::with_opaque_to(&self.topic, Box::new((group, size)))
+            .key(key)
+            .payload(value);
         if !headers.is_empty() {
             record = record.headers(h);
         }
@@ -249,7 +296,12 @@ impl KafkaSink {
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
-                Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    r,
+                )) => {
                     // The client queue is full: serve delivery reports and
                     // wait; this is the backpressure that stops input.
                     record = r;
@@ -264,7 +316,10 @@ impl KafkaSink {
                         group,
                         key: key.to_vec(),
                         value: value.to_vec(),
-                        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect(),
+                        headers: headers
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_vec()))
+                            .collect(),
                     });
                     return Ok(());
                 }
@@ -274,7 +329,12 @@ impl KafkaSink {
 }
 
 impl Sink for KafkaSink {
-    fn send(&mut self, key: &[u8], value: &[u8], headers: &[(&str, &[u8])]) -> Result<(), SinkError> {
+    fn send(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        headers: &[(&str, &[u8])],
+    ) -> Result<(), SinkError> {
         self.producer.poll(Duration::ZERO);
         self.produce(self.open_group, false, key, value, headers)
     }
@@ -300,7 +360,10 @@ impl Sink for KafkaSink {
     }
 
     fn pending_bytes(&self) -> usize {
-        self.state.lock().expect("delivery state lock").pending_bytes
+        self.state
+            .lock()
+            .expect("delivery state lock")
+            .pending_bytes
     }
 
     fn seal(&mut self) -> Result<u64, SinkError> {
@@ -323,7 +386,11 @@ impl KafkaSink {
     fn resend_failed(&self) -> Result<(), SinkError> {
         let failed = std::mem::take(&mut self.state.lock().expect("delivery state lock").failed);
         for f in &failed {
-            let headers: Vec<(&str, &[u8])> = f.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+            let headers: Vec<(&str, &[u8])> = f
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_slice()))
+                .collect();
             self.produce(f.group, true, &f.key, &f.value, &headers)?;
         }
         Ok(())
@@ -336,11 +403,21 @@ pub fn base64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
         out.push(A[(n >> 18) as usize & 63] as char);
         out.push(A[(n >> 12) as usize & 63] as char);
-        out.push(if c.len() > 1 { A[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if c.len() > 2 { A[n as usize & 63] as char } else { '=' });
+        out.push(if c.len() > 1 {
+            A[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if c.len() > 2 {
+            A[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     out
 }

@@ -176,7 +176,11 @@ pub fn tokenize_into(text: &str, out: &mut Vec<Token>, folded: &mut String, has_
     let mut chunk = 0;
     let mut ascii_chunk = true;
     for p in 0..b.len() {
-        if p > chunk && b[p - 1].is_ascii_whitespace() && b[p].is_ascii() && !b[p].is_ascii_whitespace() {
+        if p > chunk
+            && b[p - 1].is_ascii_whitespace()
+            && b[p].is_ascii()
+            && !b[p].is_ascii_whitespace()
+        {
             tokenize_chunk(text, chunk, p, ascii_chunk, out, folded, has_cjk);
             chunk = p;
             ascii_chunk = true;
@@ -258,17 +262,23 @@ fn tokenize_ascii(b: &[u8], from: usize, to: usize, out: &mut Vec<Token>, folded
         }
         let kind = if start >= 1 {
             match b[start - 1] {
-                b'#' | b'@' | b'$' if start < 2 || !b[start - 2].is_ascii_alphanumeric() => match b[start - 1] {
-                    b'#' => TokenKind::Hashtag,
-                    b'@' => TokenKind::Mention,
-                    _ => TokenKind::Cashtag,
-                },
+                b'#' | b'@' | b'$' if start < 2 || !b[start - 2].is_ascii_alphanumeric() => {
+                    match b[start - 1] {
+                        b'#' => TokenKind::Hashtag,
+                        b'@' => TokenKind::Mention,
+                        _ => TokenKind::Cashtag,
+                    }
+                }
                 _ => TokenKind::Word,
             }
         } else {
             TokenKind::Word
         };
-        let tok_start = if kind == TokenKind::Word { start } else { start - 1 };
+        let tok_start = if kind == TokenKind::Word {
+            start
+        } else {
+            start - 1
+        };
         let folded_start = folded.len();
         // SAFETY-free: ASCII lower-casing keeps the buffer valid UTF-8.
         folded.extend(b[start..j].iter().map(|&c| c.to_ascii_lowercase() as char));
@@ -287,7 +297,13 @@ fn tokenize_ascii(b: &[u8], from: usize, to: usize, out: &mut Vec<Token>, folded
 
 /// The general path: UAX #29 segments from `unicode-segmentation`.
 /// Tokenizes `text`, which starts at byte `base` of its field.
-fn tokenize_unicode(text: &str, base: usize, out: &mut Vec<Token>, folded: &mut String, has_cjk: &mut bool) {
+fn tokenize_unicode(
+    text: &str,
+    base: usize,
+    out: &mut Vec<Token>,
+    folded: &mut String,
+    has_cjk: &mut bool,
+) {
     // The previous segment, to recognise a sigil, and whether that sigil
     // stands at a word start.
     let mut prev_sigil: Option<(TokenKind, usize)> = None;
@@ -312,7 +328,15 @@ fn tokenize_unicode(text: &str, base: usize, out: &mut Vec<Token>, folded: &mut 
             };
             push_token(kind, tok_start, start, start + seg.len(), seg, out, folded);
         } else if is_extended_pictographic(first) || is_regional_indicator(first) {
-            push_token(TokenKind::Emoji, start, start, start + seg.len(), seg, out, folded);
+            push_token(
+                TokenKind::Emoji,
+                start,
+                start,
+                start + seg.len(),
+                seg,
+                out,
+                folded,
+            );
         }
         prev_sigil = TokenKind::from_sigil(seg).map(|k| (k, start));
         before_prev = prev_end_char;
@@ -414,7 +438,8 @@ pub fn fold_with_offsets(text: &str, out: &mut FoldedField) {
         let before = out.text.len();
         fold_char(c, &mut out.text);
         let range = (i as u32, (i + c.len_utf8()) as u32);
-        out.origin.extend(std::iter::repeat_n(range, out.text.len() - before));
+        out.origin
+            .extend(std::iter::repeat_n(range, out.text.len() - before));
     }
 }
 
@@ -454,26 +479,84 @@ pub fn is_extended_pictographic(c: char) -> bool {
     }
     // Sorted, inclusive ranges from emoji-data.txt.
     const RANGES: &[(u32, u32)] = &[
-        (0x00A9, 0x00A9), (0x00AE, 0x00AE), (0x203C, 0x203C), (0x2049, 0x2049),
-        (0x2122, 0x2122), (0x2139, 0x2139), (0x2194, 0x2199), (0x21A9, 0x21AA),
-        (0x231A, 0x231B), (0x2328, 0x2328), (0x2388, 0x2388), (0x23CF, 0x23CF),
-        (0x23E9, 0x23F3), (0x23F8, 0x23FA), (0x24C2, 0x24C2), (0x25AA, 0x25AB),
-        (0x25B6, 0x25B6), (0x25C0, 0x25C0), (0x25FB, 0x25FE), (0x2600, 0x2605),
-        (0x2607, 0x2612), (0x2614, 0x2685), (0x2690, 0x2705), (0x2708, 0x2712),
-        (0x2714, 0x2714), (0x2716, 0x2716), (0x271D, 0x271D), (0x2721, 0x2721),
-        (0x2728, 0x2728), (0x2733, 0x2734), (0x2744, 0x2744), (0x2747, 0x2747),
-        (0x274C, 0x274C), (0x274E, 0x274E), (0x2753, 0x2755), (0x2757, 0x2757),
-        (0x2763, 0x2767), (0x2795, 0x2797), (0x27A1, 0x27A1), (0x27B0, 0x27B0),
-        (0x27BF, 0x27BF), (0x2934, 0x2935), (0x2B05, 0x2B07), (0x2B1B, 0x2B1C),
-        (0x2B50, 0x2B50), (0x2B55, 0x2B55), (0x3030, 0x3030), (0x303D, 0x303D),
-        (0x3297, 0x3297), (0x3299, 0x3299), (0x1F000, 0x1F0FF), (0x1F10D, 0x1F10F),
-        (0x1F12F, 0x1F12F), (0x1F16C, 0x1F171), (0x1F17E, 0x1F17F), (0x1F18E, 0x1F18E),
-        (0x1F191, 0x1F19A), (0x1F1AD, 0x1F1E5), (0x1F201, 0x1F20F), (0x1F21A, 0x1F21A),
-        (0x1F22F, 0x1F22F), (0x1F232, 0x1F23A), (0x1F23C, 0x1F23F), (0x1F249, 0x1F3FA),
-        (0x1F400, 0x1F53D), (0x1F546, 0x1F64F), (0x1F680, 0x1F6FF), (0x1F774, 0x1F77F),
-        (0x1F7D5, 0x1F7FF), (0x1F80C, 0x1F80F), (0x1F848, 0x1F84F), (0x1F85A, 0x1F85F),
-        (0x1F888, 0x1F88F), (0x1F8AE, 0x1F8FF), (0x1F90C, 0x1F93A), (0x1F93C, 0x1F945),
-        (0x1F947, 0x1FAFF), (0x1FC00, 0x1FFFD),
+        (0x00A9, 0x00A9),
+        (0x00AE, 0x00AE),
+        (0x203C, 0x203C),
+        (0x2049, 0x2049),
+        (0x2122, 0x2122),
+        (0x2139, 0x2139),
+        (0x2194, 0x2199),
+        (0x21A9, 0x21AA),
+        (0x231A, 0x231B),
+        (0x2328, 0x2328),
+        (0x2388, 0x2388),
+        (0x23CF, 0x23CF),
+        (0x23E9, 0x23F3),
+        (0x23F8, 0x23FA),
+        (0x24C2, 0x24C2),
+        (0x25AA, 0x25AB),
+        (0x25B6, 0x25B6),
+        (0x25C0, 0x25C0),
+        (0x25FB, 0x25FE),
+        (0x2600, 0x2605),
+        (0x2607, 0x2612),
+        (0x2614, 0x2685),
+        (0x2690, 0x2705),
+        (0x2708, 0x2712),
+        (0x2714, 0x2714),
+        (0x2716, 0x2716),
+        (0x271D, 0x271D),
+        (0x2721, 0x2721),
+        (0x2728, 0x2728),
+        (0x2733, 0x2734),
+        (0x2744, 0x2744),
+        (0x2747, 0x2747),
+        (0x274C, 0x274C),
+        (0x274E, 0x274E),
+        (0x2753, 0x2755),
+        (0x2757, 0x2757),
+        (0x2763, 0x2767),
+        (0x2795, 0x2797),
+        (0x27A1, 0x27A1),
+        (0x27B0, 0x27B0),
+        (0x27BF, 0x27BF),
+        (0x2934, 0x2935),
+        (0x2B05, 0x2B07),
+        (0x2B1B, 0x2B1C),
+        (0x2B50, 0x2B50),
+        (0x2B55, 0x2B55),
+        (0x3030, 0x3030),
+        (0x303D, 0x303D),
+        (0x3297, 0x3297),
+        (0x3299, 0x3299),
+        (0x1F000, 0x1F0FF),
+        (0x1F10D, 0x1F10F),
+        (0x1F12F, 0x1F12F),
+        (0x1F16C, 0x1F171),
+        (0x1F17E, 0x1F17F),
+        (0x1F18E, 0x1F18E),
+        (0x1F191, 0x1F19A),
+        (0x1F1AD, 0x1F1E5),
+        (0x1F201, 0x1F20F),
+        (0x1F21A, 0x1F21A),
+        (0x1F22F, 0x1F22F),
+        (0x1F232, 0x1F23A),
+        (0x1F23C, 0x1F23F),
+        (0x1F249, 0x1F3FA),
+        (0x1F400, 0x1F53D),
+        (0x1F546, 0x1F64F),
+        (0x1F680, 0x1F6FF),
+        (0x1F774, 0x1F77F),
+        (0x1F7D5, 0x1F7FF),
+        (0x1F80C, 0x1F80F),
+        (0x1F848, 0x1F84F),
+        (0x1F85A, 0x1F85F),
+        (0x1F888, 0x1F88F),
+        (0x1F8AE, 0x1F8FF),
+        (0x1F90C, 0x1F93A),
+        (0x1F93C, 0x1F945),
+        (0x1F947, 0x1FAFF),
+        (0x1FC00, 0x1FFFD),
     ];
     RANGES
         .binary_search_by(|&(lo, hi)| {
@@ -498,7 +581,11 @@ mod tests {
         (0..t.len())
             .map(|i| {
                 let tok = t.tokens[i];
-                (tok.kind, t.folded_body(i).to_string(), &text[tok.start as usize..tok.end as usize])
+                (
+                    tok.kind,
+                    t.folded_body(i).to_string(),
+                    &text[tok.start as usize..tok.end as usize],
+                )
             })
             .collect()
     }
@@ -517,7 +604,15 @@ mod tests {
 
     #[test]
     fn folding_is_idempotent_on_samples() {
-        for s in ["Ǆemal", "ᾈ", "Ωhm", "한국어", "ｶﾀｶﾅ", "e\u{301}te\u{301}", "ǅ"] {
+        for s in [
+            "Ǆemal",
+            "ᾈ",
+            "Ωhm",
+            "한국어",
+            "ｶﾀｶﾅ",
+            "e\u{301}te\u{301}",
+            "ǅ",
+        ] {
             let once = fold(s);
             assert_eq!(fold(&once), once, "{s}");
         }
@@ -527,7 +622,10 @@ mod tests {
     fn tokens_have_kinds_and_original_offsets() {
         let text = "Can't upload images in #acme today… @Jdoe $ACME e-mail 😡😡 x#no";
         let got = toks(text);
-        let kinds: Vec<_> = got.iter().map(|(k, b, raw)| (*k, b.as_str(), *raw)).collect();
+        let kinds: Vec<_> = got
+            .iter()
+            .map(|(k, b, raw)| (*k, b.as_str(), *raw))
+            .collect();
         assert_eq!(
             kinds,
             vec![
@@ -599,7 +697,10 @@ mod tests {
     #[test]
     fn uax29_joins_seen_in_ascii() {
         let bodies = |s: &str| toks(s).into_iter().map(|t| t.1).collect::<Vec<_>>();
-        assert_eq!(bodies("can't e.g. 3.14 1,000 a:b x_y a.1 #a.b"), ["can't", "e.g", "3.14", "1,000", "a:b", "x_y", "a", "1", "a.b"]);
+        assert_eq!(
+            bodies("can't e.g. 3.14 1,000 a:b x_y a.1 #a.b"),
+            ["can't", "e.g", "3.14", "1,000", "a:b", "x_y", "a", "1", "a.b"]
+        );
     }
 
     #[test]

@@ -26,7 +26,11 @@ pub fn repo(p: &str) -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn temp_dir(name: &str) -> PathBuf {
@@ -47,7 +51,10 @@ fn tansu_bin() -> PathBuf {
         }
     }
     let home = PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo/bin/tansu");
-    assert!(home.exists(), "the tansu broker is not installed: run ./scripts/test.sh, which installs it");
+    assert!(
+        home.exists(),
+        "the tansu broker is not installed: run ./scripts/test.sh, which installs it"
+    );
     home
 }
 
@@ -61,7 +68,11 @@ pub struct Broker {
 impl Broker {
     /// Starts a broker on a free port with sqlite storage in a new directory.
     pub fn start(name: &str) -> Broker {
-        let mut b = Broker { port: free_port(), dir: temp_dir(&format!("broker-{name}")), child: None };
+        let mut b = Broker {
+            port: free_port(),
+            dir: temp_dir(&format!("broker-{name}")),
+            child: None,
+        };
         b.restart();
         b
     }
@@ -90,14 +101,24 @@ impl Broker {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(self.addr()).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {}", self.addr());
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen on {}",
+                self.addr()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     /// Kills the broker process (storage stays).
     pub fn stop(&mut self) {
-        let _ = Command::new("pkill").args(["-9", "-f", &format!("listener-url tcp://127.0.0.1:{} ", self.port)]).status();
+        let _ = Command::new("pkill")
+            .args([
+                "-9",
+                "-f",
+                &format!("listener-url tcp://127.0.0.1:{} ", self.port),
+            ])
+            .status();
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -110,12 +131,22 @@ impl Broker {
 
     pub fn create_topic(&self, name: &str, partitions: u32) {
         let out = Command::new(tansu_bin())
-            .args(["topic", "create", "--broker", &format!("tcp://{}", self.addr()), "--partitions"])
+            .args([
+                "topic",
+                "create",
+                "--broker",
+                &format!("tcp://{}", self.addr()),
+                "--partitions",
+            ])
             .arg(partitions.to_string())
             .arg(name)
             .output()
             .unwrap();
-        assert!(out.status.success(), "topic create {name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "topic create {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -132,7 +163,11 @@ pub fn shared_broker() -> &'static Broker {
 }
 
 pub fn producer(brokers: &str) -> BaseProducer {
-    ClientConfig::new().set("bootstrap.servers", brokers).set("linger.ms", "5").create().unwrap()
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap()
 }
 
 /// Produces `docs` (raw values) to `topic`, keyed by index, and waits.
@@ -156,7 +191,13 @@ pub fn produce(brokers: &str, topic: &str, docs: &[Vec<u8>]) {
 
 /// Reads every message of `topic` (all partitions, from the start) until
 /// `want(count)` holds or `timeout` passes; returns (key, value) pairs.
-pub fn read_all(brokers: &str, topic: &str, partitions: i32, timeout: Duration, want: impl Fn(usize) -> bool) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub fn read_all(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+    want: impl Fn(usize) -> bool,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("reader-{}", free_port()))
@@ -165,14 +206,18 @@ pub fn read_all(brokers: &str, topic: &str, partitions: i32, timeout: Duration, 
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     c.assign(&tpl).unwrap();
     let mut out = Vec::new();
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline && !want(out.len()) {
         if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
-            out.push((m.key().unwrap_or_default().to_vec(), m.payload().unwrap_or_default().to_vec()));
+            out.push((
+                m.key().unwrap_or_default().to_vec(),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
         }
     }
     out
@@ -182,7 +227,10 @@ pub fn read_all(brokers: &str, topic: &str, partitions: i32, timeout: Duration, 
 /// match ids that the offline matcher expects for them.
 pub fn sample_docs(n: usize, tag: &str) -> (Vec<Vec<u8>>, BTreeMap<String, usize>) {
     let text = std::fs::read_to_string(repo("samples/tweets.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let docs: Vec<Vec<u8>> = (0..n)
         .map(|i| {
             let mut d = lines[i % lines.len()].clone();
@@ -199,14 +247,19 @@ pub fn expected_match_ids(docs: &[Vec<u8>]) -> BTreeMap<String, usize> {
     use topic_matcher::document::Document;
     use topic_matcher::engine::Matcher;
     use topic_matcher::searches::Catalog;
-    let catalog = Catalog::from_json(&std::fs::read(repo("samples/searches.json")).unwrap(), &Default::default()).unwrap();
+    let catalog = Catalog::from_json(
+        &std::fs::read(repo("samples/searches.json")).unwrap(),
+        &Default::default(),
+    )
+    .unwrap();
     let m = Matcher::new(&catalog).unwrap();
     let mut s = m.scratch();
     let mut out = BTreeMap::new();
     for d in docs {
         if let Ok(doc) = Document::parse(d, 1 << 20) {
             for t in m.match_document(&doc, &mut s) {
-                *out.entry(format!("{}/{}", doc.id, m.topic_id(t.topic))).or_insert(0) += 1;
+                *out.entry(format!("{}/{}", doc.id, m.topic_id(t.topic)))
+                    .or_insert(0) += 1;
             }
         }
     }
@@ -233,9 +286,21 @@ pub struct ServiceOpts<'a> {
 impl Service {
     pub fn start(o: &ServiceOpts<'_>) -> Service {
         let admin = free_port();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&o.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&o.log)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_topic-matcher"))
-            .args(["run", "--brokers", o.brokers, "--group", o.group, "--input", o.input])
+            .args([
+                "run",
+                "--brokers",
+                o.brokers,
+                "--group",
+                o.group,
+                "--input",
+                o.input,
+            ])
             .args(["--output", &o.output, "--dead-letter", &o.dead_letter])
             .arg("--state-dir")
             .arg(&o.state)
@@ -247,7 +312,11 @@ impl Service {
             .stderr(log)
             .spawn()
             .unwrap();
-        Service { child, admin, state: o.state.clone() }
+        Service {
+            child,
+            admin,
+            state: o.state.clone(),
+        }
     }
 
     /// GET on the admin API; the body.
@@ -264,10 +333,16 @@ impl Service {
     pub fn wait_ready(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.get("/readyz").is_some_and(|r| r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200")) {
+            if self
+                .get("/readyz")
+                .is_some_and(|r| r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"))
+            {
                 return;
             }
-            assert!(Instant::now() < deadline, "service not ready within {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "service not ready within {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -279,7 +354,9 @@ impl Service {
 
     /// SIGTERM and wait; the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(s)) = self.child.try_wait() {
@@ -306,7 +383,8 @@ pub fn match_ids(records: &[(Vec<u8>, Vec<u8>)]) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     for (_, v) in records {
         let r: serde_json::Value = serde_json::from_slice(v).unwrap();
-        *out.entry(r["match_id"].as_str().unwrap().to_string()).or_insert(0) += 1;
+        *out.entry(r["match_id"].as_str().unwrap().to_string())
+            .or_insert(0) += 1;
     }
     out
 }
