@@ -5,7 +5,7 @@ use regex_automata::{Input, PatternSet};
 use super::compile::{CLeaf, CLeafKind, Compiled, FeatureId, Node, PTok};
 use super::{Highlight, TopicMatch, MAX_HIGHLIGHTS};
 use crate::document::Document;
-use crate::query::{accepts_kind, MetaField};
+use crate::query::accepts_kind;
 use crate::searches::{SearchIdx, TopicIdx};
 use crate::text::{self, FoldedField, TokenKind, Tokens};
 
@@ -219,17 +219,8 @@ impl Scratch {
                 continue;
             }
             let search = &c.searches[s as usize];
-            if let Some(f) = &search.filters {
-                let ok = |field: MetaField, allowed: &Option<Vec<String>>| {
-                    allowed.as_ref().is_none_or(|a| doc.meta_in(field, a))
-                };
-                if !(ok(MetaField::Lang, &f.languages)
-                    && ok(MetaField::Source, &f.sources)
-                    && ok(MetaField::Country, &f.countries)
-                    && ok(MetaField::Type, &f.types))
-                {
-                    continue;
-                }
+            if search.filters.as_ref().is_some_and(|f| !f.admits(doc)) {
+                continue;
             }
             if e.node(search.root) {
                 self.matched.push((search.topic, s));

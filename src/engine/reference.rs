@@ -14,7 +14,7 @@ use regex_automata::meta::Regex;
 
 use super::{Highlight, TopicMatch, MAX_HIGHLIGHTS};
 use crate::document::Document;
-use crate::query::{accepts_kind, Expr, Leaf, LeafKind, MetaField, QueryToken, TokensLeaf};
+use crate::query::{accepts_kind, Expr, Leaf, LeafKind, QueryToken, TokensLeaf};
 use crate::searches::{Catalog, SearchIdx};
 use crate::text::{self, FoldedField, Tokens};
 
@@ -62,15 +62,7 @@ impl<'c> Reference<'c> {
         });
         for i in order {
             let s = &self.catalog.searches[i];
-            let f = &s.filters;
-            let ok = |field: MetaField, allowed: &Option<Vec<String>>| {
-                allowed.as_ref().is_none_or(|a| doc.meta_in(field, a))
-            };
-            if !(ok(MetaField::Lang, &f.languages)
-                && ok(MetaField::Source, &f.sources)
-                && ok(MetaField::Country, &f.countries)
-                && ok(MetaField::Type, &f.types))
-            {
+            if !s.filters.admits(doc) {
                 continue;
             }
             if !ctx.eval(&s.query.expr) {

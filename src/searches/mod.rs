@@ -114,6 +114,19 @@ impl Filters {
     pub fn is_empty(&self) -> bool {
         *self == Filters::default()
     }
+
+    /// Whether `doc` passes every filter (each is an AND-ed metadata
+    /// equality, SPEC §2.2).
+    pub fn admits(&self, doc: &crate::document::Document<'_>) -> bool {
+        use crate::query::MetaField;
+        let ok = |field: MetaField, allowed: &Option<Vec<String>>| {
+            allowed.as_ref().is_none_or(|a| doc.meta_in(field, a))
+        };
+        ok(MetaField::Lang, &self.languages)
+            && ok(MetaField::Source, &self.sources)
+            && ok(MetaField::Country, &self.countries)
+            && ok(MetaField::Type, &self.types)
+    }
 }
 
 /// A validated search.
