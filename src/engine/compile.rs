@@ -126,6 +126,8 @@ pub(crate) struct Compiled {
     /// Feature → anchored searches `post[post_off[f]..post_off[f + 1]]`.
     pub post_off: Vec<u32>,
     pub post: Vec<u32>,
+    /// Search → its distinct positive leaves, for highlights.
+    pub positive: Postings,
     pub stats: CompileStats,
 }
 
@@ -618,6 +620,7 @@ impl Compiled {
             regex_base: bases.regex,
             post_off: Vec::new(),
             post: Vec::new(),
+            positive: Postings::default(),
             stats: CompileStats::default(),
         };
 
@@ -650,6 +653,18 @@ impl Compiled {
         }
         c.post = pairs.into_iter().map(|(_, s)| s).collect();
         c.post_off = post_off;
+        let positive: Vec<Vec<u32>> = c
+            .searches
+            .iter()
+            .map(|s| {
+                let mut leaves = Vec::new();
+                positive_leaves(&c, s.root, true, &mut leaves);
+                leaves.sort_unstable();
+                leaves.dedup();
+                leaves
+            })
+            .collect();
+        c.positive = Postings::from_lists(&positive);
 
         c.stats = CompileStats {
             topics: c.topics.len(),
@@ -688,8 +703,39 @@ impl Compiled {
                 .map_or(0, aho_corasick::automaton::Automaton::memory_usage)
             + self.prefix_wilds.heap_bytes()
             + self.frag_wilds.heap_bytes()
+            + self.positive.heap_bytes()
             + self.cjk_ac.as_ref().map_or(0, AhoCorasick::memory_usage)
             + self.regex_set.as_ref().map_or(0, Regex::memory_usage)
             + self.regexes.iter().map(Regex::memory_usage).sum::<usize>()
+    }
+}
+
+/// Leaves of the tree below `node` that are positive (not under a NOT).
+fn positive_leaves(c: &Compiled, node: u32, positive: bool, out: &mut Vec<u32>) {
+    match c.nodes[node as usize] {
+        Node::Or { start, len } | Node::And { start, len } => {
+            for &ch in &c.children[start as usize..(start + len) as usize] {
+                positive_leaves(c, ch, positive, out);
+            }
+        }
+        Node::Not(ch) => positive_leaves(c, ch, !positive, out),
+        Node::Near {
+            left,
+            left_len,
+            right_len,
+            ..
+        } => {
+            if positive {
+                out.extend_from_slice(
+                    &c.children[left as usize..(left + left_len + right_len) as usize],
+                );
+            }
+        }
+        Node::Leaf(l) => {
+            if positive {
+                out.push(l);
+            }
+        }
+        Node::Meta(_) => {}
     }
 }

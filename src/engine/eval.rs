@@ -99,7 +99,6 @@ pub struct Scratch {
     matched: Vec<(TopicIdx, u32)>,
     spans: Vec<Span>,
     spans2: Vec<Span>,
-    positive: Vec<u32>,
     slop_positions: Vec<Vec<u32>>,
     slop_starts: Vec<u32>,
     slop_used: Vec<u32>,
@@ -122,7 +121,6 @@ impl Scratch {
             matched: Vec::new(),
             spans: Vec::new(),
             spans2: Vec::new(),
-            positive: Vec::new(),
             slop_positions: Vec::new(),
             slop_starts: Vec::new(),
             slop_used: Vec::new(),
@@ -252,11 +250,7 @@ impl Scratch {
                 let s = self.matched[i].1;
                 r.searches.push(SearchIdx(s));
                 if r.highlights.len() < MAX_HIGHLIGHTS {
-                    self.positive.clear();
-                    positive_leaves(c, c.searches[s as usize].root, true, &mut self.positive);
-                    self.positive.sort_unstable();
-                    self.positive.dedup();
-                    for &leaf in &self.positive {
+                    for &leaf in c.positive.get(s as usize) {
                         e.spans.clear();
                         let mut out = std::mem::take(e.spans);
                         e.leaf_spans(leaf, &mut out, false);
@@ -411,36 +405,6 @@ fn walk_prefixes(
                 }
             }
         }
-    }
-}
-
-/// Leaves of the tree below `node` that are positive (not under a NOT).
-fn positive_leaves(c: &Compiled, node: u32, positive: bool, out: &mut Vec<u32>) {
-    match c.nodes[node as usize] {
-        Node::Or { start, len } | Node::And { start, len } => {
-            for &ch in &c.children[start as usize..(start + len) as usize] {
-                positive_leaves(c, ch, positive, out);
-            }
-        }
-        Node::Not(ch) => positive_leaves(c, ch, !positive, out),
-        Node::Near {
-            left,
-            left_len,
-            right_len,
-            ..
-        } => {
-            if positive {
-                out.extend_from_slice(
-                    &c.children[left as usize..(left + left_len + right_len) as usize],
-                );
-            }
-        }
-        Node::Leaf(l) => {
-            if positive {
-                out.push(l);
-            }
-        }
-        Node::Meta(_) => {}
     }
 }
 
