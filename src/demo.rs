@@ -78,11 +78,7 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<()> {
             admin_token: None,
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (matcher, compile) = crate::service::compile_searches(&config).map_err(|e| match e {
-        Ok(text) => anyhow::anyhow!(text),
-        Err(e) => e,
-    })?;
-    let running = crate::service::start(config, matcher, compile)?;
+    let running = crate::service::launch(config)?;
     writeln!(
         out,
         "service running; admin API on http://{}/metrics",

@@ -217,11 +217,11 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             };
             let (matcher, compile) = match topic_matcher::service::compile_searches(&config) {
                 Ok(m) => m,
-                Err(Ok(rendered)) => {
-                    eprintln!("{rendered}");
+                Err(e @ topic_matcher::service::SearchesError::Invalid(_)) => {
+                    eprintln!("{e}");
                     return Ok(Outcome::InvalidInput);
                 }
-                Err(Err(e)) => return Err(e),
+                Err(e) => return Err(e.into()),
             };
             tracing::info!(
                 searches = matcher.search_count(),

@@ -4,9 +4,10 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::{human_bytes, load_catalog, peak_rss_bytes, print_problems, Outcome};
+use super::{human_bytes, peak_rss_bytes, print_problems, Outcome};
 use crate::engine::Matcher;
 use crate::query::Limits;
+use crate::searches::Catalog;
 
 /// Runs `check`. Errors and warnings go to `err`, the report to `out`.
 ///
@@ -19,7 +20,7 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<Outcome> {
-    let catalog = match load_catalog(searches, limits)? {
+    let catalog = match Catalog::from_path(searches, limits) {
         Ok(c) => c,
         Err(e) => {
             print_problems(&e, err)?;

@@ -8,11 +8,12 @@
 
 use std::io::{BufRead, Write};
 
-use super::{load_catalog, print_problems, Outcome};
+use super::{print_problems, Outcome};
 use crate::document::Document;
 use crate::engine::Matcher;
 use crate::query::Limits;
 use crate::record::{now_rfc3339, write_record, RecordContext};
+use crate::searches::Catalog;
 
 /// Options of `match`.
 #[derive(Clone, Debug)]
@@ -54,7 +55,7 @@ pub fn run(
     err: &mut dyn Write,
 ) -> anyhow::Result<(Outcome, MatchSummary)> {
     let started = std::time::Instant::now();
-    let catalog = match load_catalog(&opts.searches, &Limits::default())? {
+    let catalog = match Catalog::from_path(&opts.searches, &Limits::default()) {
         Ok(c) => c,
         Err(e) => {
             print_problems(&e, err)?;

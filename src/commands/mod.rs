@@ -8,10 +8,7 @@ pub mod check;
 pub mod matching;
 pub mod status;
 
-use std::path::Path;
-
-use crate::query::Limits;
-use crate::searches::{Catalog, CatalogError};
+use crate::searches::CatalogError;
 
 /// How a command ended, mapped to the exit codes of SPEC §4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,34 +20,9 @@ pub enum Outcome {
     InvalidInput,
 }
 
-/// Reads and validates a searches file. A file that cannot be read is
-/// invalid input too (exit 1), reported as a problem of the file.
-///
-/// # Errors
-///
-/// Never at present; the `Result` leaves room for remote sources.
-pub fn load_catalog(path: &Path, limits: &Limits) -> anyhow::Result<Result<Catalog, CatalogError>> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Catalog::from_json(&bytes, limits)),
-        Err(e) => Ok(Err(CatalogError {
-            problems: vec![crate::searches::Problem::File(format!(
-                "cannot read the searches file {}: {e}",
-                path.display()
-            ))],
-        })),
-    }
-}
-
 /// Prints every problem of a rejected searches file.
 pub fn print_problems(err: &CatalogError, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    for p in &err.problems {
-        writeln!(out, "{p}\n")?;
-    }
-    writeln!(
-        out,
-        "error: the searches were rejected: {} problem(s)",
-        err.problems.len()
-    )
+    writeln!(out, "{}", err.render())
 }
 
 /// Peak resident memory of this process in bytes (Linux), if known.

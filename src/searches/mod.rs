@@ -167,6 +167,22 @@ impl Catalog {
         Catalog::from_file(&file, limits)
     }
 
+    /// Reads and validates a searches file; a file that cannot be read is a
+    /// problem of the file like any other (invalid input).
+    ///
+    /// # Errors
+    ///
+    /// As [`Catalog::from_json`], plus the read error.
+    pub fn from_path(path: &std::path::Path, limits: &Limits) -> Result<Catalog, CatalogError> {
+        let bytes = std::fs::read(path).map_err(|e| CatalogError {
+            problems: vec![Problem::File(format!(
+                "cannot read the searches file {}: {e}",
+                path.display()
+            ))],
+        })?;
+        Catalog::from_json(&bytes, limits)
+    }
+
     /// Validates a parsed searches file; see [`Catalog::from_json`].
     ///
     /// # Errors
@@ -322,6 +338,18 @@ impl fmt::Display for Problem {
 pub struct CatalogError {
     /// The problems, in file order.
     pub problems: Vec<Problem>,
+}
+
+impl CatalogError {
+    /// Every problem rendered, then a summary line.
+    pub fn render(&self) -> String {
+        let mut out: String = self.problems.iter().map(|p| format!("{p}\n\n")).collect();
+        out.push_str(&format!(
+            "error: the searches were rejected: {} problem(s)",
+            self.problems.len()
+        ));
+        out
+    }
 }
 
 #[cfg(test)]

@@ -53,31 +53,40 @@ fn describe(t: &Target) -> String {
     }
 }
 
-/// Compiles the searches of `config`.
+/// Why the searches of a configuration could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchesError {
+    /// The file is unreadable or invalid (exit code 1): every problem,
+    /// rendered.
+    #[error("{}", .0.render())]
+    Invalid(crate::searches::CatalogError),
+    /// The valid searches could not be built into a matcher.
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+}
+
+/// Compiles the searches of `config`, with the time it took.
 ///
 /// # Errors
 ///
-/// Invalid searches (rendered, for exit code 1) are `Err(Ok(text))`;
-/// runtime failures `Err(Err(..))`.
-pub fn compile_searches(
-    config: &Config,
-) -> Result<(Matcher, std::time::Duration), Result<String, anyhow::Error>> {
+/// See [`SearchesError`].
+pub fn compile_searches(config: &Config) -> Result<(Matcher, std::time::Duration), SearchesError> {
     let started = Instant::now();
-    let bytes = std::fs::read(&config.searches_file).map_err(|e| {
-        Ok(format!(
-            "error: cannot read the searches file {}: {e}",
-            config.searches_file.display()
-        ))
-    })?;
-    let catalog = Catalog::from_json(&bytes, &Limits::default()).map_err(|e| {
-        Ok(e.problems
-            .iter()
-            .map(|p| format!("{p}\n"))
-            .collect::<Vec<_>>()
-            .join("\n"))
-    })?;
-    let matcher = Matcher::new(&catalog).map_err(|e| Err(anyhow::Error::new(e)))?;
+    let catalog = Catalog::from_path(&config.searches_file, &Limits::default())
+        .map_err(SearchesError::Invalid)?;
+    let matcher = Matcher::new(&catalog)?;
     Ok((matcher, started.elapsed()))
+}
+
+/// Compiles the searches and starts the service: for embedding it (the
+/// demo, the broker benchmark, tests).
+///
+/// # Errors
+///
+/// Invalid searches or any part that cannot start.
+pub fn launch(config: Config) -> anyhow::Result<Running> {
+    let (matcher, compile) = compile_searches(&config)?;
+    start(config, matcher, compile)
 }
 
 /// Starts the service: compiles searches, opens state and outputs, joins
