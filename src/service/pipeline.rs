@@ -572,6 +572,7 @@ impl Pipeline {
         let mut matched_at_refreshed = Instant::now();
         let mut batch_started: Option<Instant> = None;
         let mut in_batch = 0usize;
+        let mut last_advance = Instant::now();
         let mut last_poll_error: Option<Instant> = None;
         tracing::info!(topics = ?self.config.input_topics, group = %self.config.group_id, "consuming");
         while shutdown.load(Relaxed) == 0 {
@@ -617,6 +618,12 @@ impl Pipeline {
             }
             let due = batch_started.is_some_and(|t| t.elapsed() >= self.config.batch_max_wait)
                 || in_batch >= self.config.batch_max_messages;
+            // Acknowledgements are looked at every few milliseconds, not per
+            // message: serving delivery reports has a cost of its own.
+            if !due && last_advance.elapsed() < Duration::from_millis(5) {
+                continue;
+            }
+            last_advance = Instant::now();
             let mut s = lock(&self.shared);
             if due {
                 s.seal()?;
