@@ -7,11 +7,16 @@
 //! * `offsets` — key `topic \0 partition(i32 BE)`, value the **next offset
 //!   to process** (i64 BE): every message before it has its match records
 //!   acknowledged by the output or sits in the dead letters.
-//! * `meta` — `schema` → layout version.
+//! * `meta` — `schema` → layout version; `instance_id`; `active_version`
+//!   (u64 BE) → the searches version in use.
+//! * `versions` — every accepted searches version, immutable:
+//!   `m` + version (u64 BE) → its description ([`VersionMeta`], JSON) and
+//!   `d` + version → the searches document it was compiled from. Adding a
+//!   version and making it active is one synced WriteBatch.
 //!
 //! Later capabilities add their own families beside these (backlog cursors
-//! per partition and class, searches versions, replay jobs), written in the
-//! same WriteBatch as the offsets they relate to.
+//! per partition and class, replay jobs), written in the same WriteBatch as
+//! the offsets they relate to.
 //!
 //! # Writes
 //!
@@ -26,6 +31,8 @@ use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 
 const CF_OFFSETS: &str = "offsets";
 const CF_META: &str = "meta";
+const CF_VERSIONS: &str = "versions";
+const FAMILIES: [&str; 3] = [CF_OFFSETS, CF_META, CF_VERSIONS];
 const SCHEMA: &[u8] = b"1";
 
 /// A partition of an input topic.
@@ -71,6 +78,31 @@ impl std::fmt::Display for TopicPartition {
     }
 }
 
+/// The description of one accepted searches version.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VersionMeta {
+    /// Its number; match records carry it as `searches_version`.
+    pub version: u64,
+    /// SHA-256 of the document, hex.
+    pub hash: String,
+    /// When it was accepted (RFC 3339, UTC).
+    pub created_at: String,
+    /// Where it came from: `file:PATH`, `api`, `kafka:TOPIC`.
+    pub source: String,
+    /// Compile time in milliseconds.
+    pub compile_ms: u64,
+    /// Enabled topics.
+    pub topics: usize,
+    /// Enabled searches.
+    pub searches: usize,
+}
+
+fn version_key(kind: u8, version: u64) -> [u8; 9] {
+    let mut k = [kind; 9];
+    k[1..].copy_from_slice(&version.to_be_bytes());
+    k
+}
+
 /// Errors of the checkpoint store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -104,7 +136,7 @@ impl Checkpoints {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        let cfs = [CF_OFFSETS, CF_META].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let cfs = FAMILIES.map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|source| StoreError::Rocks {
             path: path.clone(),
             source,
@@ -126,12 +158,16 @@ impl Checkpoints {
     pub fn open_read_only(dir: &Path) -> Result<Checkpoints, StoreError> {
         let path = dir.display().to_string();
         let opts = Options::default();
-        let db = DB::open_cf_for_read_only(&opts, dir, [CF_OFFSETS, CF_META], false).map_err(
-            |source| StoreError::Rocks {
+        let families = DB::list_cf(&opts, dir).unwrap_or_default();
+        let present = FAMILIES
+            .into_iter()
+            .filter(|f| families.iter().any(|g| g == f));
+        let db = DB::open_cf_for_read_only(&opts, dir, present, false).map_err(|source| {
+            StoreError::Rocks {
                 path: path.clone(),
                 source,
-            },
-        )?;
+            }
+        })?;
         Ok(Checkpoints { db, path })
     }
 
@@ -139,6 +175,97 @@ impl Checkpoints {
         self.db
             .cf_handle(name)
             .expect("column family created at open")
+    }
+
+    fn sync_write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        self.db.write_opt(batch, &w).map_err(|e| self.err(e))
+    }
+
+    /// The searches version in use, if any was ever accepted.
+    ///
+    /// # Errors
+    ///
+    /// RocksDB errors and corrupt values.
+    pub fn active_version(&self) -> Result<Option<u64>, StoreError> {
+        let Some(v) = self
+            .db
+            .get_cf(self.cf(CF_META), b"active_version")
+            .map_err(|e| self.err(e))?
+        else {
+            return Ok(None);
+        };
+        let b: [u8; 8] = v
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("active_version".into()))?;
+        Ok(Some(u64::from_be_bytes(b)))
+    }
+
+    /// Stores a new version (its description and document) and makes it
+    /// the active one, in one synced WriteBatch.
+    ///
+    /// # Errors
+    ///
+    /// RocksDB errors; then nothing was written.
+    pub fn add_version(&self, meta: &VersionMeta, document: &[u8]) -> Result<(), StoreError> {
+        let cf = self.cf(CF_VERSIONS);
+        let mut batch = WriteBatch::default();
+        let json = serde_json::to_vec(meta).expect("version meta serializes");
+        batch.put_cf(cf, version_key(b'm', meta.version), json);
+        batch.put_cf(cf, version_key(b'd', meta.version), document);
+        batch.put_cf(
+            self.cf(CF_META),
+            b"active_version",
+            meta.version.to_be_bytes(),
+        );
+        self.sync_write(batch)
+    }
+
+    /// Makes the stored version `version` the active one (rollback).
+    ///
+    /// # Errors
+    ///
+    /// RocksDB errors.
+    pub fn set_active_version(&self, version: u64) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_META), b"active_version", version.to_be_bytes());
+        self.sync_write(batch)
+    }
+
+    /// Every stored version's description, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// RocksDB errors and corrupt values.
+    pub fn versions(&self) -> Result<Vec<VersionMeta>, StoreError> {
+        let Some(cf) = self.db.cf_handle(CF_VERSIONS) else {
+            return Ok(Vec::new()); // a read-only open of an older store
+        };
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .prefix_iterator_cf(cf, b"m")
+            .take_while(|i| i.as_ref().map_or(true, |(k, _)| k.first() == Some(&b'm')))
+        {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            out.push(
+                serde_json::from_slice(&v).map_err(|_| StoreError::Corrupt(format!("{k:?}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The document of stored version `version`.
+    ///
+    /// # Errors
+    ///
+    /// RocksDB errors.
+    pub fn version_document(&self, version: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db
+            .get_cf(self.cf(CF_VERSIONS), version_key(b'd', version))
+            .map_err(|e| self.err(e))
     }
 
     fn err(&self, source: rocksdb::Error) -> StoreError {
@@ -242,9 +369,7 @@ impl Checkpoints {
         for tp in forget {
             batch.delete_cf(cf, tp.key());
         }
-        let mut w = WriteOptions::default();
-        w.set_sync(true);
-        self.db.write_opt(batch, &w).map_err(|e| self.err(e))
+        self.sync_write(batch)
     }
 }
 
@@ -269,6 +394,49 @@ mod tests {
         assert_eq!(s.get(&b).unwrap(), None);
         assert_eq!(s.all().unwrap(), vec![(a, 12)]);
         drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn meta(version: u64) -> VersionMeta {
+        VersionMeta {
+            version,
+            hash: format!("h{version}"),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            source: "api".into(),
+            compile_ms: 1,
+            topics: 1,
+            searches: 2,
+        }
+    }
+
+    #[test]
+    fn versions_are_kept_in_order_with_their_documents_and_the_active_one() {
+        let dir = std::env::temp_dir().join(format!("tm-versions-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            let s = Checkpoints::open(&dir).unwrap();
+            assert_eq!(s.active_version().unwrap(), None);
+            s.add_version(&meta(1), b"{one}").unwrap();
+            s.add_version(&meta(300), b"{three hundred}").unwrap();
+            s.add_version(&meta(2), b"{two}").unwrap();
+            assert_eq!(s.active_version().unwrap(), Some(2));
+            s.set_active_version(1).unwrap();
+            s.commit(&[(TopicPartition::new("in", 0), 5)], &[]).unwrap();
+        }
+        let s = Checkpoints::open(&dir).unwrap();
+        assert_eq!(s.active_version().unwrap(), Some(1));
+        let v: Vec<u64> = s.versions().unwrap().iter().map(|m| m.version).collect();
+        assert_eq!(v, vec![1, 2, 300]);
+        assert_eq!(s.versions().unwrap()[2], meta(300));
+        assert_eq!(
+            s.version_document(300).unwrap().unwrap(),
+            b"{three hundred}"
+        );
+        assert_eq!(s.version_document(4).unwrap(), None);
+        drop(s);
+        let r = Checkpoints::open_read_only(&dir).unwrap();
+        assert_eq!(r.versions().unwrap().len(), 3);
+        drop(r);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

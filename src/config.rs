@@ -106,6 +106,14 @@ pub struct RawState {
 pub struct RawSearches {
     /// The searches file.
     pub file: Option<PathBuf>,
+    /// A compacted Kafka topic with one record per topic id.
+    pub kafka_topic: Option<String>,
+    /// Reload when the file changes (default true).
+    pub watch: Option<bool>,
+    /// Quiet time after a file change before reloading, in milliseconds.
+    pub debounce_ms: Option<u64>,
+    /// Share of topics that may disappear in one change without `force`.
+    pub max_shrink: Option<f64>,
 }
 
 /// `[admin]`
@@ -208,8 +216,8 @@ pub struct Config {
     pub dead_letter: Target,
     /// RocksDB directory.
     pub state_dir: PathBuf,
-    /// Searches file.
-    pub searches_file: PathBuf,
+    /// Where searches come from and how changes are accepted.
+    pub searches: SearchesConfig,
     /// Admin listen address.
     pub admin_addr: SocketAddr,
     /// Admin bearer token.
@@ -224,6 +232,35 @@ pub struct Config {
     pub max_in_flight_bytes: usize,
     /// Drain deadline for shutdown and rebalance.
     pub drain_deadline: Duration,
+}
+
+/// The searches sources (SPEC §5.6).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchesConfig {
+    /// The searches file.
+    pub file: Option<PathBuf>,
+    /// The compacted Kafka topic of searches.
+    pub kafka_topic: Option<String>,
+    /// Watch the file for changes.
+    pub watch: bool,
+    /// Quiet time after a file change before reloading.
+    pub debounce: Duration,
+    /// Share of topics (0–1) that may disappear in one change without
+    /// `force`.
+    pub max_shrink: f64,
+}
+
+impl SearchesConfig {
+    /// Only a file, watched, with the default guards.
+    pub fn file(path: impl Into<PathBuf>) -> SearchesConfig {
+        SearchesConfig {
+            file: Some(path.into()),
+            kafka_topic: None,
+            watch: true,
+            debounce: Duration::from_millis(300),
+            max_shrink: 0.5,
+        }
+    }
 }
 
 /// Command-line overrides of SPEC §4 (`None` keeps the file's value).
@@ -342,10 +379,25 @@ impl RawConfig {
             .state
             .dir
             .ok_or_else(|| ConfigError::Invalid("state.dir (--state-dir) is required".into()))?;
-        let searches_file = self
-            .searches
-            .file
-            .ok_or_else(|| ConfigError::Invalid("searches.file (--searches) is required".into()))?;
+        let sr = self.searches;
+        if sr.file.is_none() && sr.kafka_topic.is_none() {
+            return Err(ConfigError::Invalid(
+                "searches.file (--searches) or searches.kafka_topic is required".into(),
+            ));
+        }
+        let max_shrink = sr.max_shrink.unwrap_or(0.5);
+        if !(0.0..=1.0).contains(&max_shrink) {
+            return Err(ConfigError::Invalid(format!(
+                "searches.max_shrink must be between 0 and 1, not {max_shrink}"
+            )));
+        }
+        let searches = SearchesConfig {
+            file: sr.file,
+            kafka_topic: sr.kafka_topic.filter(|t| !t.is_empty()),
+            watch: sr.watch.unwrap_or(true),
+            debounce: Duration::from_millis(sr.debounce_ms.unwrap_or(300)),
+            max_shrink,
+        };
         let addr = self.admin.addr.unwrap_or_else(|| "127.0.0.1:9464".into());
         let admin_addr: SocketAddr = addr
             .parse()
@@ -369,7 +421,7 @@ impl RawConfig {
             output,
             dead_letter,
             state_dir,
-            searches_file,
+            searches,
             admin_addr,
             admin_token: self.admin.token.filter(|t| !t.is_empty()),
             max_message_bytes: positive(l.max_message_bytes, 1 << 20, "max_message_bytes")?,

@@ -78,7 +78,7 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<()> {
             admin_token: None,
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let running = crate::service::launch(config)?;
+    let running = crate::service::start(config)?;
     writeln!(
         out,
         "service running; admin API on http://{}/metrics",

@@ -77,6 +77,32 @@ impl ServiceArgs {
 }
 
 #[derive(Subcommand, Debug)]
+enum SearchesAction {
+    /// Re-read the searches sources now.
+    Reload {
+        /// Accept a change that removes more topics than searches.max_shrink.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Return to the previous version (or --to N).
+    Rollback {
+        /// The version to return to.
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// List the stored versions; `*` marks the active one.
+    History,
+    /// Upload a whole searches file as the next version.
+    Put {
+        /// The searches file (JSON, SPEC §2.2).
+        file: PathBuf,
+        /// Accept a change that removes more topics than searches.max_shrink.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum Command {
     /// The streaming service: Kafka in, match records out, checkpoints in RocksDB.
     Run {
@@ -96,6 +122,25 @@ enum Command {
     Status {
         #[command(flatten)]
         args: ServiceArgs,
+    },
+    /// Admin operations on the searches of a running service.
+    Searches {
+        #[command(subcommand)]
+        action: SearchesAction,
+        /// Configuration file (its [admin] section gives address and token).
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        /// Admin API address, HOST:PORT (default from the config, else 127.0.0.1:9464).
+        #[arg(long, global = true)]
+        admin_addr: Option<String>,
+        /// Admin bearer token.
+        #[arg(
+            long,
+            global = true,
+            env = "TOPIC_MATCHER_ADMIN_TOKEN",
+            hide_env_values = true
+        )]
+        admin_token: Option<String>,
     },
     /// Offline matching: JSONL documents in, JSONL match records out.
     Match {
@@ -215,20 +260,14 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     return Ok(Outcome::InvalidInput);
                 }
             };
-            let (matcher, compile) = match topic_matcher::service::compile_searches(&config) {
-                Ok(m) => m,
-                Err(e @ topic_matcher::service::SearchesError::Invalid(_)) => {
+            let running = match topic_matcher::service::start(config) {
+                Ok(r) => r,
+                Err(topic_matcher::service::StartError::Searches(e)) => {
                     eprintln!("{e}");
                     return Ok(Outcome::InvalidInput);
                 }
-                Err(e) => return Err(e.into()),
+                Err(topic_matcher::service::StartError::Other(e)) => return Err(e),
             };
-            tracing::info!(
-                searches = matcher.search_count(),
-                compile_ms = compile.as_millis() as u64,
-                "searches compiled"
-            );
-            let running = topic_matcher::service::start(config, matcher, compile)?;
             running.wait_for_signals()?;
             Ok(Outcome::Success)
         }
@@ -249,6 +288,42 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 }
             };
             commands::status::run(&config, &mut std::io::stdout().lock())
+        }
+        Command::Searches {
+            action,
+            config,
+            admin_addr,
+            admin_token,
+        } => {
+            use topic_matcher::commands::searches::{Action, Endpoint};
+            let raw = match &config {
+                Some(p) => match topic_matcher::config::RawConfig::from_file(p) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return Ok(Outcome::InvalidInput);
+                    }
+                },
+                None => topic_matcher::config::RawConfig::default(),
+            };
+            let addr = admin_addr
+                .or(raw.admin.addr)
+                .unwrap_or_else(|| "127.0.0.1:9464".into());
+            let Ok(addr) = addr.parse() else {
+                eprintln!("error: admin address `{addr}` is not HOST:PORT");
+                return Ok(Outcome::InvalidInput);
+            };
+            let ep = Endpoint {
+                addr,
+                token: admin_token.or(raw.admin.token).filter(|t| !t.is_empty()),
+            };
+            let action = match action {
+                SearchesAction::Reload { force } => Action::Reload { force },
+                SearchesAction::Rollback { to } => Action::Rollback { to },
+                SearchesAction::History => Action::History,
+                SearchesAction::Put { file, force } => Action::Put { file, force },
+            };
+            commands::searches::run(&ep, &action, &mut std::io::stdout().lock())
         }
         Command::Match {
             searches,

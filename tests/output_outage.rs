@@ -55,7 +55,7 @@ fn output_refusing_writes_pauses_input_and_loses_nothing() {
     }
     producer.flush(Duration::from_secs(30)).unwrap();
 
-    let running = topic_matcher::service::launch(config).unwrap();
+    let running = topic_matcher::service::start(config).unwrap();
     // Every produce request fails for a while: the service's output is
     // down from its first record on.
     let errors = vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 200];

@@ -168,7 +168,7 @@ pub fn run(opts: &KafkaBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outc
             admin_token: None,
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let running = crate::service::launch(config)?;
+    let running = crate::service::start(config)?;
     let m = running.metrics.clone();
     let deadline = Instant::now() + Duration::from_secs(600);
     while m.documents_in.load(Relaxed) == 0 && Instant::now() < deadline {

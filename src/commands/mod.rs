@@ -6,6 +6,7 @@ pub mod bench;
 pub mod bench_kafka;
 pub mod check;
 pub mod matching;
+pub mod searches;
 pub mod status;
 
 use crate::searches::CatalogError;

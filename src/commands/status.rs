@@ -1,26 +1,11 @@
 //! `status`: the service's `/status` from its admin API when it runs, else
 //! the checkpoints in its state directory (read-only).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use std::io::Write;
 
 use super::Outcome;
 use crate::checkpoint::Checkpoints;
 use crate::config::Config;
-
-/// Fetches `http://addr/path` with a plain HTTP/1.0 request; the body.
-fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    Ok(resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default())
-}
 
 /// Runs `status`.
 ///
@@ -28,7 +13,7 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
 ///
 /// When neither the admin API nor the state directory can be read.
 pub fn run(config: &Config, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    if let Ok(body) = http_get(config.admin_addr, "/status") {
+    if let Ok((200, body)) = super::searches::http(config.admin_addr, "GET", "/status", None, &[]) {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
             writeln!(out, "service at {} (live):", config.admin_addr)?;
             writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;

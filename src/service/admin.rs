@@ -1,24 +1,35 @@
 //! The admin HTTP API (SPEC §6): `/healthz`, `/readyz`, `/metrics`,
-//! `/status`. Binds 127.0.0.1 by default; mutating endpoints (later issues)
-//! require the bearer token.
+//! `/status`, and the searches: `GET /searches`, `GET /searches/history`,
+//! `POST /searches/reload[?force=true]`, `PUT /searches[?force=true]`
+//! (body: a whole searches document), `POST /searches/rollback[?to=N]`.
+//!
+//! Binds 127.0.0.1 by default. Mutating endpoints require
+//! `Authorization: Bearer <admin.token>`: without it (or with a wrong one)
+//! they answer 401 and change nothing; when no token is configured they
+//! answer 403 — nobody can mutate a service that has no token.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::metrics::Metrics;
+use super::reload::{Change, ReloadError, Searches};
 
 /// What the handlers read.
 #[derive(Clone)]
 pub struct AdminState {
     /// Live metrics.
     pub metrics: Arc<Metrics>,
+    /// The searches and their versions.
+    pub searches: Arc<Searches>,
+    /// Bearer token of the mutating endpoints.
+    pub token: Option<String>,
     /// Consumer group.
     pub group: String,
     /// Input topics.
@@ -34,6 +45,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
+        .route("/searches", get(searches_get).put(searches_put))
+        .route("/searches/history", get(searches_history))
+        .route("/searches/reload", post(searches_reload))
+        .route("/searches/rollback", post(searches_rollback))
         .with_state(state)
 }
 
@@ -65,7 +80,8 @@ pub fn status_json(s: &AdminState) -> serde_json::Value {
         "ready": m.assigned_partitions.load(Relaxed) > 0,
         "output_down": m.output_down.load(Relaxed) == 1,
         "searches": m.searches.load(Relaxed),
-        "searches_version": 1,
+        "searches_version": m.searches_version.load(Relaxed),
+        "searches_detail": s.searches.status_json(),
         "documents_in": m.documents_in.load(Relaxed),
         "documents_bad": m.documents_bad.load(Relaxed),
         "documents_matched": m.documents_matched.load(Relaxed),
@@ -78,6 +94,125 @@ pub fn status_json(s: &AdminState) -> serde_json::Value {
 
 async fn status(State(s): State<AdminState>) -> impl IntoResponse {
     Json(status_json(&s))
+}
+
+fn json_error(status: u16, body: serde_json::Value) -> Response {
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        Json(body),
+    )
+        .into_response()
+}
+
+/// `None` when the request carries the configured token; else the reply.
+fn unauthorized(s: &AdminState, headers: &HeaderMap) -> Option<Response> {
+    let Some(token) = &s.token else {
+        return Some(json_error(
+            403,
+            serde_json::json!({"error": "forbidden", "message": "no admin token is configured (admin.token, --admin-token or TOPIC_MATCHER_ADMIN_TOKEN); mutating endpoints are disabled"}),
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Compare without an early exit on the first differing byte.
+    let ok = given.is_some_and(|g| {
+        g.len() == token.len()
+            && g.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if ok {
+        None
+    } else {
+        Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(serde_json::json!({"error": "unauthorized", "message": "a valid bearer token is required"})),
+            )
+                .into_response(),
+        )
+    }
+}
+
+fn change_reply(r: Result<Change, ReloadError>) -> Response {
+    match r {
+        Ok(c) => {
+            let status = if c.outcome == "published" { 202 } else { 200 };
+            json_error(status, serde_json::to_value(c).unwrap_or_default())
+        }
+        Err(e) => json_error(e.http_status(), e.to_json()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ForceParam {
+    #[serde(default)]
+    force: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct ToParam {
+    to: Option<u64>,
+}
+
+async fn searches_get(State(s): State<AdminState>) -> Response {
+    let a = s.searches.current();
+    match s.searches.document() {
+        Ok(doc) => {
+            let doc: serde_json::Value = serde_json::from_slice(&doc).unwrap_or_default();
+            Json(serde_json::json!({"version": a.meta, "document": doc})).into_response()
+        }
+        Err(e) => json_error(e.http_status(), e.to_json()),
+    }
+}
+
+async fn searches_history(State(s): State<AdminState>) -> Response {
+    match s.searches.history() {
+        Ok(h) => Json(serde_json::json!({
+            "active": s.searches.current().meta.version,
+            "versions": h,
+        }))
+        .into_response(),
+        Err(e) => json_error(e.http_status(), e.to_json()),
+    }
+}
+
+async fn searches_reload(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<ForceParam>,
+) -> Response {
+    if let Some(r) = unauthorized(&s, &headers) {
+        return r;
+    }
+    change_reply(s.searches.reload(q.force).await)
+}
+
+async fn searches_put(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<ForceParam>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(r) = unauthorized(&s, &headers) {
+        return r;
+    }
+    change_reply(s.searches.put(body.to_vec(), q.force).await)
+}
+
+async fn searches_rollback(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<ToParam>,
+) -> Response {
+    if let Some(r) = unauthorized(&s, &headers) {
+        return r;
+    }
+    change_reply(s.searches.rollback(q.to).await)
 }
 
 /// Binds `addr` and serves until `shutdown` resolves; returns the bound

@@ -53,6 +53,12 @@ pub struct Metrics {
     pub compile_ms: AtomicU64,
     /// Searches compiled.
     pub searches: AtomicU64,
+    /// The searches version in use.
+    pub searches_version: AtomicU64,
+    /// Searches versions accepted (activated) since start.
+    pub reloads_ok: AtomicU64,
+    /// Searches changes rejected (invalid, shrink guard) since start.
+    pub reloads_rejected: AtomicU64,
     batch_buckets: [AtomicU64; BUCKETS.len()],
     batch_count: AtomicU64,
     batch_sum_us: AtomicU64,
@@ -130,6 +136,16 @@ impl Metrics {
             "Checkpoints written to RocksDB.",
             self.checkpoints.load(Relaxed),
         );
+        counter(
+            "searches_reloads_total",
+            "Searches versions activated since start (reloads and rollbacks).",
+            self.reloads_ok.load(Relaxed),
+        );
+        counter(
+            "searches_rejected_total",
+            "Searches changes rejected (invalid or refused by the shrink guard).",
+            self.reloads_rejected.load(Relaxed),
+        );
         let mut gauge = |name: &str, help: &str, v: String| {
             let _ = writeln!(o, "# HELP topic_matcher_{name} {help}\n# TYPE topic_matcher_{name} gauge\ntopic_matcher_{name} {v}");
         };
@@ -157,6 +173,11 @@ impl Metrics {
             "searches",
             "Searches in the running version.",
             self.searches.load(Relaxed).to_string(),
+        );
+        gauge(
+            "searches_version",
+            "The searches version in use (match records carry it).",
+            self.searches_version.load(Relaxed).to_string(),
         );
         gauge(
             "searches_compile_seconds",

@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod metrics;
 pub mod pipeline;
+pub mod reload;
 pub mod sink;
 
 use std::net::SocketAddr;
@@ -27,10 +28,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 
+use crate::checkpoint::Checkpoints;
 use crate::config::{Config, Target};
-use crate::engine::Matcher;
-use crate::query::Limits;
-use crate::searches::Catalog;
 pub use pipeline::ShutdownFlag;
 
 /// A running service: where its admin API listens and how to stop it.
@@ -41,6 +40,8 @@ pub struct Running {
     pub shutdown: ShutdownFlag,
     /// The metrics.
     pub metrics: Arc<metrics::Metrics>,
+    /// The searches and their versions.
+    pub searches: Arc<reload::Searches>,
     pipeline: std::thread::JoinHandle<Result<(), pipeline::PipelineError>>,
     runtime: tokio::runtime::Runtime,
 }
@@ -53,60 +54,35 @@ fn describe(t: &Target) -> String {
     }
 }
 
-/// Why the searches of a configuration could not be compiled.
-#[derive(Debug, thiserror::Error)]
-pub enum SearchesError {
-    /// The file is unreadable or invalid (exit code 1): every problem,
-    /// rendered.
-    #[error("{}", .0.render())]
-    Invalid(crate::searches::CatalogError),
-    /// The valid searches could not be built into a matcher.
-    #[error(transparent)]
-    Engine(#[from] crate::engine::EngineError),
-}
-
-/// Compiles the searches of `config`, with the time it took.
+/// Starts the service: opens the state store, the searches (their stored
+/// versions and sources, [`reload`]), the outputs, joins the group and
+/// serves the admin API.
 ///
 /// # Errors
 ///
-/// See [`SearchesError`].
-pub fn compile_searches(config: &Config) -> Result<(Matcher, std::time::Duration), SearchesError> {
-    let started = Instant::now();
-    let catalog = Catalog::from_path(&config.searches_file, &Limits::default())
-        .map_err(SearchesError::Invalid)?;
-    let matcher = Matcher::new(&catalog)?;
-    Ok((matcher, started.elapsed()))
-}
-
-/// Compiles the searches and starts the service: for embedding it (the
-/// demo, the broker benchmark, tests).
-///
-/// # Errors
-///
-/// Invalid searches or any part that cannot start.
-pub fn launch(config: Config) -> anyhow::Result<Running> {
-    let (matcher, compile) = compile_searches(&config)?;
-    start(config, matcher, compile)
-}
-
-/// Starts the service: compiles searches, opens state and outputs, joins
-/// the group, serves the admin API.
-///
-/// # Errors
-///
-/// When any part cannot start.
-pub fn start(
-    config: Config,
-    matcher: Matcher,
-    compile: std::time::Duration,
-) -> anyhow::Result<Running> {
+/// [`StartError::Searches`] (exit code 1) when no valid searches version
+/// exists; any part that cannot start.
+pub fn start(config: Config) -> Result<Running, StartError> {
     let metrics = Arc::new(metrics::Metrics::default());
-    metrics
-        .searches
-        .store(matcher.search_count() as u64, Relaxed);
-    metrics
-        .compile_ms
-        .store(compile.as_millis() as u64, Relaxed);
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("cannot create {}", config.state_dir.display()))?;
+    let store =
+        Arc::new(Checkpoints::open(&config.state_dir).context("cannot open the state store")?);
+    let searches = reload::Searches::open(
+        config.searches.clone(),
+        &config.brokers,
+        store.clone(),
+        metrics.clone(),
+    )
+    .map_err(StartError::Searches)?;
+    let active = searches.current();
+    tracing::info!(
+        version = active.meta.version,
+        topics = active.meta.topics,
+        searches = active.meta.searches,
+        "searches ready"
+    );
+    drop(active);
     let shutdown: ShutdownFlag = Arc::new(AtomicU8::new(0));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -116,6 +92,8 @@ pub fn start(
         .context("cannot start the async runtime")?;
     let state = admin::AdminState {
         metrics: metrics.clone(),
+        searches: searches.clone(),
+        token: config.admin_token.clone(),
         group: config.group_id.clone(),
         input_topics: config.input_topics.clone(),
         output: describe(&config.output),
@@ -138,7 +116,7 @@ pub fn start(
         .with_context(|| format!("cannot bind the admin API on {addr}"))?;
     tracing::info!(%admin_addr, "admin API listening");
     spawn_lag_monitor(&config, metrics.clone(), shutdown.clone())?;
-    let p = pipeline::Pipeline::new(config, Arc::new(matcher), metrics.clone())
+    let p = pipeline::Pipeline::new(config, searches.clone(), store, metrics.clone())
         .context("cannot start the pipeline")?;
     let flag = shutdown.clone();
     let pipeline = std::thread::Builder::new()
@@ -149,9 +127,21 @@ pub fn start(
         admin_addr,
         shutdown,
         metrics,
+        searches,
         pipeline,
         runtime,
     })
+}
+
+/// Why the service did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// No valid searches version (invalid input, exit code 1).
+    #[error("{0}")]
+    Searches(reload::ReloadError),
+    /// Anything else (exit code 2).
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
 }
 
 /// Updates lag per assigned partition every 5 s from the high watermarks,

@@ -63,11 +63,11 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Message};
 
 use super::metrics::{now_ms, Metrics, PartitionStatus};
+use super::reload::{Active, Searches};
 use super::sink::{self, base64, Sink, SinkError};
 use crate::checkpoint::{Checkpoints, TopicPartition};
 use crate::config::{Config, StartPosition, Target};
 use crate::document::Document;
-use crate::engine::Matcher;
 use crate::record::{now_rfc3339, write_record, InputCoords, RecordContext};
 
 /// Shutdown requests: 0 running, 1 graceful, 2 immediate.
@@ -146,7 +146,7 @@ const MAX_SEALED: usize = 8;
 /// `poll` on the same thread, so the lock is never contended; the loop
 /// never holds it while polling).
 struct Shared {
-    store: Checkpoints,
+    store: Arc<Checkpoints>,
     output: Box<dyn Sink>,
     dead: DeadLetters,
     owned: BTreeSet<TopicPartition>,
@@ -259,7 +259,7 @@ impl Shared {
     fn process(
         &mut self,
         msg: &BorrowedMessage<'_>,
-        matcher: &Matcher,
+        active: &Active,
         scratch: &mut crate::engine::Scratch,
         buf: &mut Vec<u8>,
         matched_at: &str,
@@ -281,9 +281,10 @@ impl Shared {
                 let ctx = RecordContext {
                     matched_at,
                     input: Some(coords),
-                    searches_version: Some(1),
+                    searches_version: Some(active.meta.version),
                     class: None,
                 };
+                let matcher = &active.matcher;
                 let matches = matcher.match_document(&doc, scratch);
                 if !matches.is_empty() {
                     self.metrics.documents_matched.fetch_add(1, Relaxed);
@@ -479,7 +480,7 @@ impl ConsumerContext for Ctx {
 pub struct Pipeline {
     consumer: BaseConsumer<Ctx>,
     shared: Arc<Mutex<Shared>>,
-    matcher: Arc<Matcher>,
+    searches: Arc<Searches>,
     metrics: Arc<Metrics>,
     config: Config,
 }
@@ -492,11 +493,10 @@ impl Pipeline {
     /// When any of them cannot be opened.
     pub fn new(
         config: Config,
-        matcher: Arc<Matcher>,
+        searches: Arc<Searches>,
+        store: Arc<Checkpoints>,
         metrics: Arc<Metrics>,
     ) -> Result<Pipeline, PipelineError> {
-        std::fs::create_dir_all(&config.state_dir).map_err(SinkError::Io)?;
-        let store = Checkpoints::open(&config.state_dir)?;
         let instance_id = match &config.instance_id {
             Some(id) => id.clone(),
             None => store.instance_id(&config.group_id)?,
@@ -553,7 +553,7 @@ impl Pipeline {
         Ok(Pipeline {
             consumer,
             shared,
-            matcher,
+            searches,
             metrics,
             config,
         })
@@ -566,7 +566,8 @@ impl Pipeline {
     ///
     /// Unrecoverable output errors (a file that cannot be written).
     pub fn run(self, shutdown: ShutdownFlag) -> Result<(), PipelineError> {
-        let mut scratch = self.matcher.scratch();
+        let mut active = self.searches.current();
+        let mut scratch = active.matcher.scratch();
         let mut buf = Vec::with_capacity(4096);
         let mut matched_at = now_rfc3339();
         let mut matched_at_refreshed = Instant::now();
@@ -576,6 +577,15 @@ impl Pipeline {
         let mut last_poll_error: Option<Instant> = None;
         tracing::info!(topics = ?self.config.input_topics, group = %self.config.group_id, "consuming");
         while shutdown.load(Relaxed) == 0 {
+            // A new searches version takes over between batches.
+            if batch_started.is_none() && !self.searches.is_current(&active) {
+                active = self.searches.current();
+                scratch = active.matcher.scratch();
+                tracing::info!(
+                    version = active.meta.version,
+                    "matching with the new searches version"
+                );
+            }
             let wait = match batch_started {
                 Some(t) => self
                     .config
@@ -593,7 +603,7 @@ impl Pipeline {
                     let mut s = lock(&self.shared);
                     s.process(
                         &msg,
-                        &self.matcher,
+                        &active,
                         &mut scratch,
                         &mut buf,
                         &matched_at,
@@ -697,12 +707,13 @@ impl Pipeline {
                             .consumer
                             .poll(until.saturating_duration_since(Instant::now()))
                         {
-                            let mut scratch = self.matcher.scratch();
+                            let active = self.searches.current();
+                            let mut scratch = active.matcher.scratch();
                             let mut buf = Vec::new();
                             let at = now_rfc3339();
                             let _ = lock(&self.shared).process(
                                 &msg,
-                                &self.matcher,
+                                &active,
                                 &mut scratch,
                                 &mut buf,
                                 &at,
