@@ -285,6 +285,11 @@ pub struct ServiceOpts<'a> {
 
 impl Service {
     pub fn start(o: &ServiceOpts<'_>) -> Service {
+        Service::start_with(o, &repo("samples/searches.json"), &[])
+    }
+
+    /// Starts with this searches file and extra arguments of `run`.
+    pub fn start_with(o: &ServiceOpts<'_>, searches: &Path, extra: &[&str]) -> Service {
         let admin = free_port();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -305,8 +310,9 @@ impl Service {
             .arg("--state-dir")
             .arg(&o.state)
             .arg("--searches")
-            .arg(repo("samples/searches.json"))
+            .arg(searches)
             .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -328,6 +334,53 @@ impl Service {
         let mut r = String::new();
         s.read_to_string(&mut r).ok()?;
         Some(r)
+    }
+
+    /// Any request on the admin API: status code and body.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &[u8],
+    ) -> (u16, String) {
+        topic_matcher::commands::searches::http(
+            ([127, 0, 0, 1], self.admin).into(),
+            method,
+            path,
+            token,
+            body,
+        )
+        .unwrap()
+    }
+
+    /// `/status` as JSON.
+    pub fn status(&self) -> serde_json::Value {
+        let (code, body) = self.request("GET", "/status", None, &[]);
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    fn try_status(&self) -> Option<serde_json::Value> {
+        self.get("/status")
+            .and_then(|r| r.split_once("\r\n\r\n").map(|(_, b)| b.to_string()))
+            .and_then(|b| serde_json::from_str(&b).ok())
+    }
+
+    /// Waits until `/status` satisfies `cond`; panics with the last status.
+    pub fn wait_status(&self, timeout: Duration, cond: impl Fn(&serde_json::Value) -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.try_status().unwrap_or_default();
+            if cond(&s) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "condition not reached within {timeout:?}; status: {s:#}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn wait_ready(&self, timeout: Duration) {
