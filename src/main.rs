@@ -209,6 +209,13 @@ enum Command {
         /// default a new topic on the same broker).
         #[arg(long, requires = "brokers")]
         output: Option<String>,
+        /// Benchmark searches changes instead: start, one-search change to
+        /// first match, full reload, batch latency during reloads.
+        #[arg(long, conflicts_with_all = ["brokers", "searches_file", "input"])]
+        reload: bool,
+        /// With --reload: how many one-search changes to time.
+        #[arg(long, default_value_t = 5, requires = "reload")]
+        repeats: usize,
     },
 }
 
@@ -377,6 +384,20 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             &Limits::default(),
             &mut std::io::stdout().lock(),
             &mut stderr.lock(),
+        ),
+        Command::Bench {
+            searches,
+            seed,
+            reload: true,
+            repeats,
+            ..
+        } => commands::bench_reload::run(
+            &commands::bench_reload::ReloadBenchOptions {
+                searches,
+                seed,
+                repeats,
+            },
+            &mut std::io::stdout().lock(),
         ),
         Command::Bench {
             searches,

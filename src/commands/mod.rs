@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod bench_kafka;
+pub mod bench_reload;
 pub mod check;
 pub mod matching;
 pub mod searches;

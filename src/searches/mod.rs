@@ -67,6 +67,38 @@ fn yes() -> bool {
 }
 
 impl SearchesFile {
+    /// Empty or repeated topic and search ids, in file order: the checks
+    /// that span the whole file (queries are checked one by one).
+    pub fn id_problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut topic_ids = FxHashSet::default();
+        let mut search_ids = FxHashSet::default();
+        for t in &self.topics {
+            if t.id.trim().is_empty() {
+                problems.push(Problem::File("a topic has an empty id".into()));
+            } else if !topic_ids.insert(t.id.as_str()) {
+                problems.push(Problem::File(format!(
+                    "topic id {:?} appears more than once",
+                    t.id
+                )));
+            }
+            for s in &t.searches {
+                if s.id.trim().is_empty() {
+                    problems.push(Problem::File(format!(
+                        "a search of topic {:?} has an empty id",
+                        t.id
+                    )));
+                } else if !search_ids.insert(s.id.as_str()) {
+                    problems.push(Problem::File(format!(
+                        "search id {:?} (topic {:?}) appears more than once; search ids are unique in the whole file",
+                        s.id, t.id
+                    )));
+                }
+            }
+        }
+        problems
+    }
+
     /// The canonical JSON of a set of topics: sorted by topic id, fields in
     /// a fixed order, defaults written out, no whitespace. Every instance
     /// that holds the same topics produces the same bytes, so the bytes'
@@ -223,32 +255,9 @@ impl Catalog {
         let known: rustc_hash::FxHashMap<&str, &Search> = previous
             .map(|p| p.searches.iter().map(|s| (s.id.as_str(), s)).collect())
             .unwrap_or_default();
-        let mut problems = Vec::new();
+        let mut problems = file.id_problems();
         let mut catalog = Catalog::default();
-        let mut topic_ids = FxHashSet::default();
-        let mut search_ids = FxHashSet::default();
         for t in &file.topics {
-            if t.id.trim().is_empty() {
-                problems.push(Problem::File("a topic has an empty id".into()));
-            } else if !topic_ids.insert(t.id.as_str()) {
-                problems.push(Problem::File(format!(
-                    "topic id {:?} appears more than once",
-                    t.id
-                )));
-            }
-            for s in &t.searches {
-                if s.id.trim().is_empty() {
-                    problems.push(Problem::File(format!(
-                        "a search of topic {:?} has an empty id",
-                        t.id
-                    )));
-                } else if !search_ids.insert(s.id.as_str()) {
-                    problems.push(Problem::File(format!(
-                        "search id {:?} (topic {:?}) appears more than once; search ids are unique in the whole file",
-                        s.id, t.id
-                    )));
-                }
-            }
             if !t.enabled {
                 continue;
             }

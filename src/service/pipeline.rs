@@ -260,7 +260,7 @@ impl Shared {
         &mut self,
         msg: &BorrowedMessage<'_>,
         active: &Active,
-        scratch: &mut crate::engine::Scratch,
+        scratch: &mut super::reload::ActiveScratch,
         buf: &mut Vec<u8>,
         matched_at: &str,
         max_bytes: usize,
@@ -284,17 +284,28 @@ impl Shared {
                     searches_version: Some(active.meta.version),
                     class: None,
                 };
-                let matcher = &active.matcher;
-                let matches = matcher.match_document(&doc, scratch);
-                if !matches.is_empty() {
-                    self.metrics.documents_matched.fetch_add(1, Relaxed);
-                }
-                for m in matches {
+                let mut matched = false;
+                let mut failed = None;
+                let (output, metrics) = (&mut self.output, &self.metrics);
+                active.for_each_match(&doc, scratch, |matcher, m| {
+                    matched = true;
+                    if failed.is_some() {
+                        return;
+                    }
                     buf.clear();
                     let id = write_record(buf, matcher, &doc, m, &ctx);
-                    self.output
-                        .send(id.as_bytes(), buf.strip_suffix(b"\n").unwrap_or(buf), &[])?;
-                    self.metrics.records_out.fetch_add(1, Relaxed);
+                    match output.send(id.as_bytes(), buf.strip_suffix(b"\n").unwrap_or(buf), &[]) {
+                        Ok(()) => {
+                            metrics.records_out.fetch_add(1, Relaxed);
+                        }
+                        Err(e) => failed = Some(e),
+                    }
+                });
+                if matched {
+                    self.metrics.documents_matched.fetch_add(1, Relaxed);
+                }
+                if let Some(e) = failed {
+                    return Err(e);
                 }
             }
             Err(reason) => {
@@ -567,7 +578,7 @@ impl Pipeline {
     /// Unrecoverable output errors (a file that cannot be written).
     pub fn run(self, shutdown: ShutdownFlag) -> Result<(), PipelineError> {
         let mut active = self.searches.current();
-        let mut scratch = active.matcher.scratch();
+        let mut scratch = active.scratch();
         let mut buf = Vec::with_capacity(4096);
         let mut matched_at = now_rfc3339();
         let mut matched_at_refreshed = Instant::now();
@@ -580,7 +591,7 @@ impl Pipeline {
             // A new searches version takes over between batches.
             if batch_started.is_none() && !self.searches.is_current(&active) {
                 active = self.searches.current();
-                scratch = active.matcher.scratch();
+                scratch = active.scratch();
                 tracing::info!(
                     version = active.meta.version,
                     "matching with the new searches version"
@@ -708,7 +719,7 @@ impl Pipeline {
                             .poll(until.saturating_duration_since(Instant::now()))
                         {
                             let active = self.searches.current();
-                            let mut scratch = active.matcher.scratch();
+                            let mut scratch = active.scratch();
                             let mut buf = Vec::new();
                             let at = now_rfc3339();
                             let _ = lock(&self.shared).process(

@@ -87,12 +87,80 @@ use crate::searches::{Catalog, CatalogError, SearchesFile, TopicSpec};
 
 /// The version in use: its matcher, its parsed searches and description.
 pub struct Active {
-    /// The compiled searches.
-    pub matcher: Matcher,
-    /// The parsed searches (reused by the next compile).
-    pub catalog: Catalog,
+    /// The compiled searches (with a delta: those of the base version).
+    pub matcher: Arc<Matcher>,
+    /// The parsed searches of `matcher` (reused by the next compile).
+    pub catalog: Arc<Catalog>,
+    /// This version's searches as written.
+    pub file: Arc<SearchesFile>,
+    /// A small change on top of `matcher`, until merged.
+    pub delta: Option<Delta>,
     /// Its description.
     pub meta: VersionMeta,
+}
+
+/// The topics a small change added or changed, compiled alone, and the
+/// base searches still valid (those of untouched topics).
+pub struct Delta {
+    matcher: Matcher,
+    base_only: Vec<bool>,
+}
+
+/// Working memory for matching with an [`Active`] version.
+pub struct ActiveScratch {
+    base: crate::engine::Scratch,
+    delta: Option<crate::engine::Scratch>,
+}
+
+/// Changes of at most this many topics take the delta path.
+const DELTA_MAX_TOPICS: usize = 64;
+
+impl Active {
+    /// Working memory for [`Active::for_each_match`].
+    pub fn scratch(&self) -> ActiveScratch {
+        ActiveScratch {
+            base: self.matcher.scratch(),
+            delta: self.delta.as_ref().map(|d| d.matcher.scratch()),
+        }
+    }
+
+    /// Calls `f` with every topic match of `doc` and the matcher that
+    /// names its topic and searches.
+    pub fn for_each_match(
+        &self,
+        doc: &crate::document::Document<'_>,
+        scratch: &mut ActiveScratch,
+        mut f: impl FnMut(&Matcher, &crate::engine::TopicMatch),
+    ) {
+        match (&self.delta, scratch.delta.as_mut()) {
+            (Some(d), Some(ds)) => {
+                for m in self
+                    .matcher
+                    .match_document_only(doc, &d.base_only, &mut scratch.base)
+                {
+                    f(&self.matcher, m);
+                }
+                for m in d.matcher.match_document(doc, ds) {
+                    f(&d.matcher, m);
+                }
+            }
+            _ => {
+                for m in self.matcher.match_document(doc, &mut scratch.base) {
+                    f(&self.matcher, m);
+                }
+            }
+        }
+    }
+
+    /// The enabled topics' ids.
+    pub fn topic_ids(&self) -> Vec<&str> {
+        self.file
+            .topics
+            .iter()
+            .filter(|t| t.enabled)
+            .map(|t| t.id.as_str())
+            .collect()
+    }
 }
 
 /// Why a change was not applied. The running version stays in every case.
@@ -252,6 +320,10 @@ pub struct Searches {
     metrics: Arc<Metrics>,
     /// Keeps the file watcher alive.
     _watcher: Mutex<Option<notify::RecommendedWatcher>>,
+    /// Replaced versions, freed by the worker once nobody else holds them:
+    /// freeing 100,000 compiled searches takes a while, and must not
+    /// happen on the pipeline thread when it lets go of its reference.
+    retired: Mutex<Vec<Arc<Active>>>,
 }
 
 /// Hex SHA-256.
@@ -268,7 +340,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// A candidate document in canonical form, with its parsed topics.
 struct Candidate {
     source: String,
-    topics: Vec<TopicSpec>,
+    file: SearchesFile,
     canonical: Vec<u8>,
     /// A number fixed by the source (the Kafka log), else the next local.
     number: Option<u64>,
@@ -291,7 +363,7 @@ impl Candidate {
         let canonical = SearchesFile::canonical_json(&file.topics);
         Ok(Candidate {
             source: source.to_string(),
-            topics: file.topics,
+            file,
             canonical,
             number: None,
             problems: Vec::new(),
@@ -335,6 +407,7 @@ impl Searches {
             kafka,
             metrics,
             _watcher: Mutex::new(None),
+            retired: Mutex::new(Vec::new()),
         });
         searches.publish_metrics();
         if let Some(k) = &searches.kafka {
@@ -555,7 +628,13 @@ impl Searches {
                 force,
                 reply,
             } => {
-                let r = Candidate::parse("api", &document).and_then(|c| self.change(c, force));
+                let t = Instant::now();
+                let c = Candidate::parse("api", &document);
+                tracing::debug!(
+                    ms = t.elapsed().as_millis() as u64,
+                    "uploaded searches parsed"
+                );
+                let r = c.and_then(|c| self.change(c, force));
                 self.finish(r, Some(reply));
             }
             Job::Rollback { to, reply } => {
@@ -614,7 +693,7 @@ impl Searches {
         if !always && last.as_deref() == Some(&fp) {
             return Ok(Candidate {
                 source,
-                topics: Vec::new(),
+                file: SearchesFile { topics: Vec::new() },
                 canonical: Vec::new(),
                 number: None,
                 problems: Vec::new(),
@@ -660,8 +739,25 @@ impl Searches {
                 return self.activate_stored(known.version);
             }
         }
-        let catalog = self.validate(&c, force, &previous)?;
-        let matcher = Matcher::new(&catalog).map_err(|e| ReloadError::Compile(e.to_string()))?;
+        let t_parsed = started.elapsed();
+        let (matcher, catalog, delta, topics, searches) =
+            if let Some((delta, topics, searches)) = self.try_delta(&c, force, &previous)? {
+                (
+                    previous.matcher.clone(),
+                    previous.catalog.clone(),
+                    Some(delta),
+                    topics,
+                    searches,
+                )
+            } else {
+                let catalog = self.validate(&c, force, &previous)?;
+                let matcher =
+                    Matcher::new(&catalog).map_err(|e| ReloadError::Compile(e.to_string()))?;
+                let (t, n) = (catalog.topics.len(), catalog.searches.len());
+                (Arc::new(matcher), Arc::new(catalog), None, t, n)
+            };
+        let t_validated = started.elapsed();
+        let t_compiled = started.elapsed();
         let version = match c.number {
             Some(n) => n,
             None => {
@@ -680,18 +776,157 @@ impl Searches {
             created_at: now_rfc3339(),
             source: c.source,
             compile_ms: started.elapsed().as_millis() as u64,
-            topics: catalog.topics.len(),
-            searches: catalog.searches.len(),
+            topics,
+            searches,
         };
         self.store.add_version(&meta, &c.canonical)?;
+        tracing::debug!(
+            hashed_ms = t_parsed.as_millis() as u64,
+            validated_ms = t_validated.as_millis() as u64,
+            compiled_ms = t_compiled.as_millis() as u64,
+            stored_ms = started.elapsed().as_millis() as u64,
+            "searches version built"
+        );
         Ok(self.swap(
             Active {
                 matcher,
                 catalog,
+                file: Arc::new(c.file),
+                delta,
                 meta,
             },
             &previous,
         ))
+    }
+
+    /// The fast path for a small change (module doc): when `previous` is
+    /// merged and at most [`DELTA_MAX_TOPICS`] topics differ, validates the
+    /// whole file's ids and the changed topics' queries, and compiles only
+    /// those topics. Returns the delta and the version's topic and search
+    /// counts, or `None` for the full path.
+    fn try_delta(
+        &self,
+        c: &Candidate,
+        force: bool,
+        previous: &Active,
+    ) -> Result<Option<(Delta, usize, usize)>, ReloadError> {
+        if previous.delta.is_some() || previous.meta.version == 0 {
+            return Ok(None);
+        }
+        let before: rustc_hash::FxHashMap<&str, &TopicSpec> = previous
+            .file
+            .topics
+            .iter()
+            .map(|t| (t.id.as_str(), t))
+            .collect();
+        let mut changed = Vec::new();
+        for t in &c.file.topics {
+            if before.get(t.id.as_str()) != Some(&t) {
+                if changed.len() == DELTA_MAX_TOPICS {
+                    return Ok(None);
+                }
+                changed.push(t.clone());
+            }
+        }
+        let now: rustc_hash::FxHashSet<&str> =
+            c.file.topics.iter().map(|t| t.id.as_str()).collect();
+        let mut stale: rustc_hash::FxHashSet<&str> = before
+            .keys()
+            .copied()
+            .filter(|k| !now.contains(k))
+            .collect();
+        if stale.len() + changed.len() > DELTA_MAX_TOPICS {
+            return Ok(None);
+        }
+        stale.extend(changed.iter().map(|t| t.id.as_str()));
+        // Whole-file rules first, then the changed queries (the others
+        // were valid in `previous`, under the same limits).
+        let mut problems = c.file.id_problems();
+        let delta_file = SearchesFile {
+            topics: changed.clone(),
+        };
+        let catalog = match Catalog::from_file(&delta_file, &self.limits) {
+            Ok(catalog) => Some(catalog),
+            Err(e) => {
+                problems.extend(
+                    e.problems
+                        .into_iter()
+                        .filter(|p| matches!(p, crate::searches::Problem::Query(_))),
+                );
+                None
+            }
+        };
+        let catalog = match catalog {
+            Some(catalog) if problems.is_empty() => catalog,
+            _ => return Err(ReloadError::invalid(&c.source, &CatalogError { problems })),
+        };
+        let enabled = c.file.topics.iter().filter(|t| t.enabled);
+        let topics = enabled.clone().count();
+        let searches = enabled
+            .map(|t| t.searches.iter().filter(|s| s.enabled).count())
+            .sum();
+        self.guard(&c.source, previous.meta.topics, topics, force)?;
+        let base = &previous.catalog;
+        let base_only = base
+            .searches
+            .iter()
+            .map(|s| !stale.contains(base.topics[s.topic.0 as usize].id.as_str()))
+            .collect();
+        let matcher = Matcher::new(&catalog).map_err(|e| ReloadError::Compile(e.to_string()))?;
+        Ok(Some((Delta { matcher, base_only }, topics, searches)))
+    }
+
+    /// Compiles a delta version whole and swaps it in under the same
+    /// number (invisible to matching: same searches).
+    fn merge_delta(&self) {
+        let cur = self.current();
+        if cur.delta.is_none() {
+            return;
+        }
+        let started = Instant::now();
+        let catalog = match Catalog::from_file_reusing(&cur.file, &self.limits, Some(&cur.catalog))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("merging the searches delta: {}", e.render());
+                return;
+            }
+        };
+        let matcher = match Matcher::new(&catalog) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "merging the searches delta");
+                return;
+            }
+        };
+        let merged = Arc::new(Active {
+            matcher: Arc::new(matcher),
+            catalog: Arc::new(catalog),
+            file: cur.file.clone(),
+            delta: None,
+            meta: cur.meta.clone(),
+        });
+        // Only this thread swaps versions, so `cur` is still current.
+        let old = self.current.swap(merged);
+        self.retired.lock().expect("retired lock").push(old);
+        tracing::debug!(
+            version = cur.meta.version,
+            ms = started.elapsed().as_millis() as u64,
+            "searches delta merged"
+        );
+    }
+
+    fn guard(&self, source: &str, from: usize, to: usize, force: bool) -> Result<(), ReloadError> {
+        let removed = from.saturating_sub(to) as f64;
+        if !force && from > 0 && removed / from as f64 > self.config.max_shrink {
+            return Err(ReloadError::Shrink {
+                origin: source.to_string(),
+                from,
+                to,
+                max_pct: (self.config.max_shrink * 100.0).round() as u32,
+            });
+        }
+        Ok(())
     }
 
     /// Parses `c` against the limits and applies the shrink guard.
@@ -701,21 +936,9 @@ impl Searches {
         force: bool,
         previous: &Active,
     ) -> Result<Catalog, ReloadError> {
-        let file = SearchesFile {
-            topics: c.topics.clone(),
-        };
-        let catalog = Catalog::from_file_reusing(&file, &self.limits, Some(&previous.catalog))
+        let catalog = Catalog::from_file_reusing(&c.file, &self.limits, Some(&previous.catalog))
             .map_err(|e| ReloadError::invalid(&c.source, &e))?;
-        let (from, to) = (previous.meta.topics, catalog.topics.len());
-        let removed = from.saturating_sub(to) as f64;
-        if !force && from > 0 && removed / from as f64 > self.config.max_shrink {
-            return Err(ReloadError::Shrink {
-                origin: c.source.clone(),
-                from,
-                to,
-                max_pct: (self.config.max_shrink * 100.0).round() as u32,
-            });
-        }
+        self.guard(&c.source, previous.meta.topics, catalog.topics.len(), force)?;
         Ok(catalog)
     }
 
@@ -736,7 +959,8 @@ impl Searches {
             published_records: None,
             expected_hash: None,
         };
-        self.current.store(Arc::new(next));
+        let old = self.current.swap(Arc::new(next));
+        self.retired.lock().expect("retired lock").push(old);
         *self.last_error.lock().expect("error lock") = None;
         self.metrics
             .reloads_ok
@@ -770,9 +994,8 @@ impl Searches {
             .ok_or(ReloadError::UnknownVersion(version))?;
         let source = format!("stored version {version}");
         let c = Candidate::parse(&source, &doc)?;
-        let catalog =
-            Catalog::from_file_reusing(&SearchesFile { topics: c.topics }, limits, previous)
-                .map_err(|e| ReloadError::invalid(&source, &e))?;
+        let catalog = Catalog::from_file_reusing(&c.file, limits, previous)
+            .map_err(|e| ReloadError::invalid(&source, &e))?;
         let matcher = Matcher::new(&catalog).map_err(|e| ReloadError::Compile(e.to_string()))?;
         tracing::info!(
             version,
@@ -780,8 +1003,10 @@ impl Searches {
             "stored searches version compiled"
         );
         Ok(Active {
-            matcher,
-            catalog,
+            matcher: Arc::new(matcher),
+            catalog: Arc::new(catalog),
+            file: Arc::new(c.file),
+            delta: None,
             meta,
         })
     }
@@ -832,7 +1057,7 @@ impl Searches {
         let previous = self.current();
         let hash = sha256_hex(&c.canonical);
         self.validate(&c, force, &previous)?;
-        let n = k.publish(&c.topics)?;
+        let n = k.publish(&c.file.topics)?;
         tracing::info!(records = n, source = %c.source, "searches change published to the searches topic");
         Ok(Change {
             outcome: if n == 0 && previous.meta.hash == hash {
@@ -862,8 +1087,10 @@ fn unchanged(a: &Active) -> Change {
 fn empty_version() -> Active {
     let catalog = Catalog::default();
     Active {
-        matcher: Matcher::new(&catalog).expect("the empty catalog compiles"),
-        catalog,
+        matcher: Arc::new(Matcher::new(&catalog).expect("the empty catalog compiles")),
+        catalog: Arc::new(catalog),
+        file: Arc::new(SearchesFile { topics: Vec::new() }),
+        delta: None,
         meta: VersionMeta {
             version: 0,
             hash: sha256_hex(&SearchesFile::canonical_json([])),
@@ -877,9 +1104,33 @@ fn empty_version() -> Active {
 }
 
 fn worker(searches: &Weak<Searches>, jobs: &mpsc::Receiver<Job>) {
-    while let Ok(job) = jobs.recv() {
+    loop {
+        let job = match jobs.recv_timeout(Duration::from_millis(500)) {
+            Ok(job) => Some(job),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         let Some(s) = searches.upgrade() else { return };
-        s.handle(job);
+        if let Some(job) = job {
+            s.handle(job);
+        }
+        s.merge_delta();
+        // Free replaced versions that only this list still holds.
+        let mut done = Vec::new();
+        s.retired.lock().expect("retired lock").retain(|a| {
+            if Arc::strong_count(a) == 1 {
+                done.push(a.clone());
+                false
+            } else {
+                true
+            }
+        });
+        if !done.is_empty() {
+            // Freeing is slow too; keep the worker free for the next change.
+            let _ = std::thread::Builder::new()
+                .name("searches-free".into())
+                .spawn(move || drop(done));
+        }
     }
 }
 
@@ -995,7 +1246,9 @@ mod kafka {
         fn candidate(&self, topic: &str) -> Candidate {
             Candidate {
                 source: format!("kafka:{topic}"),
-                topics: self.topics.values().cloned().collect(),
+                file: SearchesFile {
+                    topics: self.topics.values().cloned().collect(),
+                },
                 canonical: SearchesFile::canonical_json(self.topics.values()),
                 number: Some(self.changed.values().map(|o| *o as u64).sum()),
                 problems: self.bad.values().cloned().collect(),
@@ -1215,7 +1468,16 @@ mod tests {
     }
 
     fn open(d: &Path, watch: bool) -> Result<Arc<Searches>, ReloadError> {
-        let store = Arc::new(Checkpoints::open(&d.join("state")).unwrap());
+        // A dropped instance's worker may still hold the store for the
+        // length of a merge.
+        let until = Instant::now() + Duration::from_secs(10);
+        let store = loop {
+            match Checkpoints::open(&d.join("state")) {
+                Ok(s) => break Arc::new(s),
+                Err(e) if Instant::now() > until => panic!("{e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
         let mut config = SearchesConfig::file(d.join("searches.json"));
         config.watch = watch;
         config.debounce = Duration::from_millis(50);
@@ -1375,6 +1637,84 @@ mod tests {
             5
         );
         assert_eq!(block(s.put(truncated, true)).unwrap().active.topics, 3);
+        drop(s);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_small_change_matches_as_a_full_compile_would() {
+        let d = dir("delta");
+        std::fs::write(
+            d.join("searches.json"),
+            doc(&[("a", "alpha"), ("b", "beta"), ("c", "gamma")]),
+        )
+        .unwrap();
+        let s = open(&d, false).unwrap();
+        let prev = s.current();
+        // b changed, c removed, d added; a untouched.
+        let next = doc(&[("a", "alpha"), ("b", "beta OR kappa"), ("d", "delta")]);
+        let c = Candidate::parse("api", next.as_bytes()).unwrap();
+        let (delta, topics, searches) = s.try_delta(&c, true, &prev).unwrap().expect("delta path");
+        assert_eq!((topics, searches), (3, 3));
+        let active = Active {
+            matcher: prev.matcher.clone(),
+            catalog: prev.catalog.clone(),
+            file: Arc::new(c.file),
+            delta: Some(delta),
+            meta: prev.meta.clone(),
+        };
+        let full =
+            Matcher::new(&Catalog::from_file(&active.file, &Limits::default()).unwrap()).unwrap();
+        let mut scratch = active.scratch();
+        let mut full_scratch = full.scratch();
+        for text in [
+            "alpha beta gamma delta kappa",
+            "gamma",
+            "kappa",
+            "beta",
+            "alpha delta",
+            "nothing",
+        ] {
+            let json = format!("{{\"id\":\"x\",\"text\":\"{text}\"}}");
+            let docu = crate::document::Document::parse(json.as_bytes(), 1 << 20).unwrap();
+            let mut got = Vec::new();
+            active.for_each_match(&docu, &mut scratch, |m, t| {
+                let ids: Vec<&str> = t.searches.iter().map(|x| m.search_id(*x)).collect();
+                got.push(format!("{}:{}", m.topic_id(t.topic), ids.join(",")));
+            });
+            let mut want: Vec<String> = full
+                .match_document(&docu, &mut full_scratch)
+                .iter()
+                .map(|t| {
+                    let ids: Vec<&str> = t.searches.iter().map(|x| full.search_id(*x)).collect();
+                    format!("{}:{}", full.topic_id(t.topic), ids.join(","))
+                })
+                .collect();
+            got.sort();
+            want.sort();
+            assert_eq!(got, want, "{text}");
+        }
+        // A small change is validated like a whole one: its queries, and
+        // ids across the whole file.
+        let bad = doc(&[("a", "alpha"), ("b", "beta AND"), ("c", "gamma")]);
+        let c = Candidate::parse("api", bad.as_bytes()).unwrap();
+        assert!(matches!(
+            s.try_delta(&c, true, &prev),
+            Err(ReloadError::Invalid { .. })
+        ));
+        let mut dup: serde_json::Value = serde_json::from_str(&doc(&[
+            ("a", "alpha"),
+            ("b", "beta"),
+            ("c", "gamma"),
+            ("e", "eps"),
+        ]))
+        .unwrap();
+        dup["topics"][3]["searches"][0]["id"] = "a-s".into();
+        let c = Candidate::parse("api", dup.to_string().as_bytes()).unwrap();
+        let Err(ReloadError::Invalid { problems, .. }) = s.try_delta(&c, true, &prev) else {
+            panic!("a repeated search id was accepted")
+        };
+        assert!(problems[0].contains("\"a-s\""), "{problems:?}");
         drop(s);
         let _ = std::fs::remove_dir_all(&d);
     }
