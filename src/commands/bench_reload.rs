@@ -137,8 +137,12 @@ pub fn run(opts: &ReloadBenchOptions, out: &mut dyn Write) -> anyhow::Result<Out
         opts.repeats
     )?;
 
-    // 3. Full reload: another set of the same size.
+    // 3. Full reload: another set of the same size (after the last small
+    // change has been merged, as in step 2).
     let other = workload::searches_json(opts.searches, opts.seed + 1);
+    while searches.current().delta.is_some() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let t = Instant::now();
     rt.block_on(searches.put(other.clone().into_bytes(), true))
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -1103,7 +1103,21 @@ fn empty_version() -> Active {
     }
 }
 
+/// Lowers the calling thread's scheduling priority (nice 10): compiling
+/// and freeing searches yield the cores to the pipeline, so matching
+/// latency holds while a version is built.
+fn yield_to_matching() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority on the calling thread only change its
+    // scheduling priority; no memory is touched.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}
+
 fn worker(searches: &Weak<Searches>, jobs: &mpsc::Receiver<Job>) {
+    yield_to_matching();
     loop {
         let job = match jobs.recv_timeout(Duration::from_millis(500)) {
             Ok(job) => Some(job),
@@ -1129,7 +1143,10 @@ fn worker(searches: &Weak<Searches>, jobs: &mpsc::Receiver<Job>) {
             // Freeing is slow too; keep the worker free for the next change.
             let _ = std::thread::Builder::new()
                 .name("searches-free".into())
-                .spawn(move || drop(done));
+                .spawn(move || {
+                    yield_to_matching();
+                    drop(done);
+                });
         }
     }
 }
