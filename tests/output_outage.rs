@@ -111,3 +111,96 @@ fn output_refusing_writes_pauses_input_and_loses_nothing() {
     assert_eq!(ids.len(), 3000, "records lost across the output outage");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_slow_broker_slows_the_service_down_and_loses_nothing() {
+    // Every request to the (only) broker takes 250 ms more: fetches,
+    // produce acknowledgements, offset commits.
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("slow-in", 2, 1).unwrap();
+    cluster.create_topic("slow-out", 2, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let dir = std::env::temp_dir().join(format!("tm-slow-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let all = docs(2000);
+    for (i, d) in all.iter().enumerate() {
+        let k = i.to_string();
+        producer
+            .send(BaseRecord::to("slow-in").key(&k).payload(d))
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    cluster
+        .broker_round_trip_time(1, Duration::from_millis(250))
+        .unwrap();
+    let config = RawConfig::default()
+        .validate(Overrides {
+            brokers: Some(brokers.clone()),
+            group: Some("slow".into()),
+            input: Some("slow-in".into()),
+            output: Some("kafka:slow-out".into()),
+            dead_letter: Some(format!("file:{}", dir.join("dead.jsonl").display())),
+            state_dir: Some(dir.join("state")),
+            searches: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/searches.json").into()),
+            admin_addr: Some("127.0.0.1:0".into()),
+            admin_token: None,
+        })
+        .unwrap();
+    let running = topic_matcher::service::start(config).unwrap();
+    let m = running.metrics.clone();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // Done when every document is read and a checkpoint covers them all.
+    loop {
+        let covered: i64 = m
+            .partitions
+            .lock()
+            .unwrap()
+            .values()
+            .filter_map(|p| p.checkpoint)
+            .sum();
+        if m.documents_in.load(Relaxed) >= 2000 && covered >= 2000 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not drained through the slow broker: {} read, {covered} checkpointed",
+            m.documents_in.load(Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let records = m.records_out.load(Relaxed);
+    running.stop().unwrap();
+    assert_eq!(m.documents_bad.load(Relaxed), 0);
+
+    cluster
+        .broker_round_trip_time(1, Duration::from_millis(0))
+        .unwrap();
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "check-slow")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..2 {
+        tpl.add_partition_offset("slow-out", p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ids.len() < 2000 && Instant::now() < deadline {
+        if let Some(Ok(msg)) = c.poll(Duration::from_millis(200)) {
+            let v: serde_json::Value = serde_json::from_slice(msg.payload().unwrap()).unwrap();
+            if v["topic_id"] == "rstats" {
+                ids.insert(v["doc_id"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    assert_eq!(ids.len(), 2000, "records lost through the slow broker");
+    assert!(records >= 2000, "{records} match records written");
+    let _ = std::fs::remove_dir_all(&dir);
+}
