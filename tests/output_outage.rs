@@ -21,6 +21,38 @@ fn docs(n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Ids of the documents with an `rstats` record in `topic`, read from the
+/// start until `want` are found or 30 s pass.
+fn rstats_doc_ids(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    want: usize,
+) -> std::collections::BTreeSet<String> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("check-{topic}"))
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ids.len() < want && Instant::now() < deadline {
+        if let Some(Ok(msg)) = c.poll(Duration::from_millis(200)) {
+            let v: serde_json::Value = serde_json::from_slice(msg.payload().unwrap()).unwrap();
+            if v["topic_id"] == "rstats" {
+                ids.insert(v["doc_id"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    ids
+}
+
 #[test]
 fn output_refusing_writes_pauses_input_and_loses_nothing() {
     let cluster = MockCluster::new(1).unwrap();
@@ -87,27 +119,7 @@ fn output_refusing_writes_pauses_input_and_loses_nothing() {
     );
 
     // Every document's record is in the output topic.
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", "check")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..3 {
-        tpl.add_partition_offset("out", p, Offset::Beginning)
-            .unwrap();
-    }
-    c.assign(&tpl).unwrap();
-    let mut ids = std::collections::BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ids.len() < 3000 && Instant::now() < deadline {
-        if let Some(Ok(msg)) = c.poll(Duration::from_millis(200)) {
-            let v: serde_json::Value = serde_json::from_slice(msg.payload().unwrap()).unwrap();
-            if v["topic_id"] == "rstats" {
-                ids.insert(v["doc_id"].as_str().unwrap().to_string());
-            }
-        }
-    }
+    let ids = rstats_doc_ids(&brokers, "out", 3, 3000);
     assert_eq!(ids.len(), 3000, "records lost across the output outage");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -179,27 +191,7 @@ fn a_slow_broker_slows_the_service_down_and_loses_nothing() {
     cluster
         .broker_round_trip_time(1, Duration::from_millis(0))
         .unwrap();
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", "check-slow")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..2 {
-        tpl.add_partition_offset("slow-out", p, Offset::Beginning)
-            .unwrap();
-    }
-    c.assign(&tpl).unwrap();
-    let mut ids = std::collections::BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ids.len() < 2000 && Instant::now() < deadline {
-        if let Some(Ok(msg)) = c.poll(Duration::from_millis(200)) {
-            let v: serde_json::Value = serde_json::from_slice(msg.payload().unwrap()).unwrap();
-            if v["topic_id"] == "rstats" {
-                ids.insert(v["doc_id"].as_str().unwrap().to_string());
-            }
-        }
-    }
+    let ids = rstats_doc_ids(&brokers, "slow-out", 2, 2000);
     assert_eq!(ids.len(), 2000, "records lost through the slow broker");
     assert!(records >= 2000, "{records} match records written");
     let _ = std::fs::remove_dir_all(&dir);

@@ -589,13 +589,17 @@ impl Pipeline {
         tracing::info!(topics = ?self.config.input_topics, group = %self.config.group_id, "consuming");
         while shutdown.load(Relaxed) == 0 {
             // A new searches version takes over between batches.
+            // (A merged delta comes back under the same number.)
             if batch_started.is_none() && !self.searches.is_current(&active) {
-                active = self.searches.current();
+                let next = self.searches.current();
+                if next.meta.version != active.meta.version {
+                    tracing::info!(
+                        version = next.meta.version,
+                        "matching with the new searches version"
+                    );
+                }
+                active = next;
                 scratch = active.scratch();
-                tracing::info!(
-                    version = active.meta.version,
-                    "matching with the new searches version"
-                );
             }
             let wait = match batch_started {
                 Some(t) => self

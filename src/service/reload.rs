@@ -426,10 +426,8 @@ impl Searches {
             // any) publishes its differences.
             let initial = k.initial_read()?;
             if let Err(e) = searches.apply(initial, true) {
+                tracing::error!("{e}\nthe searches topic holds invalid searches; matching with the active version");
                 searches.record_error(&e);
-                if searches.current().meta.version == 0 && searches.current().meta.topics == 0 {
-                    tracing::error!(error = %e, "the searches topic holds invalid searches");
-                }
             }
             if searches.config.file.is_some() {
                 if let Err(e) = searches
@@ -739,18 +737,12 @@ impl Searches {
         if previous.meta.hash == hash {
             return Ok(unchanged(&previous));
         }
+        let stored = self.store.versions()?;
         if c.number.is_none() {
-            if let Some(known) = self
-                .store
-                .versions()?
-                .into_iter()
-                .rev()
-                .find(|m| m.hash == hash)
-            {
+            if let Some(known) = stored.iter().rev().find(|m| m.hash == hash) {
                 return self.activate_stored(known.version);
             }
         }
-        let t_parsed = started.elapsed();
         let (matcher, catalog, delta, topics, searches) =
             if let Some((delta, topics, searches)) = self.try_delta(&c, force, &previous)? {
                 (
@@ -767,20 +759,10 @@ impl Searches {
                 let (t, n) = (catalog.topics.len(), catalog.searches.len());
                 (Arc::new(matcher), Arc::new(catalog), None, t, n)
             };
-        let t_validated = started.elapsed();
-        let t_compiled = started.elapsed();
-        let version = match c.number {
-            Some(n) => n,
-            None => {
-                self.store
-                    .versions()?
-                    .iter()
-                    .map(|m| m.version)
-                    .max()
-                    .unwrap_or(0)
-                    + 1
-            }
-        };
+        let built = started.elapsed();
+        let version = c
+            .number
+            .unwrap_or_else(|| stored.iter().map(|m| m.version).max().unwrap_or(0) + 1);
         let meta = VersionMeta {
             version,
             hash,
@@ -792,9 +774,8 @@ impl Searches {
         };
         self.store.add_version(&meta, &c.canonical)?;
         tracing::debug!(
-            hashed_ms = t_parsed.as_millis() as u64,
-            validated_ms = t_validated.as_millis() as u64,
-            compiled_ms = t_compiled.as_millis() as u64,
+            delta = delta.is_some(),
+            built_ms = built.as_millis() as u64,
             stored_ms = started.elapsed().as_millis() as u64,
             "searches version built"
         );
@@ -836,7 +817,7 @@ impl Searches {
                 if changed.len() == DELTA_MAX_TOPICS {
                     return Ok(None);
                 }
-                changed.push(t.clone());
+                changed.push(t);
             }
         }
         let now: rustc_hash::FxHashSet<&str> =
@@ -854,7 +835,7 @@ impl Searches {
         // were valid in `previous`, under the same limits).
         let mut problems = c.file.id_problems();
         let delta_file = SearchesFile {
-            topics: changed.clone(),
+            topics: changed.into_iter().cloned().collect(),
         };
         let catalog = match Catalog::from_file(&delta_file, &self.limits) {
             Ok(catalog) => Some(catalog),
