@@ -14,9 +14,10 @@
 //!   `d` + version → the searches document it was compiled from. Adding a
 //!   version and making it active is one synced WriteBatch.
 //!
-//! Later capabilities add their own families beside these (backlog cursors
-//! per partition and class, replay jobs), written in the same WriteBatch as
-//! the offsets they relate to.
+//! * `jobs` — drain jobs (catch-ups and replays, `service::catchup`): job
+//!   id (u64 BE) → the job as JSON (its ranges per partition and cursors
+//!   per class). Written in the same WriteBatch as the offsets, so the
+//!   offsets and the cursors of one batch of output never disagree.
 //!
 //! # Writes
 //!
@@ -32,7 +33,8 @@ use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 const CF_OFFSETS: &str = "offsets";
 const CF_META: &str = "meta";
 const CF_VERSIONS: &str = "versions";
-const FAMILIES: [&str; 3] = [CF_OFFSETS, CF_META, CF_VERSIONS];
+const CF_JOBS: &str = "jobs";
+const FAMILIES: [&str; 4] = [CF_OFFSETS, CF_META, CF_VERSIONS, CF_JOBS];
 const SCHEMA: &[u8] = b"1";
 
 /// A partition of an input topic.
@@ -358,7 +360,22 @@ impl Checkpoints {
         advance: &[(TopicPartition, i64)],
         forget: &[TopicPartition],
     ) -> Result<(), StoreError> {
-        if advance.is_empty() && forget.is_empty() {
+        self.commit_with_jobs(advance, forget, &[])
+    }
+
+    /// [`Checkpoints::commit`] plus drain jobs to write (`Some`) or delete
+    /// (`None`), all in one synced WriteBatch.
+    ///
+    /// # Errors
+    ///
+    /// RocksDB errors; then nothing was written.
+    pub fn commit_with_jobs(
+        &self,
+        advance: &[(TopicPartition, i64)],
+        forget: &[TopicPartition],
+        jobs: &[(u64, Option<Vec<u8>>)],
+    ) -> Result<(), StoreError> {
+        if advance.is_empty() && forget.is_empty() && jobs.is_empty() {
             return Ok(());
         }
         let cf = self.cf(CF_OFFSETS);
@@ -369,7 +386,33 @@ impl Checkpoints {
         for tp in forget {
             batch.delete_cf(cf, tp.key());
         }
+        let jcf = self.cf(CF_JOBS);
+        for (id, job) in jobs {
+            match job {
+                Some(bytes) => batch.put_cf(jcf, id.to_be_bytes(), bytes),
+                None => batch.delete_cf(jcf, id.to_be_bytes()),
+            }
+        }
         self.sync_write(batch)
+    }
+
+    /// Every stored drain job, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// RocksDB errors.
+    pub fn jobs(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let Some(cf) = self.db.cf_handle(CF_JOBS) else {
+            return Ok(Vec::new()); // read-only open of an older store
+        };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if let Ok(b) = <[u8; 8]>::try_from(&*k) {
+                out.push((u64::from_be_bytes(b), v.to_vec()));
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -59,6 +59,39 @@ pub struct RawConfig {
     /// `[limits]`
     #[serde(default)]
     pub limits: RawLimits,
+    /// `[[classes]]`, highest priority first.
+    #[serde(default)]
+    pub classes: Vec<RawClass>,
+    /// `[catch_up]`
+    #[serde(default)]
+    pub catch_up: RawCatchUp,
+}
+
+/// One `[[classes]]` entry (SPEC §5.2).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClass {
+    /// The class name.
+    pub name: String,
+    /// Every message of these input topics.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// Document field → accepted values.
+    #[serde(default)]
+    pub when: BTreeMap<String, Vec<String>>,
+}
+
+/// `[catch_up]` (SPEC §5.2, §5.3)
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCatchUp {
+    /// `strict` or `weighted`.
+    pub policy: Option<String>,
+    /// Class name → share, for `weighted`.
+    #[serde(default)]
+    pub weights: BTreeMap<String, u32>,
+    /// Backlog messages per partition that start a catch-up.
+    pub threshold: Option<i64>,
 }
 
 /// `[kafka]`
@@ -232,6 +265,10 @@ pub struct Config {
     pub max_in_flight_bytes: usize,
     /// Drain deadline for shutdown and rebalance.
     pub drain_deadline: Duration,
+    /// Priority classes.
+    pub classes: crate::classes::Classes,
+    /// Catch-up policy and threshold.
+    pub catch_up: crate::classes::CatchUp,
 }
 
 /// The searches sources (SPEC §5.6).
@@ -402,6 +439,20 @@ impl RawConfig {
         let admin_addr: SocketAddr = addr
             .parse()
             .map_err(|_| ConfigError::Invalid(format!("admin.addr: `{addr}` is not HOST:PORT")))?;
+        let classes = crate::classes::Classes::new(
+            self.classes
+                .into_iter()
+                .map(|c| (c.name, c.topics, c.when.into_iter().collect()))
+                .collect(),
+        )
+        .map_err(ConfigError::Invalid)?;
+        let catch_up = crate::classes::CatchUp::new(
+            self.catch_up.policy.as_deref(),
+            &self.catch_up.weights,
+            self.catch_up.threshold,
+            &classes,
+        )
+        .map_err(ConfigError::Invalid)?;
         let l = self.limits;
         let positive = |v: Option<usize>, default: usize, what: &str| match v {
             Some(0) => Err(ConfigError::Invalid(format!(
@@ -429,6 +480,8 @@ impl RawConfig {
             batch_max_wait: Duration::from_millis(l.batch_max_wait_ms.unwrap_or(250).max(1)),
             max_in_flight_bytes: positive(l.max_in_flight_bytes, 64 << 20, "max_in_flight_bytes")?,
             drain_deadline: Duration::from_millis(l.drain_deadline_ms.unwrap_or(10_000)),
+            classes,
+            catch_up,
         })
     }
 }
@@ -447,6 +500,52 @@ mod tests {
         let c = raw.validate(Overrides::default()).unwrap();
         assert_eq!(c.input_topics, vec!["social.twitter", "social.owned"]);
         assert_eq!(c.output, Target::Kafka("matches".into()));
+    }
+
+    #[test]
+    fn classes_in_the_spec_form() {
+        let raw = RawConfig::from_toml(
+            r#"
+[[classes]]
+name = "critical"
+topics = ["social.owned"]
+when = { type = ["dm", "mention"] }
+[[classes]]
+name = "high"
+when = { source = ["twitter", "facebook", "instagram"] }
+[[classes]]
+name = "low"
+
+[catch_up]
+policy = "weighted"
+weights = { critical = 60, high = 30, low = 10 }
+threshold = 500
+"#,
+        )
+        .unwrap();
+        let o = Overrides {
+            brokers: Some("b:1".into()),
+            group: Some("g".into()),
+            input: Some("a".into()),
+            output: Some("stdout".into()),
+            dead_letter: Some("file:/tmp/d".into()),
+            state_dir: Some("/tmp/s".into()),
+            searches: Some("s.json".into()),
+            ..Overrides::default()
+        };
+        let c = raw.validate(o.clone()).unwrap();
+        assert_eq!(c.classes.names(), ["critical", "high", "low"]);
+        assert_eq!(
+            c.catch_up.policy,
+            crate::classes::Policy::Weighted(vec![60, 30, 10])
+        );
+        assert_eq!(c.catch_up.threshold, 500);
+        let e = RawConfig::from_toml("[[classes]]\nname = \"a\"\nwhen = { mood = [\"x\"] }\n")
+            .unwrap()
+            .validate(o)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mood"), "{e}");
     }
 
     #[test]

@@ -47,6 +47,7 @@
 //! * [`workload`] — the deterministic benchmark workload.
 
 pub mod checkpoint;
+pub mod classes;
 pub mod commands;
 pub mod config;
 pub mod demo;

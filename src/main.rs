@@ -55,6 +55,59 @@ struct ServiceArgs {
     admin_token: Option<String>,
 }
 
+/// [`ServiceArgs`] for `replay`, where `--searches` names search ids: the
+/// searches file is `--searches-file`.
+#[derive(clap::Args, Debug, Clone)]
+struct ReplayArgs {
+    /// The configuration file (TOML); optional when the flags suffice.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Bootstrap brokers, HOST:PORT[,…].
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Consumer group id.
+    #[arg(long)]
+    group: Option<String>,
+    /// Input topics, TOPIC[,…].
+    #[arg(long)]
+    input: Option<String>,
+    /// kafka:TOPIC, file:PATH or stdout.
+    #[arg(long)]
+    output: Option<String>,
+    /// kafka:TOPIC or file:PATH.
+    #[arg(long)]
+    dead_letter: Option<String>,
+    /// RocksDB state directory.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Searches file.
+    #[arg(long)]
+    searches_file: Option<PathBuf>,
+    /// Admin API address of the service, HOST:PORT.
+    #[arg(long)]
+    admin_addr: Option<String>,
+    /// Admin bearer token.
+    #[arg(long, env = "TOPIC_MATCHER_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+}
+
+impl From<ReplayArgs> for ServiceArgs {
+    fn from(a: ReplayArgs) -> ServiceArgs {
+        ServiceArgs {
+            config: a.config,
+            brokers: a.brokers,
+            group: a.group,
+            input: a.input,
+            output: a.output,
+            dead_letter: a.dead_letter,
+            state_dir: a.state_dir,
+            searches: a.searches_file,
+            admin_addr: a.admin_addr,
+            admin_token: a.admin_token,
+        }
+    }
+}
+
 impl ServiceArgs {
     fn load(self) -> Result<topic_matcher::config::Config, topic_matcher::config::ConfigError> {
         use topic_matcher::config::{Overrides, RawConfig};
@@ -117,6 +170,32 @@ enum Command {
         /// Documents produced per second.
         #[arg(long, default_value_t = 2000)]
         rate: u64,
+    },
+    /// Replay a time window of the input (SPEC §5.4), in the running service or standalone.
+    Replay {
+        /// Window start: RFC 3339 (UTC without a zone) or Unix milliseconds.
+        #[arg(long)]
+        from: Option<String>,
+        /// Window end (exclusive), same forms.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only these search ids, ID[,…] (backfill of new searches).
+        #[arg(long = "searches", value_delimiter = ',')]
+        searches_only: Option<Vec<String>>,
+        /// Only these priority classes, NAME[,…].
+        #[arg(long, value_delimiter = ',')]
+        classes: Option<Vec<String>>,
+        /// Resume stored replay jobs (no service running) instead of starting one.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        resume: bool,
+        /// Cancel a running replay job of the service.
+        #[arg(long, value_name = "ID", conflicts_with_all = ["from", "to", "resume"])]
+        cancel: Option<u64>,
+        /// Return once the service has registered the job.
+        #[arg(long)]
+        detach: bool,
+        #[command(flatten)]
+        args: ReplayArgs,
     },
     /// Checkpoints, lag and progress of a service (its admin API, or its state directory).
     Status {
@@ -213,6 +292,19 @@ enum Command {
         /// first match, full reload, batch latency during reloads.
         #[arg(long, conflicts_with_all = ["brokers", "searches_file", "input"])]
         reload: bool,
+        /// With --brokers: the simulated incident instead — steady state,
+        /// then the same documents drained as a backlog by class.
+        #[arg(long, requires = "brokers")]
+        catch_up: bool,
+        /// With --catch-up: one topic per class instead of one shared topic.
+        #[arg(long, requires = "catch_up")]
+        by_topic: bool,
+        /// With --catch-up: strict or weighted.
+        #[arg(long, default_value = "strict", requires = "catch_up")]
+        policy: String,
+        /// With --catch-up: live documents per second during the drain.
+        #[arg(long, default_value_t = 1000, requires = "catch_up")]
+        live_rate: u64,
         /// With --reload: how many one-search changes to time.
         #[arg(long, default_value_t = 5, requires = "reload")]
         repeats: usize,
@@ -273,6 +365,10 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     eprintln!("{e}");
                     return Ok(Outcome::InvalidInput);
                 }
+                Err(topic_matcher::service::StartError::Replay(e)) => {
+                    eprintln!("error: {e}");
+                    return Ok(Outcome::InvalidInput);
+                }
                 Err(topic_matcher::service::StartError::Other(e)) => return Err(e),
             };
             running.wait_for_signals()?;
@@ -285,6 +381,34 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             };
             topic_matcher::demo::run(&opts, &mut std::io::stdout().lock())?;
             Ok(Outcome::Success)
+        }
+        Command::Replay {
+            from,
+            to,
+            searches_only,
+            classes,
+            resume,
+            cancel,
+            detach,
+            args,
+        } => {
+            let config = match ServiceArgs::from(args).load() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(Outcome::InvalidInput);
+                }
+            };
+            let o = commands::replay::ReplayOptions {
+                from,
+                to,
+                searches: searches_only,
+                classes,
+                resume,
+                cancel,
+                detach,
+            };
+            commands::replay::run(&config, &o, &mut std::io::stdout().lock())
         }
         Command::Status { args } => {
             let config = match args.load() {
@@ -396,6 +520,30 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 searches,
                 seed,
                 repeats,
+            },
+            &mut std::io::stdout().lock(),
+        ),
+        Command::Bench {
+            searches,
+            docs,
+            seed,
+            brokers: Some(brokers),
+            output,
+            catch_up: true,
+            by_topic,
+            policy,
+            live_rate,
+            ..
+        } => commands::bench_catchup::run(
+            &commands::bench_catchup::CatchUpBenchOptions {
+                brokers,
+                searches,
+                docs,
+                seed,
+                output,
+                by_topic,
+                policy,
+                live_rate,
             },
             &mut std::io::stdout().lock(),
         ),

@@ -43,7 +43,7 @@ pub struct KafkaBenchOptions {
     pub output: Option<String>,
 }
 
-fn create_topics(brokers: &str, names: &[&str], partitions: i32) -> anyhow::Result<()> {
+pub(crate) fn create_topics(brokers: &str, names: &[&str], partitions: i32) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()?;

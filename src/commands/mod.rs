@@ -3,10 +3,12 @@
 //! `main` only maps outcomes to exit codes and tests can drive them.
 
 pub mod bench;
+pub mod bench_catchup;
 pub mod bench_kafka;
 pub mod bench_reload;
 pub mod check;
 pub mod matching;
+pub mod replay;
 pub mod searches;
 pub mod status;
 

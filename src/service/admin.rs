@@ -18,7 +18,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
+use super::catchup::{plan_replay, Inbox, Request};
 use super::metrics::Metrics;
+use crate::config::Config;
 use super::reload::{Change, ReloadError, Searches};
 
 /// What the handlers read.
@@ -36,6 +38,10 @@ pub struct AdminState {
     pub input_topics: Vec<String>,
     /// Output target as configured.
     pub output: String,
+    /// Requests to the pipeline (replays, cancels).
+    pub inbox: Arc<Inbox>,
+    /// The configuration (brokers and topics for replays).
+    pub config: Arc<Config>,
 }
 
 /// The router.
@@ -49,6 +55,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/searches/history", get(searches_history))
         .route("/searches/reload", post(searches_reload))
         .route("/searches/rollback", post(searches_rollback))
+        .route("/replays", get(replays_get).post(replays_post))
+        .route("/replays/{id}", axum::routing::delete(replays_delete))
         .with_state(state)
 }
 
@@ -89,6 +97,8 @@ pub fn status_json(s: &AdminState) -> serde_json::Value {
         "consumer_lag": m.lag_total.load(Relaxed),
         "checkpoint_age_seconds": m.checkpoint_age_secs(),
         "partitions": *m.partitions.lock().expect("status lock"),
+        "classes": m.drain.lock().expect("drain lock").0,
+        "jobs": m.drain.lock().expect("drain lock").1,
     })
 }
 
@@ -213,6 +223,111 @@ async fn searches_rollback(
         return r;
     }
     change_reply(s.searches.rollback(q.to).await)
+}
+
+async fn replays_get(State(s): State<AdminState>) -> Response {
+    let jobs = s.metrics.drain.lock().expect("drain lock").1.clone();
+    Json(serde_json::json!({"jobs": jobs})).into_response()
+}
+
+/// `POST /replays` body.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayBody {
+    from: String,
+    to: String,
+    searches: Option<Vec<String>>,
+    classes: Option<Vec<String>>,
+}
+
+async fn replays_post(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(r) = unauthorized(&s, &headers) {
+        return r;
+    }
+    let body: ReplayBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return json_error(
+                400,
+                serde_json::json!({"error": "bad_request", "message": format!("expected {{\"from\", \"to\", \"searches\"?, \"classes\"?}}: {e}")}),
+            )
+        }
+    };
+    let state = s.clone();
+    let planned = tokio::task::spawn_blocking(move || {
+        let active = state.searches.current();
+        let spec = plan_replay(
+            &state.config,
+            |id| active.matcher.search_index(id).is_some() || active.file.topics.iter().any(|t| t.searches.iter().any(|x| x.id == id)),
+            &body.from,
+            &body.to,
+            body.searches,
+            body.classes,
+        )?;
+        let notes = spec.notes.clone();
+        let messages: i64 = spec.ranges.iter().map(|r| r.2 - r.1).sum();
+        let (tx, rx) = std::sync::mpsc::channel();
+        state
+            .inbox
+            .requests
+            .lock()
+            .expect("inbox lock")
+            .push(Request::Replay { spec, reply: tx });
+        let id = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .map_err(|_| "the pipeline did not take the replay".to_string())??;
+        Ok::<_, String>((id, messages, notes))
+    })
+    .await;
+    match planned {
+        Ok(Ok((id, messages, notes))) => json_error(
+            202,
+            serde_json::json!({"id": id, "messages": messages, "notes": notes}),
+        ),
+        Ok(Err(message)) => json_error(
+            422,
+            serde_json::json!({"error": "invalid_replay", "message": message}),
+        ),
+        Err(e) => json_error(
+            500,
+            serde_json::json!({"error": "internal", "message": e.to_string()}),
+        ),
+    }
+}
+
+async fn replays_delete(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<u64>,
+) -> Response {
+    if let Some(r) = unauthorized(&s, &headers) {
+        return r;
+    }
+    let inbox = s.inbox.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let (tx, rx) = std::sync::mpsc::channel();
+        inbox
+            .requests
+            .lock()
+            .expect("inbox lock")
+            .push(Request::Cancel { id, reply: tx });
+        rx.recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false);
+    if done {
+        json_error(200, serde_json::json!({"id": id, "state": "cancelled"}))
+    } else {
+        json_error(
+            404,
+            serde_json::json!({"error": "not_found", "message": format!("no running job {id}")}),
+        )
+    }
 }
 
 /// Binds `addr` and serves until `shutdown` resolves; returns the bound

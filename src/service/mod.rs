@@ -16,6 +16,7 @@
 //!   was checkpointed that was not acknowledged).
 
 pub mod admin;
+pub mod catchup;
 pub mod metrics;
 pub mod pipeline;
 pub mod reload;
@@ -42,6 +43,8 @@ pub struct Running {
     pub metrics: Arc<metrics::Metrics>,
     /// The searches and their versions.
     pub searches: Arc<reload::Searches>,
+    /// Requests to the pipeline (replays, cancels).
+    pub inbox: Arc<catchup::Inbox>,
     pipeline: std::thread::JoinHandle<Result<(), pipeline::PipelineError>>,
     runtime: tokio::runtime::Runtime,
 }
@@ -63,6 +66,45 @@ fn describe(t: &Target) -> String {
 /// [`StartError::Searches`] (exit code 1) when no valid searches version
 /// exists; any part that cannot start.
 pub fn start(config: Config) -> Result<Running, StartError> {
+    start_with(config, true, None)
+}
+
+/// `replay` without a running service: no group, no live data; the stored
+/// running replay jobs and `spec` (registered first) are drained, then the
+/// pipeline stops (see [`Running::is_finished`]). The admin API listens on a
+/// free port.
+///
+/// # Errors
+///
+/// As [`start`].
+pub fn start_replay(
+    mut config: Config,
+    plan: Option<ReplayPlanner>,
+) -> Result<(Running, Option<u64>), StartError> {
+    config.admin_addr = "127.0.0.1:0".parse().expect("a socket address");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let planned = plan.is_some();
+    let running = start_with(config, false, plan.map(|p| (p, tx)))?;
+    let id = if planned {
+        let id = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .map_err(|_| anyhow::anyhow!("the replay job was not registered"))?
+            .map_err(|e| anyhow::anyhow!("cannot store the replay job: {e}"))?;
+        Some(id)
+    } else {
+        None
+    };
+    Ok((running, id))
+}
+
+/// Plans a replay once the searches are loaded (their ids are checked).
+pub type ReplayPlanner = Box<dyn FnOnce(&reload::Active) -> Result<catchup::ReplaySpec, String>>;
+
+fn start_with(
+    config: Config,
+    live: bool,
+    replay: Option<(ReplayPlanner, std::sync::mpsc::Sender<Result<u64, String>>)>,
+) -> Result<Running, StartError> {
     let metrics = Arc::new(metrics::Metrics::default());
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create {}", config.state_dir.display()))?;
@@ -84,6 +126,18 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     );
     drop(active);
     let shutdown: ShutdownFlag = Arc::new(AtomicU8::new(0));
+    let inbox = Arc::new(catchup::Inbox::default());
+    if let Some((plan, reply)) = replay {
+        let spec = plan(&searches.current()).map_err(StartError::Replay)?;
+        for n in &spec.notes {
+            tracing::info!(note = %n, "replay window");
+        }
+        inbox
+            .requests
+            .lock()
+            .expect("inbox lock")
+            .push(catchup::Request::Replay { spec, reply });
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -97,6 +151,8 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         group: config.group_id.clone(),
         input_topics: config.input_topics.clone(),
         output: describe(&config.output),
+        inbox: inbox.clone(),
+        config: Arc::new(config.clone()),
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let flag = shutdown.clone();
@@ -115,8 +171,17 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         .block_on(rx)
         .with_context(|| format!("cannot bind the admin API on {addr}"))?;
     tracing::info!(%admin_addr, "admin API listening");
-    spawn_lag_monitor(&config, metrics.clone(), shutdown.clone())?;
-    let p = pipeline::Pipeline::new(config, searches.clone(), store, metrics.clone())
+    if live {
+        spawn_lag_monitor(&config, metrics.clone(), shutdown.clone())?;
+    }
+    let p = pipeline::Pipeline::with_mode(
+        config,
+        searches.clone(),
+        store,
+        metrics.clone(),
+        inbox.clone(),
+        live,
+    )
         .context("cannot start the pipeline")?;
     let flag = shutdown.clone();
     let pipeline = std::thread::Builder::new()
@@ -128,6 +193,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         shutdown,
         metrics,
         searches,
+        inbox,
         pipeline,
         runtime,
     })
@@ -139,6 +205,9 @@ pub enum StartError {
     /// No valid searches version (invalid input, exit code 1).
     #[error("{0}")]
     Searches(reload::ReloadError),
+    /// An invalid replay request (exit code 1).
+    #[error("{0}")]
+    Replay(String),
     /// Anything else (exit code 2).
     #[error(transparent)]
     Other(#[from] anyhow::Error),
@@ -212,6 +281,13 @@ impl Running {
     ///
     /// The pipeline's error.
     pub fn wait_for_signals(self) -> anyhow::Result<()> {
+        self.handle_signals();
+        self.join()
+    }
+
+    /// SIGINT/SIGTERM: the first asks for a graceful stop, the second exits
+    /// at once.
+    pub fn handle_signals(&self) {
         let flag = self.shutdown.clone();
         self.runtime.spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
@@ -234,6 +310,19 @@ impl Running {
                 }
             }
         });
+    }
+
+    /// Whether the pipeline has stopped (a standalone replay is done).
+    pub fn is_finished(&self) -> bool {
+        self.pipeline.is_finished()
+    }
+
+    /// Waits for the pipeline to stop by itself (standalone replay).
+    ///
+    /// # Errors
+    ///
+    /// The pipeline's error.
+    pub fn wait(self) -> anyhow::Result<()> {
         self.join()
     }
 

@@ -63,7 +63,8 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Message};
 
 use super::metrics::{now_ms, Metrics, PartitionStatus};
-use super::reload::{Active, Searches};
+use super::catchup::{Advance, Inbox, JobKind, Jobs, LanePlan, Request, SLICE};
+use super::reload::{Active, ActiveScratch, Masks, Searches};
 use super::sink::{self, base64, Sink, SinkError};
 use crate::checkpoint::{Checkpoints, TopicPartition};
 use crate::config::{Config, StartPosition, Target};
@@ -134,6 +135,10 @@ struct Sealed {
     output: u64,
     dead: u64,
     offsets: Vec<(TopicPartition, i64)>,
+    /// The drain jobs this batch advanced, as they stood when it closed.
+    jobs: Vec<(u64, Option<Vec<u8>>)>,
+    /// Low-water marks of the catch-up ranges at that moment.
+    lows: BTreeMap<TopicPartition, i64>,
     at: Instant,
 }
 
@@ -160,6 +165,15 @@ struct Shared {
     start: StartPosition,
     drain_deadline: Duration,
     metrics: Arc<Metrics>,
+    /// Catch-up and replay jobs.
+    jobs: Jobs,
+    /// Offsets last committed to the group.
+    group_committed: BTreeMap<TopicPartition, i64>,
+    /// Live documents processed (for drain reports).
+    live_docs: u64,
+    /// Whether this process also consumes live data (false: `replay`
+    /// standalone).
+    live: bool,
 }
 
 impl Shared {
@@ -177,6 +191,8 @@ impl Shared {
             output,
             dead,
             offsets,
+            jobs: self.jobs.snapshot(),
+            lows: self.jobs.low_waters(),
             at: Instant::now(),
         });
         Ok(())
@@ -186,16 +202,20 @@ impl Shared {
     /// (without waiting); returns whether the oldest one still waiting has
     /// waited longer than [`STALL`] or too many are waiting.
     fn advance(&mut self, consumer: &BaseConsumer<Ctx>) -> Result<bool, SinkError> {
-        let mut done = None;
+        let mut done: Option<Sealed> = None;
+        let mut jobs = BTreeMap::new();
         while let Some(front) = self.sealed.front() {
             if self.output.is_acked(front.output)? && self.dead.sink.is_acked(front.dead)? {
-                done = self.sealed.pop_front().map(|s| s.offsets);
+                let s = self.sealed.pop_front().expect("front exists");
+                jobs.extend(s.jobs.iter().cloned());
+                done = Some(s);
             } else {
                 break;
             }
         }
-        if let Some(offsets) = done {
-            self.write_checkpoint(consumer, offsets, CommitMode::Async);
+        if let Some(s) = done {
+            let jobs: Vec<_> = jobs.into_iter().collect();
+            self.write_checkpoint(consumer, s.offsets, &jobs, &s.lows, CommitMode::Async);
         }
         Ok(self.sealed.len() > MAX_SEALED
             || self.sealed.front().is_some_and(|f| f.at.elapsed() > STALL))
@@ -211,21 +231,32 @@ impl Shared {
     ) -> Result<(), SinkError> {
         self.output.flush(timeout)?;
         self.dead.sink.flush(timeout)?;
-        self.sealed.clear();
+        let mut jobs: BTreeMap<u64, Option<Vec<u8>>> = BTreeMap::new();
+        for s in self.sealed.drain(..) {
+            jobs.extend(s.jobs);
+        }
+        jobs.extend(self.jobs.snapshot());
         let offsets = self
             .processed
             .iter()
             .map(|(tp, &n)| (tp.clone(), n))
             .collect();
-        self.write_checkpoint(consumer, offsets, mode);
+        let jobs: Vec<_> = jobs.into_iter().collect();
+        let lows = self.jobs.low_waters();
+        self.write_checkpoint(consumer, offsets, &jobs, &lows, mode);
         Ok(())
     }
 
-    /// Writes the offsets that advance an owned partition's checkpoint.
+    /// Writes the offsets that advance an owned partition's checkpoint and
+    /// the drain jobs' cursors in one WriteBatch, then commits to the group
+    /// the low-water mark of each partition: min(live checkpoint, cursors
+    /// of its unfinished catch-up classes).
     fn write_checkpoint(
         &mut self,
         consumer: &BaseConsumer<Ctx>,
         offsets: Vec<(TopicPartition, i64)>,
+        jobs: &[(u64, Option<Vec<u8>>)],
+        lows: &BTreeMap<TopicPartition, i64>,
         mode: CommitMode,
     ) {
         let advance: Vec<(TopicPartition, i64)> = offsets
@@ -234,25 +265,33 @@ impl Shared {
                 self.owned.contains(tp) && self.checkpointed.get(tp).is_none_or(|c| next > c)
             })
             .collect();
-        if advance.is_empty() {
+        if advance.is_empty() && jobs.is_empty() {
             return;
         }
-        if let Err(e) = self.store.commit(&advance, &[]) {
+        if let Err(e) = self.store.commit_with_jobs(&advance, &[], jobs) {
             // Not checkpointed: the records are delivered, so a crash now
             // only re-emits them (same match ids).
             tracing::error!(error = %e, "checkpoint write failed; will retry with the next batch");
             return;
         }
-        let mut tpl = TopicPartitionList::new();
         for (tp, next) in advance {
-            let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(next));
             self.checkpointed.insert(tp, next);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (tp, &next) in &self.checkpointed {
+            let low = lows.get(tp).map_or(next, |&l| l.min(next));
+            if self.group_committed.get(tp) != Some(&low) {
+                let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(low));
+                self.group_committed.insert(tp.clone(), low);
+            }
         }
         self.metrics.checkpoints.fetch_add(1, Relaxed);
         self.metrics.last_checkpoint_ms.store(now_ms(), Relaxed);
         self.publish_status();
-        if let Err(e) = consumer.commit(&tpl, mode) {
-            tracing::warn!(error = %e, "committing offsets to the group failed; the RocksDB checkpoint stands");
+        if tpl.count() > 0 {
+            if let Err(e) = consumer.commit(&tpl, mode) {
+                tracing::warn!(error = %e, "committing offsets to the group failed; the RocksDB checkpoint stands");
+            }
         }
     }
 
@@ -260,7 +299,7 @@ impl Shared {
         &mut self,
         msg: &BorrowedMessage<'_>,
         active: &Active,
-        scratch: &mut super::reload::ActiveScratch,
+        scratch: &mut ActiveScratch,
         buf: &mut Vec<u8>,
         matched_at: &str,
         max_bytes: usize,
@@ -270,53 +309,175 @@ impl Shared {
             return Ok(()); // fetched before a revocation; the next owner reads it
         }
         self.metrics.documents_in.fetch_add(1, Relaxed);
+        self.live_docs += 1;
         let payload = msg.payload().unwrap_or_default();
         match Document::parse(payload, max_bytes) {
             Ok(doc) => {
-                let coords = InputCoords {
-                    topic: msg.topic(),
-                    partition: msg.partition(),
-                    offset: msg.offset(),
-                };
-                let ctx = RecordContext {
-                    matched_at,
-                    input: Some(coords),
-                    searches_version: Some(active.meta.version),
-                    class: None,
-                };
-                let mut matched = false;
-                let mut failed = None;
-                let (output, metrics) = (&mut self.output, &self.metrics);
-                active.for_each_match(&doc, scratch, |matcher, m| {
-                    matched = true;
-                    if failed.is_some() {
-                        return;
-                    }
-                    buf.clear();
-                    let id = write_record(buf, matcher, &doc, m, &ctx);
-                    match output.send(id.as_bytes(), buf.strip_suffix(b"\n").unwrap_or(buf), &[]) {
-                        Ok(()) => {
-                            metrics.records_out.fetch_add(1, Relaxed);
-                        }
-                        Err(e) => failed = Some(e),
-                    }
-                });
-                if matched {
-                    self.metrics.documents_matched.fetch_add(1, Relaxed);
-                }
-                if let Some(e) = failed {
-                    return Err(e);
-                }
+                let class = self.jobs.classes().classify(msg.topic(), &doc);
+                self.emit(msg, &doc, class, None, active, scratch, buf, matched_at)?;
             }
-            Err(reason) => {
-                let reason = reason.to_string();
-                tracing::warn!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), %reason, "bad message sent to the dead letters");
-                self.metrics.documents_bad.fetch_add(1, Relaxed);
-                self.dead.send(msg, &reason)?;
-            }
+            Err(reason) => self.bad(msg, &reason.to_string())?,
         }
         self.processed.insert(tp, msg.offset() + 1);
         Ok(())
+    }
+
+    /// A message read by the lane of `class` of drain job `job`: emitted if
+    /// its document is of that class (and, for a replay, inside the window,
+    /// restricted to `masks`); bad messages go to the dead letters once, by
+    /// the last class's lane of a catch-up. Returns false when the message
+    /// was not the lane's to handle (before the cursor, past the range).
+    #[allow(clippy::too_many_arguments)]
+    fn process_backlog(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        job: u64,
+        class: usize,
+        masks: Option<&Masks>,
+        active: &Active,
+        scratch: &mut ActiveScratch,
+        buf: &mut Vec<u8>,
+        matched_at: &str,
+        max_bytes: usize,
+    ) -> Result<bool, SinkError> {
+        let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
+        let Advance::Take(range) = self.jobs.look(job, class, topic, partition, offset) else {
+            return Ok(false);
+        };
+        let Some(j) = self.jobs.running(job) else {
+            return Ok(false);
+        };
+        let catch_up = j.kind == JobKind::CatchUp;
+        if catch_up && !self.owned.contains(&TopicPartition::new(topic, partition)) {
+            return Ok(false); // revoked meanwhile; the range is dropped
+        }
+        let ts = msg.timestamp().to_millis();
+        let in_window = match (j.from_ms, j.to_ms) {
+            (Some(from), Some(to)) => ts.is_some_and(|t| t >= from && t < to),
+            _ => true,
+        };
+        let last_class = class + 1 == self.jobs.classes().len();
+        let mut emitted = false;
+        match Document::parse(msg.payload().unwrap_or_default(), max_bytes) {
+            Ok(doc) => {
+                if in_window && self.jobs.classes().classify(topic, &doc) == class {
+                    self.metrics.documents_in.fetch_add(1, Relaxed);
+                    self.emit(msg, &doc, class, masks, active, scratch, buf, matched_at)?;
+                    emitted = true;
+                }
+            }
+            Err(reason) if catch_up && last_class => self.bad(msg, &reason.to_string())?,
+            Err(_) => {}
+        }
+        self.jobs.advance(job, range, class, offset, ts, emitted);
+        Ok(true)
+    }
+
+    /// Matches a document and hands its records to the output.
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        doc: &Document<'_>,
+        class: usize,
+        masks: Option<&Masks>,
+        active: &Active,
+        scratch: &mut ActiveScratch,
+        buf: &mut Vec<u8>,
+        matched_at: &str,
+    ) -> Result<(), SinkError> {
+        let classes = self.jobs.classes();
+        let ctx = RecordContext {
+            matched_at,
+            input: Some(InputCoords {
+                topic: msg.topic(),
+                partition: msg.partition(),
+                offset: msg.offset(),
+            }),
+            searches_version: Some(active.meta.version),
+            class: classes.named().then(|| classes.name(class)),
+        };
+        let mut matched = false;
+        let mut failed = None;
+        let (output, metrics) = (&mut self.output, &self.metrics);
+        active.for_each_match_masked(doc, scratch, masks, |matcher, m| {
+            matched = true;
+            if failed.is_some() {
+                return;
+            }
+            buf.clear();
+            let id = write_record(buf, matcher, doc, m, &ctx);
+            match output.send(id.as_bytes(), buf.strip_suffix(b"\n").unwrap_or(buf), &[]) {
+                Ok(()) => {
+                    metrics.records_out.fetch_add(1, Relaxed);
+                }
+                Err(e) => failed = Some(e),
+            }
+        });
+        if matched {
+            self.metrics.documents_matched.fetch_add(1, Relaxed);
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// A bad message: counted, logged once, sent to the dead letters.
+    fn bad(&mut self, msg: &BorrowedMessage<'_>, reason: &str) -> Result<(), SinkError> {
+        tracing::warn!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), %reason, "bad message sent to the dead letters");
+        self.metrics.documents_bad.fetch_add(1, Relaxed);
+        self.dead.send(msg, reason)
+    }
+
+    /// Catch-up (SPEC §5.3): every partition of `tpl` whose backlog from
+    /// its start offset to the high watermark exceeds the threshold becomes
+    /// a range of a new drain job, and its live lane starts at the head.
+    /// The job and the new live offsets are stored in one WriteBatch before
+    /// the assignment takes them.
+    fn split_backlogs(&mut self, consumer: &BaseConsumer<Ctx>, tpl: &mut TopicPartitionList) {
+        let mut ranges = Vec::new();
+        for e in tpl.elements() {
+            let tp = TopicPartition::new(e.topic(), e.partition());
+            if self.jobs.catching_up(&tp) {
+                continue; // resumes its drain; live goes on from its checkpoint
+            }
+            let Ok((low, high)) =
+                consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(5))
+            else {
+                continue;
+            };
+            let start = match e.offset() {
+                Offset::Offset(o) if o < low => {
+                    tracing::error!(partition = %tp, lost_from = o, lost_to = low, lost = low - o,
+                        "messages were deleted by retention before they were processed; the catch-up starts at the log start");
+                    self.metrics.retention_lost.fetch_add((low - o) as u64, Relaxed);
+                    low
+                }
+                Offset::Offset(o) => o,
+                Offset::Beginning => low,
+                _ => continue,
+            };
+            if high - start > self.jobs.threshold() {
+                ranges.push((tp, start, high));
+            }
+        }
+        if ranges.is_empty() {
+            return;
+        }
+        let heads: Vec<(TopicPartition, i64)> =
+            ranges.iter().map(|(tp, _, high)| (tp.clone(), *high)).collect();
+        let (id, job) =
+            self.jobs
+                .create(JobKind::CatchUp, ranges, None, None, None, self.live_docs);
+        if let Err(e) = self.store.commit_with_jobs(&heads, &[], &[(id, Some(job))]) {
+            tracing::error!(error = %e, "cannot store the catch-up job; consuming the backlog in order instead");
+            self.jobs.cancel(id);
+            return;
+        }
+        for (tp, head) in heads {
+            let _ = tpl.set_partition_offset(&tp.topic, tp.partition, Offset::Offset(head));
+            tracing::info!(partition = %tp, live_from = head, "backlog above the threshold: live data from the head, the backlog drained by class");
+            self.processed.insert(tp.clone(), head);
+            self.checkpointed.insert(tp, head);
+        }
     }
 
     fn publish_status(&self) {
@@ -411,6 +572,9 @@ impl ConsumerContext for Ctx {
                         let _ = tpl.set_partition_offset(e.topic(), e.partition(), offset);
                     }
                 }
+                if s.live {
+                    s.split_backlogs(consumer, tpl);
+                }
                 let result = if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
@@ -425,6 +589,15 @@ impl ConsumerContext for Ctx {
                         s.processed.entry(tp.clone()).or_insert(o);
                     }
                     s.owned.insert(tp);
+                }
+                if !cooperative {
+                    // The whole assignment is known: catch-up ranges of
+                    // partitions that went elsewhere are their owner's now.
+                    let owned = s.owned.clone();
+                    let dropped = s.jobs.drop_partitions(|tp| owned.contains(tp));
+                    if let Err(e) = s.store.commit_with_jobs(&[], &[], &dropped) {
+                        tracing::error!(error = %e, "cannot store the drain jobs");
+                    }
                 }
                 if s.output_down {
                     // A paused partition stays paused across a rebalance only
@@ -451,13 +624,15 @@ impl ConsumerContext for Ctx {
                     .collect();
                 // The next owner starts from the group's offset; so do we if
                 // the partition comes back.
-                if let Err(e) = s.store.commit(&[], &revoked) {
+                let dropped = s.jobs.drop_partitions(|tp| !revoked.contains(tp));
+                if let Err(e) = s.store.commit_with_jobs(&[], &revoked, &dropped) {
                     tracing::error!(error = %e, "cannot forget revoked checkpoints");
                 }
                 for tp in &revoked {
                     s.owned.remove(tp);
                     s.processed.remove(tp);
                     s.checkpointed.remove(tp);
+                    s.group_committed.remove(tp);
                 }
                 let result = if cooperative {
                     consumer.incremental_unassign(tpl)
@@ -481,6 +656,7 @@ impl ConsumerContext for Ctx {
                 s.owned.clear();
                 s.processed.clear();
                 s.checkpointed.clear();
+                s.group_committed.clear();
                 s.publish_status();
             }
         }
@@ -494,6 +670,7 @@ pub struct Pipeline {
     searches: Arc<Searches>,
     metrics: Arc<Metrics>,
     config: Config,
+    inbox: Arc<Inbox>,
 }
 
 impl Pipeline {
@@ -507,7 +684,32 @@ impl Pipeline {
         searches: Arc<Searches>,
         store: Arc<Checkpoints>,
         metrics: Arc<Metrics>,
+        inbox: Arc<Inbox>,
     ) -> Result<Pipeline, PipelineError> {
+        Pipeline::with_mode(config, searches, store, metrics, inbox, true)
+    }
+
+    /// [`Pipeline::new`]; with `live` false it joins no group and only
+    /// drains replay jobs, then stops (`replay` without a running service).
+    ///
+    /// # Errors
+    ///
+    /// When any part cannot be opened.
+    pub fn with_mode(
+        config: Config,
+        searches: Arc<Searches>,
+        store: Arc<Checkpoints>,
+        metrics: Arc<Metrics>,
+        inbox: Arc<Inbox>,
+        live: bool,
+    ) -> Result<Pipeline, PipelineError> {
+        let jobs = Jobs::load(
+            store.jobs()?,
+            config.classes.clone(),
+            config.catch_up.clone(),
+            &config.state_dir,
+            0,
+        );
         let instance_id = match &config.instance_id {
             Some(id) => id.clone(),
             None => store.instance_id(&config.group_id)?,
@@ -533,6 +735,10 @@ impl Pipeline {
             start: config.start,
             drain_deadline: config.drain_deadline,
             metrics: metrics.clone(),
+            jobs,
+            group_committed: BTreeMap::new(),
+            live_docs: 0,
+            live,
         }));
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", &config.brokers)
@@ -559,14 +765,17 @@ impl Pipeline {
         let consumer: BaseConsumer<Ctx> = cfg.create_with_context(Ctx {
             shared: shared.clone(),
         })?;
-        let topics: Vec<&str> = config.input_topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topics)?;
+        if live {
+            let topics: Vec<&str> = config.input_topics.iter().map(String::as_str).collect();
+            consumer.subscribe(&topics)?;
+        }
         Ok(Pipeline {
             consumer,
             shared,
             searches,
             metrics,
             config,
+            inbox,
         })
     }
 
@@ -586,7 +795,12 @@ impl Pipeline {
         let mut in_batch = 0usize;
         let mut last_advance = Instant::now();
         let mut last_poll_error: Option<Instant> = None;
-        tracing::info!(topics = ?self.config.input_topics, group = %self.config.group_id, "consuming");
+        let mut lanes = Lanes::default();
+        let mut last_tick = Instant::now() - Duration::from_secs(2);
+        let live = lock(&self.shared).live;
+        if live {
+            tracing::info!(topics = ?self.config.input_topics, group = %self.config.group_id, "consuming");
+        }
         while shutdown.load(Relaxed) == 0 {
             // A new searches version takes over between batches.
             // (A merged delta comes back under the same number.)
@@ -600,7 +814,24 @@ impl Pipeline {
                 }
                 active = next;
                 scratch = active.scratch();
+                lanes.masks = None;
             }
+            if last_tick.elapsed() >= Duration::from_secs(1) {
+                last_tick = Instant::now();
+                self.serve_inbox();
+                let mut s = lock(&self.shared);
+                let live_docs = s.live_docs;
+                let progress = s.jobs.tick(live_docs);
+                *self.metrics.drain.lock().expect("drain lock") =
+                    (progress, s.jobs.status_json());
+            }
+            if lanes.generation != lock(&self.shared).jobs.generation {
+                lanes.rebuild(&mut lock(&self.shared), &self.config);
+            }
+            if !live && lanes.plan.is_none() && lock(&self.shared).sealed.is_empty() {
+                break; // replay only: every job drained
+            }
+            let draining = lanes.plan.is_some() && !lock(&self.shared).output_down;
             let wait = match batch_started {
                 Some(t) => self
                     .config
@@ -609,7 +840,19 @@ impl Pipeline {
                     .max(Duration::from_millis(1)),
                 None => Duration::from_millis(100),
             };
-            match self.consumer.poll(wait) {
+            // Live data first: while a drain runs, the live consumer is
+            // asked without waiting, and the lanes get a slice when it has
+            // nothing.
+            let live_wait = if draining { Duration::ZERO } else { wait };
+            let polled = if live {
+                self.consumer.poll(live_wait)
+            } else {
+                if !draining {
+                    std::thread::sleep(live_wait);
+                }
+                None
+            };
+            match polled {
                 Some(Ok(msg)) => {
                     if matched_at_refreshed.elapsed() >= Duration::from_millis(1) {
                         matched_at = now_rfc3339();
@@ -639,6 +882,22 @@ impl Pipeline {
                         last_poll_error = Some(Instant::now());
                     }
                 }
+                None if draining => {
+                    matched_at = now_rfc3339();
+                    matched_at_refreshed = Instant::now();
+                    let n = lanes.slice(
+                        &self.shared,
+                        &active,
+                        &mut scratch,
+                        &mut buf,
+                        &matched_at,
+                        self.config.max_message_bytes,
+                    )?;
+                    if n > 0 {
+                        batch_started.get_or_insert_with(Instant::now);
+                        in_batch += n;
+                    }
+                }
                 None => {}
             }
             let due = batch_started.is_some_and(|t| t.elapsed() >= self.config.batch_max_wait)
@@ -666,8 +925,45 @@ impl Pipeline {
                 self.finish_batch(&shutdown, None);
             }
         }
+        if in_batch > 0 || batch_started.is_some() {
+            lock(&self.shared).seal()?;
+        }
         self.shutdown(&shutdown);
         Ok(())
+    }
+
+    /// Replay and cancel requests from the admin API.
+    fn serve_inbox(&self) {
+        let requests: Vec<Request> = std::mem::take(&mut *self.inbox.requests.lock().expect("inbox lock"));
+        if requests.is_empty() {
+            return;
+        }
+        let mut s = lock(&self.shared);
+        for r in requests {
+            match r {
+                Request::Replay { spec, reply } => {
+                    let live_docs = s.live_docs;
+                    let (id, job) = s.jobs.create(
+                        JobKind::Replay,
+                        spec.ranges,
+                        Some((spec.from_ms, spec.to_ms)),
+                        spec.searches,
+                        spec.classes.as_deref(),
+                        live_docs,
+                    );
+                    let stored = s.store.commit_with_jobs(&[], &[], &[(id, Some(job))]);
+                    let _ = reply.send(stored.map(|()| id).map_err(|e| e.to_string()));
+                }
+                Request::Cancel { id, reply } => {
+                    let found = s.jobs.cancel(id);
+                    let ok = match &found {
+                        Some(job) => s.store.commit_with_jobs(&[], &[], std::slice::from_ref(job)).is_ok(),
+                        None => false,
+                    };
+                    let _ = reply.send(ok);
+                }
+            }
+        }
     }
 
     /// Flushes and checkpoints, pausing input and retrying with backoff
@@ -790,9 +1086,11 @@ impl Pipeline {
         let drained = self.finish_batch(shutdown, Some(give_up));
         if drained {
             let s = lock(&self.shared);
+            let lows = s.jobs.low_waters();
             let mut tpl = TopicPartitionList::new();
-            for (tp, next) in &s.checkpointed {
-                let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*next));
+            for (tp, &next) in &s.checkpointed {
+                let low = lows.get(tp).map_or(next, |&l| l.min(next));
+                let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(low));
             }
             drop(s);
             if tpl.count() > 0 {
@@ -809,4 +1107,198 @@ impl Pipeline {
         drop(self.consumer);
         tracing::info!("left the group");
     }
+}
+
+/// Longest wait for backlog data when no lane has any fetched: live data
+/// arriving meanwhile waits at most this long.
+const LANE_WAIT: Duration = Duration::from_millis(2);
+
+/// One lane: a consumer outside the group reading one partition's range
+/// for one class. One consumer per partition, because a broker may answer a
+/// fetch with one partition's data only (the test broker does), which
+/// would read a lane's partitions one after the other.
+struct Lane {
+    class: usize,
+    tp: TopicPartition,
+    consumer: BaseConsumer,
+}
+
+/// The drain lanes of the running job (see `catchup`).
+#[derive(Default)]
+struct Lanes {
+    generation: u64,
+    plan: Option<LanePlan>,
+    lanes: Vec<Lane>,
+    /// The searches mask of a replay restricted to some searches.
+    masks: Option<Masks>,
+    /// Round-robin start among a class's lanes.
+    turn: usize,
+}
+
+impl Lanes {
+    /// Re-reads the plan from the jobs: lanes that stay keep reading where
+    /// they are; new ones start at their class's cursor.
+    fn rebuild(&mut self, s: &mut Shared, config: &Config) {
+        self.generation = s.jobs.generation;
+        let owned = &s.owned;
+        let live = s.live;
+        let plan = s.jobs.lanes(|job, tp| match job.kind {
+            JobKind::Replay => true,
+            JobKind::CatchUp => live && owned.contains(tp),
+        });
+        if plan.as_ref().map(|p| p.job) != self.plan.as_ref().map(|p| p.job) {
+            self.masks = None;
+            self.lanes.clear();
+        }
+        let Some(plan) = plan else {
+            self.lanes.clear();
+            self.plan = None;
+            return;
+        };
+        let mut lanes = Vec::new();
+        for (class, parts) in &plan.classes {
+            for (tp, cursor) in parts {
+                if let Some(i) = self
+                    .lanes
+                    .iter()
+                    .position(|l| l.class == *class && l.tp == *tp)
+                {
+                    lanes.push(self.lanes.swap_remove(i));
+                    continue;
+                }
+                let consumer = match lane_consumer(config) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot create a drain consumer; retrying");
+                        self.generation = 0;
+                        continue;
+                    }
+                };
+                let mut tpl = TopicPartitionList::new();
+                let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*cursor));
+                if let Err(e) = consumer.assign(&tpl) {
+                    tracing::error!(error = %e, "drain consumer assignment failed; retrying");
+                    self.generation = 0;
+                    continue;
+                }
+                lanes.push(Lane {
+                    class: *class,
+                    tp: tp.clone(),
+                    consumer,
+                });
+            }
+        }
+        self.lanes = lanes;
+        self.plan = Some(plan);
+    }
+
+    /// Handles at most [`SLICE`] lane messages, from the class furthest
+    /// behind its share, spread over its partitions; returns how many were
+    /// handled.
+    fn slice(
+        &mut self,
+        shared: &Mutex<Shared>,
+        active: &Active,
+        scratch: &mut ActiveScratch,
+        buf: &mut Vec<u8>,
+        matched_at: &str,
+        max_bytes: usize,
+    ) -> Result<usize, SinkError> {
+        let Some(plan) = &self.plan else {
+            return Ok(0);
+        };
+        let job = plan.job;
+        let mut s = lock(shared);
+        if self.masks.is_none() {
+            if let Some(ids) = s.jobs.running(job).and_then(|j| j.searches.clone()) {
+                self.masks = Some(active.masks(&ids));
+            }
+        }
+        let mut classes: Vec<usize> = self.lanes.iter().map(|l| l.class).collect();
+        classes.dedup();
+        let order = s.jobs.pick(job, &classes);
+        self.turn = self.turn.wrapping_add(1);
+        for (attempt, class) in order
+            .iter()
+            .map(|&c| (false, c))
+            .chain(order.first().map(|&c| (true, c)))
+        {
+            let lanes: Vec<&Lane> = self.lanes.iter().filter(|l| l.class == class).collect();
+            if lanes.is_empty() {
+                continue;
+            }
+            let per_lane = (SLICE / lanes.len()).max(16);
+            let mut n = 0;
+            for k in 0..lanes.len() {
+                let lane = lanes[(k + self.turn) % lanes.len()];
+                let mut taken = 0;
+                while taken < per_lane {
+                    // The last resort waits a little on one lane.
+                    let wait = if attempt && n == 0 && k == 0 && taken == 0 {
+                        LANE_WAIT
+                    } else {
+                        Duration::ZERO
+                    };
+                    match lane.consumer.poll(wait) {
+                        Some(Ok(msg)) => {
+                            s.process_backlog(
+                                &msg,
+                                job,
+                                class,
+                                self.masks.as_ref(),
+                                active,
+                                scratch,
+                                buf,
+                                matched_at,
+                                max_bytes,
+                            )?;
+                            taken += 1;
+                        }
+                        Some(Err(KafkaError::PartitionEOF(_))) => {
+                            // Read up to the head: a range whose end is
+                            // behind the position is done.
+                            if let Ok(pos) = lane.consumer.position() {
+                                for e in pos.elements() {
+                                    if let Offset::Offset(o) = e.offset() {
+                                        let _ = s.jobs.look(job, class, e.topic(), e.partition(), o);
+                                    }
+                                }
+                            }
+                            break;
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(partition = %lane.tp, error = %e, "drain consumer error (retrying)");
+                            break;
+                        }
+                        None => break,
+                    }
+                    if s.jobs.generation != self.generation {
+                        return Ok(n + taken); // a range finished: re-plan
+                    }
+                }
+                n += taken;
+            }
+            if n > 0 {
+                return Ok(n);
+            }
+        }
+        Ok(0)
+    }
+}
+
+/// A consumer outside the group, for one drain lane.
+fn lane_consumer(config: &Config) -> Result<BaseConsumer, KafkaError> {
+    let mut cfg = ClientConfig::new();
+    for (k, v) in &config.consumer_overrides {
+        cfg.set(k, v);
+    }
+    cfg.set("bootstrap.servers", &config.brokers)
+        .set("group.id", format!("{}.drain", config.group_id))
+        .remove("group.instance.id")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .set("queued.max.messages.kbytes", "8192");
+    cfg.create()
 }

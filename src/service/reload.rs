@@ -117,6 +117,12 @@ pub struct Delta {
     base_only: Vec<bool>,
 }
 
+/// Which searches of an [`Active`] version may match (per matcher).
+pub struct Masks {
+    base: Vec<bool>,
+    delta: Option<Vec<bool>>,
+}
+
 /// Working memory for matching with an [`Active`] version.
 pub struct ActiveScratch {
     base: crate::engine::Scratch,
@@ -141,22 +147,58 @@ impl Active {
         &self,
         doc: &crate::document::Document<'_>,
         scratch: &mut ActiveScratch,
+        f: impl FnMut(&Matcher, &crate::engine::TopicMatch),
+    ) {
+        self.for_each_match_masked(doc, scratch, None, f);
+    }
+
+    /// The masks that restrict matching to the searches `ids` (backfill).
+    /// Ids this version does not know are ignored.
+    pub fn masks(&self, ids: &[String]) -> Masks {
+        let mask = |m: &Matcher, also: Option<&[bool]>| -> Vec<bool> {
+            let mut v = vec![false; m.search_count()];
+            for id in ids {
+                if let Some(i) = m.search_index(id) {
+                    let i = i.0 as usize;
+                    v[i] = also.is_none_or(|a| a[i]);
+                }
+            }
+            v
+        };
+        Masks {
+            base: mask(&self.matcher, self.delta.as_ref().map(|d| &d.base_only[..])),
+            delta: self.delta.as_ref().map(|d| mask(&d.matcher, None)),
+        }
+    }
+
+    /// [`Active::for_each_match`], restricted by `masks` when given.
+    pub fn for_each_match_masked(
+        &self,
+        doc: &crate::document::Document<'_>,
+        scratch: &mut ActiveScratch,
+        masks: Option<&Masks>,
         mut f: impl FnMut(&Matcher, &crate::engine::TopicMatch),
     ) {
         match (&self.delta, scratch.delta.as_mut()) {
             (Some(d), Some(ds)) => {
-                for m in self
-                    .matcher
-                    .match_document_only(doc, &d.base_only, &mut scratch.base)
-                {
+                let base = masks.map_or(&d.base_only[..], |m| &m.base[..]);
+                for m in self.matcher.match_document_only(doc, base, &mut scratch.base) {
                     f(&self.matcher, m);
                 }
-                for m in d.matcher.match_document(doc, ds) {
+                let found = match masks.and_then(|m| m.delta.as_deref()) {
+                    Some(only) => d.matcher.match_document_only(doc, only, ds),
+                    None => d.matcher.match_document(doc, ds),
+                };
+                for m in found {
                     f(&d.matcher, m);
                 }
             }
             _ => {
-                for m in self.matcher.match_document(doc, &mut scratch.base) {
+                let found = match masks {
+                    Some(m) => self.matcher.match_document_only(doc, &m.base, &mut scratch.base),
+                    None => self.matcher.match_document(doc, &mut scratch.base),
+                };
+                for m in found {
                     f(&self.matcher, m);
                 }
             }
