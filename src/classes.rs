@@ -261,11 +261,9 @@ impl CatchUp {
                         }
                         Some(&v) => w.push(v),
                         None if name == "default" || !classes.named() => w.push(1),
-                        None => {
-                            return Err(format!(
-                                "catch_up.weights: class `{name}` has no weight (policy \"weighted\")"
-                            ))
-                        }
+                        None => return Err(format!(
+                            "catch_up.weights: class `{name}` has no weight (policy \"weighted\")"
+                        )),
                     }
                 }
                 Policy::Weighted(w)
@@ -329,12 +327,7 @@ mod tests {
 
     #[test]
     fn a_default_class_follows_a_last_class_with_rules() {
-        let c = Classes::new(vec![(
-            "owned".into(),
-            vec!["social.owned".into()],
-            vec![],
-        )])
-        .unwrap();
+        let c = Classes::new(vec![("owned".into(), vec!["social.owned".into()], vec![])]).unwrap();
         assert_eq!(c.names(), ["owned", "default"]);
         assert_eq!(c.classify("social.owned", &doc("x", "y")), 0);
         assert_eq!(c.classify("other", &doc("x", "y")), 1);
@@ -354,11 +347,18 @@ mod tests {
 
     #[test]
     fn bad_classes_are_named() {
-        let e = Classes::new(vec![("a".into(), vec![], vec![("mood".into(), vec!["x".into()])])])
-            .unwrap_err();
+        let e = Classes::new(vec![(
+            "a".into(),
+            vec![],
+            vec![("mood".into(), vec!["x".into()])],
+        )])
+        .unwrap_err();
         assert!(e.contains("mood"), "{e}");
-        let e = Classes::new(vec![("a".into(), vec![], vec![]), ("a".into(), vec![], vec![])])
-            .unwrap_err();
+        let e = Classes::new(vec![
+            ("a".into(), vec![], vec![]),
+            ("a".into(), vec![], vec![]),
+        ])
+        .unwrap_err();
         assert!(e.contains("twice"), "{e}");
     }
 

@@ -74,7 +74,9 @@ fn setup(name: &str, policy: &str) -> (PathBuf, PathBuf, PathBuf) {
     };
     std::fs::write(
         &config,
-        format!("{CLASSES}\n{catch_up}\n[limits]\nbatch_max_messages = 500\nbatch_max_wait_ms = 100\n"),
+        format!(
+            "{CLASSES}\n{catch_up}\n[limits]\nbatch_max_messages = 500\nbatch_max_wait_ms = 100\n"
+        ),
     )
     .unwrap();
     (dir, searches, config)
@@ -94,7 +96,7 @@ fn start(name: &str, dir: &Path, searches: &Path, config: &Path, topic: &str) ->
             log: dir.join("service.log"),
         },
         searches,
-        &["--config", config.to_str().unwrap()],
+        &["--config", config.to_str().unwrap(), "--admin-token", "tok"],
     );
     svc.wait_ready(Duration::from_secs(90));
     svc
@@ -154,14 +156,19 @@ fn build_backlog(name: &str, policy: &str, backlog: usize) -> (PathBuf, PathBuf,
     let (dir, searches, config) = setup(name, policy);
     let mut svc = start(name, &dir, &searches, &config, &topic);
     produce(&b.addr(), &topic, &docs("warm", 60));
-    wait_output(&dir, Duration::from_secs(60), |o| ids_of(o, "all").len() >= 60);
+    wait_output(&dir, Duration::from_secs(60), |o| {
+        ids_of(o, "all").len() >= 60
+    });
     assert_eq!(svc.terminate(), Some(0));
     produce(&b.addr(), &topic, &docs("bk", backlog));
     (dir, searches, config, topic)
 }
 
 /// Produces live documents, one every 10 ms, until `stop` is set.
-fn live_producer(topic: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<usize> {
+fn live_producer(
+    topic: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
     let brokers = shared_broker().addr();
     std::thread::spawn(move || {
         let p = producer(&brokers);
@@ -186,7 +193,11 @@ fn report(dir: &Path) -> serde_json::Value {
         if let Ok(t) = std::fs::read_to_string(reports.join("drain-1.json")) {
             return serde_json::from_str(&t).unwrap();
         }
-        assert!(Instant::now() < deadline, "no drain report in {}", reports.display());
+        assert!(
+            Instant::now() < deadline,
+            "no drain report in {}",
+            reports.display()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -204,14 +215,26 @@ fn strict_drains_class_by_class_while_live_data_flows() {
         s["jobs"].as_array().is_some_and(|j| !j.is_empty())
     });
     wait_output(&dir, Duration::from_secs(300), |o| {
-        ids_of(o, "all").iter().filter(|id| id.starts_with("bk-")).count() == BACKLOG
+        ids_of(o, "all")
+            .iter()
+            .filter(|id| id.starts_with("bk-"))
+            .count()
+            == BACKLOG
     });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let live_n = live.join().unwrap();
     wait_output(&dir, Duration::from_secs(60), |o| {
-        ids_of(o, "all").iter().filter(|id| id.starts_with("live-")).count() == live_n
+        ids_of(o, "all")
+            .iter()
+            .filter(|id| id.starts_with("live-"))
+            .count()
+            == live_n
     });
-    let out: Vec<_> = output(&dir).into_iter().skip(before).filter(|r| r.1 == "all").collect();
+    let out: Vec<_> = output(&dir)
+        .into_iter()
+        .skip(before)
+        .filter(|r| r.1 == "all")
+        .collect();
 
     // Classes of the backlog in order: every record of class k before any of k+1.
     let pos = |class: &str| -> Vec<usize> {
@@ -227,8 +250,14 @@ fn strict_drains_class_by_class_while_live_data_flows() {
         (BACKLOG / 10, BACKLOG * 3 / 10, BACKLOG * 6 / 10),
         "one record per backlog document, by class"
     );
-    assert!(c.iter().max() < h.iter().min(), "a high backlog record came before the last critical one");
-    assert!(h.iter().max() < l.iter().min(), "a low backlog record came before the last high one");
+    assert!(
+        c.iter().max() < h.iter().min(),
+        "a high backlog record came before the last critical one"
+    );
+    assert!(
+        h.iter().max() < l.iter().min(),
+        "a low backlog record came before the last high one"
+    );
     // Records carry the class of their document.
     for r in &out {
         let i: usize = r.0.rsplit('-').next().unwrap().parse().unwrap();
@@ -241,7 +270,10 @@ fn strict_drains_class_by_class_while_live_data_flows() {
         .take(last_low)
         .filter(|r| r.0.starts_with("live-"))
         .count();
-    assert!(live_early > 0, "no live record before the lowest class finished (live docs: {live_n})");
+    assert!(
+        live_early > 0,
+        "no live record before the lowest class finished (live docs: {live_n})"
+    );
     // Nothing lost.
     let all = ids_of(&out, "all");
     for i in 0..BACKLOG {
@@ -259,4 +291,291 @@ fn strict_drains_class_by_class_while_live_data_flows() {
         "strict: {} backlog + {live_n} live docs; {live_early} live records before the low class finished; classes finished after {fin:?} s",
         BACKLOG
     );
+}
+
+#[test]
+fn weighted_advances_every_class_by_its_share() {
+    const BACKLOG: usize = 30_000;
+    let (dir, searches, config, topic) = build_backlog("cu-weighted", "weighted", BACKLOG);
+    let before = output(&dir).len();
+    let _svc = start("cu-weighted", &dir, &searches, &config, &topic);
+    wait_output(&dir, Duration::from_secs(300), |o| {
+        ids_of(o, "all")
+            .iter()
+            .filter(|id| id.starts_with("bk-"))
+            .count()
+            == BACKLOG
+    });
+    let bk: Vec<String> = output(&dir)
+        .into_iter()
+        .skip(before)
+        .filter(|r| r.1 == "all" && r.0.starts_with("bk-"))
+        .map(|r| r.2)
+        .collect();
+    assert_eq!(bk.len(), BACKLOG, "one record per backlog document");
+    // Every class advances from the start: each appears in the first half
+    // of the drain (its lanes' first fetch takes a moment).
+    let first: BTreeSet<&str> = bk[..BACKLOG / 2].iter().map(String::as_str).collect();
+    assert_eq!(
+        first.len(),
+        3,
+        "classes in the first half of the drain: {first:?}"
+    );
+    // While all three have work (from the first record of the last class
+    // to start until critical, the smallest, is done), the documents
+    // emitted follow the weights 50/30/20.
+    let started = ["critical", "high", "low"]
+        .iter()
+        .map(|c| bk.iter().position(|x| x == c).unwrap())
+        .max()
+        .unwrap();
+    let last_critical = bk.iter().rposition(|c| c == "critical").unwrap();
+    assert!(
+        started < last_critical,
+        "critical finished before every class started"
+    );
+    let window = &bk[started..=last_critical];
+    let share = |c: &str| window.iter().filter(|x| *x == c).count() as f64 / window.len() as f64;
+    let (c, h, l) = (share("critical"), share("high"), share("low"));
+    eprintln!("weighted shares while every class drained: critical {c:.2} high {h:.2} low {l:.2} over {} records", window.len());
+    assert!(
+        (c - 0.5).abs() < 0.1 && (h - 0.3).abs() < 0.1 && (l - 0.2).abs() < 0.1,
+        "shares {c:.2}/{h:.2}/{l:.2} vs 0.5/0.3/0.2"
+    );
+}
+
+#[test]
+fn kill_9_during_the_drain_loses_nothing_and_does_not_redo_finished_classes() {
+    const BACKLOG: usize = 30_000;
+    let (dir, searches, config, topic) = build_backlog("cu-kill", "strict", BACKLOG);
+    let before = output(&dir).len();
+    let mut svc = start("cu-kill", &dir, &searches, &config, &topic);
+    // Kill once the critical class is drained and checkpointed, mid-drain.
+    svc.wait_status(Duration::from_secs(300), |s| {
+        s["jobs"][0]["classes"][0]["finished_after_seconds"].is_number()
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    svc.kill9();
+    let at_kill = output(&dir).len() - before;
+    let low_at_kill = output(&dir)
+        .iter()
+        .skip(before)
+        .filter(|r| r.1 == "all" && r.2 == "low")
+        .count();
+    let svc = start("cu-kill", &dir, &searches, &config, &topic);
+    wait_output(&dir, Duration::from_secs(300), |o| {
+        ids_of(o, "all")
+            .iter()
+            .filter(|id| id.starts_with("bk-"))
+            .count()
+            == BACKLOG
+    });
+    drop(svc);
+    let out: Vec<_> = output(&dir)
+        .into_iter()
+        .skip(before)
+        .filter(|r| r.1 == "all")
+        .collect();
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &out {
+        *count.entry(r.0.as_str()).or_insert(0) += 1;
+    }
+    let dup = |class: &str| -> usize {
+        out.iter()
+            .filter(|r| r.2 == class)
+            .map(|r| r.0.as_str())
+            .collect::<BTreeSet<_>>()
+            .iter()
+            .map(|id| count[id] - 1)
+            .sum()
+    };
+    let (dc, dh, dl) = (dup("critical"), dup("high"), dup("low"));
+    eprintln!(
+        "kill -9 after {at_kill} records ({low_at_kill} low): duplicates critical {dc}, high {dh}, low {dl}"
+    );
+    assert!(
+        low_at_kill < BACKLOG * 6 / 10,
+        "the kill came after the drain ended"
+    );
+    for i in 0..BACKLOG {
+        assert!(
+            count.contains_key(format!("bk-{i}").as_str()),
+            "bk-{i} lost"
+        );
+    }
+    assert_eq!(dc, 0, "the finished critical class was emitted again");
+    // Duplicates only from the unacknowledged batches at the kill (at most
+    // 8 batches of 500 messages).
+    assert!(dh + dl <= 4_000, "duplicates {dh} + {dl}");
+    // The job is done and reported once.
+    let r = report(&dir);
+    assert_eq!(
+        r["classes"][2]["documents"].as_u64().map(|d| d > 0),
+        Some(true)
+    );
+}
+
+/// Produces `n` documents tagged `tag` with message timestamps from
+/// `start_ms`, one per millisecond.
+fn produce_at(topic: &str, tag: &str, n: usize, start_ms: i64) {
+    let p = producer(&shared_broker().addr());
+    for i in 0..n {
+        let d = doc(tag, i);
+        let key = i.to_string();
+        let mut r = BaseRecord::to(topic)
+            .key(&key)
+            .payload(&d)
+            .timestamp(start_ms + i as i64);
+        loop {
+            match p.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    r = back;
+                    p.poll(Duration::ZERO);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+}
+
+fn cli(args: &[&str]) -> (i32, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_topic-matcher"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+const HOUR: i64 = 3_600_000;
+/// 2026-01-01T00:00:00Z
+const BASE: i64 = 1_767_225_600_000;
+
+#[test]
+fn replay_backfills_a_new_search_over_exactly_its_window() {
+    let b = shared_broker();
+    let topic = "rp.in";
+    b.create_topic(topic, 3);
+    let (dir, searches, config) = setup("rp", "strict");
+    // Only the first topic at first.
+    std::fs::write(
+        &searches,
+        r#"{"topics": [{"id": "all", "searches": [{"id": "s-all", "query": "catchup"}]}]}"#,
+    )
+    .unwrap();
+    produce_at(topic, "a", 500, BASE);
+    produce_at(topic, "b", 700, BASE + HOUR);
+    produce_at(topic, "c", 400, BASE + 2 * HOUR);
+    let svc = start("rp", &dir, &searches, &config, topic);
+    wait_output(&dir, Duration::from_secs(120), |o| {
+        ids_of(o, "all").len() == 1600
+    });
+    // The new search arrives: the file changes and is reloaded.
+    std::fs::write(&searches, SEARCHES).unwrap();
+    svc.wait_status(Duration::from_secs(60), |s| s["searches_version"] == 2);
+    let addr = format!("127.0.0.1:{}", svc.admin);
+    // Refused without the token; unknown searches refused with a reason.
+    let (code, out) = cli(&[
+        "replay",
+        "--from",
+        "2026-01-01T01:00:00Z",
+        "--to",
+        "2026-01-01T02:00:00Z",
+        "--admin-addr",
+        &addr,
+        "--brokers",
+        &b.addr(),
+        "--group",
+        "rp",
+        "--input",
+        topic,
+        "--output",
+        "stdout",
+        "--dead-letter",
+        "file:/dev/null",
+        "--state-dir",
+        "/nonexistent",
+        "--searches-file",
+        searches.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("403") || out.contains("token"), "{out}");
+    let common = [
+        "--admin-addr",
+        &addr,
+        "--admin-token",
+        "tok",
+        "--brokers",
+        &b.addr(),
+        "--group",
+        "rp",
+        "--input",
+        topic,
+        "--output",
+        "stdout",
+        "--dead-letter",
+        "file:/dev/null",
+        "--state-dir",
+        "/nonexistent",
+        "--searches-file",
+        searches.to_str().unwrap(),
+    ];
+    let mut args = vec![
+        "replay",
+        "--from",
+        "2026-01-01T01:00:00Z",
+        "--to",
+        "2026-01-01T02:00:00Z",
+        "--searches",
+        "s-nope",
+    ];
+    args.extend(common);
+    let (code, out) = cli(&args);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("s-nope"), "{out}");
+    // The backfill: window [01:00, 02:00) = the 700 "b" documents, only
+    // the new search.
+    let mut args = vec![
+        "replay",
+        "--from",
+        "2026-01-01T01:00:00Z",
+        "--to",
+        "2026-01-01T02:00:00Z",
+        "--searches",
+        "s-new",
+    ];
+    args.extend(common);
+    let (code, out) = cli(&args);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("done"), "{out}");
+    let out = output(&dir);
+    let new = ids_of(&out, "new");
+    let want: BTreeSet<String> = (0..700).map(|i| format!("b-{i}")).collect();
+    assert_eq!(
+        new, want,
+        "the backfill emits exactly the window's documents"
+    );
+    assert_eq!(
+        out.iter().filter(|r| r.1 == "new").count(),
+        700,
+        "once each"
+    );
+    assert_eq!(
+        out.iter().filter(|r| r.1 == "all").count(),
+        1600,
+        "the other search is not replayed"
+    );
+    // Listed by status.
+    let st = svc.status();
+    let job = &st["jobs"][0];
+    assert_eq!(job["kind"], "replay", "{st:#}");
+    assert_eq!(job["state"], "done", "{st:#}");
 }

@@ -79,9 +79,16 @@ fn send(p: &BaseProducer, topic: &str, key: &str, value: &[u8]) {
 ///
 /// When the broker cannot be reached or the service cannot start.
 pub fn run(o: &CatchUpBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    let tag = format!("{}-{}", std::process::id(), crate::service::metrics::now_ms());
+    let tag = format!(
+        "{}-{}",
+        std::process::id(),
+        crate::service::metrics::now_ms()
+    );
     let topics: Vec<String> = if o.by_topic {
-        CLASSES.iter().map(|(c, _)| format!("bench.cu.{c}.{tag}")).collect()
+        CLASSES
+            .iter()
+            .map(|(c, _)| format!("bench.cu.{c}.{tag}"))
+            .collect()
     } else {
         vec![format!("bench.cu.mixed.{tag}")]
     };
@@ -98,7 +105,13 @@ pub fn run(o: &CatchUpBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outco
             (class_of(i), v.to_string().into_bytes())
         })
         .collect();
-    let topic_of = |class: usize| -> &str { if o.by_topic { &topics[class] } else { &topics[0] } };
+    let topic_of = |class: usize| -> &str {
+        if o.by_topic {
+            &topics[class]
+        } else {
+            &topics[0]
+        }
+    };
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &o.brokers)
         .set("linger.ms", "20")
@@ -116,7 +129,11 @@ pub fn run(o: &CatchUpBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outco
         docs.iter().filter(|d| d.0 == 0).count(),
         docs.iter().filter(|d| d.0 == 1).count(),
         docs.iter().filter(|d| d.0 == 2).count(),
-        if o.by_topic { "one topic per class" } else { "one topic" },
+        if o.by_topic {
+            "one topic per class"
+        } else {
+            "one topic"
+        },
         t.elapsed().as_secs_f64()
     )?;
 
@@ -174,7 +191,11 @@ pub fn run(o: &CatchUpBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outco
     let steady_secs = first.elapsed().as_secs_f64();
     let steady = docs.len() as f64 / steady_secs;
     running.stop()?;
-    writeln!(out, "steady state: {} documents in {steady_secs:.2} s = {steady:.0} docs/s", docs.len())?;
+    writeln!(
+        out,
+        "steady state: {} documents in {steady_secs:.2} s = {steady:.0} docs/s",
+        docs.len()
+    )?;
 
     // 2. Catch-up with live data arriving.
     let running = crate::service::start(config("catchup", 100)?)?;
@@ -188,7 +209,10 @@ pub fn run(o: &CatchUpBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outco
         let topic = topic_of(2).to_string();
         let sample = docs[docs.len() - 1].1.clone();
         std::thread::spawn(move || -> anyhow::Result<u64> {
-            let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).set("linger.ms", "5").create()?;
+            let p: BaseProducer = ClientConfig::new()
+                .set("bootstrap.servers", &brokers)
+                .set("linger.ms", "5")
+                .create()?;
             let started = Instant::now();
             let mut n = 0u64;
             while !stop.load(Relaxed) {
@@ -223,7 +247,9 @@ pub fn run(o: &CatchUpBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outco
         }
     }
     stop.store(true, Relaxed);
-    let live_n = live.join().map_err(|_| anyhow::anyhow!("live producer panicked"))??;
+    let live_n = live
+        .join()
+        .map_err(|_| anyhow::anyhow!("live producer panicked"))??;
     running.stop()?;
     let report: serde_json::Value = serde_json::from_slice(
         &std::fs::read(&report_path).context("no drain report: the catch-up did not finish")?,
@@ -248,8 +274,16 @@ pub fn run(o: &CatchUpBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outco
             100.0 * f / total.max(1e-9)
         )?;
     }
-    writeln!(out, "drain rate / steady-state throughput: {:.2}", rate / steady)?;
-    writeln!(out, "drain rate / live ingest rate: {:.1}x", rate / o.live_rate.max(1) as f64)?;
+    writeln!(
+        out,
+        "drain rate / steady-state throughput: {:.2}",
+        rate / steady
+    )?;
+    writeln!(
+        out,
+        "drain rate / live ingest rate: {:.1}x",
+        rate / o.live_rate.max(1) as f64
+    )?;
     writeln!(out, "report: {}", report_path.display())?;
     Ok(Outcome::Success)
 }

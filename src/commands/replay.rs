@@ -43,27 +43,53 @@ pub struct ReplayOptions {
 /// Runtime failures (exit 2).
 pub fn run(config: &Config, o: &ReplayOptions, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let token = config.admin_token.as_deref();
-    let service_up = matches!(http(config.admin_addr, "GET", "/healthz", None, &[]), Ok((200, _)));
+    let service_up = matches!(
+        http(config.admin_addr, "GET", "/healthz", None, &[]),
+        Ok((200, _))
+    );
     if let Some(id) = o.cancel {
         if !service_up {
             writeln!(out, "the service is not answering on {}; start it (or `replay --resume`) to cancel job {id}", config.admin_addr)?;
             return Ok(Outcome::InvalidInput);
         }
-        let (code, body) = http(config.admin_addr, "DELETE", &format!("/replays/{id}"), token, &[])?;
+        let (code, body) = http(
+            config.admin_addr,
+            "DELETE",
+            &format!("/replays/{id}"),
+            token,
+            &[],
+        )?;
         writeln!(out, "{}", body.trim())?;
-        return Ok(if code == 200 { Outcome::Success } else { Outcome::InvalidInput });
+        return Ok(if code == 200 {
+            Outcome::Success
+        } else {
+            Outcome::InvalidInput
+        });
     }
     if !o.resume && (o.from.is_none() || o.to.is_none()) {
-        writeln!(out, "error: --from and --to are required (or --resume, --cancel ID)")?;
+        writeln!(
+            out,
+            "error: --from and --to are required (or --resume, --cancel ID)"
+        )?;
         return Ok(Outcome::InvalidInput);
     }
     if service_up && !o.resume {
         let body = serde_json::json!({
             "from": o.from, "to": o.to, "searches": o.searches, "classes": o.classes,
         });
-        let (code, reply) = http(config.admin_addr, "POST", "/replays", token, body.to_string().as_bytes())?;
+        let (code, reply) = http(
+            config.admin_addr,
+            "POST",
+            "/replays",
+            token,
+            body.to_string().as_bytes(),
+        )?;
         if code != 202 {
-            writeln!(out, "replay refused by the service ({code}): {}", reply.trim())?;
+            writeln!(
+                out,
+                "replay refused by the service ({code}): {}",
+                reply.trim()
+            )?;
             return Ok(Outcome::InvalidInput);
         }
         let v: serde_json::Value = serde_json::from_str(&reply).unwrap_or_default();
@@ -71,7 +97,11 @@ pub fn run(config: &Config, o: &ReplayOptions, out: &mut dyn Write) -> anyhow::R
         for n in v["notes"].as_array().into_iter().flatten() {
             writeln!(out, "note: {}", n.as_str().unwrap_or_default())?;
         }
-        writeln!(out, "replay job {id} registered with the service at {} ({} messages)", config.admin_addr, v["messages"])?;
+        writeln!(
+            out,
+            "replay job {id} registered with the service at {} ({} messages)",
+            config.admin_addr, v["messages"]
+        )?;
         if o.detach {
             return Ok(Outcome::Success);
         }
@@ -81,12 +111,21 @@ pub fn run(config: &Config, o: &ReplayOptions, out: &mut dyn Write) -> anyhow::R
     let plan: Option<crate::service::ReplayPlanner> = if o.resume {
         None
     } else {
-        let (from, to) = (o.from.clone().unwrap_or_default(), o.to.clone().unwrap_or_default());
+        let (from, to) = (
+            o.from.clone().unwrap_or_default(),
+            o.to.clone().unwrap_or_default(),
+        );
         let (searches, classes, config2) = (o.searches.clone(), o.classes.clone(), config.clone());
         Some(Box::new(move |active: &crate::service::reload::Active| {
             plan_replay(
                 &config2,
-                |id| active.file.topics.iter().any(|t| t.searches.iter().any(|s| s.id == id)),
+                |id| {
+                    active
+                        .file
+                        .topics
+                        .iter()
+                        .any(|t| t.searches.iter().any(|s| s.id == id))
+                },
                 &from,
                 &to,
                 searches,
@@ -107,8 +146,16 @@ pub fn run(config: &Config, o: &ReplayOptions, out: &mut dyn Write) -> anyhow::R
         Err(crate::service::StartError::Other(e)) => return Err(e),
     };
     match id {
-        Some(id) => writeln!(out, "replay job {id} registered in {}; draining (no service running)", config.state_dir.display())?,
-        None => writeln!(out, "resuming the stored replay jobs of {}", config.state_dir.display())?,
+        Some(id) => writeln!(
+            out,
+            "replay job {id} registered in {}; draining (no service running)",
+            config.state_dir.display()
+        )?,
+        None => writeln!(
+            out,
+            "resuming the stored replay jobs of {}",
+            config.state_dir.display()
+        )?,
     }
     running.handle_signals();
     let tty = std::io::stderr().is_terminal();
@@ -121,7 +168,11 @@ pub fn run(config: &Config, o: &ReplayOptions, out: &mut dyn Write) -> anyhow::R
     let jobs = running.metrics.drain.lock().expect("drain lock").1.clone();
     running.wait()?;
     print_jobs(&jobs, out)?;
-    writeln!(out, "drain reports in {}", config.state_dir.join("reports").display())?;
+    writeln!(
+        out,
+        "drain reports in {}",
+        config.state_dir.join("reports").display()
+    )?;
     Ok(Outcome::Success)
 }
 
@@ -132,7 +183,10 @@ fn follow_service(config: &Config, id: u64, out: &mut dyn Write) -> anyhow::Resu
     loop {
         std::thread::sleep(Duration::from_millis(500));
         let Ok((200, body)) = http(config.admin_addr, "GET", "/status", None, &[]) else {
-            writeln!(out, "the service stopped answering; job {id} resumes when it runs again")?;
+            writeln!(
+                out,
+                "the service stopped answering; job {id} resumes when it runs again"
+            )?;
             return Ok(Outcome::Success);
         };
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
@@ -154,7 +208,12 @@ fn follow_service(config: &Config, id: u64, out: &mut dyn Write) -> anyhow::Resu
             })
             .collect();
         shown = show(&progress, tty, shown);
-        let job = v["jobs"].as_array().into_iter().flatten().find(|j| j["id"].as_u64() == Some(id)).cloned();
+        let job = v["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|j| j["id"].as_u64() == Some(id))
+            .cloned();
         if let Some(job) = job {
             if job["state"] != "running" {
                 print_jobs(&serde_json::Value::Array(vec![job]), out)?;
@@ -166,9 +225,25 @@ fn follow_service(config: &Config, id: u64, out: &mut dyn Write) -> anyhow::Resu
 
 fn print_jobs(jobs: &serde_json::Value, out: &mut dyn Write) -> std::io::Result<()> {
     for j in jobs.as_array().into_iter().flatten() {
-        writeln!(out, "job {} ({}): {} — {} messages in {} partitions", j["id"], j["kind"].as_str().unwrap_or(""), j["state"].as_str().unwrap_or(""), j["messages"], j["partitions"])?;
+        writeln!(
+            out,
+            "job {} ({}): {} — {} messages in {} partitions",
+            j["id"],
+            j["kind"].as_str().unwrap_or(""),
+            j["state"].as_str().unwrap_or(""),
+            j["messages"],
+            j["partitions"]
+        )?;
         for c in j["classes"].as_array().into_iter().flatten() {
-            writeln!(out, "  {:<12} {:>8} documents  finished after {}", c["class"].as_str().unwrap_or(""), c["documents"], c["finished_after_seconds"].as_f64().map_or("—".into(), |s| format!("{s:.1} s")))?;
+            writeln!(
+                out,
+                "  {:<12} {:>8} documents  finished after {}",
+                c["class"].as_str().unwrap_or(""),
+                c["documents"],
+                c["finished_after_seconds"]
+                    .as_f64()
+                    .map_or("—".into(), |s| format!("{s:.1} s"))
+            )?;
         }
     }
     Ok(())
@@ -190,7 +265,14 @@ fn show(progress: &[ClassProgress], tty: bool, shown: usize) -> usize {
         if shown % 10 == 0 {
             let line: Vec<String> = progress
                 .iter()
-                .map(|p| format!("{} {:.1}% ({} left)", p.class, p.drained * 100.0, p.backlog_messages))
+                .map(|p| {
+                    format!(
+                        "{} {:.1}% ({} left)",
+                        p.class,
+                        p.drained * 100.0,
+                        p.backlog_messages
+                    )
+                })
                 .collect();
             let _ = writeln!(err, "progress: {}", line.join(", "));
         }

@@ -20,8 +20,8 @@ use axum::{Json, Router};
 
 use super::catchup::{plan_replay, Inbox, Request};
 use super::metrics::Metrics;
-use crate::config::Config;
 use super::reload::{Change, ReloadError, Searches};
+use crate::config::Config;
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -262,7 +262,14 @@ async fn replays_post(
         let active = state.searches.current();
         let spec = plan_replay(
             &state.config,
-            |id| active.matcher.search_index(id).is_some() || active.file.topics.iter().any(|t| t.searches.iter().any(|x| x.id == id)),
+            |id| {
+                active.matcher.search_index(id).is_some()
+                    || active
+                        .file
+                        .topics
+                        .iter()
+                        .any(|t| t.searches.iter().any(|x| x.id == id))
+            },
             &body.from,
             &body.to,
             body.searches,

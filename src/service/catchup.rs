@@ -543,7 +543,12 @@ impl Jobs {
                     .ranges
                     .iter()
                     .filter(|r| r.cursors[c] < r.end)
-                    .map(|r| (TopicPartition::new(r.topic.clone(), r.partition), r.cursors[c]))
+                    .map(|r| {
+                        (
+                            TopicPartition::new(r.topic.clone(), r.partition),
+                            r.cursors[c],
+                        )
+                    })
                     .filter(|(tp, _)| readable(job, tp))
                     .collect();
                 if !parts.is_empty() {
@@ -568,18 +573,27 @@ impl Jobs {
             .find(|j| j.id == id && j.state == JobState::Running)
     }
 
-    /// The next lane to serve: the class with the fewest emitted documents
-    /// per unit of weight.
-    pub fn pick(&self, job: u64, classes: &[usize]) -> Vec<usize> {
+    /// The classes to serve, in order: the one with the fewest emitted
+    /// documents per unit of weight first, then the others only while they
+    /// are less than `lead` documents (scaled to their weight) ahead of it —
+    /// so a class whose data is slow to arrive is waited for instead of
+    /// losing its share.
+    pub fn pick(&self, job: u64, classes: &[usize], lead: usize) -> Vec<usize> {
         let Some(j) = self.running(job) else {
             return Vec::new();
         };
+        let total: f64 = classes
+            .iter()
+            .map(|&c| f64::from(j.weights[c].max(1)))
+            .sum();
+        let norm = |c: usize| j.emitted[c] as f64 / f64::from(j.weights[c].max(1));
         let mut order: Vec<usize> = classes.to_vec();
-        order.sort_by(|&a, &b| {
-            let ka = j.emitted[a] as f64 / f64::from(j.weights[a].max(1));
-            let kb = j.emitted[b] as f64 / f64::from(j.weights[b].max(1));
-            ka.total_cmp(&kb)
-        });
+        order.sort_by(|&a, &b| norm(a).total_cmp(&norm(b)));
+        let Some(&first) = order.first() else {
+            return order;
+        };
+        let least = norm(first);
+        order.retain(|&c| (norm(c) - least) * total <= lead as f64);
         order
     }
 
@@ -678,7 +692,9 @@ impl Jobs {
                 .map(|c| run.job.remaining(c))
                 .collect();
             let t = run.began.elapsed().as_secs_f64();
-            if run.samples.last().is_none_or(|s| t - s.0 >= 1.0) || run.job.state != JobState::Running {
+            if run.samples.last().is_none_or(|s| t - s.0 >= 1.0)
+                || run.job.state != JobState::Running
+            {
                 run.samples.push((t, remaining.clone()));
             }
             run.window.push_back((now, remaining));
@@ -695,8 +711,12 @@ impl Jobs {
         for run in &mut self.runs {
             if run.job.state != JobState::Running && !run.reported {
                 match write_report(&reports, run, live_docs) {
-                    Ok(path) => tracing::info!(job = run.job.id, report = %path.display(), "drain report written"),
-                    Err(e) => tracing::error!(job = run.job.id, error = %e, "cannot write the drain report"),
+                    Ok(path) => {
+                        tracing::info!(job = run.job.id, report = %path.display(), "drain report written")
+                    }
+                    Err(e) => {
+                        tracing::error!(job = run.job.id, error = %e, "cannot write the drain report")
+                    }
                 }
                 run.reported = true;
             }
@@ -908,14 +928,19 @@ fn write_report(dir: &Path, run: &Run, live_docs: u64) -> std::io::Result<PathBu
     });
     let json_path = dir.join(format!("drain-{}.json", j.id));
     std::fs::write(&json_path, serde_json::to_vec_pretty(&report)?)?;
-    std::fs::write(dir.join(format!("drain-{}.html", j.id)), report_html(j, run, &report))?;
+    std::fs::write(
+        dir.join(format!("drain-{}.html", j.id)),
+        report_html(j, run, &report),
+    )?;
     Ok(json_path)
 }
 
 /// A self-contained page: a table of classes and an SVG chart of the
 /// backlog per class over time.
 fn report_html(j: &Job, run: &Run, report: &serde_json::Value) -> String {
-    const COLORS: [&str; 6] = ["#d62728", "#ff7f0e", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b"];
+    const COLORS: [&str; 6] = [
+        "#d62728", "#ff7f0e", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b",
+    ];
     let (w, h, pad) = (760.0, 320.0, 50.0);
     let t_max = run.samples.last().map_or(1.0, |s| s.0).max(1.0);
     let y_max = run
@@ -925,9 +950,24 @@ fn report_html(j: &Job, run: &Run, report: &serde_json::Value) -> String {
         .max()
         .unwrap_or(1)
         .max(1) as f64;
-    let mut svg = format!(r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#);
-    let _ = write!(svg, r#"<line x1="{pad}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{pad}" y1="10" x2="{pad}" y2="{}" stroke="black"/>"#, h - pad, w - 10.0, h - pad, h - pad);
-    let _ = write!(svg, r#"<text x="{pad}" y="{}">0 s</text><text x="{}" y="{}" text-anchor="end">{t_max:.1} s</text><text x="5" y="15">{y_max}</text>"#, h - pad + 15.0, w - 10.0, h - pad + 15.0);
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = write!(
+        svg,
+        r#"<line x1="{pad}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{pad}" y1="10" x2="{pad}" y2="{}" stroke="black"/>"#,
+        h - pad,
+        w - 10.0,
+        h - pad,
+        h - pad
+    );
+    let _ = write!(
+        svg,
+        r#"<text x="{pad}" y="{}">0 s</text><text x="{}" y="{}" text-anchor="end">{t_max:.1} s</text><text x="5" y="15">{y_max}</text>"#,
+        h - pad + 15.0,
+        w - 10.0,
+        h - pad + 15.0
+    );
     for c in 0..j.classes.len() {
         let color = COLORS[c % COLORS.len()];
         let pts: Vec<String> = run
@@ -939,15 +979,29 @@ fn report_html(j: &Job, run: &Run, report: &serde_json::Value) -> String {
                 format!("{x:.1},{y:.1}")
             })
             .collect();
-        let _ = write!(svg, r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#, pts.join(" "));
+        let _ = write!(
+            svg,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            pts.join(" ")
+        );
         if let Some(s) = j.class_finished_s[c] {
             // Finish times count from the job's creation, samples from
             // when this process began running it.
             let offset = run.began_ms.saturating_sub(j.created_ms) as f64 / 1e3;
             let x = pad + (w - pad - 10.0) * (s - offset).clamp(0.0, t_max) / t_max;
-            let _ = write!(svg, r#"<line x1="{x:.1}" y1="10" x2="{x:.1}" y2="{}" stroke="{color}" stroke-dasharray="4 3"/>"#, h - pad);
+            let _ = write!(
+                svg,
+                r#"<line x1="{x:.1}" y1="10" x2="{x:.1}" y2="{}" stroke="{color}" stroke-dasharray="4 3"/>"#,
+                h - pad
+            );
         }
-        let _ = write!(svg, r#"<text x="{}" y="{}" fill="{color}">{}</text>"#, w - 150.0, 20.0 + 15.0 * c as f64, html_escape(&j.classes[c]));
+        let _ = write!(
+            svg,
+            r#"<text x="{}" y="{}" fill="{color}">{}</text>"#,
+            w - 150.0,
+            20.0 + 15.0 * c as f64,
+            html_escape(&j.classes[c])
+        );
     }
     svg.push_str("</svg>");
     let mut rows = String::new();
@@ -982,7 +1036,9 @@ fn report_html(j: &Job, run: &Run, report: &serde_json::Value) -> String {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// A replay to start: ranges found by time, and what to emit.

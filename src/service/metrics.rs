@@ -187,20 +187,48 @@ impl Metrics {
             format!("{:.3}", self.compile_ms.load(Relaxed) as f64 / 1e3),
         );
         let progress = self.drain.lock().expect("drain lock").0.clone();
-        let mut per_class = |name: &str, help: &str, v: &dyn Fn(&super::catchup::ClassProgress) -> Option<f64>| {
-            let _ = writeln!(o, "# HELP topic_matcher_{name} {help}\n# TYPE topic_matcher_{name} gauge");
-            for p in &progress {
-                if let Some(x) = v(p) {
-                    let _ = writeln!(o, "topic_matcher_{name}{{class=\"{}\"}} {x}", p.class);
+        let mut per_class =
+            |name: &str, help: &str, v: &dyn Fn(&super::catchup::ClassProgress) -> Option<f64>| {
+                let _ = writeln!(
+                    o,
+                    "# HELP topic_matcher_{name} {help}\n# TYPE topic_matcher_{name} gauge"
+                );
+                for p in &progress {
+                    if let Some(x) = v(p) {
+                        let _ = writeln!(o, "topic_matcher_{name}{{class=\"{}\"}} {x}", p.class);
+                    }
                 }
-            }
-        };
-        per_class("backlog_messages", "Backlog messages each class still has to read (catch-ups and replays).", &|p| Some(p.backlog_messages as f64));
-        per_class("backlog_span_seconds", "Age of the oldest unread backlog message per class.", &|p| p.backlog_span_seconds);
-        per_class("backlog_drained_ratio", "Share of each class's backlog read, 0-1.", &|p| Some(p.drained));
-        per_class("drain_rate_messages_per_second", "Backlog messages read per second per class, last 10 s.", &|p| Some(p.rate));
-        per_class("drain_eta_seconds", "Estimated seconds until each class's backlog is drained.", &|p| p.eta_seconds);
-        per_class("backlog_documents_total", "Backlog documents of each class matched by running jobs.", &|p| Some(p.documents as f64));
+            };
+        per_class(
+            "backlog_messages",
+            "Backlog messages each class still has to read (catch-ups and replays).",
+            &|p| Some(p.backlog_messages as f64),
+        );
+        per_class(
+            "backlog_span_seconds",
+            "Age of the oldest unread backlog message per class.",
+            &|p| p.backlog_span_seconds,
+        );
+        per_class(
+            "backlog_drained_ratio",
+            "Share of each class's backlog read, 0-1.",
+            &|p| Some(p.drained),
+        );
+        per_class(
+            "drain_rate_messages_per_second",
+            "Backlog messages read per second per class, last 10 s.",
+            &|p| Some(p.rate),
+        );
+        per_class(
+            "drain_eta_seconds",
+            "Estimated seconds until each class's backlog is drained.",
+            &|p| p.eta_seconds,
+        );
+        per_class(
+            "backlog_documents_total",
+            "Backlog documents of each class matched by running jobs.",
+            &|p| Some(p.documents as f64),
+        );
         let _ = writeln!(o, "# HELP topic_matcher_batch_latency_seconds Time from a batch's first message to its checkpoint.");
         let _ = writeln!(o, "# TYPE topic_matcher_batch_latency_seconds histogram");
         for (i, b) in BUCKETS.iter().enumerate() {

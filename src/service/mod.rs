@@ -182,7 +182,7 @@ fn start_with(
         inbox.clone(),
         live,
     )
-        .context("cannot start the pipeline")?;
+    .context("cannot start the pipeline")?;
     let flag = shutdown.clone();
     let pipeline = std::thread::Builder::new()
         .name("pipeline".into())

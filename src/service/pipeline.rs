@@ -62,8 +62,8 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Message};
 
-use super::metrics::{now_ms, Metrics, PartitionStatus};
 use super::catchup::{Advance, Inbox, JobKind, Jobs, LanePlan, Request, SLICE};
+use super::metrics::{now_ms, Metrics, PartitionStatus};
 use super::reload::{Active, ActiveScratch, Masks, Searches};
 use super::sink::{self, base64, Sink, SinkError};
 use crate::checkpoint::{Checkpoints, TopicPartition};
@@ -325,8 +325,8 @@ impl Shared {
     /// A message read by the lane of `class` of drain job `job`: emitted if
     /// its document is of that class (and, for a replay, inside the window,
     /// restricted to `masks`); bad messages go to the dead letters once, by
-    /// the last class's lane of a catch-up. Returns false when the message
-    /// was not the lane's to handle (before the cursor, past the range).
+    /// the last class's lane of a catch-up. Returns whether a document of
+    /// the lane's class was matched.
     #[allow(clippy::too_many_arguments)]
     fn process_backlog(
         &mut self,
@@ -370,7 +370,7 @@ impl Shared {
             Err(_) => {}
         }
         self.jobs.advance(job, range, class, offset, ts, emitted);
-        Ok(true)
+        Ok(emitted)
     }
 
     /// Matches a document and hands its records to the output.
@@ -448,7 +448,9 @@ impl Shared {
                 Offset::Offset(o) if o < low => {
                     tracing::error!(partition = %tp, lost_from = o, lost_to = low, lost = low - o,
                         "messages were deleted by retention before they were processed; the catch-up starts at the log start");
-                    self.metrics.retention_lost.fetch_add((low - o) as u64, Relaxed);
+                    self.metrics
+                        .retention_lost
+                        .fetch_add((low - o) as u64, Relaxed);
                     low
                 }
                 Offset::Offset(o) => o,
@@ -462,8 +464,10 @@ impl Shared {
         if ranges.is_empty() {
             return;
         }
-        let heads: Vec<(TopicPartition, i64)> =
-            ranges.iter().map(|(tp, _, high)| (tp.clone(), *high)).collect();
+        let heads: Vec<(TopicPartition, i64)> = ranges
+            .iter()
+            .map(|(tp, _, high)| (tp.clone(), *high))
+            .collect();
         let (id, job) =
             self.jobs
                 .create(JobKind::CatchUp, ranges, None, None, None, self.live_docs);
@@ -590,6 +594,8 @@ impl ConsumerContext for Ctx {
                     }
                     s.owned.insert(tp);
                 }
+                // What the lanes may read changed.
+                s.jobs.generation += 1;
                 if !cooperative {
                     // The whole assignment is known: catch-up ranges of
                     // partitions that went elsewhere are their owner's now.
@@ -628,6 +634,7 @@ impl ConsumerContext for Ctx {
                 if let Err(e) = s.store.commit_with_jobs(&[], &revoked, &dropped) {
                     tracing::error!(error = %e, "cannot forget revoked checkpoints");
                 }
+                s.jobs.generation += 1;
                 for tp in &revoked {
                     s.owned.remove(tp);
                     s.processed.remove(tp);
@@ -822,8 +829,7 @@ impl Pipeline {
                 let mut s = lock(&self.shared);
                 let live_docs = s.live_docs;
                 let progress = s.jobs.tick(live_docs);
-                *self.metrics.drain.lock().expect("drain lock") =
-                    (progress, s.jobs.status_json());
+                *self.metrics.drain.lock().expect("drain lock") = (progress, s.jobs.status_json());
             }
             if lanes.generation != lock(&self.shared).jobs.generation {
                 lanes.rebuild(&mut lock(&self.shared), &self.config);
@@ -934,7 +940,8 @@ impl Pipeline {
 
     /// Replay and cancel requests from the admin API.
     fn serve_inbox(&self) {
-        let requests: Vec<Request> = std::mem::take(&mut *self.inbox.requests.lock().expect("inbox lock"));
+        let requests: Vec<Request> =
+            std::mem::take(&mut *self.inbox.requests.lock().expect("inbox lock"));
         if requests.is_empty() {
             return;
         }
@@ -957,7 +964,10 @@ impl Pipeline {
                 Request::Cancel { id, reply } => {
                     let found = s.jobs.cancel(id);
                     let ok = match &found {
-                        Some(job) => s.store.commit_with_jobs(&[], &[], std::slice::from_ref(job)).is_ok(),
+                        Some(job) => s
+                            .store
+                            .commit_with_jobs(&[], &[], std::slice::from_ref(job))
+                            .is_ok(),
                         None => false,
                     };
                     let _ = reply.send(ok);
@@ -1113,6 +1123,9 @@ impl Pipeline {
 /// arriving meanwhile waits at most this long.
 const LANE_WAIT: Duration = Duration::from_millis(2);
 
+/// Documents a class emits per turn when several classes share the drain.
+const QUANTUM: usize = 16;
+
 /// One lane: a consumer outside the group reading one partition's range
 /// for one class. One consumer per partition, because a broker may answer a
 /// fetch with one partition's data only (the test broker does), which
@@ -1216,7 +1229,10 @@ impl Lanes {
         }
         let mut classes: Vec<usize> = self.lanes.iter().map(|l| l.class).collect();
         classes.dedup();
-        let order = s.jobs.pick(job, &classes);
+        let order = s.jobs.pick(job, &classes, 4 * QUANTUM);
+        // Several classes at once (weighted): each turn gives the class
+        // furthest behind a quantum of documents, so shares stay close.
+        let shared_out = order.len() > 1;
         self.turn = self.turn.wrapping_add(1);
         for (attempt, class) in order
             .iter()
@@ -1229,6 +1245,7 @@ impl Lanes {
             }
             let per_lane = (SLICE / lanes.len()).max(16);
             let mut n = 0;
+            let mut emitted = 0;
             for k in 0..lanes.len() {
                 let lane = lanes[(k + self.turn) % lanes.len()];
                 let mut taken = 0;
@@ -1241,7 +1258,7 @@ impl Lanes {
                     };
                     match lane.consumer.poll(wait) {
                         Some(Ok(msg)) => {
-                            s.process_backlog(
+                            emitted += usize::from(s.process_backlog(
                                 &msg,
                                 job,
                                 class,
@@ -1251,7 +1268,7 @@ impl Lanes {
                                 buf,
                                 matched_at,
                                 max_bytes,
-                            )?;
+                            )?);
                             taken += 1;
                         }
                         Some(Err(KafkaError::PartitionEOF(_))) => {
@@ -1260,7 +1277,8 @@ impl Lanes {
                             if let Ok(pos) = lane.consumer.position() {
                                 for e in pos.elements() {
                                     if let Offset::Offset(o) = e.offset() {
-                                        let _ = s.jobs.look(job, class, e.topic(), e.partition(), o);
+                                        let _ =
+                                            s.jobs.look(job, class, e.topic(), e.partition(), o);
                                     }
                                 }
                             }
@@ -1274,6 +1292,9 @@ impl Lanes {
                     }
                     if s.jobs.generation != self.generation {
                         return Ok(n + taken); // a range finished: re-plan
+                    }
+                    if shared_out && emitted >= QUANTUM {
+                        return Ok(n + taken); // its share for this turn
                     }
                 }
                 n += taken;

@@ -182,7 +182,10 @@ impl Active {
         match (&self.delta, scratch.delta.as_mut()) {
             (Some(d), Some(ds)) => {
                 let base = masks.map_or(&d.base_only[..], |m| &m.base[..]);
-                for m in self.matcher.match_document_only(doc, base, &mut scratch.base) {
+                for m in self
+                    .matcher
+                    .match_document_only(doc, base, &mut scratch.base)
+                {
                     f(&self.matcher, m);
                 }
                 let found = match masks.and_then(|m| m.delta.as_deref()) {
@@ -195,7 +198,9 @@ impl Active {
             }
             _ => {
                 let found = match masks {
-                    Some(m) => self.matcher.match_document_only(doc, &m.base, &mut scratch.base),
+                    Some(m) => self
+                        .matcher
+                        .match_document_only(doc, &m.base, &mut scratch.base),
                     None => self.matcher.match_document(doc, &mut scratch.base),
                 };
                 for m in found {
