@@ -261,9 +261,11 @@ impl CatchUp {
                         }
                         Some(&v) => w.push(v),
                         None if name == "default" || !classes.named() => w.push(1),
-                        None => return Err(format!(
+                        None => {
+                            return Err(format!(
                             "catch_up.weights: class `{name}` has no weight (policy \"weighted\")"
-                        )),
+                        ))
+                        }
                     }
                 }
                 Policy::Weighted(w)

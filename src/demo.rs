@@ -10,6 +10,7 @@
 //! checked against the output topic.
 
 use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +30,24 @@ const SAMPLE_TWEETS: &str = include_str!("../samples/tweets.jsonl");
 /// The bundled searches.
 const SAMPLE_SEARCHES: &str = include_str!("../samples/searches.json");
 
+/// The demo's priority classes: replies (customer care) first, then
+/// English posts, then the rest; a backlog above 1,000 messages per
+/// partition starts a catch-up.
+const DEMO_CLASSES: &str = r#"
+[[classes]]
+name = "critical"
+when = { type = ["reply"] }
+[[classes]]
+name = "high"
+when = { lang = ["en"] }
+[[classes]]
+name = "low"
+
+[catch_up]
+policy = "strict"
+threshold = 1000
+"#;
+
 /// Options of `demo`.
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
@@ -36,6 +55,9 @@ pub struct DemoOptions {
     pub duration: Duration,
     /// Documents per second produced.
     pub rate: u64,
+    /// How long the matcher is down, in the middle of the run (zero: no
+    /// outage).
+    pub outage: Duration,
 }
 
 /// Runs the demo, writing the dashboard and summary to `out`.
@@ -45,11 +67,13 @@ pub struct DemoOptions {
 /// When the embedded cluster or the service cannot start.
 pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let cluster = MockCluster::new(1).context("cannot start the embedded Kafka cluster")?;
-    cluster.create_topic("social.posts", 3, 1)?;
+    // 12 partitions: the mock cluster keeps about 10,000 messages per
+    // partition, and the outage's backlog must stay in Kafka.
+    cluster.create_topic("social.posts", 12, 1)?;
     cluster.create_topic("matches", 3, 1)?;
     cluster.create_topic("matches.dead-letter", 1, 1)?;
     let brokers = cluster.bootstrap_servers();
-    writeln!(out, "embedded Kafka (mock cluster) at {brokers}: topics social.posts (3 partitions), matches, matches.dead-letter")?;
+    writeln!(out, "embedded Kafka (mock cluster) at {brokers}: topics social.posts (12 partitions), matches, matches.dead-letter")?;
 
     let dir = std::env::temp_dir().join(format!("topic-matcher-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -65,7 +89,8 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<()> {
         catalog.searches.len()
     )?;
 
-    let config = RawConfig::default()
+    let config = RawConfig::from_toml(DEMO_CLASSES)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
         .validate(Overrides {
             brokers: Some(brokers.clone()),
             group: Some("topic-matcher-demo".into()),
@@ -78,7 +103,7 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<()> {
             admin_token: None,
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let running = crate::service::start(config)?;
+    let running = crate::service::start(config.clone())?;
     writeln!(
         out,
         "service running; admin API on http://{}/metrics",
@@ -137,49 +162,163 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<()> {
 
     let tty = std::io::stdout().is_terminal();
     let started = Instant::now();
-    let m = running.metrics.clone();
-    let (mut last_in, mut last_out, mut last_t) = (0u64, 0u64, Instant::now());
-    while started.elapsed() < opts.duration {
-        std::thread::sleep(Duration::from_secs(1));
-        let (din, rout) = (m.documents_in.load(Relaxed), m.records_out.load(Relaxed));
-        let dt = last_t.elapsed().as_secs_f64();
-        let lag = produced.load(Relaxed).saturating_sub(din);
+    // Live → outage (the matcher down, the stream still flowing into
+    // Kafka) → back: live at once, the backlog drained by class.
+    let live_first = if opts.outage.is_zero() {
+        opts.duration
+    } else {
+        opts.duration.saturating_sub(opts.outage) / 3
+    };
+    let mut running = Some(running);
+    let mut totals = (0u64, 0u64, 0u64); // in, bad, records of stopped runs
+    let mut dash = Dashboard::default();
+    // Joining the group takes a few seconds on the embedded cluster.
+    let m = running.as_ref().expect("running").metrics.clone();
+    while m.assigned_partitions.load(Relaxed) == 0 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(500));
         let line = format!(
-            "t={:>3}s  in {:>7.0} docs/s  out {:>7.0} matches/s  lag {:>6}  total in {:>8}  matches {:>8}  bad {:>4}  checkpoints {:>5}",
+            "t={:>3}s  joining the consumer group…  produced {:>7}",
             started.elapsed().as_secs(),
-            (din - last_in) as f64 / dt,
-            (rout - last_out) as f64 / dt,
-            lag,
-            din,
-            rout,
-            m.documents_bad.load(Relaxed),
-            m.checkpoints.load(Relaxed),
+            produced.load(Relaxed)
         );
-        if tty {
-            write!(out, "\r{line}")?;
-            out.flush()?;
-        } else {
-            writeln!(out, "{line}")?;
+        dash.line(out, tty, &line)?;
+    }
+    let live_first = started.elapsed() + live_first.max(Duration::from_secs(5));
+    while started.elapsed() < live_first {
+        std::thread::sleep(Duration::from_secs(1));
+        let m = &running.as_ref().expect("running").metrics;
+        dash.live(out, tty, "live", started, m, totals, produced.load(Relaxed))?;
+    }
+    if !opts.outage.is_zero() {
+        let r = running.take().expect("running");
+        let m = r.metrics.clone();
+        r.stop()?;
+        totals = add(totals, &m);
+        dash.newline(out, tty)?;
+        writeln!(
+            out,
+            "\n*** the matcher goes down for {} s; the stream keeps flowing into Kafka ***",
+            opts.outage.as_secs()
+        )?;
+        let down = Instant::now();
+        let at_down = produced.load(Relaxed);
+        while down.elapsed() < opts.outage {
+            std::thread::sleep(Duration::from_secs(1));
+            let line = format!(
+                "t={:>3}s  MATCHER DOWN  backlog {:>7} messages and growing",
+                started.elapsed().as_secs(),
+                produced.load(Relaxed) - at_down
+            );
+            dash.line(out, tty, &line)?;
         }
-        (last_in, last_out, last_t) = (din, rout, Instant::now());
+        dash.newline(out, tty)?;
+        writeln!(
+            out,
+            "\n*** the matcher is back: live data first, the backlog drained by priority class ***"
+        )?;
+        let reports = config.state_dir.join("reports");
+        let done_before = std::fs::read_dir(&reports).map_or(0, |d| d.count());
+        let r = crate::service::start(config.clone())?;
+        let new_report = || -> Option<PathBuf> {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(&reports)
+                .ok()?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect();
+            if found.len() * 2 <= done_before {
+                return None;
+            }
+            found.sort_by_key(|p| {
+                p.file_stem()
+                    .and_then(|s| s.to_str())
+                    .and_then(|s| s.strip_prefix("drain-"))
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0)
+            });
+            found.pop()
+        };
+        let back = Instant::now();
+        let mut shown = 0;
+        while new_report().is_none() && back.elapsed() < Duration::from_secs(120) {
+            std::thread::sleep(Duration::from_millis(500));
+            let progress = r.metrics.drain.lock().expect("drain lock").0.clone();
+            let live = format!(
+                "t={:>3}s  matched {:>8} docs (live and backlog), live lag {:>6}",
+                started.elapsed().as_secs(),
+                r.metrics.documents_in.load(Relaxed),
+                r.metrics.lag_total.load(Relaxed).max(0)
+            );
+            let mut lines = vec![live];
+            lines.extend(progress.iter().map(crate::commands::replay::bar_line));
+            if tty {
+                if shown > 0 {
+                    write!(out, "\x1b[{shown}A")?;
+                }
+                for l in &lines {
+                    writeln!(out, "\x1b[2K{l}")?;
+                }
+                shown = lines.len();
+            } else if back.elapsed().as_millis() % 2000 < 500 {
+                writeln!(out, "{}", lines.join(" | "))?;
+            }
+        }
+        let report = new_report();
+        match report
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        {
+            Some(rep) => {
+                writeln!(
+                    out,
+                    "\ndrain report: {} backlog messages drained in {:.1} s ({:.0} msg/s) while {} live documents were matched",
+                    rep["backlog_messages"],
+                    rep["drain_seconds"].as_f64().unwrap_or(0.0),
+                    rep["drain_rate_messages_per_second"].as_f64().unwrap_or(0.0),
+                    rep["live_documents_during_drain"]
+                )?;
+                for c in rep["classes"].as_array().into_iter().flatten() {
+                    writeln!(
+                        out,
+                        "  {:<9} {:>6} documents, in after {:>5.1} s (at {})",
+                        c["class"].as_str().unwrap_or(""),
+                        c["documents"],
+                        c["finished_after_seconds"].as_f64().unwrap_or(0.0),
+                        c["finished_at"].as_str().unwrap_or("")
+                    )?;
+                }
+                let keep = std::env::temp_dir().join("topic-matcher-demo-drain-report.html");
+                let html = report.as_ref().map(|p| p.with_extension("html"));
+                if html.is_some_and(|h| std::fs::copy(h, &keep).is_ok()) {
+                    writeln!(out, "  chart of the backlog per class: {}", keep.display())?;
+                }
+            }
+            None => writeln!(out, "\nthe catch-up did not finish within 120 s")?,
+        }
+        running = Some(r);
+        let end = started
+            .elapsed()
+            .max(opts.duration.saturating_sub(Duration::from_secs(3)))
+            + Duration::from_secs(3);
+        while started.elapsed() < end {
+            std::thread::sleep(Duration::from_secs(1));
+            let m = &running.as_ref().expect("running").metrics;
+            dash.live(out, tty, "live", started, m, totals, produced.load(Relaxed))?;
+        }
     }
-    if tty {
-        writeln!(out)?;
-    }
+    dash.newline(out, tty)?;
+    let running = running.expect("running");
+    let m = running.metrics.clone();
     stop.store(true, Relaxed);
     let _ = feeder.join();
     // Let the service catch up with the last produced messages.
     let total = produced.load(Relaxed);
     let catch_up = Instant::now();
-    while m.documents_in.load(Relaxed) < total && catch_up.elapsed() < Duration::from_secs(15) {
+    while add(totals, &m).0 < total && catch_up.elapsed() < Duration::from_secs(15) {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (din, bad, rout) = (
-        m.documents_in.load(Relaxed),
-        m.documents_bad.load(Relaxed),
-        m.records_out.load(Relaxed),
-    );
     running.stop()?;
+    let (din, bad, rout) = add(totals, &m);
 
     // Check the output topic holds every record the service reported.
     let in_topic = count_messages(&brokers, "matches")?;
@@ -202,7 +341,12 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     writeln!(
         out,
         "  throughput                {:.0} docs/s average",
-        din as f64 / opts.duration.as_secs_f64()
+        din as f64
+            / opts
+                .duration
+                .saturating_sub(opts.outage)
+                .as_secs_f64()
+                .max(1.0)
     )?;
     let _ = std::fs::remove_dir_all(&dir);
     anyhow::ensure!(
@@ -215,6 +359,71 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     );
     writeln!(out, "  nothing lost: every produced document was consumed and every record is in the output topic")?;
     Ok(())
+}
+
+/// Documents in, bad and records out of the stopped runs plus `m`.
+fn add(t: (u64, u64, u64), m: &crate::service::metrics::Metrics) -> (u64, u64, u64) {
+    (
+        t.0 + m.documents_in.load(Relaxed),
+        t.1 + m.documents_bad.load(Relaxed),
+        t.2 + m.records_out.load(Relaxed),
+    )
+}
+
+/// The one-line live dashboard.
+#[derive(Default)]
+struct Dashboard {
+    last: Option<(u64, u64, Instant)>,
+    open: bool,
+}
+
+impl Dashboard {
+    #[allow(clippy::too_many_arguments)]
+    fn live(
+        &mut self,
+        out: &mut dyn Write,
+        tty: bool,
+        label: &str,
+        started: Instant,
+        m: &crate::service::metrics::Metrics,
+        totals: (u64, u64, u64),
+        produced: u64,
+    ) -> std::io::Result<()> {
+        let (din, bad, rout) = add(totals, m);
+        let (last_in, last_out, last_t) = self.last.unwrap_or((din, rout, started));
+        let dt = last_t.elapsed().as_secs_f64().max(1e-3);
+        let line = format!(
+            "t={:>3}s  {label}  in {:>7.0} docs/s  out {:>7.0} matches/s  lag {:>6}  total in {:>8}  matches {:>8}  bad {:>4}  checkpoints {:>5}",
+            started.elapsed().as_secs(),
+            din.saturating_sub(last_in) as f64 / dt,
+            rout.saturating_sub(last_out) as f64 / dt,
+            produced.saturating_sub(din),
+            din,
+            rout,
+            bad,
+            m.checkpoints.load(Relaxed),
+        );
+        self.last = Some((din, rout, Instant::now()));
+        self.line(out, tty, &line)
+    }
+
+    fn line(&mut self, out: &mut dyn Write, tty: bool, line: &str) -> std::io::Result<()> {
+        if tty {
+            write!(out, "\r\x1b[2K{line}")?;
+            self.open = true;
+            out.flush()
+        } else {
+            writeln!(out, "{line}")
+        }
+    }
+
+    fn newline(&mut self, out: &mut dyn Write, tty: bool) -> std::io::Result<()> {
+        if tty && self.open {
+            self.open = false;
+            writeln!(out)?;
+        }
+        Ok(())
+    }
 }
 
 fn count_messages(brokers: &str, topic: &str) -> anyhow::Result<i64> {

@@ -170,6 +170,10 @@ enum Command {
         /// Documents produced per second.
         #[arg(long, default_value_t = 2000)]
         rate: u64,
+        /// Seconds the matcher is down mid-run (the backlog then drains by
+        /// class); 0 for none.
+        #[arg(long, default_value_t = 10)]
+        outage: u64,
     },
     /// Replay a time window of the input (SPEC §5.4), in the running service or standalone.
     Replay {
@@ -374,10 +378,15 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             running.wait_for_signals()?;
             Ok(Outcome::Success)
         }
-        Command::Demo { duration, rate } => {
+        Command::Demo {
+            duration,
+            rate,
+            outage,
+        } => {
             let opts = topic_matcher::demo::DemoOptions {
                 duration: std::time::Duration::from_secs(duration),
                 rate,
+                outage: std::time::Duration::from_secs(outage.min(duration / 2)),
             };
             topic_matcher::demo::run(&opts, &mut std::io::stdout().lock())?;
             Ok(Outcome::Success)

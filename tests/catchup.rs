@@ -602,32 +602,67 @@ fn classes_on_separate_topics_drain_in_order_and_replay_resumes_after_kill_9() {
     produce_at(social, "s", 6000, BASE);
     produce_at(owned, "o", 1500, BASE + 10_000);
     let svc = start("sep", &dir, &searches, &config, &input);
-    wait_output(&dir, Duration::from_secs(300), |o| ids_of(o, "all").len() == 7500);
+    wait_output(&dir, Duration::from_secs(300), |o| {
+        ids_of(o, "all").len() == 7500
+    });
     drop(svc);
     let out: Vec<_> = output(&dir).into_iter().filter(|r| r.1 == "all").collect();
     let last_owned = out.iter().rposition(|r| r.2 == "owned").unwrap();
     let first_rest = out.iter().position(|r| r.2 == "rest").unwrap();
-    assert!(last_owned < first_rest, "a record of the lower class came before the owned topic's last");
-    assert!(out.iter().all(|r| (r.2 == "owned") == r.0.starts_with("o-")), "class by input topic");
+    assert!(
+        last_owned < first_rest,
+        "a record of the lower class came before the owned topic's last"
+    );
+    assert!(
+        out.iter()
+            .all(|r| (r.2 == "owned") == r.0.starts_with("o-")),
+        "class by input topic"
+    );
 
     // A standalone replay (no service running) of the whole hour, killed
     // mid-way and resumed: every document of the window at least once.
     let before = output(&dir).len();
     let args = |extra: &[&str]| -> Vec<String> {
-        let mut a: Vec<String> = ["replay", "--config", config.to_str().unwrap(), "--brokers", &b.addr(), "--group", "sep", "--input", &input]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        a.extend(["--output".into(), format!("file:{}", dir.join("out.jsonl").display())]);
-        a.extend(["--dead-letter".into(), format!("file:{}", dir.join("dead.jsonl").display())]);
-        a.extend(["--state-dir".into(), dir.join("state").display().to_string()]);
+        let mut a: Vec<String> = [
+            "replay",
+            "--config",
+            config.to_str().unwrap(),
+            "--brokers",
+            &b.addr(),
+            "--group",
+            "sep",
+            "--input",
+            &input,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend([
+            "--output".into(),
+            format!("file:{}", dir.join("out.jsonl").display()),
+        ]);
+        a.extend([
+            "--dead-letter".into(),
+            format!("file:{}", dir.join("dead.jsonl").display()),
+        ]);
+        a.extend([
+            "--state-dir".into(),
+            dir.join("state").display().to_string(),
+        ]);
         a.extend(["--searches-file".into(), searches.display().to_string()]);
         a.extend(["--admin-addr".into(), format!("127.0.0.1:{}", free_port())]);
         a.extend(extra.iter().map(|s| s.to_string()));
         a
     };
     let mut child = Command::new(env!("CARGO_BIN_EXE_topic-matcher"))
-        .args(args(&["--from", "2026-01-01T00:00:00Z", "--to", "2026-01-01T01:00:00Z", "--searches", "s-new"]))
+        .args(args(&[
+            "--from",
+            "2026-01-01T00:00:00Z",
+            "--to",
+            "2026-01-01T01:00:00Z",
+            "--searches",
+            "s-new",
+        ]))
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(dir.join("replay.log")).unwrap())
         .spawn()
@@ -635,18 +670,35 @@ fn classes_on_separate_topics_drain_in_order_and_replay_resumes_after_kill_9() {
     let deadline = Instant::now() + Duration::from_secs(120);
     while output(&dir).len() < before + 200 {
         assert!(Instant::now() < deadline, "the replay emitted nothing");
-        assert!(child.try_wait().unwrap().is_none(), "the replay ended before the kill");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the replay ended before the kill"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap();
     let _ = child.wait();
     let at_kill = ids_of(&output(&dir)[before..], "new").len();
-    let (code, text) = cli(&args(&["--resume"]).iter().map(String::as_str).collect::<Vec<_>>());
+    let (code, text) = cli(&args(&["--resume"])
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
     assert_eq!(code, 0, "{text}");
     let replayed: Vec<_> = output(&dir)[before..].to_vec();
-    assert!(replayed.iter().all(|r| r.1 == "new"), "only the chosen search");
+    assert!(
+        replayed.iter().all(|r| r.1 == "new"),
+        "only the chosen search"
+    );
     let new = ids_of(&replayed, "new");
-    eprintln!("standalone replay: {at_kill} documents before kill -9, {} after --resume ({} records)", new.len(), replayed.len());
+    eprintln!(
+        "standalone replay: {at_kill} documents before kill -9, {} after --resume ({} records)",
+        new.len(),
+        replayed.len()
+    );
     assert!(at_kill < 7500, "the kill came after the replay ended");
-    assert_eq!(new.len(), 7500, "every document of the window, after the resume");
+    assert_eq!(
+        new.len(),
+        7500,
+        "every document of the window, after the resume"
+    );
 }

@@ -366,7 +366,10 @@ impl Shared {
                     emitted = true;
                 }
             }
-            Err(reason) if catch_up && last_class => self.bad(msg, &reason.to_string())?,
+            Err(reason) if catch_up && last_class => {
+                self.metrics.documents_in.fetch_add(1, Relaxed);
+                self.bad(msg, &reason.to_string())?;
+            }
             Err(_) => {}
         }
         self.jobs.advance(job, range, class, offset, ts, emitted);
