@@ -196,3 +196,129 @@ fn a_slow_broker_slows_the_service_down_and_loses_nothing() {
     assert!(records >= 2000, "{records} match records written");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Resident memory of this process in bytes.
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+#[test]
+fn a_long_output_outage_pauses_input_and_keeps_memory_bounded() {
+    // Two brokers: the input (and the group) on broker 1, the output
+    // topic's partitions led by broker 2, which goes down for 15 s while
+    // the input keeps arriving.
+    let cluster = MockCluster::new(2).unwrap();
+    cluster.create_topic("long-in", 3, 1).unwrap();
+    cluster.create_topic("long-out", 3, 1).unwrap();
+    for p in 0..3 {
+        cluster.partition_leader("long-in", p, Some(1)).unwrap();
+        cluster.partition_leader("long-out", p, Some(2)).unwrap();
+    }
+    cluster
+        .coordinator(rdkafka::mocking::MockCoordinator::Group("long".into()), 1)
+        .unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let dir = std::env::temp_dir().join(format!("tm-long-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = RawConfig::default()
+        .validate(Overrides {
+            brokers: Some(brokers.clone()),
+            group: Some("long".into()),
+            input: Some("long-in".into()),
+            output: Some("kafka:long-out".into()),
+            dead_letter: Some(format!("file:{}", dir.join("dead.jsonl").display())),
+            state_dir: Some(dir.join("state")),
+            searches: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/searches.json").into()),
+            admin_addr: Some("127.0.0.1:0".into()),
+            admin_token: None,
+        })
+        .unwrap();
+    let running = topic_matcher::service::start(config).unwrap();
+    let m = running.metrics.clone();
+    // The input: 1,000 documents a second until told to stop.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feeder = {
+        let (stop, brokers) = (stop.clone(), brokers.clone());
+        std::thread::spawn(move || {
+            let p: BaseProducer = ClientConfig::new()
+                .set("bootstrap.servers", &brokers)
+                .set("linger.ms", "5")
+                .create()
+                .unwrap();
+            let started = Instant::now();
+            let mut n = 0usize;
+            while !stop.load(Relaxed) {
+                let due = (started.elapsed().as_secs_f64() * 1000.0) as usize;
+                while n < due {
+                    let d =
+                        format!(r##"{{"id": "l{n}", "text": "#rstats and python number {n}"}}"##);
+                    let k = n.to_string();
+                    let _ = p.send(BaseRecord::to("long-in").key(&k).payload(&d));
+                    n += 1;
+                }
+                p.poll(Duration::ZERO);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            p.flush(Duration::from_secs(30)).unwrap();
+            n
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while m.checkpoints.load(Relaxed) < 2 {
+        assert!(Instant::now() < deadline, "no checkpoint before the outage");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cluster.broker_down(2).unwrap();
+    let down_at = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while m.output_down.load(Relaxed) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the output outage was never reported"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Paused: from here on nothing more is read while the input grows.
+    std::thread::sleep(Duration::from_secs(3));
+    let (in_a, rss_a) = (m.documents_in.load(Relaxed), rss_bytes());
+    while down_at.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (in_b, rss_b) = (m.documents_in.load(Relaxed), rss_bytes());
+    eprintln!(
+        "during the outage: documents read {in_a} → {in_b}, resident memory {:.1} → {:.1} MiB",
+        rss_a as f64 / 1048576.0,
+        rss_b as f64 / 1048576.0
+    );
+    assert!(
+        in_b - in_a <= 100,
+        "input kept being read while the output was down: {in_a} → {in_b}"
+    );
+    assert!(
+        rss_b < rss_a + (32 << 20),
+        "memory grew during the outage: {rss_a} → {rss_b}"
+    );
+    cluster.broker_up(2).unwrap();
+    stop.store(true, Relaxed);
+    let produced = feeder.join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while m.documents_in.load(Relaxed) < produced as u64 || m.output_down.load(Relaxed) == 1 {
+        assert!(
+            Instant::now() < deadline,
+            "no recovery: {} of {produced} read",
+            m.documents_in.load(Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    running.stop().unwrap();
+    let ids = rstats_doc_ids(&brokers, "long-out", 3, produced);
+    assert_eq!(ids.len(), produced, "records lost across the long outage");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -39,5 +39,36 @@ pub fn run(config: &Config, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     for (tp, next) in all {
         writeln!(out, "  {tp:<40} next offset {next}")?;
     }
+    let jobs = store.jobs()?;
+    if !jobs.is_empty() {
+        writeln!(out, "drain jobs (catch-ups and replays):")?;
+    }
+    for (id, bytes) in jobs {
+        let Ok(job) = serde_json::from_slice::<crate::service::catchup::Job>(&bytes) else {
+            writeln!(out, "  job {id}: unreadable")?;
+            continue;
+        };
+        writeln!(
+            out,
+            "  job {id} ({:?}, {:?}, {}): {} messages in {} partitions, created {}",
+            job.kind,
+            job.state,
+            job.policy,
+            job.total(),
+            job.ranges.len(),
+            job.created_at
+        )?;
+        for (c, name) in job.classes.iter().enumerate() {
+            writeln!(
+                out,
+                "    {name:<12} {:>9} messages left  {:>8} documents  {}",
+                job.remaining(c),
+                job.emitted[c],
+                job.class_finished_s[c].map_or("not finished".into(), |s| format!(
+                    "finished after {s:.1} s"
+                ))
+            )?;
+        }
+    }
     Ok(Outcome::Success)
 }
