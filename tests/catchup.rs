@@ -370,6 +370,8 @@ fn kill_9_during_the_drain_loses_nothing_and_does_not_redo_finished_classes() {
             .count()
             == BACKLOG
     });
+    // The job ends and is reported once.
+    let r = report(&dir);
     drop(svc);
     let out: Vec<_> = output(&dir)
         .into_iter()
@@ -407,8 +409,6 @@ fn kill_9_during_the_drain_loses_nothing_and_does_not_redo_finished_classes() {
     // Duplicates only from the unacknowledged batches at the kill (at most
     // 8 batches of 500 messages).
     assert!(dh + dl <= 4_000, "duplicates {dh} + {dl}");
-    // The job is done and reported once.
-    let r = report(&dir);
     assert_eq!(
         r["classes"][2]["documents"].as_u64().map(|d| d > 0),
         Some(true)
