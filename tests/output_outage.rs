@@ -227,7 +227,10 @@ fn a_long_output_outage_pauses_input_and_keeps_memory_bounded() {
     let brokers = cluster.bootstrap_servers();
     let dir = std::env::temp_dir().join(format!("tm-long-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let config = RawConfig::default()
+    // A backlog above 1,000 messages per partition after the outage is
+    // drained as a catch-up (live data from the head at once).
+    let config = RawConfig::from_toml("[catch_up]\nthreshold = 1000\n")
+        .unwrap()
         .validate(Overrides {
             brokers: Some(brokers.clone()),
             group: Some("long".into()),
@@ -317,7 +320,23 @@ fn a_long_output_outage_pauses_input_and_keeps_memory_bounded() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    let caught_up = |jobs: &serde_json::Value| {
+        jobs.as_array()
+            .into_iter()
+            .flatten()
+            .any(|j| j["kind"] == "catch_up" && j["state"] == "done")
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut jobs = m.drain.lock().unwrap().1.clone();
+    while !caught_up(&jobs) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        jobs = m.drain.lock().unwrap().1.clone();
+    }
     running.stop().unwrap();
+    assert!(
+        caught_up(&jobs),
+        "the backlog after the outage was not drained as a catch-up: {jobs}"
+    );
     let ids = rstats_doc_ids(&brokers, "long-out", 3, produced);
     assert_eq!(ids.len(), produced, "records lost across the long outage");
     let _ = std::fs::remove_dir_all(&dir);

@@ -7,7 +7,8 @@
 //! class still has to look at. Two kinds:
 //!
 //! * **catch-up** — made when a partition is assigned (at start, after a
-//!   rebalance) and its backlog, [checkpoint, high watermark now), exceeds
+//!   rebalance) or the output recovers from an outage, and its backlog,
+//!   [checkpoint, high watermark now), exceeds
 //!   `catch_up.threshold`. The live lane (the group consumer) jumps to the
 //!   head at once — live data of all classes flows immediately — and the
 //!   range becomes the job's. The new live offset and the job are written in

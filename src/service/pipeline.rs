@@ -308,6 +308,13 @@ impl Shared {
         if !self.owned.contains(&tp) {
             return Ok(()); // fetched before a revocation; the next owner reads it
         }
+        if self
+            .processed
+            .get(&tp)
+            .is_some_and(|&next| msg.offset() < next)
+        {
+            return Ok(()); // fetched before the live lane moved to the head
+        }
         self.metrics.documents_in.fetch_add(1, Relaxed);
         self.live_docs += 1;
         let payload = msg.payload().unwrap_or_default();
@@ -485,6 +492,26 @@ impl Shared {
             self.processed.insert(tp.clone(), head);
             self.checkpointed.insert(tp, head);
         }
+    }
+
+    /// After an output outage: the owned partitions whose backlog from the
+    /// processed offset exceeds the threshold become a catch-up job
+    /// ([`Shared::split_backlogs`]); returns their new live offsets (the
+    /// heads) for the consumer to seek to.
+    fn split_after_outage(&mut self, consumer: &BaseConsumer<Ctx>) -> Vec<(TopicPartition, i64)> {
+        let mut tpl = TopicPartitionList::new();
+        for tp in &self.owned {
+            if let Some(&next) = self.processed.get(tp) {
+                let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(next));
+            }
+        }
+        let before: BTreeMap<TopicPartition, i64> = self.processed.clone();
+        self.split_backlogs(consumer, &mut tpl);
+        self.processed
+            .iter()
+            .filter(|(tp, next)| before.get(*tp) != Some(next))
+            .map(|(tp, &next)| (tp.clone(), next))
+            .collect()
     }
 
     fn publish_status(&self) {
@@ -996,7 +1023,25 @@ impl Pipeline {
                     if s.output_down {
                         s.output_down = false;
                         self.metrics.output_down.store(0, Relaxed);
+                        // What piled up meanwhile is a backlog (SPEC §5.5):
+                        // above the threshold, live data restarts at the
+                        // head and the rest is drained by class.
+                        let split = if s.live {
+                            s.split_after_outage(&self.consumer)
+                        } else {
+                            Vec::new()
+                        };
                         drop(s);
+                        for (tp, head) in split {
+                            if let Err(e) = self.consumer.seek(
+                                &tp.topic,
+                                tp.partition,
+                                Offset::Offset(head),
+                                Duration::from_secs(5),
+                            ) {
+                                tracing::error!(partition = %tp, error = %e, "cannot move the live lane to the head; the backlog is read in order as well (duplicates, nothing lost)");
+                            }
+                        }
                         if let Ok(a) = self.consumer.assignment() {
                             let _ = self.consumer.resume(&a);
                         }
