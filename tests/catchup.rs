@@ -702,3 +702,39 @@ fn classes_on_separate_topics_drain_in_order_and_replay_resumes_after_kill_9() {
         "every document of the window, after the resume"
     );
 }
+
+#[test]
+fn a_rebalance_during_the_drain_loses_nothing() {
+    const BACKLOG: usize = 60_000;
+    let (dir, searches, config, topic) = build_backlog("cu-rebal", "strict", BACKLOG);
+    let a = start("cu-rebal", &dir, &searches, &config, &topic);
+    a.wait_status(Duration::from_secs(60), |s| {
+        s["jobs"].as_array().is_some_and(|j| !j.is_empty())
+    });
+    // A second instance joins mid-drain: the partitions are shared anew.
+    let dir_b = temp_dir("cu-rebal-b");
+    let b = start("cu-rebal", &dir_b, &searches, &config, &topic);
+    let got = |d: &Path| ids_of(&output(d), "all");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let mut all = got(&dir);
+        all.extend(got(&dir_b));
+        let n = all.iter().filter(|id| id.starts_with("bk-")).count();
+        if n == BACKLOG {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} of {BACKLOG} backlog documents after the rebalance"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop((a, b));
+    let log = std::fs::read_to_string(dir.join("service.log")).unwrap();
+    let dropped = log.contains("no longer assigned dropped");
+    eprintln!("rebalance mid-drain: ranges handed over = {dropped}");
+    assert!(
+        dropped,
+        "the second instance joined after the drain ended; nothing was handed over"
+    );
+}

@@ -23,7 +23,7 @@ use anyhow::Context;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use super::bench_kafka::create_topics;
+use super::bench_kafka::{create_topics, time_service};
 use super::Outcome;
 use crate::config::{Overrides, RawConfig};
 use crate::workload;
@@ -175,20 +175,11 @@ pub fn run(o: &CatchUpBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outco
 
     // 1. Steady state: everything read as live data.
     let running = crate::service::start(config("steady", i64::MAX)?)?;
-    let m = running.metrics.clone();
-    let deadline = Instant::now() + Duration::from_secs(900);
-    while m.documents_in.load(Relaxed) == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let first = Instant::now();
-    while m.documents_in.load(Relaxed) < docs.len() as u64 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let read_all_at = crate::service::metrics::now_ms();
-    while m.last_checkpoint_ms.load(Relaxed) < read_all_at && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let steady_secs = first.elapsed().as_secs_f64();
+    let steady_secs = time_service(
+        &running.metrics,
+        docs.len() as u64,
+        Duration::from_secs(900),
+    );
     let steady = docs.len() as f64 / steady_secs;
     running.stop()?;
     writeln!(

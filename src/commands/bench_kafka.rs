@@ -69,6 +69,25 @@ pub(crate) fn create_topics(brokers: &str, names: &[&str], partitions: i32) -> a
     Ok(())
 }
 
+/// Seconds from the service's first message to the checkpoint covering
+/// its `n`-th (group join and set-up are outside).
+pub(crate) fn time_service(m: &crate::service::metrics::Metrics, n: u64, limit: Duration) -> f64 {
+    let deadline = Instant::now() + limit;
+    while m.documents_in.load(Relaxed) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let first = Instant::now();
+    // Done when every message is read and a checkpoint after that covers it.
+    while m.documents_in.load(Relaxed) < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let read_all_at = crate::service::metrics::now_ms();
+    while m.last_checkpoint_ms.load(Relaxed) < read_all_at && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    first.elapsed().as_secs_f64()
+}
+
 /// Runs the broker benchmark.
 ///
 /// # Errors
@@ -170,20 +189,7 @@ pub fn run(opts: &KafkaBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outc
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let running = crate::service::start(config)?;
     let m = running.metrics.clone();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while m.documents_in.load(Relaxed) == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let first = Instant::now();
-    // Done when every message is read and a checkpoint after that covers it.
-    while m.documents_in.load(Relaxed) < docs.len() as u64 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let read_all_at = crate::service::metrics::now_ms();
-    while m.last_checkpoint_ms.load(Relaxed) < read_all_at && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let secs = first.elapsed().as_secs_f64();
+    let secs = time_service(&m, docs.len() as u64, Duration::from_secs(600));
     let rate = docs.len() as f64 / secs;
     let records = m.records_out.load(Relaxed);
     running.stop()?;
