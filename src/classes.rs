@@ -185,6 +185,14 @@ impl Classes {
             .unwrap_or(self.classes.len() - 1)
     }
 
+    /// Whether class `class` can hold messages of `topic`: its topic rule
+    /// admits it and the topic's class is not fixed to another one.
+    pub fn reads(&self, class: usize, topic: &str) -> bool {
+        let c = &self.classes[class];
+        (c.topics.is_empty() || c.topics.iter().any(|t| t == topic))
+            && self.static_class(topic).is_none_or(|s| s == class)
+    }
+
     /// The class every message of `topic` lands in, if that does not depend
     /// on the content: the first class that may take the topic has no
     /// field rules.
@@ -342,6 +350,11 @@ mod tests {
         let c = spec_classes();
         assert_eq!(c.static_class("social.owned"), None);
         assert_eq!(c.static_class("social.news"), None); // `high` looks at source
+        assert!(
+            !c.reads(0, "social.news"),
+            "critical takes only social.owned"
+        );
+        assert!(c.reads(1, "social.news") && c.reads(2, "social.news"));
         let d = Classes::default();
         assert_eq!(d.static_class("any"), Some(0));
         assert!(!d.named());

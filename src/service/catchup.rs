@@ -178,13 +178,14 @@ impl Job {
             .sum()
     }
 
-    /// Messages class `c` has to look at in all (its share of the reading).
-    pub fn to_read(&self, c: usize, statics: &[Option<usize>]) -> i64 {
+    /// Messages class `c` has to look at in all (its share of the reading):
+    /// the ranges of topics it may take whose class is not fixed to
+    /// another.
+    pub fn to_read(&self, c: usize, classes: &Classes) -> i64 {
         self.ranges
             .iter()
-            .zip(statics)
-            .filter(|(_, s)| s.is_none_or(|s| s == c))
-            .map(|(r, _)| r.end - r.start)
+            .filter(|r| classes.reads(c, &r.topic))
+            .map(|r| r.end - r.start)
             .sum()
     }
 
@@ -223,8 +224,6 @@ impl Job {
 struct Run {
     job: Job,
     dirty: bool,
-    /// Which class every message of each range belongs to, if fixed.
-    statics: Vec<Option<usize>>,
     /// (seconds since created, remaining per class), one per second.
     samples: Vec<(f64, Vec<i64>)>,
     /// Recent (time, remaining per class) for rates.
@@ -269,8 +268,9 @@ pub struct Jobs {
     classes: Classes,
     catch_up: CatchUp,
     reports: PathBuf,
-    /// Oldest unread message timestamp per (job, range, class), ms.
-    unread_ts: BTreeMap<(u64, usize), i64>,
+    /// Timestamp (ms) of the last message read per (job, range, class):
+    /// the oldest backlog still unread by that class starts about there.
+    unread_ts: BTreeMap<(u64, usize, usize), i64>,
     last_log: Instant,
 }
 
@@ -325,14 +325,8 @@ impl Jobs {
     }
 
     fn push(&mut self, job: Job, live_docs: u64) {
-        let statics = job
-            .ranges
-            .iter()
-            .map(|r| self.classes.static_class(&r.topic))
-            .collect();
         self.runs.push(Run {
             dirty: false,
-            statics,
             samples: Vec::new(),
             window: VecDeque::new(),
             live_at_start: live_docs,
@@ -382,11 +376,10 @@ impl Jobs {
         let ranges = ranges
             .into_iter()
             .map(|(tp, start, end)| {
-                let fixed = self.classes.static_class(&tp.topic);
                 let cursors = (0..n)
                     .map(|c| {
                         let wanted = only_classes.is_none_or(|o| o.contains(&c));
-                        if wanted && fixed.is_none_or(|f| f == c) {
+                        if wanted && self.classes.reads(c, &tp.topic) {
                             start
                         } else {
                             end
@@ -452,17 +445,9 @@ impl Jobs {
                 continue;
             }
             let before = run.job.ranges.len();
-            let mut statics = run.statics.iter();
-            let mut kept_statics = Vec::new();
-            run.job.ranges.retain(|r| {
-                let s = *statics.next().expect("one static per range");
-                let k = keep(&TopicPartition::new(r.topic.clone(), r.partition));
-                if k {
-                    kept_statics.push(s);
-                }
-                k
-            });
-            run.statics = kept_statics;
+            run.job
+                .ranges
+                .retain(|r| keep(&TopicPartition::new(r.topic.clone(), r.partition)));
             if run.job.ranges.len() != before {
                 tracing::info!(
                     job = run.job.id,
@@ -627,7 +612,7 @@ impl Jobs {
         }
         if offset >= g.end {
             // Past the range (a gap at its end): this class is done here.
-            self.finish_range(job, r, class, None);
+            self.finish_range(job, r, class);
             return Advance::Stale;
         }
         Advance::Take(r)
@@ -653,15 +638,15 @@ impl Jobs {
         let g = &mut run.job.ranges[range];
         g.cursors[class] = offset + 1;
         if let Some(ts) = ts_ms {
-            self.unread_ts.insert((job, range * 64 + class), ts);
+            self.unread_ts.insert((job, range, class), ts);
         }
         if offset + 1 >= g.end {
-            self.finish_range(job, range, class, ts_ms);
+            self.finish_range(job, range, class);
         }
     }
 
     /// Class `class` reached the end of range `range`.
-    fn finish_range(&mut self, job: u64, range: usize, class: usize, _ts: Option<i64>) {
+    fn finish_range(&mut self, job: u64, range: usize, class: usize) {
         let Some(run) = self.runs.iter_mut().find(|r| r.job.id == job) else {
             return;
         };
@@ -711,7 +696,7 @@ impl Jobs {
         let reports = self.reports.clone();
         for run in &mut self.runs {
             if run.job.state != JobState::Running && !run.reported {
-                match write_report(&reports, run, live_docs) {
+                match write_report(&reports, run, live_docs, &self.classes) {
                     Ok(path) => {
                         tracing::info!(job = run.job.id, report = %path.display(), "drain report written")
                     }
@@ -779,7 +764,7 @@ impl Jobs {
             for (c, p) in out.iter_mut().enumerate() {
                 let rem = job.remaining(c);
                 p.backlog_messages += rem;
-                total[c] += job.to_read(c, &run.statics);
+                total[c] += job.to_read(c, &self.classes);
                 p.documents += job.emitted[c];
                 p.finished_after_seconds = job.class_finished_s[c];
                 if let (Some((t0, r0)), Some((t1, r1))) = (run.window.front(), run.window.back()) {
@@ -794,7 +779,7 @@ impl Jobs {
                         .iter()
                         .enumerate()
                         .filter(|(_, r)| r.cursors[c] < r.end)
-                        .filter_map(|(i, _)| self.unread_ts.get(&(job.id, i * 64 + c)))
+                        .filter_map(|(i, _)| self.unread_ts.get(&(job.id, i, c)))
                         .min();
                     let span = match oldest {
                         Some(&ts) => (now - ts).max(0) as f64 / 1e3,
@@ -883,7 +868,12 @@ pub struct LanePlan {
 }
 
 /// Writes `drain-ID.json` and `drain-ID.html` into `dir`.
-fn write_report(dir: &Path, run: &Run, live_docs: u64) -> std::io::Result<PathBuf> {
+fn write_report(
+    dir: &Path,
+    run: &Run,
+    live_docs: u64,
+    classes: &Classes,
+) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let j = &run.job;
     // From when this process began the job (its creation, unless resumed
@@ -904,7 +894,7 @@ fn write_report(dir: &Path, run: &Run, live_docs: u64) -> std::io::Result<PathBu
             serde_json::json!({
                 "class": name,
                 "documents": j.emitted[c],
-                "messages_read": j.to_read(c, &run.statics),
+                "messages_read": j.to_read(c, classes),
                 "finished_after_seconds": j.class_finished_s[c],
                 "finished_at": j.class_finished_s[c].map(|s| humantime::format_rfc3339_millis(
                     std::time::UNIX_EPOCH + std::time::Duration::from_millis(j.created_ms) + std::time::Duration::from_secs_f64(s)).to_string()),
@@ -1270,4 +1260,151 @@ pub fn plan_replay(
         classes,
         notes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classes() -> Classes {
+        Classes::new(vec![
+            ("owned".into(), vec!["owned".into()], vec![]),
+            (
+                "dm".into(),
+                vec![],
+                vec![("type".into(), vec!["dm".into()])],
+            ),
+            ("rest".into(), vec![], vec![]),
+        ])
+        .unwrap()
+    }
+
+    fn jobs(policy: Policy) -> Jobs {
+        let dir = std::env::temp_dir().join(format!("tm-jobs-{}", std::process::id()));
+        Jobs::load(
+            Vec::new(),
+            classes(),
+            CatchUp {
+                policy,
+                threshold: 10,
+            },
+            &dir,
+            0,
+        )
+    }
+
+    #[test]
+    fn a_topic_that_fixes_the_class_is_read_by_that_class_only() {
+        let mut j = jobs(Policy::Strict);
+        let (id, _) = j.create(
+            JobKind::CatchUp,
+            vec![
+                (TopicPartition::new("owned", 0), 100, 200),
+                (TopicPartition::new("social", 0), 50, 80),
+            ],
+            None,
+            None,
+            None,
+            0,
+        );
+        let job = j.running(id).unwrap();
+        assert_eq!(job.ranges[0].cursors, vec![100, 200, 200]);
+        assert_eq!(job.ranges[1].cursors, vec![80, 50, 50]);
+        assert_eq!(job.current_classes(), vec![0]);
+        // Strict: only the first class has lanes.
+        let plan = j.lanes(|_, _| true).unwrap();
+        assert_eq!(plan.classes.len(), 1);
+        assert_eq!(
+            plan.classes[0].1,
+            vec![(TopicPartition::new("owned", 0), 100)]
+        );
+        // The group may only commit the lowest unfinished cursor.
+        let lows = j.low_waters();
+        assert_eq!(lows[&TopicPartition::new("owned", 0)], 100);
+        assert_eq!(lows[&TopicPartition::new("social", 0)], 50);
+    }
+
+    #[test]
+    fn cursors_advance_classes_finish_in_turn_and_the_job_ends() {
+        let mut j = jobs(Policy::Strict);
+        let (id, _) = j.create(
+            JobKind::CatchUp,
+            vec![(TopicPartition::new("social", 1), 0, 3)],
+            None,
+            None,
+            None,
+            0,
+        );
+        // Class 0 has nothing in this topic: done at once.
+        assert!(j.running(id).unwrap().class_done(0));
+        for class in [1, 2] {
+            assert_eq!(j.running(id).unwrap().current_classes(), vec![class]);
+            for offset in 0..3 {
+                let Advance::Take(r) = j.look(id, class, "social", 1, offset) else {
+                    panic!("offset {offset} not taken");
+                };
+                j.advance(id, r, class, offset, Some(1_000), offset == 1);
+            }
+            // A re-fetched message before the cursor is skipped.
+            assert_eq!(j.look(id, class, "social", 1, 0), Advance::Stale);
+        }
+        assert!(j.running(id).is_none(), "the job ended");
+        let stored = j.status_json();
+        assert_eq!(stored[0]["state"], "done");
+        assert_eq!(stored[0]["classes"][1]["documents"], 1);
+        assert!(j.low_waters().is_empty());
+    }
+
+    #[test]
+    fn weighted_serves_the_class_furthest_behind_its_weight() {
+        let mut j = jobs(Policy::Weighted(vec![60, 30, 10]));
+        let (id, _) = j.create(
+            JobKind::Replay,
+            vec![(TopicPartition::new("social", 0), 0, 1000)],
+            Some((0, 1)),
+            None,
+            None,
+            0,
+        );
+        for (class, n) in [(1, 30), (2, 5)] {
+            for offset in 0..n {
+                let Advance::Take(r) = j.look(id, class, "social", 0, offset) else {
+                    panic!()
+                };
+                j.advance(id, r, class, offset, None, true);
+            }
+        }
+        // emitted / weight: dm 30/30 = 1, rest 5/10 = 0.5 → rest first;
+        // dm is 0.5 × 40 = 20 weighted documents ahead.
+        assert_eq!(j.pick(id, &[1, 2], 64), vec![2, 1]);
+        assert_eq!(
+            j.pick(id, &[1, 2], 10),
+            vec![2],
+            "dm waits until rest catches up"
+        );
+    }
+
+    #[test]
+    fn ranges_of_revoked_partitions_are_dropped() {
+        let mut j = jobs(Policy::Strict);
+        let (id, _) = j.create(
+            JobKind::CatchUp,
+            vec![
+                (TopicPartition::new("social", 0), 0, 100),
+                (TopicPartition::new("social", 1), 0, 100),
+            ],
+            None,
+            None,
+            None,
+            0,
+        );
+        let kept = TopicPartition::new("social", 1);
+        let stored = j.drop_partitions(|tp| *tp == kept);
+        assert_eq!(stored.len(), 1);
+        assert_eq!(j.running(id).unwrap().ranges.len(), 1);
+        assert!(j.catching_up(&kept));
+        assert!(!j.catching_up(&TopicPartition::new("social", 0)));
+        j.drop_partitions(|_| false);
+        assert!(j.running(id).is_none(), "a job without ranges is cancelled");
+    }
 }
