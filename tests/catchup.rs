@@ -578,6 +578,15 @@ fn replay_backfills_a_new_search_over_exactly_its_window() {
     let job = &st["jobs"][0];
     assert_eq!(job["kind"], "replay", "{st:#}");
     assert_eq!(job["state"], "done", "{st:#}");
+    // A finished job cannot be cancelled; cancelling needs the token.
+    let id = job["id"].as_u64().unwrap().to_string();
+    let (code, body) = svc.request("DELETE", &format!("/replays/{id}"), None, &[]);
+    assert_eq!(code, 401, "{body}");
+    let mut args = vec!["replay", "--cancel", &id];
+    args.extend(common);
+    let (code, out) = cli(&args);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no running job"), "{out}");
 }
 
 #[test]
