@@ -193,6 +193,16 @@ impl Classes {
             && self.static_class(topic).is_none_or(|s| s == class)
     }
 
+    /// The last class that reads `topic` (see [`Classes::reads`]): in a
+    /// catch-up, its lane sends the topic's bad messages to the dead
+    /// letters, once.
+    pub fn last_reader(&self, topic: &str) -> usize {
+        (0..self.classes.len())
+            .rev()
+            .find(|&c| self.reads(c, topic))
+            .unwrap_or(self.classes.len() - 1)
+    }
+
     /// The class every message of `topic` lands in, if that does not depend
     /// on the content: the first class that may take the topic has no
     /// field rules.
@@ -355,6 +365,13 @@ mod tests {
             "critical takes only social.owned"
         );
         assert!(c.reads(1, "social.news") && c.reads(2, "social.news"));
+        let owned = Classes::new(vec![("owned".into(), vec!["owned".into()], vec![])]).unwrap();
+        assert_eq!(
+            owned.last_reader("owned"),
+            0,
+            "only `owned` reads its topic"
+        );
+        assert_eq!(owned.last_reader("other"), 1);
         let d = Classes::default();
         assert_eq!(d.static_class("any"), Some(0));
         assert!(!d.named());

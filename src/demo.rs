@@ -251,13 +251,7 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<()> {
             let mut lines = vec![live];
             lines.extend(progress.iter().map(crate::commands::replay::bar_line));
             if tty {
-                if shown > 0 {
-                    write!(out, "\x1b[{shown}A")?;
-                }
-                for l in &lines {
-                    writeln!(out, "\x1b[2K{l}")?;
-                }
-                shown = lines.len();
+                shown = crate::commands::replay::redraw(out, &lines, shown)?;
             } else if back.elapsed().as_millis() % 2000 < 500 {
                 writeln!(out, "{}", lines.join(" | "))?;
             }

@@ -20,9 +20,11 @@ struct Cli {
     command: Command,
 }
 
-/// The command-line overrides of the configuration (SPEC §4).
+/// The command-line overrides of the configuration (SPEC §4) shared by
+/// `run`, `status` and `replay`; the searches file flag differs (see
+/// [`ServiceArgs`], [`ReplayArgs`]).
 #[derive(clap::Args, Debug, Clone)]
-struct ServiceArgs {
+struct CommonArgs {
     /// The configuration file (TOML); optional when the flags suffice.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -44,9 +46,6 @@ struct ServiceArgs {
     /// RocksDB state directory.
     #[arg(long)]
     state_dir: Option<PathBuf>,
-    /// Searches file.
-    #[arg(long)]
-    searches: Option<PathBuf>,
     /// Admin API address, HOST:PORT (port 0 picks one).
     #[arg(long)]
     admin_addr: Option<String>,
@@ -55,61 +54,32 @@ struct ServiceArgs {
     admin_token: Option<String>,
 }
 
-/// [`ServiceArgs`] for `replay`, where `--searches` names search ids: the
+/// The overrides of `run` and `status`.
+#[derive(clap::Args, Debug, Clone)]
+struct ServiceArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Searches file.
+    #[arg(long)]
+    searches: Option<PathBuf>,
+}
+
+/// The overrides of `replay`, where `--searches` names search ids: the
 /// searches file is `--searches-file`.
 #[derive(clap::Args, Debug, Clone)]
 struct ReplayArgs {
-    /// The configuration file (TOML); optional when the flags suffice.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Bootstrap brokers, HOST:PORT[,…].
-    #[arg(long)]
-    brokers: Option<String>,
-    /// Consumer group id.
-    #[arg(long)]
-    group: Option<String>,
-    /// Input topics, TOPIC[,…].
-    #[arg(long)]
-    input: Option<String>,
-    /// kafka:TOPIC, file:PATH or stdout.
-    #[arg(long)]
-    output: Option<String>,
-    /// kafka:TOPIC or file:PATH.
-    #[arg(long)]
-    dead_letter: Option<String>,
-    /// RocksDB state directory.
-    #[arg(long)]
-    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
     /// Searches file.
     #[arg(long)]
     searches_file: Option<PathBuf>,
-    /// Admin API address of the service, HOST:PORT.
-    #[arg(long)]
-    admin_addr: Option<String>,
-    /// Admin bearer token.
-    #[arg(long, env = "TOPIC_MATCHER_ADMIN_TOKEN", hide_env_values = true)]
-    admin_token: Option<String>,
 }
 
-impl From<ReplayArgs> for ServiceArgs {
-    fn from(a: ReplayArgs) -> ServiceArgs {
-        ServiceArgs {
-            config: a.config,
-            brokers: a.brokers,
-            group: a.group,
-            input: a.input,
-            output: a.output,
-            dead_letter: a.dead_letter,
-            state_dir: a.state_dir,
-            searches: a.searches_file,
-            admin_addr: a.admin_addr,
-            admin_token: a.admin_token,
-        }
-    }
-}
-
-impl ServiceArgs {
-    fn load(self) -> Result<topic_matcher::config::Config, topic_matcher::config::ConfigError> {
+impl CommonArgs {
+    fn load(
+        self,
+        searches: Option<PathBuf>,
+    ) -> Result<topic_matcher::config::Config, topic_matcher::config::ConfigError> {
         use topic_matcher::config::{Overrides, RawConfig};
         let raw = match &self.config {
             Some(p) => RawConfig::from_file(p)?,
@@ -122,10 +92,16 @@ impl ServiceArgs {
             output: self.output,
             dead_letter: self.dead_letter,
             state_dir: self.state_dir,
-            searches: self.searches,
+            searches,
             admin_addr: self.admin_addr,
             admin_token: self.admin_token,
         })
+    }
+}
+
+impl ServiceArgs {
+    fn load(self) -> Result<topic_matcher::config::Config, topic_matcher::config::ConfigError> {
+        self.common.load(self.searches)
     }
 }
 
@@ -401,7 +377,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             detach,
             args,
         } => {
-            let config = match ServiceArgs::from(args).load() {
+            let config = match args.common.load(args.searches_file) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: {e}");

@@ -482,78 +482,50 @@ fn replay_backfills_a_new_search_over_exactly_its_window() {
     std::fs::write(&searches, SEARCHES).unwrap();
     svc.wait_status(Duration::from_secs(60), |s| s["searches_version"] == 2);
     let addr = format!("127.0.0.1:{}", svc.admin);
-    // Refused without the token; unknown searches refused with a reason.
-    let (code, out) = cli(&[
-        "replay",
+    // `replay` against the running service, with or without the token.
+    let brokers = b.addr();
+    let replay = |token: bool, extra: &[&str]| -> (i32, String) {
+        let mut args = vec!["replay"];
+        args.extend(extra);
+        args.extend([
+            "--admin-addr",
+            &addr,
+            "--brokers",
+            &brokers,
+            "--group",
+            "rp",
+            "--input",
+            topic,
+            "--output",
+            "stdout",
+            "--dead-letter",
+            "file:/dev/null",
+            "--state-dir",
+            "/nonexistent",
+            "--searches-file",
+            searches.to_str().unwrap(),
+        ]);
+        if token {
+            args.extend(["--admin-token", "tok"]);
+        }
+        cli(&args)
+    };
+    let window = [
         "--from",
         "2026-01-01T01:00:00Z",
         "--to",
         "2026-01-01T02:00:00Z",
-        "--admin-addr",
-        &addr,
-        "--brokers",
-        &b.addr(),
-        "--group",
-        "rp",
-        "--input",
-        topic,
-        "--output",
-        "stdout",
-        "--dead-letter",
-        "file:/dev/null",
-        "--state-dir",
-        "/nonexistent",
-        "--searches-file",
-        searches.to_str().unwrap(),
-    ]);
+    ];
+    // Refused without the token; unknown searches refused with a reason.
+    let (code, out) = replay(false, &window);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("403") || out.contains("token"), "{out}");
-    let common = [
-        "--admin-addr",
-        &addr,
-        "--admin-token",
-        "tok",
-        "--brokers",
-        &b.addr(),
-        "--group",
-        "rp",
-        "--input",
-        topic,
-        "--output",
-        "stdout",
-        "--dead-letter",
-        "file:/dev/null",
-        "--state-dir",
-        "/nonexistent",
-        "--searches-file",
-        searches.to_str().unwrap(),
-    ];
-    let mut args = vec![
-        "replay",
-        "--from",
-        "2026-01-01T01:00:00Z",
-        "--to",
-        "2026-01-01T02:00:00Z",
-        "--searches",
-        "s-nope",
-    ];
-    args.extend(common);
-    let (code, out) = cli(&args);
+    let (code, out) = replay(true, &[&window[..], &["--searches", "s-nope"]].concat());
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("s-nope"), "{out}");
     // The backfill: window [01:00, 02:00) = the 700 "b" documents, only
     // the new search.
-    let mut args = vec![
-        "replay",
-        "--from",
-        "2026-01-01T01:00:00Z",
-        "--to",
-        "2026-01-01T02:00:00Z",
-        "--searches",
-        "s-new",
-    ];
-    args.extend(common);
-    let (code, out) = cli(&args);
+    let (code, out) = replay(true, &[&window[..], &["--searches", "s-new"]].concat());
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("done"), "{out}");
     let out = output(&dir);
@@ -582,9 +554,7 @@ fn replay_backfills_a_new_search_over_exactly_its_window() {
     let id = job["id"].as_u64().unwrap().to_string();
     let (code, body) = svc.request("DELETE", &format!("/replays/{id}"), None, &[]);
     assert_eq!(code, 401, "{body}");
-    let mut args = vec!["replay", "--cancel", &id];
-    args.extend(common);
-    let (code, out) = cli(&args);
+    let (code, out) = replay(true, &["--cancel", &id]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("no running job"), "{out}");
 }

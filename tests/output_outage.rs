@@ -21,6 +21,28 @@ fn docs(n: usize) -> Vec<String> {
         .collect()
 }
 
+/// The service on the mock cluster: group `name`, input `name-in`, output
+/// topic `name-out`, the bundled searches.
+fn service_config(
+    raw: RawConfig,
+    brokers: &str,
+    name: &str,
+    dir: &std::path::Path,
+) -> topic_matcher::config::Config {
+    raw.validate(Overrides {
+        brokers: Some(brokers.to_string()),
+        group: Some(name.into()),
+        input: Some(format!("{name}-in")),
+        output: Some(format!("kafka:{name}-out")),
+        dead_letter: Some(format!("file:{}", dir.join("dead.jsonl").display())),
+        state_dir: Some(dir.join("state")),
+        searches: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/searches.json").into()),
+        admin_addr: Some("127.0.0.1:0".into()),
+        admin_token: None,
+    })
+    .unwrap()
+}
+
 /// Ids of the documents with an `rstats` record in `topic`, read from the
 /// start until `want` are found or 30 s pass.
 fn rstats_doc_ids(
@@ -56,24 +78,12 @@ fn rstats_doc_ids(
 #[test]
 fn output_refusing_writes_pauses_input_and_loses_nothing() {
     let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("in", 3, 1).unwrap();
-    cluster.create_topic("out", 3, 1).unwrap();
+    cluster.create_topic("outage-in", 3, 1).unwrap();
+    cluster.create_topic("outage-out", 3, 1).unwrap();
     let brokers = cluster.bootstrap_servers();
     let dir = std::env::temp_dir().join(format!("tm-outage-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let config = RawConfig::default()
-        .validate(Overrides {
-            brokers: Some(brokers.clone()),
-            group: Some("outage".into()),
-            input: Some("in".into()),
-            output: Some("kafka:out".into()),
-            dead_letter: Some(format!("file:{}", dir.join("dead.jsonl").display())),
-            state_dir: Some(dir.join("state")),
-            searches: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/searches.json").into()),
-            admin_addr: Some("127.0.0.1:0".into()),
-            admin_token: None,
-        })
-        .unwrap();
+    let config = service_config(RawConfig::default(), &brokers, "outage", &dir);
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .create()
@@ -82,7 +92,7 @@ fn output_refusing_writes_pauses_input_and_loses_nothing() {
     for (i, d) in all.iter().enumerate() {
         let k = i.to_string();
         producer
-            .send(BaseRecord::to("in").key(&k).payload(d))
+            .send(BaseRecord::to("outage-in").key(&k).payload(d))
             .unwrap();
     }
     producer.flush(Duration::from_secs(30)).unwrap();
@@ -119,7 +129,7 @@ fn output_refusing_writes_pauses_input_and_loses_nothing() {
     );
 
     // Every document's record is in the output topic.
-    let ids = rstats_doc_ids(&brokers, "out", 3, 3000);
+    let ids = rstats_doc_ids(&brokers, "outage-out", 3, 3000);
     assert_eq!(ids.len(), 3000, "records lost across the output outage");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -149,19 +159,7 @@ fn a_slow_broker_slows_the_service_down_and_loses_nothing() {
     cluster
         .broker_round_trip_time(1, Duration::from_millis(250))
         .unwrap();
-    let config = RawConfig::default()
-        .validate(Overrides {
-            brokers: Some(brokers.clone()),
-            group: Some("slow".into()),
-            input: Some("slow-in".into()),
-            output: Some("kafka:slow-out".into()),
-            dead_letter: Some(format!("file:{}", dir.join("dead.jsonl").display())),
-            state_dir: Some(dir.join("state")),
-            searches: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/searches.json").into()),
-            admin_addr: Some("127.0.0.1:0".into()),
-            admin_token: None,
-        })
-        .unwrap();
+    let config = service_config(RawConfig::default(), &brokers, "slow", &dir);
     let running = topic_matcher::service::start(config).unwrap();
     let m = running.metrics.clone();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -229,20 +227,12 @@ fn a_long_output_outage_pauses_input_and_keeps_memory_bounded() {
     let _ = std::fs::remove_dir_all(&dir);
     // A backlog above 1,000 messages per partition after the outage is
     // drained as a catch-up (live data from the head at once).
-    let config = RawConfig::from_toml("[catch_up]\nthreshold = 1000\n")
-        .unwrap()
-        .validate(Overrides {
-            brokers: Some(brokers.clone()),
-            group: Some("long".into()),
-            input: Some("long-in".into()),
-            output: Some("kafka:long-out".into()),
-            dead_letter: Some(format!("file:{}", dir.join("dead.jsonl").display())),
-            state_dir: Some(dir.join("state")),
-            searches: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/searches.json").into()),
-            admin_addr: Some("127.0.0.1:0".into()),
-            admin_token: None,
-        })
-        .unwrap();
+    let config = service_config(
+        RawConfig::from_toml("[catch_up]\nthreshold = 1000\n").unwrap(),
+        &brokers,
+        "long",
+        &dir,
+    );
     let running = topic_matcher::service::start(config).unwrap();
     let m = running.metrics.clone();
     // The input: 1,000 documents a second until told to stop.

@@ -227,14 +227,8 @@ pub fn run(o: &CatchUpBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outco
         std::thread::sleep(Duration::from_millis(500));
         if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             let progress = running.metrics.drain.lock().expect("drain lock").0.clone();
-            let mut err = std::io::stderr().lock();
-            if shown > 0 {
-                let _ = write!(err, "\x1b[{shown}A");
-            }
-            for p in &progress {
-                let _ = writeln!(err, "\x1b[2K{}", super::replay::bar_line(p));
-            }
-            shown = progress.len();
+            let lines: Vec<String> = progress.iter().map(super::replay::bar_line).collect();
+            shown = super::replay::redraw(&mut std::io::stderr().lock(), &lines, shown)?;
         }
     }
     stop.store(true, Relaxed);

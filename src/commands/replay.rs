@@ -254,13 +254,8 @@ fn print_jobs(jobs: &serde_json::Value, out: &mut dyn Write) -> std::io::Result<
 fn show(progress: &[ClassProgress], tty: bool, shown: usize) -> usize {
     let mut err = std::io::stderr().lock();
     if tty {
-        if shown > 0 {
-            let _ = write!(err, "\x1b[{shown}A");
-        }
-        for p in progress {
-            let _ = writeln!(err, "\x1b[2K{}", bar_line(p));
-        }
-        progress.len()
+        let lines: Vec<String> = progress.iter().map(bar_line).collect();
+        redraw(&mut err, &lines, shown).unwrap_or(shown)
     } else {
         if shown % 10 == 0 {
             let line: Vec<String> = progress
@@ -278,6 +273,22 @@ fn show(progress: &[ClassProgress], tty: bool, shown: usize) -> usize {
         }
         shown + 1
     }
+}
+
+/// Draws `lines` on a terminal over the `shown` lines drawn last time;
+/// returns how many are shown now.
+///
+/// # Errors
+///
+/// Writing fails.
+pub fn redraw(out: &mut dyn Write, lines: &[String], shown: usize) -> std::io::Result<usize> {
+    if shown > 0 {
+        write!(out, "\x1b[{shown}A")?;
+    }
+    for l in lines {
+        writeln!(out, "\x1b[2K{l}")?;
+    }
+    Ok(lines.len())
 }
 
 /// One class as a progress bar line.

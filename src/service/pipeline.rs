@@ -206,8 +206,8 @@ impl Shared {
         let mut jobs = BTreeMap::new();
         while let Some(front) = self.sealed.front() {
             if self.output.is_acked(front.output)? && self.dead.sink.is_acked(front.dead)? {
-                let s = self.sealed.pop_front().expect("front exists");
-                jobs.extend(s.jobs.iter().cloned());
+                let mut s = self.sealed.pop_front().expect("front exists");
+                jobs.extend(std::mem::take(&mut s.jobs));
                 done = Some(s);
             } else {
                 break;
@@ -332,7 +332,7 @@ impl Shared {
     /// A message read by the lane of `class` of drain job `job`: emitted if
     /// its document is of that class (and, for a replay, inside the window,
     /// restricted to `masks`); bad messages go to the dead letters once, by
-    /// the last class's lane of a catch-up. Returns whether a document of
+    /// the lane of the last class that reads the topic, in a catch-up. Returns whether a document of
     /// the lane's class was matched.
     #[allow(clippy::too_many_arguments)]
     fn process_backlog(
@@ -363,7 +363,7 @@ impl Shared {
             (Some(from), Some(to)) => ts.is_some_and(|t| t >= from && t < to),
             _ => true,
         };
-        let last_class = class + 1 == self.jobs.classes().len();
+        let dead_letters = class == self.jobs.classes().last_reader(topic);
         let mut emitted = false;
         match Document::parse(msg.payload().unwrap_or_default(), max_bytes) {
             Ok(doc) => {
@@ -373,7 +373,7 @@ impl Shared {
                     emitted = true;
                 }
             }
-            Err(reason) if catch_up && last_class => {
+            Err(reason) if catch_up && dead_letters => {
                 self.metrics.documents_in.fetch_add(1, Relaxed);
                 self.bad(msg, &reason.to_string())?;
             }
@@ -1039,7 +1039,7 @@ impl Pipeline {
                                 Offset::Offset(head),
                                 Duration::from_secs(5),
                             ) {
-                                tracing::error!(partition = %tp, error = %e, "cannot move the live lane to the head; the backlog is read in order as well (duplicates, nothing lost)");
+                                tracing::error!(partition = %tp, error = %e, "cannot move the live lane to the head; live messages before it are skipped as they arrive (the job drains them)");
                             }
                         }
                         if let Ok(a) = self.consumer.assignment() {
