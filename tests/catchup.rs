@@ -580,10 +580,22 @@ fn classes_on_separate_topics_drain_in_order_and_replay_resumes_after_kill_9() {
     // The backlog: both topics, timestamps in one hour.
     produce_at(social, "s", 6000, BASE);
     produce_at(owned, "o", 1500, BASE + 10_000);
+    // A malformed message in the owned topic's backlog: only the `owned`
+    // lane reads that topic, and it must send it to the dead letters.
+    produce(&b.addr(), owned, &[b"{\"id\": broken".to_vec()]);
     let svc = start("sep", &dir, &searches, &config, &input);
     wait_output(&dir, Duration::from_secs(300), |o| {
         ids_of(o, "all").len() == 7500
     });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dead = || std::fs::read_to_string(dir.join("dead.jsonl")).unwrap_or_default();
+    while !dead().contains("broken") {
+        assert!(
+            Instant::now() < deadline,
+            "the bad backlog message was not dead-lettered"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     drop(svc);
     let out: Vec<_> = output(&dir).into_iter().filter(|r| r.1 == "all").collect();
     let last_owned = out.iter().rposition(|r| r.2 == "owned").unwrap();
