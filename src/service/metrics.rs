@@ -268,4 +268,29 @@ mod tests {
         assert!(t.contains("topic_matcher_batch_latency_seconds_bucket{le=\"0.0025\"} 0\n"));
         assert!(t.contains("topic_matcher_batch_latency_seconds_count 1\n"));
     }
+
+    #[test]
+    fn renders_drain_progress_per_class() {
+        let m = Metrics::default();
+        m.drain.lock().unwrap().0 = vec![super::super::catchup::ClassProgress {
+            class: "critical".into(),
+            backlog_messages: 1200,
+            backlog_span_seconds: Some(3600.0),
+            drained: 0.25,
+            rate: 400.0,
+            eta_seconds: Some(3.0),
+            documents: 90,
+            finished_after_seconds: None,
+        }];
+        let t = m.render();
+        for line in [
+            "topic_matcher_backlog_messages{class=\"critical\"} 1200\n",
+            "topic_matcher_backlog_span_seconds{class=\"critical\"} 3600\n",
+            "topic_matcher_backlog_drained_ratio{class=\"critical\"} 0.25\n",
+            "topic_matcher_drain_rate_messages_per_second{class=\"critical\"} 400\n",
+            "topic_matcher_drain_eta_seconds{class=\"critical\"} 3\n",
+        ] {
+            assert!(t.contains(line), "{line} missing in:\n{t}");
+        }
+    }
 }
