@@ -245,7 +245,12 @@ impl KafkaSink {
             .set("linger.ms", "50")
             .set("batch.size", "1048576")
             .set("batch.num.messages", "100000")
-            .set("compression.type", "lz4");
+            // Uncompressed by default: records are small and a broker that
+            // re-encodes batches pays for decompression on the shared cores
+            // (on the test broker lz4 cost a fifth of the throughput,
+            // BENCHMARKS.md). Set `compression.type` under
+            // `[kafka.producer]` where bandwidth is the scarce resource.
+            .set("compression.type", "none");
         for (k, v) in overrides {
             cfg.set(k, v);
         }
