@@ -721,7 +721,9 @@ fn a_rebalance_during_the_drain_loses_nothing() {
         }
         assert!(
             Instant::now() < deadline,
-            "{n} of {BACKLOG} backlog documents after the rebalance"
+            "{n} of {BACKLOG} backlog documents after the rebalance; status of the first: {:?}; of the second: {:?}",
+            a.get("/status"),
+            b.get("/status")
         );
         std::thread::sleep(Duration::from_millis(500));
     }

@@ -313,7 +313,12 @@ impl Service {
             .arg(searches)
             .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
             .args(extra)
-            .env("RUST_LOG", "info")
+            // TM_TEST_LOG widens the services' logs, e.g.
+            // "info,librdkafka=debug" with `debug = "cgrp"` in their config.
+            .env(
+                "RUST_LOG",
+                std::env::var("TM_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
