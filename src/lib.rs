@@ -43,7 +43,17 @@
 //! Around it:
 //!
 //! * [`record`] — the match record written per (document, topic).
-//! * [`commands`] — the offline commands `match`, `check` and `bench`.
+//! * [`config`] — the TOML configuration and command-line overrides,
+//!   validated in two stages.
+//! * [`classes`] — priority classes and the catch-up policy.
+//! * [`checkpoint`] — the RocksDB state: offsets, drain jobs, searches
+//!   versions.
+//! * [`service`] — the streaming service: Kafka in, records out, catch-up
+//!   and replay, reloads, the admin API and metrics.
+//! * [`demo`] — the service on an embedded Kafka cluster.
+//! * [`commands`] — the other commands (`match`, `check`, `bench`,
+//!   `replay`, `status`, `searches`).
+//! * [`terminal`] — progress bars with log lines scrolling above them.
 //! * [`workload`] — the deterministic benchmark workload.
 
 pub mod checkpoint;
@@ -57,5 +67,6 @@ pub mod query;
 pub mod record;
 pub mod searches;
 pub mod service;
+pub mod terminal;
 pub mod text;
 pub mod workload;

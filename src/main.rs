@@ -315,7 +315,8 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| default_filter.into()),
         )
-        .with_writer(std::io::stderr)
+        // Log lines scroll above the progress bars of a catch-up.
+        .with_writer(topic_matcher::terminal::log_line)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(cli) {
@@ -351,7 +352,17 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 }
                 Err(topic_matcher::service::StartError::Other(e)) => return Err(e),
             };
-            running.wait_for_signals()?;
+            running.handle_signals();
+            // On a terminal, a catch-up shows a bar per class.
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            while !running.is_finished() {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                if tty {
+                    topic_matcher::commands::replay::draw_bars(&running.metrics);
+                }
+            }
+            topic_matcher::terminal::Screen::stderr().set_bars(Vec::new());
+            running.wait()?;
             Ok(Outcome::Success)
         }
         Command::Demo {

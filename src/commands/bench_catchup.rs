@@ -222,15 +222,13 @@ pub fn run(o: &CatchUpBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outco
     };
     let report_path = dir.join("state-catchup/reports/drain-1.json");
     let deadline = Instant::now() + Duration::from_secs(1800);
-    let mut shown = 0;
     while !report_path.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(500));
         if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            let progress = running.metrics.drain.lock().expect("drain lock").0.clone();
-            let lines: Vec<String> = progress.iter().map(super::replay::bar_line).collect();
-            shown = super::replay::redraw(&mut std::io::stderr().lock(), &lines, shown)?;
+            super::replay::draw_bars(&running.metrics);
         }
     }
+    crate::terminal::Screen::stderr().keep_bars();
     stop.store(true, Relaxed);
     let live_n = live
         .join()

@@ -16,6 +16,8 @@ use super::searches::http;
 use super::Outcome;
 use crate::config::Config;
 use crate::service::catchup::{plan_replay, ClassProgress};
+use crate::service::metrics::Metrics;
+use crate::terminal::Screen;
 
 /// What `replay` was asked.
 #[derive(Clone, Debug, Default)]
@@ -167,6 +169,7 @@ pub fn run(config: &Config, o: &ReplayOptions, out: &mut dyn Write) -> anyhow::R
     }
     let jobs = running.metrics.drain.lock().expect("drain lock").1.clone();
     running.wait()?;
+    Screen::stderr().keep_bars();
     print_jobs(&jobs, out)?;
     writeln!(
         out,
@@ -216,6 +219,7 @@ fn follow_service(config: &Config, id: u64, out: &mut dyn Write) -> anyhow::Resu
             .cloned();
         if let Some(job) = job {
             if job["state"] != "running" {
+                Screen::stderr().keep_bars();
                 print_jobs(&serde_json::Value::Array(vec![job]), out)?;
                 return Ok(Outcome::Success);
             }
@@ -249,14 +253,14 @@ fn print_jobs(jobs: &serde_json::Value, out: &mut dyn Write) -> std::io::Result<
     Ok(())
 }
 
-/// Draws progress bars (terminal: redrawn in place; otherwise a plain line
-/// every few calls). Returns the lines drawn.
+/// Draws progress bars (terminal: at the bottom, log lines scrolling above;
+/// otherwise a plain line every few calls). Returns the calls counted.
 fn show(progress: &[ClassProgress], tty: bool, shown: usize) -> usize {
-    let mut err = std::io::stderr().lock();
     if tty {
-        let lines: Vec<String> = progress.iter().map(bar_line).collect();
-        redraw(&mut err, &lines, shown).unwrap_or(shown)
+        Screen::stderr().set_bars(progress.iter().map(bar_line).collect());
+        shown
     } else {
+        let mut err = std::io::stderr().lock();
         if shown % 10 == 0 {
             let line: Vec<String> = progress
                 .iter()
@@ -289,6 +293,21 @@ pub fn redraw(out: &mut dyn Write, lines: &[String], shown: usize) -> std::io::R
         writeln!(out, "\x1b[2K{l}")?;
     }
     Ok(lines.len())
+}
+
+/// Draws the drain progress of `metrics` as bars at the bottom of the
+/// terminal while a job runs; none otherwise.
+pub fn draw_bars(metrics: &Metrics) {
+    let (progress, jobs) = metrics.drain.lock().expect("drain lock").clone();
+    let running = jobs
+        .as_array()
+        .is_some_and(|j| j.iter().any(|j| j["state"] == "running"));
+    let lines = if running {
+        progress.iter().map(bar_line).collect()
+    } else {
+        Vec::new()
+    };
+    Screen::stderr().set_bars(lines);
 }
 
 /// One class as a progress bar line.
