@@ -346,23 +346,45 @@ fn weighted_advances_every_class_by_its_share() {
 
 #[test]
 fn kill_9_during_the_drain_loses_nothing_and_does_not_redo_finished_classes() {
+    stop_during_the_drain("cu-kill", Stop::Kill9);
+}
+
+#[test]
+fn a_graceful_stop_during_the_drain_resumes_it_emitting_nothing_twice() {
+    stop_during_the_drain("cu-stop", Stop::Graceful);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Stop {
+    Kill9,
+    Graceful,
+}
+
+/// Stops the service mid-drain (after the critical class finished), starts
+/// it again, and checks the drain resumed: nothing lost, the finished class
+/// not emitted again, other duplicates only from unacknowledged batches
+/// (none after a graceful stop).
+fn stop_during_the_drain(name: &str, how: Stop) {
     const BACKLOG: usize = 30_000;
-    let (dir, searches, config, topic) = build_backlog("cu-kill", "strict", BACKLOG);
+    let (dir, searches, config, topic) = build_backlog(name, "strict", BACKLOG);
     let before = output(&dir).len();
-    let mut svc = start("cu-kill", &dir, &searches, &config, &topic);
-    // Kill once the critical class is drained and checkpointed, mid-drain.
+    let mut svc = start(name, &dir, &searches, &config, &topic);
+    // Stop once the critical class is drained and checkpointed, mid-drain.
     svc.wait_status(Duration::from_secs(300), |s| {
         s["jobs"][0]["classes"][0]["finished_after_seconds"].is_number()
     });
     std::thread::sleep(Duration::from_millis(700));
-    svc.kill9();
+    match how {
+        Stop::Kill9 => svc.kill9(),
+        Stop::Graceful => assert_eq!(svc.terminate(), Some(0)),
+    }
     let at_kill = output(&dir).len() - before;
     let low_at_kill = output(&dir)
         .iter()
         .skip(before)
         .filter(|r| r.1 == "all" && r.2 == "low")
         .count();
-    let svc = start("cu-kill", &dir, &searches, &config, &topic);
+    let svc = start(name, &dir, &searches, &config, &topic);
     wait_output(&dir, Duration::from_secs(300), |o| {
         ids_of(o, "all")
             .iter()
@@ -393,7 +415,7 @@ fn kill_9_during_the_drain_loses_nothing_and_does_not_redo_finished_classes() {
     };
     let (dc, dh, dl) = (dup("critical"), dup("high"), dup("low"));
     eprintln!(
-        "kill -9 after {at_kill} records ({low_at_kill} low): duplicates critical {dc}, high {dh}, low {dl}"
+        "{how:?} after {at_kill} records ({low_at_kill} low): duplicates critical {dc}, high {dh}, low {dl}"
     );
     assert!(
         low_at_kill < BACKLOG * 6 / 10,
@@ -406,9 +428,20 @@ fn kill_9_during_the_drain_loses_nothing_and_does_not_redo_finished_classes() {
         );
     }
     assert_eq!(dc, 0, "the finished critical class was emitted again");
-    // Duplicates only from the unacknowledged batches at the kill (at most
-    // 8 batches of 500 messages).
-    assert!(dh + dl <= 4_000, "duplicates {dh} + {dl}");
+    match how {
+        // Duplicates only from the unacknowledged batches at the kill (at
+        // most 8 batches of 500 messages).
+        Stop::Kill9 => assert!(dh + dl <= 4_000, "duplicates {dh} + {dl}"),
+        // A graceful stop drained its batches before leaving.
+        Stop::Graceful => assert_eq!(dh + dl, 0, "duplicates after a graceful stop"),
+    }
+    if how == Stop::Graceful {
+        let log = std::fs::read_to_string(dir.join("service.log")).unwrap();
+        assert!(
+            log.contains("resuming from the checkpoint"),
+            "the restart did not resume from its checkpoint"
+        );
+    }
     assert_eq!(
         r["classes"][2]["documents"].as_u64().map(|d| d > 0),
         Some(true)

@@ -48,7 +48,9 @@
 //! has acknowledged the batch, its offsets **and** its job cursors are
 //! written in one WriteBatch (`jobs` column family). A crash mid-drain
 //! resumes every class at its checkpointed cursor: finished classes are not
-//! re-emitted; duplicates are bounded by the unacknowledged batches.
+//! re-emitted; duplicates are bounded by the unacknowledged batches. A
+//! graceful stop keeps the jobs too (it drains the batches first, so its
+//! restart emits nothing twice).
 //!
 //! The group's committed offset of a partition stays the **low-water mark**
 //! of everything unfinished: min(live next offset, the cursors of every

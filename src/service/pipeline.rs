@@ -35,10 +35,17 @@
 //! and 4 of the Kafka notes): the RocksDB checkpoint if there is one, else
 //! the group's committed offset (a partition that moved from another
 //! instance), else the configured start position; paused state is
-//! re-applied. On **revoke** it drains: flushes outputs up to the drain
+//! re-applied. A checkpoint is stale when the group's offset is past what
+//! this instance last committed (its checkpoint, or the low-water mark of
+//! its unfinished drain): another instance processed the partition since,
+//! so the group's offset wins and the partition's drain ranges here are
+//! dropped. On **revoke** it drains: flushes outputs up to the drain
 //! deadline, checkpoints and commits synchronously, then forgets the
-//! partitions' RocksDB checkpoints (the next owner starts from the group's
-//! offset; should the partition come back, so do we) and releases them.
+//! partitions' RocksDB checkpoints and drain ranges (the next owner starts
+//! from the group's offset; should the partition come back, so do we) and
+//! releases them — except when the service stops: then the checkpoints and
+//! unfinished drains stay, and the next start resumes them without redoing
+//! finished classes (a static member gets its partitions back).
 //!
 //! `auto.offset.reset` is `error`: when a checkpoint is older than the log
 //! start, the lost range is reported (error log and metric) and consumption
@@ -174,6 +181,9 @@ struct Shared {
     /// Whether this process also consumes live data (false: `replay`
     /// standalone).
     live: bool,
+    /// Set when the service stops: the last revocation keeps the drain
+    /// jobs and checkpoints for the next start instead of handing them on.
+    closing: bool,
 }
 
 impl Shared {
@@ -560,9 +570,45 @@ impl ConsumerContext for Ctx {
                     .iter()
                     .map(|e| TopicPartition::new(e.topic(), e.partition()))
                     .collect();
+                // The group's offsets tell whether another instance moved a
+                // partition on since this one last owned it.
+                let group: BTreeMap<TopicPartition, i64> = consumer
+                    .committed_offsets(tpl.clone(), Duration::from_secs(10))
+                    .map(|c| {
+                        c.elements()
+                            .iter()
+                            .filter_map(|e| match e.offset() {
+                                Offset::Offset(o) if o >= 0 => {
+                                    Some((TopicPartition::new(e.topic(), e.partition()), o))
+                                }
+                                _ => None,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let lows = s.jobs.low_waters();
                 for tp in assigned {
-                    match s.store.get(&tp) {
-                        Ok(Some(next)) => {
+                    let stored = match s.store.get(&tp) {
+                        Ok(stored) => stored,
+                        Err(err) => {
+                            tracing::error!(partition = %tp, error = %err, "cannot read the checkpoint; using the group's offset");
+                            None
+                        }
+                    };
+                    // What this instance last committed: its checkpoint, or
+                    // the low-water mark of its unfinished drain.
+                    let ours = stored.map(|next| lows.get(&tp).map_or(next, |&l| l.min(next)));
+                    match (stored, ours, group.get(&tp)) {
+                        (Some(_), Some(ours), Some(&moved)) if moved > ours => {
+                            tracing::info!(partition = %tp, checkpoint = ours, group = moved,
+                                "another instance processed this partition since; continuing from the group's offset");
+                            let dropped = s.jobs.drop_partitions(|t| *t != tp);
+                            if let Err(e) = s.store.commit_with_jobs(&[], &[tp.clone()], &dropped) {
+                                tracing::error!(error = %e, "cannot store the drain jobs");
+                            }
+                            let _ = without.add_partition(&tp.topic, tp.partition);
+                        }
+                        (Some(next), _, _) => {
                             let _ = tpl.set_partition_offset(
                                 &tp.topic,
                                 tp.partition,
@@ -571,11 +617,7 @@ impl ConsumerContext for Ctx {
                             tracing::info!(partition = %tp, next, "resuming from the checkpoint");
                             s.checkpointed.insert(tp, next);
                         }
-                        Ok(None) => {
-                            let _ = without.add_partition(&tp.topic, tp.partition);
-                        }
-                        Err(err) => {
-                            tracing::error!(partition = %tp, error = %err, "cannot read the checkpoint; using the group's offset");
+                        (None, _, _) => {
                             let _ = without.add_partition(&tp.topic, tp.partition);
                         }
                     }
@@ -658,11 +700,23 @@ impl ConsumerContext for Ctx {
                     .iter()
                     .map(|e| TopicPartition::new(e.topic(), e.partition()))
                     .collect();
-                // The next owner starts from the group's offset; so do we if
-                // the partition comes back.
-                let dropped = s.jobs.drop_partitions(|tp| !revoked.contains(tp));
-                if let Err(e) = s.store.commit_with_jobs(&[], &revoked, &dropped) {
-                    tracing::error!(error = %e, "cannot forget revoked checkpoints");
+                if s.closing {
+                    // Stopping: the checkpoints and drain jobs stay, and the
+                    // next start resumes them (a static member gets its
+                    // partitions back). Should another instance take them
+                    // meanwhile, the group's offset moves past ours and the
+                    // next assignment notices.
+                    tracing::info!(
+                        jobs = s.jobs.low_waters().len(),
+                        "stopping: checkpoints and unfinished drains kept for the next start"
+                    );
+                } else {
+                    // The next owner starts from the group's offset; so do
+                    // we if the partition comes back.
+                    let dropped = s.jobs.drop_partitions(|tp| !revoked.contains(tp));
+                    if let Err(e) = s.store.commit_with_jobs(&[], &revoked, &dropped) {
+                        tracing::error!(error = %e, "cannot forget revoked checkpoints");
+                    }
                 }
                 s.jobs.generation += 1;
                 for tp in &revoked {
@@ -776,6 +830,7 @@ impl Pipeline {
             group_committed: BTreeMap::new(),
             live_docs: 0,
             live,
+            closing: false,
         }));
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", &config.brokers)
@@ -1160,6 +1215,7 @@ impl Pipeline {
         } else {
             tracing::warn!("output not drained before the deadline; unacknowledged messages will be re-read (at least once)");
         }
+        lock(&self.shared).closing = true;
         self.consumer.unsubscribe();
         let _ = self.consumer.poll(Duration::from_millis(100));
         drop(self.consumer);
