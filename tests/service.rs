@@ -230,3 +230,101 @@ fn two_instances_in_one_group_share_partitions_and_lose_nothing() {
     assert_eq!(second.terminate(), Some(0));
     assert_eq!(first.terminate(), Some(0));
 }
+
+/// Match ids (with multiplicity) in a JSONL output file.
+fn file_match_ids(path: &std::path::Path) -> std::collections::BTreeMap<String, usize> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let records: Vec<(Vec<u8>, Vec<u8>)> = text
+        .lines()
+        .map(|l| (Vec::new(), l.as_bytes().to_vec()))
+        .collect();
+    match_ids(&records)
+}
+
+fn wait_for_file_ids(
+    path: &std::path::Path,
+    want: &std::collections::BTreeMap<String, usize>,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = file_match_ids(path);
+        let missing = want.keys().filter(|k| !got.contains_key(*k)).count();
+        if missing == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} of {} records missing in {}",
+            want.len(),
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn a_checkpoint_that_another_instance_moved_past_is_not_resumed() {
+    let b = shared_broker();
+    let brokers = b.addr();
+    b.create_topic("st.in", 3);
+    let (docs, _) = sample_docs(2300, "st");
+    let dir = temp_dir("st");
+    let opts = |n: &str| ServiceOpts {
+        brokers: &brokers,
+        group: "st",
+        input: "st.in",
+        output: format!("file:{}", dir.join(format!("out-{n}.jsonl")).display()),
+        dead_letter: format!("file:{}", dir.join(format!("dead-{n}.jsonl")).display()),
+        state: dir.join(format!("state-{n}")),
+        log: dir.join(format!("service-{n}.log")),
+    };
+    let out_a = dir.join("out-a.jsonl");
+    // A processes the first documents and stops; its checkpoints stay.
+    let mut a = Service::start(&opts("a"));
+    a.wait_ready(Duration::from_secs(60));
+    produce(&brokers, "st.in", &docs[..1000]);
+    wait_for_file_ids(
+        &out_a,
+        &expected_match_ids(&docs[..1000]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(a.terminate(), Some(0));
+    // Meanwhile B processes the next ones: the group's offsets move on.
+    let mut b2 = Service::start(&opts("b"));
+    b2.wait_ready(Duration::from_secs(60));
+    produce(&brokers, "st.in", &docs[1000..2000]);
+    let by_b = expected_match_ids(&docs[1000..2000]);
+    wait_for_file_ids(&dir.join("out-b.jsonl"), &by_b, Duration::from_secs(180));
+    assert_eq!(b2.terminate(), Some(0));
+    // A comes back: it goes on from the group's offsets, not its own.
+    let seen_by_a = std::fs::read_to_string(&out_a).unwrap().lines().count();
+    let mut a = Service::start(&opts("a"));
+    a.wait_ready(Duration::from_secs(60));
+    produce(&brokers, "st.in", &docs[2000..]);
+    wait_for_file_ids(
+        &out_a,
+        &expected_match_ids(&docs[2000..]),
+        Duration::from_secs(180),
+    );
+    assert_eq!(a.terminate(), Some(0));
+    let text = std::fs::read_to_string(&out_a).unwrap();
+    let again: Vec<(Vec<u8>, Vec<u8>)> = text
+        .lines()
+        .skip(seen_by_a)
+        .map(|l| (Vec::new(), l.as_bytes().to_vec()))
+        .collect();
+    let redone = match_ids(&again)
+        .keys()
+        .filter(|k| by_b.contains_key(*k))
+        .count();
+    assert_eq!(
+        redone, 0,
+        "the restarted instance re-emitted what the other one had processed"
+    );
+    let log = std::fs::read_to_string(dir.join("service-a.log")).unwrap();
+    assert!(
+        log.contains("another instance processed this partition since"),
+        "the stale checkpoint was not noticed"
+    );
+}
