@@ -592,6 +592,9 @@ fn replay_backfills_a_new_search_over_exactly_its_window() {
     assert!(out.contains("no running job"), "{out}");
 }
 
+/// Classes by input topic drain in order; a standalone replay killed with
+/// -9 resumes; `replay --classes` replays only the chosen class, and a
+/// window past the newest message says so.
 #[test]
 fn classes_on_separate_topics_drain_in_order_and_replay_resumes_after_kill_9() {
     let b = shared_broker();
@@ -724,6 +727,40 @@ fn classes_on_separate_topics_drain_in_order_and_replay_resumes_after_kill_9() {
         new.len(),
         7500,
         "every document of the window, after the resume"
+    );
+
+    // `--classes owned`: the owned topic's documents alone; a window ending
+    // after the newest message ends at the high watermark, and says so.
+    let before = output(&dir).len();
+    let (code, text) = cli(&args(&[
+        "--from",
+        "2026-01-01T00:00:00Z",
+        "--to",
+        "2030-01-01T00:00:00Z",
+        "--searches",
+        "s-new",
+        "--classes",
+        "owned",
+    ])
+    .iter()
+    .map(String::as_str)
+    .collect::<Vec<_>>());
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("--to is after the newest message"),
+        "no note on the bound past the newest message:\n{text}"
+    );
+    let replayed: Vec<_> = output(&dir)[before..].to_vec();
+    assert!(
+        replayed
+            .iter()
+            .all(|r| r.1 == "new" && r.2 == "owned" && r.0.starts_with("o-")),
+        "only the chosen class"
+    );
+    assert_eq!(
+        ids_of(&replayed, "new").len(),
+        1500,
+        "every document of the chosen class"
     );
 }
 
