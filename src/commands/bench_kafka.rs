@@ -71,6 +71,39 @@ pub(crate) fn create_topics(brokers: &str, names: &[&str], partitions: i32) -> a
 
 /// Seconds from the service's first message to the checkpoint covering
 /// its `n`-th (group join and set-up are outside).
+/// Reads the `n` messages of `topics` (3 partitions each) from the start
+/// with a bare consumer; the seconds from the first message to the last.
+pub(crate) fn bare_read(
+    brokers: &str,
+    topics: &[&str],
+    n: usize,
+    tag: &str,
+) -> anyhow::Result<f64> {
+    let bare: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("bench-bare-{tag}"))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for topic in topics {
+        for p in 0..3 {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+        }
+    }
+    bare.assign(&tpl)?;
+    let mut read = 0usize;
+    let mut first: Option<Instant> = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while read < n && Instant::now() < deadline {
+        if let Some(Ok(_)) = bare.poll(Duration::from_millis(100)) {
+            first.get_or_insert_with(Instant::now);
+            read += 1;
+        }
+    }
+    anyhow::ensure!(read == n, "the bare consumer read {read} of {n} messages");
+    Ok(first.map_or(0.0, |t| t.elapsed().as_secs_f64()))
+}
+
 pub(crate) fn time_service(m: &crate::service::metrics::Metrics, n: u64, limit: Duration) -> f64 {
     let deadline = Instant::now() + limit;
     while m.documents_in.load(Relaxed) == 0 && Instant::now() < deadline {
@@ -137,33 +170,9 @@ pub fn run(opts: &KafkaBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outc
     )?;
 
     // Bare consumer.
-    let bare: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &opts.brokers)
-        .set("group.id", format!("bench-bare-{tag}"))
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..3 {
-        tpl.add_partition_offset(&input, p, Offset::Beginning)?;
-    }
-    bare.assign(&tpl)?;
-    let mut n = 0usize;
-    let mut first: Option<Instant> = None;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while n < docs.len() && Instant::now() < deadline {
-        if let Some(Ok(_)) = bare.poll(Duration::from_millis(100)) {
-            first.get_or_insert_with(Instant::now);
-            n += 1;
-        }
-    }
-    anyhow::ensure!(
-        n == docs.len(),
-        "the bare consumer read {n} of {} messages",
-        docs.len()
-    );
-    let bare_secs = first.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    let bare_secs = bare_read(&opts.brokers, &[input.as_str()], docs.len(), &tag)?;
+    let n = docs.len();
     let bare_rate = n as f64 / bare_secs;
-    drop(bare);
     writeln!(
         out,
         "bare consumer: {n} messages in {bare_secs:.2} s = {bare_rate:.0} msg/s"
