@@ -331,3 +331,119 @@ fn a_long_output_outage_pauses_input_and_keeps_memory_bounded() {
     assert_eq!(ids.len(), produced, "records lost across the long outage");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Retention deletes backlog messages of a stored drain job before its
+/// classes read them: the drain reports the deleted range (metric, job)
+/// instead of jumping silently, and drains everything still in the log.
+#[test]
+fn backlog_deleted_by_retention_before_the_drain_read_it_is_reported() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("ret-in", 1, 1).unwrap();
+    cluster.create_topic("ret-out", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let dir = std::env::temp_dir().join(format!("tm-retention-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let raw = || {
+        RawConfig::from_toml(
+            "[[classes]]\nname = \"critical\"\nwhen = { type = [\"dm\"] }\n[[classes]]\nname = \"low\"\n\
+             [catch_up]\nthreshold = 10\n[limits]\ndrain_deadline_ms = 1000\n",
+        )
+        .unwrap()
+    };
+    // About 10 KB each: the mock broker keeps 5 MB per partition, so 600
+    // of them no longer fit.
+    let doc = |i: usize| {
+        let kind = if i % 10 == 0 { "dm" } else { "post" };
+        format!(
+            r##"{{"id": "r{i}", "type": "{kind}", "text": "#rstats number {i} {}"}}"##,
+            "padding ".repeat(1250)
+        )
+    };
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("batch.size", "100000")
+        .create()
+        .unwrap();
+    let produce = |range: std::ops::Range<usize>| {
+        for i in range {
+            let d = doc(i);
+            producer
+                .send(BaseRecord::<(), _>::to("ret-in").payload(&d))
+                .unwrap();
+            producer.poll(Duration::ZERO);
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    };
+    produce(0..300);
+
+    // First run: the backlog becomes a drain job, but the output refuses
+    // every write, so nothing of it is acknowledged before the stop.
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 100_000],
+    );
+    let running =
+        topic_matcher::service::start(service_config(raw(), &brokers, "ret", &dir)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while running.metrics.output_down.load(Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "the output never went down");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A graceful stop with the output down gives up after the drain
+    // deadline (it used to wait for the output forever).
+    running.stop().unwrap();
+    cluster.clear_request_errors(RDKafkaApiKey::Produce);
+
+    // Meanwhile the log outgrows the broker's retention.
+    produce(300..600);
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "ret-probe")
+        .create()
+        .unwrap();
+    let (low, high) = probe
+        .fetch_watermarks("ret-in", 0, Duration::from_secs(10))
+        .unwrap();
+    assert!(low > 0 && low < 300, "log now {low}..{high}");
+
+    // Second run: the job resumes; its classes find their cursors deleted.
+    let running =
+        topic_matcher::service::start(service_config(raw(), &brokers, "ret", &dir)).unwrap();
+    let m = running.metrics.clone();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = |m: &topic_matcher::service::metrics::Metrics| {
+        let jobs = m.drain.lock().unwrap().1.clone();
+        jobs.as_array()
+            .and_then(|j| j.first().cloned())
+            .filter(|j| j["state"] == "done")
+    };
+    let job = loop {
+        if let Some(job) = done(&m) {
+            break job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the drain never ended: {:?}",
+            m.drain.lock().unwrap().1
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    running.stop().unwrap();
+    eprintln!("log {low}..{high}; job: {job}");
+    assert_eq!(
+        m.retention_lost.load(Relaxed),
+        low as u64,
+        "the deleted offsets [0, {low}) counted once"
+    );
+    assert_eq!(job["deleted_by_retention"], low);
+    // Everything still in the log got its record.
+    let ids = rstats_doc_ids(&brokers, "ret-out", 1, (high - low) as usize);
+    let missing: Vec<i64> = (low..high)
+        .filter(|i| !ids.contains(&format!("r{i}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "records missing for offsets {missing:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

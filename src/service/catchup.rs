@@ -119,11 +119,33 @@ pub struct Range {
     pub end: i64,
     /// Per class, the next offset it has to look at (`end` when done).
     pub cursors: Vec<i64>,
+    /// Offsets deleted by retention before some class read them, as
+    /// sorted disjoint `[from, to)` spans (see [`Jobs::skip_deleted`]).
+    #[serde(default)]
+    pub deleted: Vec<(i64, i64)>,
 }
 
 impl Range {
     fn is(&self, topic: &str, partition: i32) -> bool {
         self.partition == partition && self.topic == topic
+    }
+
+    /// Adds `[from, to)` to the deleted spans; returns how many offsets
+    /// were not in them yet.
+    fn add_deleted(&mut self, from: i64, to: i64) -> u64 {
+        let size = |d: &[(i64, i64)]| d.iter().map(|(a, b)| b - a).sum::<i64>();
+        let before = size(&self.deleted);
+        self.deleted.push((from, to));
+        self.deleted.sort_unstable();
+        let mut merged: Vec<(i64, i64)> = Vec::with_capacity(self.deleted.len());
+        for &(a, b) in &self.deleted {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        self.deleted = merged;
+        (size(&self.deleted) - before).max(0) as u64
     }
 }
 
@@ -164,6 +186,10 @@ pub struct Job {
     /// When the job ended (ms since the epoch).
     #[serde(default)]
     pub finished_ms: Option<u64>,
+    /// Messages of its ranges deleted by retention before every class had
+    /// read them (each offset counted once).
+    #[serde(default)]
+    pub deleted_messages: u64,
 }
 
 impl Job {
@@ -394,6 +420,7 @@ impl Jobs {
                     start,
                     end,
                     cursors,
+                    deleted: Vec::new(),
                 }
             })
             .collect();
@@ -418,6 +445,7 @@ impl Jobs {
             emitted: vec![0; n],
             class_finished_s: vec![None; n],
             finished_ms: None,
+            deleted_messages: 0,
         };
         for c in 0..n {
             if job.class_done(c) {
@@ -647,6 +675,50 @@ impl Jobs {
         }
     }
 
+    /// The next offset `class` has to read in `topic`/`partition`.
+    pub fn cursor(&self, job: u64, class: usize, topic: &str, partition: i32) -> Option<i64> {
+        let run = self.runs.iter().find(|r| r.job.id == job)?;
+        let g = run.job.ranges.iter().find(|g| g.is(topic, partition))?;
+        Some(g.cursors[class])
+    }
+
+    /// Retention deleted the start of `class`'s part of a range before the
+    /// class read it: the log of `topic`/`partition` now starts at
+    /// `log_start`, past the class's cursor. The cursor moves there (the
+    /// class goes on with what is left) and the job counts the loss.
+    /// Returns the deleted offsets of this class, `[from, to)`, and how many
+    /// of them no other class had reported yet; `None` when the cursor is
+    /// not behind the log start.
+    pub fn skip_deleted(
+        &mut self,
+        job: u64,
+        class: usize,
+        topic: &str,
+        partition: i32,
+        log_start: i64,
+    ) -> Option<(i64, i64, u64)> {
+        let run = self
+            .runs
+            .iter_mut()
+            .find(|r| r.job.id == job && r.job.state == JobState::Running)?;
+        let r = run.job.ranges.iter().position(|g| g.is(topic, partition))?;
+        let g = &mut run.job.ranges[r];
+        let from = g.cursors[class];
+        if from >= log_start || from >= g.end {
+            return None;
+        }
+        let to = log_start.min(g.end);
+        let new = g.add_deleted(from, to);
+        g.cursors[class] = to;
+        run.job.deleted_messages += new;
+        run.dirty = true;
+        self.generation += 1;
+        if to >= run.job.ranges[r].end {
+            self.finish_range(job, r, class);
+        }
+        Some((from, to, new))
+    }
+
     /// Class `class` reached the end of range `range`.
     fn finish_range(&mut self, job: u64, range: usize, class: usize) {
         let Some(run) = self.runs.iter_mut().find(|r| r.job.id == job) else {
@@ -844,6 +916,7 @@ impl Jobs {
                         "finished_after_seconds": j.class_finished_s[c],
                     })).collect::<Vec<_>>(),
                     "finished_ms": j.finished_ms,
+                    "deleted_by_retention": j.deleted_messages,
                 })
             })
             .collect();
@@ -910,6 +983,7 @@ fn write_report(
         "started_at": j.created_at,
         "finished_at": j.finished_ms.map(|ms| humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()),
         "backlog_messages": total,
+        "deleted_by_retention": j.deleted_messages,
         "partitions": j.ranges.len(),
         "drain_seconds": secs,
         "drain_rate_messages_per_second": total as f64 / secs,
@@ -1384,6 +1458,47 @@ mod tests {
             vec![2],
             "dm waits until rest catches up"
         );
+    }
+
+    #[test]
+    fn messages_deleted_before_a_class_read_them_are_skipped_and_counted_once() {
+        let mut j = jobs(Policy::Strict);
+        let (id, _) = j.create(
+            JobKind::CatchUp,
+            vec![(TopicPartition::new("social", 0), 100, 200)],
+            None,
+            None,
+            None,
+            0,
+        );
+        // dm read up to 130, then the log start moved to 150.
+        for offset in 100..130 {
+            let Advance::Take(r) = j.look(id, 1, "social", 0, offset) else {
+                panic!("offset {offset} not taken");
+            };
+            j.advance(id, r, 1, offset, None, false);
+        }
+        assert_eq!(
+            j.skip_deleted(id, 1, "social", 0, 150),
+            Some((130, 150, 20))
+        );
+        assert_eq!(j.cursor(id, 1, "social", 0), Some(150));
+        // Not behind the log start: nothing to skip.
+        assert_eq!(j.skip_deleted(id, 1, "social", 0, 140), None);
+        // The next class missed [100, 160): 40 of them not counted yet.
+        assert_eq!(
+            j.skip_deleted(id, 2, "social", 0, 160),
+            Some((100, 160, 40))
+        );
+        assert_eq!(j.status_json()[0]["deleted_by_retention"], 60);
+        assert_eq!(j.low_waters()[&TopicPartition::new("social", 0)], 150);
+        // A log start past the range's end finishes the class there.
+        assert_eq!(
+            j.skip_deleted(id, 1, "social", 0, 500),
+            Some((150, 200, 40))
+        );
+        assert!(j.running(id).unwrap().class_done(1));
+        assert_eq!(j.status_json()[0]["deleted_by_retention"], 100);
     }
 
     #[test]

@@ -54,7 +54,9 @@
 //! # Shutdown
 //!
 //! Stop polling new messages → flush the output (up to the drain
-//! deadline) → checkpoint → commit synchronously → leave the group.
+//! deadline) → checkpoint → commit synchronously → leave the group. A stop
+//! asked while the output is down waits for it no longer than the drain
+//! deadline either; what was not acknowledged is read again next time.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
@@ -524,6 +526,46 @@ impl Shared {
             .collect()
     }
 
+    /// A lane's cursor fell behind the log start (retention): report the
+    /// deleted range (error log, `retention_lost` metric, the job's
+    /// `deleted_by_retention`) and go on from the log start.
+    fn skip_deleted(&mut self, job: u64, class: usize, lane: &Lane) {
+        let tp = &lane.tp;
+        let Ok((low, _)) =
+            lane.consumer
+                .fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(5))
+        else {
+            return; // asked again at the next error
+        };
+        let name = self.jobs.classes().name(class).to_string();
+        let resume = match self
+            .jobs
+            .skip_deleted(job, class, &tp.topic, tp.partition, low)
+        {
+            Some((from, to, new)) => {
+                tracing::error!(job, class = %name, partition = %tp, lost_from = from, lost_to = to, lost = to - from,
+                    "backlog messages were deleted by retention before this class read them; its drain goes on from the log start");
+                self.metrics.retention_lost.fetch_add(new, Relaxed);
+                to
+            }
+            None => {
+                let Some(cursor) = self.jobs.cursor(job, class, &tp.topic, tp.partition) else {
+                    return; // the range is gone; the lanes are re-planned
+                };
+                tracing::warn!(job, class = %name, partition = %tp, cursor, log_start = low,
+                    "drain consumer offset out of range, though not behind the log start; retrying");
+                cursor
+            }
+        };
+        // Assigned again rather than seeked: the partition's fetcher
+        // stopped at the error.
+        let mut tpl = TopicPartitionList::new();
+        let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(resume));
+        if let Err(e) = lane.consumer.assign(&tpl) {
+            tracing::error!(partition = %tp, error = %e, "drain consumer assignment failed");
+        }
+    }
+
     fn publish_status(&self) {
         let mut parts = self.metrics.partitions.lock().expect("status lock");
         parts.retain(|k, _| self.owned.iter().any(|tp| tp.to_string() == *k));
@@ -707,7 +749,6 @@ impl ConsumerContext for Ctx {
                     // meanwhile, the group's offset moves past ours and the
                     // next assignment notices.
                     tracing::info!(
-                        jobs = s.jobs.low_waters().len(),
                         "stopping: checkpoints and unfinished drains kept for the next start"
                     );
                 } else {
@@ -1062,9 +1103,9 @@ impl Pipeline {
     }
 
     /// Flushes and checkpoints, pausing input and retrying with backoff
-    /// while the output fails. Gives up only on an immediate shutdown or
-    /// after `give_up_at`.
-    fn finish_batch(&self, shutdown: &ShutdownFlag, give_up_at: Option<Instant>) -> bool {
+    /// while the output fails. Gives up on an immediate shutdown, after
+    /// `give_up_at`, or a drain deadline after a graceful stop was asked.
+    fn finish_batch(&self, shutdown: &ShutdownFlag, mut give_up_at: Option<Instant>) -> bool {
         let mut backoff = Duration::from_millis(100);
         loop {
             let result = lock(&self.shared).checkpoint(
@@ -1117,6 +1158,11 @@ impl Pipeline {
                     drop(s);
                     if let Ok(a) = self.consumer.assignment() {
                         let _ = self.consumer.pause(&a);
+                    }
+                    // A stop asked while the output is down waits for it
+                    // no longer than the drain deadline.
+                    if shutdown.load(Relaxed) >= 1 && give_up_at.is_none() {
+                        give_up_at = Some(Instant::now() + self.config.drain_deadline);
                     }
                     if shutdown.load(Relaxed) >= 2
                         || give_up_at.is_some_and(|t| Instant::now() >= t)
@@ -1388,6 +1434,14 @@ impl Lanes {
                             }
                             break;
                         }
+                        Some(Err(KafkaError::MessageConsumption(
+                            RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange,
+                        ))) => {
+                            // Retention deleted the class's next messages
+                            // before it read them: never a silent jump.
+                            s.skip_deleted(job, class, lane);
+                            break;
+                        }
                         Some(Err(e)) => {
                             tracing::warn!(partition = %lane.tp, error = %e, "drain consumer error (retrying)");
                             break;
@@ -1422,7 +1476,8 @@ fn lane_consumer(config: &Config) -> Result<BaseConsumer, KafkaError> {
         .remove("group.instance.id")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
+        // A cursor behind the log start is reported, not skipped silently.
+        .set("auto.offset.reset", "error")
         .set("enable.partition.eof", "true")
         .set("queued.max.messages.kbytes", "8192");
     cfg.create()
