@@ -393,6 +393,11 @@ fn backlog_deleted_by_retention_before_the_drain_read_it_is_reported() {
     // deadline (it used to wait for the output forever).
     running.stop().unwrap();
     cluster.clear_request_errors(RDKafkaApiKey::Produce);
+    // Every class was read, but no record got out: nothing is finished.
+    assert!(
+        !dir.join("state/reports/drain-1.json").exists(),
+        "a drain whose records never reached the output was reported finished"
+    );
 
     // Meanwhile the log outgrows the broker's retention.
     produce(300..600);
@@ -436,6 +441,7 @@ fn backlog_deleted_by_retention_before_the_drain_read_it_is_reported() {
         "the deleted offsets [0, {low}) counted once"
     );
     assert_eq!(job["deleted_by_retention"], low);
+    assert!(dir.join("state/reports/drain-1.json").exists());
     // Everything still in the log got its record.
     let ids = rstats_doc_ids(&brokers, "ret-out", 1, (high - low) as usize);
     let missing: Vec<i64> = (low..high)

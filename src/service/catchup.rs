@@ -300,7 +300,15 @@ pub struct Jobs {
     /// the oldest backlog still unread by that class starts about there.
     unread_ts: BTreeMap<(u64, usize, usize), i64>,
     last_log: Instant,
+    /// Classes (`Some`) and jobs (`None`) whose last message was read but
+    /// whose records are not yet in a sealed batch (see [`Jobs::stamp`]).
+    read_finishes: Vec<Finish>,
 }
+
+/// A class of a job (`Some(class)`) or the whole job (`None`) read to its
+/// end; stamped as finished once the batch holding its records is
+/// acknowledged.
+pub type Finish = (u64, Option<usize>);
 
 impl Jobs {
     /// The jobs stored in `store`, running ones resumed. Jobs made under
@@ -322,6 +330,7 @@ impl Jobs {
             reports: state_dir.join("reports"),
             unread_ts: BTreeMap::new(),
             last_log: Instant::now(),
+            read_finishes: Vec::new(),
         };
         let names: Vec<String> = jobs.classes.names().iter().map(|s| s.to_string()).collect();
         for (id, bytes) in stored {
@@ -719,7 +728,10 @@ impl Jobs {
         Some((from, to, new))
     }
 
-    /// Class `class` reached the end of range `range`.
+    /// Class `class` reached the end of range `range`. A class (or job)
+    /// read to its end is not stamped finished yet: its last records may
+    /// still be on their way to the output ([`Jobs::take_finishes`],
+    /// [`Jobs::stamp`]).
     fn finish_range(&mut self, job: u64, range: usize, class: usize) {
         let Some(run) = self.runs.iter_mut().find(|r| r.job.id == job) else {
             return;
@@ -728,16 +740,59 @@ impl Jobs {
         g.cursors[class] = g.end;
         run.dirty = true;
         self.generation += 1;
-        let after = (now_ms().saturating_sub(run.job.created_ms)) as f64 / 1e3;
-        if run.job.class_done(class) && run.job.class_finished_s[class].is_none() {
-            run.job.class_finished_s[class] = Some(after);
-            tracing::info!(job, class = %run.job.classes[class], after_seconds = after, documents = run.job.emitted[class], "class drained");
+        if run.job.class_done(class)
+            && run.job.class_finished_s[class].is_none()
+            && !self.read_finishes.contains(&(job, Some(class)))
+        {
+            self.read_finishes.push((job, Some(class)));
         }
-        if (0..run.job.classes.len()).all(|c| run.job.class_done(c)) {
+        if run.job.state == JobState::Running
+            && (0..run.job.classes.len()).all(|c| run.job.class_done(c))
+        {
+            // Done reading: no lane reads it any more.
             run.job.state = JobState::Done;
-            run.job.finished_ms = Some(now_ms());
-            tracing::info!(job, kind = ?run.job.kind, messages = run.job.total(), seconds = after, "drain job finished");
+            self.read_finishes.push((job, None));
         }
+    }
+
+    /// Whether classes or jobs were read to their end since the last
+    /// [`Jobs::take_finishes`].
+    pub fn has_finishes(&self) -> bool {
+        !self.read_finishes.is_empty()
+    }
+
+    /// The classes and jobs read to their end since the last call: they
+    /// belong to the batch being sealed (or, with no batch open, to the
+    /// newest sealed one).
+    pub fn take_finishes(&mut self) -> Vec<Finish> {
+        std::mem::take(&mut self.read_finishes)
+    }
+
+    /// The batch holding the last records of these classes and jobs is
+    /// acknowledged: they are in. Stamps their finish times (the drain
+    /// report's "by when was it in") and returns the jobs to store.
+    pub fn stamp(&mut self, finishes: &[Finish]) -> Vec<(u64, Option<Vec<u8>>)> {
+        let mut out: Vec<(u64, Option<Vec<u8>>)> = Vec::new();
+        for &(job, class) in finishes {
+            let Some(run) = self.runs.iter_mut().find(|r| r.job.id == job) else {
+                continue;
+            };
+            let after = (now_ms().saturating_sub(run.job.created_ms)) as f64 / 1e3;
+            match class {
+                Some(c) if run.job.class_finished_s[c].is_none() => {
+                    run.job.class_finished_s[c] = Some(after);
+                    tracing::info!(job, class = %run.job.classes[c], after_seconds = after, documents = run.job.emitted[c], "class drained");
+                }
+                None if run.job.finished_ms.is_none() => {
+                    run.job.finished_ms = Some(now_ms());
+                    tracing::info!(job, kind = ?run.job.kind, messages = run.job.total(), seconds = after, "drain job finished");
+                }
+                _ => continue,
+            }
+            out.retain(|(id, _)| *id != job);
+            out.push((job, Some(run.job.to_bytes())));
+        }
+        out
     }
 
     /// Reports of jobs that just finished, written once; call regularly.
@@ -769,7 +824,8 @@ impl Jobs {
         // Reports for jobs that ended while running here.
         let reports = self.reports.clone();
         for run in &mut self.runs {
-            if run.job.state != JobState::Running && !run.reported {
+            if run.job.state != JobState::Running && run.job.finished_ms.is_some() && !run.reported
+            {
                 match write_report(&reports, run, live_docs, &self.classes) {
                     Ok(path) => {
                         tracing::info!(job = run.job.id, report = %path.display(), "drain report written")
@@ -1425,7 +1481,18 @@ mod tests {
             assert_eq!(j.look(id, class, "social", 1, 0), Advance::Stale);
         }
         assert!(j.running(id).is_none(), "the job ended");
+        // Read to the end, but in only once the output acknowledged it.
+        assert!(j.status_json()[0]["finished_ms"].is_null());
+        assert!(j.status_json()[0]["classes"][1]["finished_after_seconds"].is_null());
+        let finishes = j.take_finishes();
+        assert_eq!(finishes, vec![(id, Some(1)), (id, Some(2)), (id, None)]);
+        assert!(!j.has_finishes());
+        let stored = j.stamp(&finishes);
+        assert_eq!(stored.len(), 1, "the stamped job, once");
+        assert!(j.stamp(&finishes).is_empty(), "stamped once");
         let stored = j.status_json();
+        assert!(stored[0]["finished_ms"].is_u64());
+        assert!(stored[0]["classes"][2]["finished_after_seconds"].is_f64());
         assert_eq!(stored[0]["state"], "done");
         assert_eq!(stored[0]["classes"][1]["documents"], 1);
         assert!(j.low_waters().is_empty());

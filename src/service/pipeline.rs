@@ -71,7 +71,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Message};
 
-use super::catchup::{Advance, Inbox, JobKind, Jobs, LanePlan, Request, SLICE};
+use super::catchup::{Advance, Finish, Inbox, JobKind, Jobs, LanePlan, Request, SLICE};
 use super::metrics::{now_ms, Metrics, PartitionStatus};
 use super::reload::{Active, ActiveScratch, Masks, Searches};
 use super::sink::{self, base64, Sink, SinkError};
@@ -148,6 +148,8 @@ struct Sealed {
     jobs: Vec<(u64, Option<Vec<u8>>)>,
     /// Low-water marks of the catch-up ranges at that moment.
     lows: BTreeMap<TopicPartition, i64>,
+    /// Classes and jobs whose last records are in this batch.
+    finishes: Vec<Finish>,
     at: Instant,
 }
 
@@ -186,6 +188,8 @@ struct Shared {
     /// Set when the service stops: the last revocation keeps the drain
     /// jobs and checkpoints for the next start instead of handing them on.
     closing: bool,
+    /// Something was processed since the last seal.
+    batch_open: bool,
 }
 
 impl Shared {
@@ -205,8 +209,10 @@ impl Shared {
             offsets,
             jobs: self.jobs.snapshot(),
             lows: self.jobs.low_waters(),
+            finishes: self.jobs.take_finishes(),
             at: Instant::now(),
         });
+        self.batch_open = false;
         Ok(())
     }
 
@@ -214,18 +220,35 @@ impl Shared {
     /// (without waiting); returns whether the oldest one still waiting has
     /// waited longer than [`STALL`] or too many are waiting.
     fn advance(&mut self, consumer: &BaseConsumer<Ctx>) -> Result<bool, SinkError> {
+        // Read to the end with no batch open: the last records are in the
+        // newest sealed batch, or, with none waiting, already in.
+        if !self.batch_open && self.jobs.has_finishes() {
+            let finishes = self.jobs.take_finishes();
+            match self.sealed.back_mut() {
+                Some(newest) => newest.finishes.extend(finishes),
+                None => {
+                    let stamped = self.jobs.stamp(&finishes);
+                    if let Err(e) = self.store.commit_with_jobs(&[], &[], &stamped) {
+                        tracing::error!(error = %e, "cannot store the drain jobs");
+                    }
+                }
+            }
+        }
         let mut done: Option<Sealed> = None;
         let mut jobs = BTreeMap::new();
+        let mut finishes = Vec::new();
         while let Some(front) = self.sealed.front() {
             if self.output.is_acked(front.output)? && self.dead.sink.is_acked(front.dead)? {
                 let mut s = self.sealed.pop_front().expect("front exists");
                 jobs.extend(std::mem::take(&mut s.jobs));
+                finishes.append(&mut s.finishes);
                 done = Some(s);
             } else {
                 break;
             }
         }
         if let Some(s) = done {
+            jobs.extend(self.jobs.stamp(&finishes));
             let jobs: Vec<_> = jobs.into_iter().collect();
             self.write_checkpoint(consumer, s.offsets, &jobs, &s.lows, CommitMode::Async);
         }
@@ -244,10 +267,16 @@ impl Shared {
         self.output.flush(timeout)?;
         self.dead.sink.flush(timeout)?;
         let mut jobs: BTreeMap<u64, Option<Vec<u8>>> = BTreeMap::new();
-        for s in self.sealed.drain(..) {
+        let mut finishes = Vec::new();
+        for mut s in self.sealed.drain(..) {
             jobs.extend(s.jobs);
+            finishes.append(&mut s.finishes);
         }
         jobs.extend(self.jobs.snapshot());
+        // Everything read so far is acknowledged now.
+        finishes.extend(self.jobs.take_finishes());
+        jobs.extend(self.jobs.stamp(&finishes));
+        self.batch_open = false;
         let offsets = self
             .processed
             .iter()
@@ -320,6 +349,7 @@ impl Shared {
         if !self.owned.contains(&tp) {
             return Ok(()); // fetched before a revocation; the next owner reads it
         }
+        self.batch_open = true;
         if self
             .processed
             .get(&tp)
@@ -359,6 +389,7 @@ impl Shared {
         matched_at: &str,
         max_bytes: usize,
     ) -> Result<bool, SinkError> {
+        self.batch_open = true;
         let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
         let Advance::Take(range) = self.jobs.look(job, class, topic, partition, offset) else {
             return Ok(false);
@@ -872,6 +903,7 @@ impl Pipeline {
             live_docs: 0,
             live,
             closing: false,
+            batch_open: false,
         }));
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", &config.brokers)
@@ -1258,6 +1290,10 @@ impl Pipeline {
                 }
             }
             tracing::info!("drained and checkpointed");
+            // Reports of jobs that ended with this last checkpoint.
+            let mut s = lock(&self.shared);
+            let live_docs = s.live_docs;
+            let _ = s.jobs.tick(live_docs);
         } else {
             tracing::warn!("output not drained before the deadline; unacknowledged messages will be re-read (at least once)");
         }
