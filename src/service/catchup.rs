@@ -68,6 +68,11 @@
 //! `/metrics` (label: class) and the log (every 5 s). When a job ends, a
 //! **drain report** is written to `STATE_DIR/reports/drain-ID.json` and
 //! `.html` (backlog per class over time, and when each class finished).
+//! A class (and a job) is finished when the output has acknowledged the
+//! batch holding its last records, not when its last message is read: the
+//! batch being sealed carries the finishes read since the previous one
+//! ([`Jobs::take_finishes`]), and its acknowledgement stamps them
+//! ([`Jobs::stamp`]) in the same WriteBatch as its offsets.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
