@@ -590,6 +590,61 @@ fn replay_backfills_a_new_search_over_exactly_its_window() {
     let (code, out) = replay(true, &["--cancel", &id]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("no running job"), "{out}");
+
+    // A running replay cancelled: 20,000 documents at 05:00, replayed and
+    // cancelled at once; it then emits no more.
+    produce_at(topic, "d", 20_000, BASE + 5 * HOUR);
+    let replayed_d = |o: &[(String, String, String)]| {
+        o.iter()
+            .filter(|r| r.1 == "new" && r.0.starts_with("d-"))
+            .count()
+    };
+    wait_output(&dir, Duration::from_secs(120), |o| replayed_d(o) >= 20_000);
+    let (code, out) = replay(
+        true,
+        &[
+            "--from",
+            "2026-01-01T05:00:00Z",
+            "--to",
+            "2026-01-01T06:00:00Z",
+            "--searches",
+            "s-new",
+            "--detach",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let id = out
+        .split("replay job ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .expect("the job id")
+        .to_string();
+    // Accepted only for a running job (a finished one gets 404, exit 1).
+    let (code, out) = replay(true, &["--cancel", &id]);
+    assert_eq!(code, 0, "{out}");
+    svc.wait_status(Duration::from_secs(10), |st| {
+        st["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|j| j["id"].to_string() == id && j["state"] == "cancelled")
+    });
+    let at_cancel = replayed_d(&output(&dir));
+    std::thread::sleep(Duration::from_secs(2));
+    let later = replayed_d(&output(&dir));
+    eprintln!(
+        "replay cancelled after {} of 20000 documents",
+        at_cancel - 20_000
+    );
+    // Only the batch open at the cancel may still land.
+    assert!(
+        later - at_cancel <= 500,
+        "the cancelled replay went on: {at_cancel} then {later}"
+    );
+    assert!(
+        later < 40_000,
+        "the replay ran to its end before the cancel"
+    );
 }
 
 /// Classes by input topic drain in order; a standalone replay killed with
