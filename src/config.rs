@@ -107,7 +107,8 @@ pub struct RawKafka {
     /// `earliest` or `latest`: where a partition with no checkpoint and no
     /// committed offset starts.
     pub start: Option<String>,
-    /// Stable `group.instance.id` (static membership), optional.
+    /// Stable `group.instance.id` (static membership), optional; empty:
+    /// dynamic membership.
     pub instance_id: Option<String>,
     /// librdkafka properties for the consumer, applied last.
     #[serde(default)]

@@ -873,6 +873,7 @@ impl Pipeline {
             &config.state_dir,
             0,
         );
+        // Empty: dynamic membership (a stopping member leaves the group).
         let instance_id = match &config.instance_id {
             Some(id) => id.clone(),
             None => store.instance_id(&config.group_id)?,
@@ -922,8 +923,12 @@ impl Pipeline {
             .set("max.poll.interval.ms", "300000");
         // Static membership (KIP-345): a restarted instance gets its
         // partitions back at once instead of after the session timeout.
-        cfg.set("group.instance.id", &instance_id);
-        tracing::info!(instance_id = %instance_id, "group member id");
+        if instance_id.is_empty() {
+            tracing::info!("dynamic group membership (no instance id)");
+        } else {
+            cfg.set("group.instance.id", &instance_id);
+            tracing::info!(instance_id = %instance_id, "group member id");
+        }
         for (k, v) in &config.consumer_overrides {
             cfg.set(k, v);
         }
