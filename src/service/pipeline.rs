@@ -670,9 +670,10 @@ impl ConsumerContext for Ctx {
                     };
                     // What this instance last committed: its checkpoint, or
                     // the low-water mark of its unfinished drain.
-                    let ours = stored.map(|next| lows.get(&tp).map_or(next, |&l| l.min(next)));
-                    match (stored, ours, group.get(&tp)) {
-                        (Some(_), Some(ours), Some(&moved)) if moved > ours => {
+                    let ours = |next: i64| lows.get(&tp).map_or(next, |&l| l.min(next));
+                    match (stored, group.get(&tp)) {
+                        (Some(next), Some(&moved)) if moved > ours(next) => {
+                            let ours = ours(next);
                             tracing::info!(partition = %tp, checkpoint = ours, group = moved,
                                 "another instance processed this partition since; continuing from the group's offset");
                             let dropped = s.jobs.drop_partitions(|t| *t != tp);
@@ -681,7 +682,7 @@ impl ConsumerContext for Ctx {
                             }
                             let _ = without.add_partition(&tp.topic, tp.partition);
                         }
-                        (Some(next), _, _) => {
+                        (Some(next), _) => {
                             let _ = tpl.set_partition_offset(
                                 &tp.topic,
                                 tp.partition,
@@ -690,23 +691,17 @@ impl ConsumerContext for Ctx {
                             tracing::info!(partition = %tp, next, "resuming from the checkpoint");
                             s.checkpointed.insert(tp, next);
                         }
-                        (None, _, _) => {
+                        (None, _) => {
                             let _ = without.add_partition(&tp.topic, tp.partition);
                         }
                     }
                 }
                 if without.count() > 0 {
-                    let committed =
-                        consumer.committed_offsets(without.clone(), Duration::from_secs(10));
                     for e in without.elements() {
-                        let group = committed
-                            .as_ref()
-                            .ok()
-                            .and_then(|c| c.find_partition(e.topic(), e.partition()))
-                            .map(|c| c.offset());
-                        let (offset, from) = match group {
-                            Some(Offset::Offset(o)) if o >= 0 => (Offset::Offset(o), "group"),
-                            _ => match s.start {
+                        let tp = TopicPartition::new(e.topic(), e.partition());
+                        let (offset, from) = match group.get(&tp) {
+                            Some(&o) => (Offset::Offset(o), "group"),
+                            None => match s.start {
                                 StartPosition::Earliest => (Offset::Beginning, "earliest"),
                                 StartPosition::Latest => (Offset::End, "latest"),
                             },
