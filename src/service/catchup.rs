@@ -1430,19 +1430,20 @@ mod tests {
         )
     }
 
+    /// A catch-up job over `ranges`; its id.
+    fn catch_up(j: &mut Jobs, ranges: Vec<(TopicPartition, i64, i64)>) -> u64 {
+        j.create(JobKind::CatchUp, ranges, None, None, None, 0).0
+    }
+
     #[test]
     fn a_topic_that_fixes_the_class_is_read_by_that_class_only() {
         let mut j = jobs(Policy::Strict);
-        let (id, _) = j.create(
-            JobKind::CatchUp,
+        let id = catch_up(
+            &mut j,
             vec![
                 (TopicPartition::new("owned", 0), 100, 200),
                 (TopicPartition::new("social", 0), 50, 80),
             ],
-            None,
-            None,
-            None,
-            0,
         );
         let job = j.running(id).unwrap();
         assert_eq!(job.ranges[0].cursors, vec![100, 200, 200]);
@@ -1464,14 +1465,7 @@ mod tests {
     #[test]
     fn cursors_advance_classes_finish_in_turn_and_the_job_ends() {
         let mut j = jobs(Policy::Strict);
-        let (id, _) = j.create(
-            JobKind::CatchUp,
-            vec![(TopicPartition::new("social", 1), 0, 3)],
-            None,
-            None,
-            None,
-            0,
-        );
+        let id = catch_up(&mut j, vec![(TopicPartition::new("social", 1), 0, 3)]);
         // Class 0 has nothing in this topic: done at once.
         assert!(j.running(id).unwrap().class_done(0));
         for class in [1, 2] {
@@ -1535,14 +1529,7 @@ mod tests {
     #[test]
     fn messages_deleted_before_a_class_read_them_are_skipped_and_counted_once() {
         let mut j = jobs(Policy::Strict);
-        let (id, _) = j.create(
-            JobKind::CatchUp,
-            vec![(TopicPartition::new("social", 0), 100, 200)],
-            None,
-            None,
-            None,
-            0,
-        );
+        let id = catch_up(&mut j, vec![(TopicPartition::new("social", 0), 100, 200)]);
         // dm read up to 130, then the log start moved to 150.
         for offset in 100..130 {
             let Advance::Take(r) = j.look(id, 1, "social", 0, offset) else {
@@ -1576,16 +1563,12 @@ mod tests {
     #[test]
     fn ranges_of_revoked_partitions_are_dropped() {
         let mut j = jobs(Policy::Strict);
-        let (id, _) = j.create(
-            JobKind::CatchUp,
+        let id = catch_up(
+            &mut j,
             vec![
                 (TopicPartition::new("social", 0), 0, 100),
                 (TopicPartition::new("social", 1), 0, 100),
             ],
-            None,
-            None,
-            None,
-            0,
         );
         let kept = TopicPartition::new("social", 1);
         let stored = j.drop_partitions(|tp| *tp == kept);
