@@ -74,7 +74,7 @@
 //! ([`Jobs::take_finishes`]), and its acknowledgement stamps them
 //! ([`Jobs::stamp`]) in the same WriteBatch as its offsets.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -777,7 +777,7 @@ impl Jobs {
     /// acknowledged: they are in. Stamps their finish times (the drain
     /// report's "by when was it in") and returns the jobs to store.
     pub fn stamp(&mut self, finishes: &[Finish]) -> Vec<(u64, Option<Vec<u8>>)> {
-        let mut out: Vec<(u64, Option<Vec<u8>>)> = Vec::new();
+        let mut touched = BTreeSet::new();
         for &(job, class) in finishes {
             let Some(run) = self.runs.iter_mut().find(|r| r.job.id == job) else {
                 continue;
@@ -794,10 +794,13 @@ impl Jobs {
                 }
                 _ => continue,
             }
-            out.retain(|(id, _)| *id != job);
-            out.push((job, Some(run.job.to_bytes())));
+            touched.insert(job);
         }
-        out
+        self.runs
+            .iter()
+            .filter(|r| touched.contains(&r.job.id))
+            .map(|r| (r.job.id, Some(r.job.to_bytes())))
+            .collect()
     }
 
     /// Reports of jobs that just finished, written once; call regularly.
