@@ -251,7 +251,7 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<()> {
             let mut lines = vec![live];
             lines.extend(progress.iter().map(crate::commands::replay::bar_line));
             if tty {
-                shown = crate::commands::replay::redraw(out, &lines, shown)?;
+                shown = crate::terminal::redraw(out, &lines, shown)?;
             } else if back.elapsed().as_millis() % 2000 < 500 {
                 writeln!(out, "{}", lines.join(" | "))?;
             }

@@ -85,6 +85,23 @@ impl Screen {
     }
 }
 
+/// Draws `lines` in place over the `shown` lines drawn last time, for a
+/// screen that no log writes to (the demo's dashboard); returns how many
+/// are shown now.
+///
+/// # Errors
+///
+/// Writing fails.
+pub fn redraw(out: &mut dyn Write, lines: &[String], shown: usize) -> std::io::Result<usize> {
+    if shown > 0 {
+        write!(out, "\x1b[{shown}A")?;
+    }
+    for l in lines {
+        writeln!(out, "\x1b[2K{l}")?;
+    }
+    Ok(lines.len())
+}
+
 /// A log event on its way to [`Screen::stderr`]: collected, then written
 /// above the bars in one piece when dropped (tracing makes one writer per
 /// event).

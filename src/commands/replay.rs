@@ -279,22 +279,6 @@ fn show(progress: &[ClassProgress], tty: bool, shown: usize) -> usize {
     }
 }
 
-/// Draws `lines` on a terminal over the `shown` lines drawn last time;
-/// returns how many are shown now.
-///
-/// # Errors
-///
-/// Writing fails.
-pub fn redraw(out: &mut dyn Write, lines: &[String], shown: usize) -> std::io::Result<usize> {
-    if shown > 0 {
-        write!(out, "\x1b[{shown}A")?;
-    }
-    for l in lines {
-        writeln!(out, "\x1b[2K{l}")?;
-    }
-    Ok(lines.len())
-}
-
 /// Draws the drain progress of `metrics` as bars at the bottom of the
 /// terminal while a job runs; none otherwise.
 pub fn draw_bars(metrics: &Metrics) {
