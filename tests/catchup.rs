@@ -22,6 +22,12 @@ const SEARCHES: &str = r#"{"topics": [
   {"id": "all", "searches": [{"id": "s-all", "query": "catchup"}]},
   {"id": "new", "searches": [{"id": "s-new", "query": "backfill"}]}]}"#;
 
+/// The replay test's searches after the reload: `s-new` takes the direct
+/// messages and mentions only.
+const REPLAY_SEARCHES: &str = r#"{"topics": [
+  {"id": "all", "searches": [{"id": "s-all", "query": "catchup"}]},
+  {"id": "new", "searches": [{"id": "s-new", "query": "backfill (type:dm OR type:mention)"}]}]}"#;
+
 const CLASSES: &str = r#"
 [[classes]]
 name = "critical"
@@ -511,8 +517,9 @@ fn replay_backfills_a_new_search_over_exactly_its_window() {
     wait_output(&dir, Duration::from_secs(120), |o| {
         ids_of(o, "all").len() == 1600
     });
-    // The new search arrives: the file changes and is reloaded.
-    std::fs::write(&searches, SEARCHES).unwrap();
+    // The new search arrives: the file changes and is reloaded. It takes
+    // the direct messages and mentions (40% of the documents).
+    std::fs::write(&searches, REPLAY_SEARCHES).unwrap();
     svc.wait_status(Duration::from_secs(60), |s| s["searches_version"] == 2);
     let addr = format!("127.0.0.1:{}", svc.admin);
     // `replay` against the running service, with or without the token.
@@ -561,16 +568,36 @@ fn replay_backfills_a_new_search_over_exactly_its_window() {
     let (code, out) = replay(true, &[&window[..], &["--searches", "s-new"]].concat());
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("done"), "{out}");
+    // What it must emit: the offline `match` of the window's documents
+    // (the 700 "b" documents) with the same searches file.
+    let window_docs = dir.join("window.jsonl");
+    let mut jsonl = docs("b", 700).join(&b'\n');
+    jsonl.push(b'\n');
+    std::fs::write(&window_docs, jsonl).unwrap();
+    let (code, offline) = cli(&[
+        "match",
+        "--searches",
+        searches.to_str().unwrap(),
+        "--input",
+        window_docs.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{offline}");
+    let want: BTreeSet<String> = offline
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["topic_id"] == "new")
+        .map(|r| r["doc_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(want.len(), 280, "the offline match takes dm and mention");
     let out = output(&dir);
     let new = ids_of(&out, "new");
-    let want: BTreeSet<String> = (0..700).map(|i| format!("b-{i}")).collect();
     assert_eq!(
         new, want,
-        "the backfill emits exactly the window's documents"
+        "the backfill emits exactly what the offline match finds in the window"
     );
     assert_eq!(
         out.iter().filter(|r| r.1 == "new").count(),
-        700,
+        280,
         "once each"
     );
     assert_eq!(
@@ -591,15 +618,16 @@ fn replay_backfills_a_new_search_over_exactly_its_window() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("no running job"), "{out}");
 
-    // A running replay cancelled: 20,000 documents at 05:00, replayed and
-    // cancelled at once; it then emits no more.
+    // A running replay cancelled: 20,000 documents at 05:00 (8,000 of them
+    // taken by the new search live), replayed and cancelled at once; it
+    // then emits no more.
     produce_at(topic, "d", 20_000, BASE + 5 * HOUR);
     let replayed_d = |o: &[(String, String, String)]| {
         o.iter()
             .filter(|r| r.1 == "new" && r.0.starts_with("d-"))
             .count()
     };
-    wait_output(&dir, Duration::from_secs(120), |o| replayed_d(o) >= 20_000);
+    wait_output(&dir, Duration::from_secs(120), |o| replayed_d(o) >= 8_000);
     let (code, out) = replay(
         true,
         &[
@@ -633,8 +661,8 @@ fn replay_backfills_a_new_search_over_exactly_its_window() {
     std::thread::sleep(Duration::from_secs(2));
     let later = replayed_d(&output(&dir));
     eprintln!(
-        "replay cancelled after {} of 20000 documents",
-        at_cancel - 20_000
+        "replay cancelled after {} of 8000 records",
+        at_cancel - 8_000
     );
     // Only the batch open at the cancel may still land.
     assert!(
@@ -642,7 +670,7 @@ fn replay_backfills_a_new_search_over_exactly_its_window() {
         "the cancelled replay went on: {at_cancel} then {later}"
     );
     assert!(
-        later < 40_000,
+        later < 16_000,
         "the replay ran to its end before the cancel"
     );
 }
@@ -761,6 +789,35 @@ fn classes_on_separate_topics_drain_in_order_and_replay_resumes_after_kill_9() {
     child.kill().unwrap();
     let _ = child.wait();
     let at_kill = ids_of(&output(&dir)[before..], "new").len();
+    // `status` with nothing running lists the interrupted job from the
+    // state directory: its window, searches and what is left per class.
+    let status: Vec<String> = args(&[])
+        .into_iter()
+        .map(|a| match a.as_str() {
+            "replay" => "status".into(),
+            "--searches-file" => "--searches".into(),
+            _ => a,
+        })
+        .collect();
+    let (code, text) = cli(&status.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("service not answering"), "{text}");
+    let job = text
+        .lines()
+        .find(|l| l.contains(": replay, running, strict; 750"))
+        .unwrap_or_else(|| panic!("the interrupted replay is not listed:\n{text}"));
+    assert!(
+        text.contains("window [2026-01-01T00:00:00.000Z, 2026-01-01T01:00:00.000Z)")
+            && text.contains("searches s-new")
+            && text.contains("replay --resume"),
+        "{text}"
+    );
+    let left: i64 = text
+        .lines()
+        .filter(|l| l.contains("messages left"))
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert!(left > 0, "nothing left at the kill? {job}\n{text}");
     let (code, text) = cli(&args(&["--resume"])
         .iter()
         .map(String::as_str)

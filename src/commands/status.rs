@@ -6,6 +6,20 @@ use std::io::Write;
 use super::Outcome;
 use crate::checkpoint::Checkpoints;
 use crate::config::Config;
+use crate::service::catchup::JobState;
+
+/// A kind or state as it is spelled in `/status` (`catch_up`, `running`).
+fn snake(v: impl serde::Serialize) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn rfc3339(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
 
 /// Runs `status`.
 ///
@@ -43,21 +57,36 @@ pub fn run(config: &Config, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     if !jobs.is_empty() {
         writeln!(out, "drain jobs (catch-ups and replays):")?;
     }
+    let mut resumable = false;
     for (id, bytes) in jobs {
         let Ok(job) = serde_json::from_slice::<crate::service::catchup::Job>(&bytes) else {
             writeln!(out, "  job {id}: unreadable")?;
             continue;
         };
+        resumable |= job.state == JobState::Running;
         writeln!(
             out,
-            "  job {id} ({:?}, {:?}, {}): {} messages in {} partitions, created {}",
-            job.kind,
-            job.state,
+            "  job {id}: {}, {}, {}; {} messages in {} partitions; created {}",
+            snake(job.kind),
+            snake(job.state),
             job.policy,
             job.total(),
             job.ranges.len(),
             job.created_at
         )?;
+        if let (Some(from), Some(to)) = (job.from_ms, job.to_ms) {
+            writeln!(out, "    window [{}, {})", rfc3339(from), rfc3339(to))?;
+        }
+        if let Some(ids) = &job.searches {
+            writeln!(out, "    searches {}", ids.join(", "))?;
+        }
+        if job.deleted_messages > 0 {
+            writeln!(
+                out,
+                "    {} messages deleted by retention before they were read",
+                job.deleted_messages
+            )?;
+        }
         for (c, name) in job.classes.iter().enumerate() {
             writeln!(
                 out,
@@ -69,6 +98,12 @@ pub fn run(config: &Config, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                 ))
             )?;
         }
+    }
+    if resumable {
+        writeln!(
+            out,
+            "running jobs resume when the service starts (standalone replays: `replay --resume`)"
+        )?;
     }
     Ok(Outcome::Success)
 }
