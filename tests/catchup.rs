@@ -876,12 +876,17 @@ fn classes_on_separate_topics_drain_in_order_and_replay_resumes_after_kill_9() {
     );
 }
 
-/// Passed in 2 of 4 runs: in the other two, after the first instance
-/// released its partitions the test broker's group never finished the
-/// rebalance (neither member assigned for 90 s). Not yet diagnosed; run it
-/// with `cargo nextest run --run-ignored all -E 'test(rebalance_during)'`.
+/// A second instance joins the group mid-drain: the first drops the ranges
+/// of the partitions it loses, both catch up from the group's low-water
+/// mark, nothing is lost.
+///
+/// In 2 of its first 4 runs the test broker's group never finished the
+/// rebalance (neither member assigned for 90 s); the 14 runs since passed
+/// (with and without client debug logs, one under a CPU hog). The stall
+/// was not caught with logs, so nextest retries this test once
+/// (`.config/nextest.toml`, on a fresh broker) and reports it as flaky
+/// if the retry passes. To capture a stall: `TM_TEST_LOG="info,librdkafka=debug"`.
 #[test]
-#[ignore = "the test broker's group stalls in 2 of 4 runs; see the doc comment"]
 fn a_rebalance_during_the_drain_loses_nothing() {
     const BACKLOG: usize = 60_000;
     let (dir, searches, config, topic) = build_backlog("cu-rebal", "strict", BACKLOG);

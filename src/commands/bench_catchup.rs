@@ -23,7 +23,7 @@ use anyhow::Context;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use super::bench_kafka::{bare_read, create_topics, time_service};
+use super::bench_kafka::{bare_read, bare_read_per_partition, create_topics, time_service};
 use super::Outcome;
 use crate::config::{Overrides, RawConfig};
 use crate::workload;
@@ -197,6 +197,13 @@ pub fn run(o: &CatchUpBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outco
         docs.len(),
         docs.len() as f64 / scan_secs
     )?;
+    let parallel_secs = bare_read_per_partition(&o.brokers, &refs, docs.len())?;
+    writeln!(
+        out,
+        "one read by a bare consumer per partition, all at once: {parallel_secs:.2} s = {:.0} msg/s",
+        docs.len() as f64 / parallel_secs
+    )?;
+    let scan_secs = scan_secs.min(parallel_secs);
 
     // 2. Catch-up with live data arriving.
     let running = crate::service::start(config("catchup", 100)?)?;

@@ -69,8 +69,6 @@ pub(crate) fn create_topics(brokers: &str, names: &[&str], partitions: i32) -> a
     Ok(())
 }
 
-/// Seconds from the service's first message to the checkpoint covering
-/// its `n`-th (group join and set-up are outside).
 /// Reads the `n` messages of `topics` (3 partitions each) from the start
 /// with a bare consumer; the seconds from the first message to the last.
 pub(crate) fn bare_read(
@@ -104,6 +102,63 @@ pub(crate) fn bare_read(
     Ok(first.map_or(0.0, |t| t.elapsed().as_secs_f64()))
 }
 
+/// Reads the `n` messages of `topics` (3 partitions each) from the start
+/// with one bare consumer per partition, all at once (as the drain lanes
+/// read); the seconds from the first message to the last.
+pub(crate) fn bare_read_per_partition(
+    brokers: &str,
+    topics: &[&str],
+    n: usize,
+) -> anyhow::Result<f64> {
+    let read = std::sync::atomic::AtomicUsize::new(0);
+    let spans = std::thread::scope(|scope| {
+        let mut readers = Vec::new();
+        for topic in topics {
+            for p in 0..3 {
+                let read = &read;
+                readers.push(
+                    scope.spawn(move || -> anyhow::Result<Option<(Instant, Instant)>> {
+                        let c: BaseConsumer = ClientConfig::new()
+                            .set("bootstrap.servers", brokers)
+                            .set("group.id", "bench-bare-per-partition")
+                            .set("enable.auto.commit", "false")
+                            .set("enable.partition.eof", "true")
+                            .create()?;
+                        let mut tpl = TopicPartitionList::new();
+                        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+                        c.assign(&tpl)?;
+                        let (mut first, mut last) = (None, None);
+                        let deadline = Instant::now() + Duration::from_secs(600);
+                        while Instant::now() < deadline {
+                            match c.poll(Duration::from_millis(100)) {
+                                Some(Ok(_)) => {
+                                    first.get_or_insert_with(Instant::now);
+                                    last = Some(Instant::now());
+                                    read.fetch_add(1, Relaxed);
+                                }
+                                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+                                _ => {}
+                            }
+                        }
+                        Ok(first.zip(last))
+                    }),
+                );
+            }
+        }
+        readers
+            .into_iter()
+            .map(|r| r.join().expect("reader thread"))
+            .collect::<anyhow::Result<Vec<_>>>()
+    })?;
+    let read = read.into_inner();
+    anyhow::ensure!(read == n, "the bare consumers read {read} of {n} messages");
+    let first = spans.iter().flatten().map(|s| s.0).min();
+    let last = spans.iter().flatten().map(|s| s.1).max();
+    Ok(first.zip(last).map_or(0.0, |(f, l)| (l - f).as_secs_f64()))
+}
+
+/// Seconds from the service's first message to the checkpoint covering
+/// its `n`-th (group join and set-up are outside).
 pub(crate) fn time_service(m: &crate::service::metrics::Metrics, n: u64, limit: Duration) -> f64 {
     let deadline = Instant::now() + limit;
     while m.documents_in.load(Relaxed) == 0 && Instant::now() < deadline {
