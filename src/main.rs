@@ -406,7 +406,22 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             };
             commands::replay::run(&config, &o, &mut std::io::stdout().lock())
         }
-        Command::Status { args } => {
+        Command::Status { mut args } => {
+            // `status` reads the admin API or the state directory only: the
+            // values only the service uses may be left out.
+            let c = &mut args.common;
+            let unused = |v: &mut Option<String>, placeholder: &str| {
+                v.get_or_insert_with(|| placeholder.to_string());
+            };
+            if c.config.is_none() {
+                unused(&mut c.brokers, "unused:9092");
+                unused(&mut c.group, "unused");
+                unused(&mut c.input, "unused");
+                unused(&mut c.output, "stdout");
+                unused(&mut c.dead_letter, "file:/dev/null");
+                args.searches
+                    .get_or_insert_with(|| PathBuf::from("unused.json"));
+            }
             let config = match args.load() {
                 Ok(c) => c,
                 Err(e) => {
