@@ -96,6 +96,10 @@ impl Broker {
             .arg(script)
             .current_dir(&self.dir)
             .stdin(Stdio::null())
+            // The watchdog outlives the test process by up to 0.5 s: it must
+            // not hold the test's output open (the runner calls that a leak).
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .expect("start tansu");
         self.child = Some(child);
