@@ -249,7 +249,12 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<()> {
                 r.metrics.lag_total.load(Relaxed).max(0)
             );
             let mut lines = vec![live];
-            lines.extend(progress.iter().map(crate::commands::replay::bar_line));
+            if r.metrics.assigned_partitions.load(Relaxed) == 0 {
+                // No drain job before the assignment: no bars to show yet.
+                lines.push("rejoining the consumer group… the backlog waits in Kafka".into());
+            } else {
+                lines.extend(progress.iter().map(crate::commands::replay::bar_line));
+            }
             if tty {
                 shown = crate::terminal::redraw(out, &lines, shown)?;
             } else if back.elapsed().as_millis() % 2000 < 500 {
