@@ -881,7 +881,7 @@ fn classes_on_separate_topics_drain_in_order_and_replay_resumes_after_kill_9() {
 /// mark, nothing is lost.
 ///
 /// In 2 of its first 4 runs the test broker's group never finished the
-/// rebalance (neither member assigned for 90 s); the 14 runs since passed
+/// rebalance (neither member assigned for 90 s); the 17 runs since passed
 /// (with and without client debug logs, one under a CPU hog). The stall
 /// was not caught with logs, so nextest retries this test once
 /// (`.config/nextest.toml`, on a fresh broker) and reports it as flaky
