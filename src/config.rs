@@ -67,6 +67,29 @@ pub struct RawConfig {
     pub catch_up: RawCatchUp,
 }
 
+impl RawConfig {
+    /// For `status`, which reads only the admin address and the state
+    /// directory: the values only the service uses, when missing, get
+    /// placeholders so that they need not be given.
+    #[must_use]
+    pub fn for_status(mut self) -> RawConfig {
+        let k = &mut self.kafka;
+        k.brokers.get_or_insert_with(|| "unused:9092".into());
+        k.group_id.get_or_insert_with(|| "unused".into());
+        k.input_topics.get_or_insert_with(|| vec!["unused".into()]);
+        self.output.target.get_or_insert_with(|| "stdout".into());
+        self.dead_letter
+            .target
+            .get_or_insert_with(|| "file:/dev/null".into());
+        if self.searches.kafka_topic.is_none() {
+            self.searches
+                .file
+                .get_or_insert_with(|| PathBuf::from("unused.json"));
+        }
+        self
+    }
+}
+
 /// One `[[classes]]` entry (SPEC §5.2).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

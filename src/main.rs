@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use topic_matcher::commands::{self, bench::BenchOptions, matching::MatchOptions, Outcome};
+use topic_matcher::config::RawConfig;
 use topic_matcher::query::Limits;
 
 /// Matches social posts against stored boolean keyword searches.
@@ -80,11 +81,20 @@ impl CommonArgs {
         self,
         searches: Option<PathBuf>,
     ) -> Result<topic_matcher::config::Config, topic_matcher::config::ConfigError> {
-        use topic_matcher::config::{Overrides, RawConfig};
-        let raw = match &self.config {
+        self.load_with(searches, |raw| raw)
+    }
+
+    /// Loads the file, lets `adjust` change it, then applies the flags.
+    fn load_with(
+        self,
+        searches: Option<PathBuf>,
+        adjust: impl FnOnce(RawConfig) -> RawConfig,
+    ) -> Result<topic_matcher::config::Config, topic_matcher::config::ConfigError> {
+        use topic_matcher::config::Overrides;
+        let raw = adjust(match &self.config {
             Some(p) => RawConfig::from_file(p)?,
             None => RawConfig::default(),
-        };
+        });
         raw.validate(Overrides {
             brokers: self.brokers,
             group: self.group,
@@ -406,23 +416,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             };
             commands::replay::run(&config, &o, &mut std::io::stdout().lock())
         }
-        Command::Status { mut args } => {
-            // `status` reads the admin API or the state directory only: the
-            // values only the service uses may be left out.
-            let c = &mut args.common;
-            let unused = |v: &mut Option<String>, placeholder: &str| {
-                v.get_or_insert_with(|| placeholder.to_string());
-            };
-            if c.config.is_none() {
-                unused(&mut c.brokers, "unused:9092");
-                unused(&mut c.group, "unused");
-                unused(&mut c.input, "unused");
-                unused(&mut c.output, "stdout");
-                unused(&mut c.dead_letter, "file:/dev/null");
-                args.searches
-                    .get_or_insert_with(|| PathBuf::from("unused.json"));
-            }
-            let config = match args.load() {
+        Command::Status { args } => {
+            let config = match args.common.load_with(args.searches, RawConfig::for_status) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: {e}");
