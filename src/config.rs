@@ -526,6 +526,20 @@ mod tests {
         assert_eq!(c.output, Target::Kafka("matches".into()));
     }
 
+    /// The configuration of `docker-compose.yml`'s service (not run here).
+    #[test]
+    fn the_docker_config_is_valid() {
+        let raw = RawConfig::from_file(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/docker.toml"
+        )))
+        .unwrap();
+        let c = raw.validate(Overrides::default()).unwrap();
+        assert_eq!(c.input_topics, vec!["social.owned", "social.posts"]);
+        assert_eq!(c.classes.names(), ["critical", "high", "low"]);
+        assert_eq!(c.brokers, "kafka:29092");
+    }
+
     #[test]
     fn classes_in_the_spec_form() {
         let raw = RawConfig::from_toml(
