@@ -6,6 +6,7 @@ use std::io::Write;
 use super::Outcome;
 use crate::checkpoint::Checkpoints;
 use crate::config::Config;
+use crate::record::rfc3339_ms;
 use crate::service::catchup::JobState;
 
 /// A kind or state as it is spelled in `/status` (`catch_up`, `running`).
@@ -14,11 +15,6 @@ fn snake(v: impl serde::Serialize) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default()
-}
-
-fn rfc3339(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(t).to_string()
 }
 
 /// Runs `status`.
@@ -75,7 +71,8 @@ pub fn run(config: &Config, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             job.created_at
         )?;
         if let (Some(from), Some(to)) = (job.from_ms, job.to_ms) {
-            writeln!(out, "    window [{}, {})", rfc3339(from), rfc3339(to))?;
+            let at = |ms: i64| rfc3339_ms(ms.max(0) as u64);
+            writeln!(out, "    window [{}, {})", at(from), at(to))?;
         }
         if let Some(ids) = &job.searches {
             writeln!(out, "    searches {}", ids.join(", "))?;

@@ -84,7 +84,7 @@ use serde::{Deserialize, Serialize};
 use super::metrics::now_ms;
 use crate::checkpoint::TopicPartition;
 use crate::classes::{CatchUp, Classes, Policy};
-use crate::record::now_rfc3339;
+use crate::record::{now_rfc3339, rfc3339_ms};
 
 /// Lane messages handled per turn before live messages are looked at again.
 pub const SLICE: usize = 256;
@@ -1035,8 +1035,7 @@ fn write_report(
                 "documents": j.emitted[c],
                 "messages_read": j.to_read(c, classes),
                 "finished_after_seconds": j.class_finished_s[c],
-                "finished_at": j.class_finished_s[c].map(|s| humantime::format_rfc3339_millis(
-                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(j.created_ms) + std::time::Duration::from_secs_f64(s)).to_string()),
+                "finished_at": j.class_finished_s[c].map(|s| rfc3339_ms(j.created_ms + (s * 1e3) as u64)),
             })
         })
         .collect();
@@ -1045,7 +1044,7 @@ fn write_report(
         "kind": j.kind,
         "policy": j.policy,
         "started_at": j.created_at,
-        "finished_at": j.finished_ms.map(|ms| humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()),
+        "finished_at": j.finished_ms.map(rfc3339_ms),
         "backlog_messages": total,
         "deleted_by_retention": j.deleted_messages,
         "partitions": j.ranges.len(),
