@@ -514,14 +514,20 @@ impl RawConfig {
 mod tests {
     use super::*;
 
+    /// `config/NAME`, validated with no overrides.
+    fn shipped(name: &str) -> Config {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config")
+            .join(name);
+        RawConfig::from_file(&path)
+            .unwrap()
+            .validate(Overrides::default())
+            .unwrap()
+    }
+
     #[test]
     fn the_example_config_is_valid() {
-        let raw = RawConfig::from_file(Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/config/topic-matcher.example.toml"
-        )))
-        .unwrap();
-        let c = raw.validate(Overrides::default()).unwrap();
+        let c = shipped("topic-matcher.example.toml");
         assert_eq!(c.input_topics, vec!["social.twitter", "social.owned"]);
         assert_eq!(c.output, Target::Kafka("matches".into()));
     }
@@ -529,12 +535,7 @@ mod tests {
     /// The configuration of `docker-compose.yml`'s service (not run here).
     #[test]
     fn the_docker_config_is_valid() {
-        let raw = RawConfig::from_file(Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/config/docker.toml"
-        )))
-        .unwrap();
-        let c = raw.validate(Overrides::default()).unwrap();
+        let c = shipped("docker.toml");
         assert_eq!(c.input_topics, vec!["social.owned", "social.posts"]);
         assert_eq!(c.classes.names(), ["critical", "high", "low"]);
         assert_eq!(c.brokers, "kafka:29092");

@@ -447,21 +447,25 @@ fn status_reads_the_state_directory_when_the_service_is_not_running() {
         s.contains("social.posts/2") && s.contains("next offset 1234"),
         "{s}"
     );
-    // The same from a config file that gives only those two.
+    // The same from a config file that gives only those two; a wrong
+    // value in it is still refused.
     let config = dir.with_extension("toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[state]\ndir = {:?}\n[admin]\naddr = \"127.0.0.1:1\"\n",
-            dir.display().to_string()
-        ),
-    )
-    .unwrap();
-    let out = bin()
-        .args(["status", "--config"])
-        .arg(&config)
-        .output()
+    let status_with = |addr: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[state]\ndir = {:?}\n[admin]\naddr = {addr:?}\n",
+                dir.display().to_string()
+            ),
+        )
         .unwrap();
+        bin()
+            .args(["status", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let out = status_with("127.0.0.1:1");
     let s = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -470,20 +474,7 @@ fn status_reads_the_state_directory_when_the_service_is_not_running() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(s.contains("next offset 1234"), "{s}");
-    // A config file that is wrong is still refused.
-    std::fs::write(
-        &config,
-        format!(
-            "[state]\ndir = {:?}\n[admin]\naddr = \"nowhere\"\n",
-            dir.display().to_string()
-        ),
-    )
-    .unwrap();
-    let out = bin()
-        .args(["status", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = status_with("nowhere");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("admin.addr"));
 }
