@@ -45,6 +45,28 @@ fn service_config(
 
 /// Ids of the documents with an `rstats` record in `topic`, read from the
 /// start until `want` are found or 30 s pass.
+/// A mock cluster of `brokers` brokers with topics `NAME-in` and
+/// `NAME-out` of `partitions` partitions, and an empty state directory.
+fn cluster(
+    brokers: i32,
+    name: &str,
+    partitions: i32,
+) -> (
+    MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    std::path::PathBuf,
+) {
+    let cluster = MockCluster::new(brokers).unwrap();
+    cluster
+        .create_topic(&format!("{name}-in"), partitions, 1)
+        .unwrap();
+    cluster
+        .create_topic(&format!("{name}-out"), partitions, 1)
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("tm-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    (cluster, dir)
+}
+
 fn rstats_doc_ids(
     brokers: &str,
     topic: &str,
@@ -77,12 +99,8 @@ fn rstats_doc_ids(
 
 #[test]
 fn output_refusing_writes_pauses_input_and_loses_nothing() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("outage-in", 3, 1).unwrap();
-    cluster.create_topic("outage-out", 3, 1).unwrap();
+    let (cluster, dir) = cluster(1, "outage", 3);
     let brokers = cluster.bootstrap_servers();
-    let dir = std::env::temp_dir().join(format!("tm-outage-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
     let config = service_config(RawConfig::default(), &brokers, "outage", &dir);
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
@@ -138,12 +156,8 @@ fn output_refusing_writes_pauses_input_and_loses_nothing() {
 fn a_slow_broker_slows_the_service_down_and_loses_nothing() {
     // Every request to the (only) broker takes 250 ms more: fetches,
     // produce acknowledgements, offset commits.
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("slow-in", 2, 1).unwrap();
-    cluster.create_topic("slow-out", 2, 1).unwrap();
+    let (cluster, dir) = cluster(1, "slow", 2);
     let brokers = cluster.bootstrap_servers();
-    let dir = std::env::temp_dir().join(format!("tm-slow-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .create()
@@ -212,9 +226,7 @@ fn a_long_output_outage_pauses_input_and_keeps_memory_bounded() {
     // Two brokers: the input (and the group) on broker 1, the output
     // topic's partitions led by broker 2, which goes down for 15 s while
     // the input keeps arriving.
-    let cluster = MockCluster::new(2).unwrap();
-    cluster.create_topic("long-in", 3, 1).unwrap();
-    cluster.create_topic("long-out", 3, 1).unwrap();
+    let (cluster, dir) = cluster(2, "long", 3);
     for p in 0..3 {
         cluster.partition_leader("long-in", p, Some(1)).unwrap();
         cluster.partition_leader("long-out", p, Some(2)).unwrap();
@@ -223,8 +235,6 @@ fn a_long_output_outage_pauses_input_and_keeps_memory_bounded() {
         .coordinator(rdkafka::mocking::MockCoordinator::Group("long".into()), 1)
         .unwrap();
     let brokers = cluster.bootstrap_servers();
-    let dir = std::env::temp_dir().join(format!("tm-long-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
     // A backlog above 1,000 messages per partition after the outage is
     // drained as a catch-up (live data from the head at once).
     let config = service_config(
@@ -337,12 +347,8 @@ fn a_long_output_outage_pauses_input_and_keeps_memory_bounded() {
 /// instead of jumping silently, and drains everything still in the log.
 #[test]
 fn backlog_deleted_by_retention_before_the_drain_read_it_is_reported() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("ret-in", 1, 1).unwrap();
-    cluster.create_topic("ret-out", 1, 1).unwrap();
+    let (cluster, dir) = cluster(1, "ret", 1);
     let brokers = cluster.bootstrap_servers();
-    let dir = std::env::temp_dir().join(format!("tm-retention-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
     let raw = || {
         RawConfig::from_toml(
             "[[classes]]\nname = \"critical\"\nwhen = { type = [\"dm\"] }\n[[classes]]\nname = \"low\"\n\
