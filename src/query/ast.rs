@@ -184,7 +184,7 @@ pub struct Wildcard {
 impl Wildcard {
     /// Whether the folded token body `s` matches the pattern.
     pub fn matches(&self, s: &str) -> bool {
-        glob_match(self.pattern.as_bytes(), s)
+        glob_match(&self.pattern, s)
     }
 
     /// The longest run of literal characters, which every matching token
@@ -197,33 +197,70 @@ impl Wildcard {
     }
 }
 
-/// Glob matching with `*` and `?` over characters; `pattern` is UTF-8.
-fn glob_match(pattern: &[u8], s: &str) -> bool {
-    // Iterative matcher with one backtrack point per `*`: linear enough for
-    // patterns with at most four wildcards.
-    let p: Vec<char> = std::str::from_utf8(pattern).unwrap_or("").chars().collect();
-    let t: Vec<char> = s.chars().collect();
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || (p[pi] != '*' && p[pi] == t[ti])) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
+/// Glob matching with `*` and `?` over characters, without allocating and
+/// in time linear in `s` for literal segments (O(|s| × segment) for
+/// segments with `?`): the pattern is split at `*`; the first segment must
+/// match at the start, the last at the end, and each middle one at its
+/// leftmost place after the previous one — leftmost is always best, as it
+/// leaves the most room to the rest. (The backtracking matcher this
+/// replaced was quadratic on a long token.)
+fn glob_match(pattern: &str, s: &str) -> bool {
+    let stars = pattern.matches('*').count();
+    let mut segs = pattern.split('*');
+    let first = segs.next().unwrap_or("");
+    if stars == 0 {
+        return match_prefix(first, s) == Some(s.len());
+    }
+    let Some(mut pos) = match_prefix(first, s) else {
+        return false;
+    };
+    let last = pattern.rsplit('*').next().unwrap_or("");
+    let Some(tail) = match_suffix(last, &s[pos..]) else {
+        return false;
+    };
+    let end = pos + tail;
+    for seg in segs.take(stars - 1).filter(|g| !g.is_empty()) {
+        match find_segment(seg, &s[pos..end]) {
+            Some(after) => pos += after,
+            None => return false,
         }
     }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
+    true
+}
+
+/// Bytes of `s` that `seg` (literals and `?`) matches at its start.
+fn match_prefix(seg: &str, s: &str) -> Option<usize> {
+    let mut chars = s.char_indices();
+    for p in seg.chars() {
+        let (_, c) = chars.next()?;
+        if p != '?' && p != c {
+            return None;
+        }
     }
-    pi == p.len()
+    Some(chars.next().map_or(s.len(), |(i, _)| i))
+}
+
+/// Byte offset in `s` where `seg` matches at its end.
+fn match_suffix(seg: &str, s: &str) -> Option<usize> {
+    let mut chars = s.char_indices().rev();
+    let mut at = s.len();
+    for p in seg.chars().rev() {
+        let (i, c) = chars.next()?;
+        if p != '?' && p != c {
+            return None;
+        }
+        at = i;
+    }
+    Some(at)
+}
+
+/// The end (in bytes) of the leftmost match of `seg` in `s`.
+fn find_segment(seg: &str, s: &str) -> Option<usize> {
+    if !seg.contains('?') {
+        return s.find(seg).map(|i| i + seg.len());
+    }
+    s.char_indices()
+        .find_map(|(i, _)| match_prefix(seg, &s[i..]).map(|n| i + n))
 }
 
 /// The metadata a leaf may compare (SPEC §3.4).
@@ -345,5 +382,14 @@ mod tests {
         assert!(!w("a*b*c").matches("axxbyy"));
         assert!(w("caf?").matches("café"));
         assert_eq!(w("ab*cdef?g").longest_literal(), "cdef");
+        assert!(w("*").matches(""));
+        assert!(w("a*a").matches("aa"));
+        assert!(!w("a*a").matches("a"));
+        assert!(w("?*?").matches("ab"));
+        assert!(!w("?*?").matches("a"));
+        assert!(w("a?c*x?z").matches("abcQQxyz"));
+        assert!(!w("a?c*x?z").matches("abcQQxy"));
+        assert!(w("*ab?d*").matches("xxabcabed"));
+        assert!(!w("*ab?d*").matches("xxabcabe"));
     }
 }

@@ -151,6 +151,26 @@ pub enum QueryErrorKind {
         "nothing positive must match: the query matches documents by negation or metadata alone"
     )]
     NothingPositive,
+    /// `NOT`/`-` directly after NEAR/ONEAR.
+    #[error("the right operand of `{op}` cannot be negated")]
+    NegatedNearOperand {
+        /// The NEAR operator as written.
+        op: String,
+    },
+    /// Nested deeper than the limit.
+    #[error("the query nests parentheses, NOT and field prefixes more than {limit} levels deep")]
+    TooDeep {
+        /// The limit.
+        limit: usize,
+    },
+    /// A proximity phrase with too many tokens.
+    #[error("the proximity phrase has {tokens} tokens; at most {limit} are allowed with `~n`")]
+    SlopPhraseTooLong {
+        /// Its tokens.
+        tokens: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// A CJK phrase with `~n`.
     #[error("proximity `~n` does not apply to CJK text, which is matched as a substring")]
     CjkSlop,
@@ -189,6 +209,11 @@ impl QueryErrorKind {
             FieldOnMeta { field } => format!("put `{field}:` in front of words, phrases or groups of them"),
             NothingPositive => "add a word, phrase or other text leaf that must occur, e.g. `acme NOT job`".into(),
             CjkSlop => "remove the `~n`".into(),
+            NegatedNearOperand { op } => format!(
+                "put words on both sides of `{op}` and the exclusion outside it: `(a {op} b) NOT c`"
+            ),
+            TooDeep { .. } => "remove redundant parentheses or NOTs, or split the query into several searches".into(),
+            SlopPhraseTooLong { .. } => "shorten the phrase or drop the `~n` to match it exactly".into(),
         }
     }
 }

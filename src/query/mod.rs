@@ -26,6 +26,7 @@ pub use ast::{
     Wildcard,
 };
 pub use error::{QueryError, QueryErrorKind, QueryWarning};
+pub use parser::{MAX_DEPTH, MAX_SLOP_TOKENS};
 
 /// Limits a query must respect (SPEC §3.5).
 #[derive(Clone, Debug)]

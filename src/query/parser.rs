@@ -8,12 +8,33 @@
 //! near    := primary (NEAR/n primary)?
 //! primary := "(" or ")" | ("title:" | "text:") primary | leaf
 //! ```
+//!
+//! # Safety on any input
+//!
+//! Every lexeme sequence gives an [`Expr`] or a [`QueryError`]; no input
+//! reaches a panic. Two rules make that hold:
+//!
+//! * A NEAR/ONEAR operand is a positive leaf or an OR-group of leaves.
+//!   `a NEAR/2 NOT b` and `a NEAR/2 -b` are rejected with
+//!   [`QueryErrorKind::NegatedNearOperand`] (the matcher has no "near but
+//!   not" operator; `a NOT (a NEAR/2 b)` says that).
+//! * Nesting — parentheses, `NOT`/`-` chains and field prefixes — is at most
+//!   [`MAX_DEPTH`] levels ([`QueryErrorKind::TooDeep`]). The parser, the
+//!   compiler and the reference evaluator recurse over the tree; the bound
+//!   keeps them far inside the 2 MiB stacks of the reload and parse threads.
 
 use super::ast::*;
 use super::error::{QueryError, QueryErrorKind, QueryWarning};
 use super::lexer::{Lex, Lexeme};
 use super::Limits;
 use crate::text::{self, TokenKind, Tokens};
+
+/// Most nesting levels (parentheses, `NOT`/`-`, field prefixes) in a query.
+pub const MAX_DEPTH: usize = 32;
+
+/// Most tokens in a proximity phrase `"…"~n`: the engine tracks which
+/// phrase tokens a window covers in one 64-bit mask.
+pub const MAX_SLOP_TOKENS: usize = 64;
 
 /// An expression and whether it was written in parentheses (for the
 /// mixed-precedence warning and for NEAR operands).
@@ -31,6 +52,8 @@ pub(crate) struct Parser<'a> {
     /// Errors that do not stop parsing (bad wildcards, regexes, …).
     pub(crate) errors: Vec<QueryError>,
     tokens: Tokens,
+    /// Nesting levels open at the current position.
+    depth: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -42,6 +65,7 @@ impl<'a> Parser<'a> {
             warnings: Vec::new(),
             errors: Vec::new(),
             tokens: Tokens::new(),
+            depth: 0,
         }
     }
 
@@ -66,6 +90,19 @@ impl<'a> Parser<'a> {
             ));
         }
         Ok(p.expr)
+    }
+
+    /// Enters one nesting level opened by `at`.
+    fn enter(&mut self, at: &Lexeme) -> Result<(), QueryError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(QueryError::new(
+                at.column,
+                at.width,
+                QueryErrorKind::TooDeep { limit: MAX_DEPTH },
+            ));
+        }
+        Ok(())
     }
 
     /// The error for an operator whose right operand is missing.
@@ -146,7 +183,9 @@ impl<'a> Parser<'a> {
                     if !Self::starts_operand(self.peek()) {
                         return Err(self.missing_right(&op));
                     }
+                    self.enter(&op)?;
                     let inner = self.parse_unary()?;
+                    self.depth -= 1;
                     parts.push(Parsed {
                         expr: Expr::Not(Box::new(inner.expr)),
                         parens: false,
@@ -181,7 +220,9 @@ impl<'a> Parser<'a> {
                 if !Self::starts_operand(self.peek()) {
                     return Err(self.missing_right(&op));
                 }
+                self.enter(&op)?;
                 let inner = self.parse_unary()?;
+                self.depth -= 1;
                 Ok(Parsed {
                     expr: Expr::Not(Box::new(inner.expr)),
                     parens: false,
@@ -195,7 +236,9 @@ impl<'a> Parser<'a> {
                 {
                     return Err(QueryError::new(op.column, 1, QueryErrorKind::DanglingMinus));
                 }
+                self.enter(&op)?;
                 let inner = self.parse_near()?;
+                self.depth -= 1;
                 Ok(Parsed {
                     expr: Expr::Not(Box::new(inner.expr)),
                     parens: false,
@@ -214,6 +257,17 @@ impl<'a> Parser<'a> {
         let op = self.next().expect("peeked");
         if !Self::starts_operand(self.peek()) {
             return Err(self.missing_right(&op));
+        }
+        if let Some(neg) = self.lexemes.get(self.pos) {
+            if matches!(neg.lex, Lex::Not | Lex::Minus) {
+                return Err(QueryError::new(
+                    neg.column,
+                    neg.width,
+                    QueryErrorKind::NegatedNearOperand {
+                        op: op.text.clone(),
+                    },
+                ));
+            }
         }
         let right = self.parse_primary()?;
         let left_leaves = near_operand(left)?;
@@ -256,7 +310,9 @@ impl<'a> Parser<'a> {
                     };
                     return Err(QueryError::new(l.column, 1, kind));
                 }
+                self.enter(&l)?;
                 let inner = self.parse_or()?;
+                self.depth -= 1;
                 match self.next() {
                     Some(Lexeme {
                         lex: Lex::RParen, ..
@@ -277,7 +333,16 @@ impl<'a> Parser<'a> {
                     side: "a left",
                 },
             )),
-            Lex::Not | Lex::Minus => unreachable!("handled by parse_unary"),
+            // Reached only where an operand must be positive (`title:` and
+            // NEAR check first); kept as an error, never a panic.
+            Lex::Not | Lex::Minus => Err(QueryError::new(
+                l.column,
+                l.width,
+                QueryErrorKind::MissingOperand {
+                    op: l.text.clone(),
+                    side: "a positive",
+                },
+            )),
             Lex::FieldPrefix(fields, name) => {
                 if !Self::starts_operand(self.peek())
                     || matches!(self.peek(), Some(Lex::Not | Lex::Minus))
@@ -291,7 +356,9 @@ impl<'a> Parser<'a> {
                         },
                     ));
                 }
+                self.enter(&l)?;
                 let mut inner = self.parse_primary()?;
+                self.depth -= 1;
                 restrict_fields(&mut inner.expr, fields, name, l.column)?;
                 Ok(Parsed {
                     expr: inner.expr,
@@ -328,15 +395,24 @@ impl<'a> Parser<'a> {
                 }
                 LeafKind::Cjk(text::fold(t))
             }
-            Lex::Quoted { text: t, slop } => LeafKind::Tokens(TokensLeaf {
-                tokens: self.query_tokens(t).ok_or_else(|| {
+            Lex::Quoted { text: t, slop } => {
+                let tokens = self.query_tokens(t).ok_or_else(|| {
                     err(QueryErrorKind::NothingToMatch {
                         text: l.text.clone(),
                     })
-                })?,
-                slop: *slop,
-                case_sensitive: false,
-            }),
+                })?;
+                if slop.is_some() && tokens.len() > MAX_SLOP_TOKENS {
+                    return Err(err(QueryErrorKind::SlopPhraseTooLong {
+                        tokens: tokens.len(),
+                        limit: MAX_SLOP_TOKENS,
+                    }));
+                }
+                LeafKind::Tokens(TokensLeaf {
+                    tokens,
+                    slop: *slop,
+                    case_sensitive: false,
+                })
+            }
             Lex::Braced(inner) => {
                 let inner = inner.trim();
                 let inner = inner
@@ -369,7 +445,12 @@ impl<'a> Parser<'a> {
                 LeafKind::Regex(pattern.clone())
             }
             Lex::Meta(field, value) => LeafKind::Meta(*field, normalize_meta(*field, value)),
-            _ => unreachable!("not a leaf lexeme"),
+            _ => {
+                return Err(err(QueryErrorKind::MissingOperand {
+                    op: l.text.clone(),
+                    side: "a term as",
+                }))
+            }
         };
         Ok(Leaf {
             kind,
