@@ -8,6 +8,9 @@
 //! measured iteration asserts the engine's match count, so a faster but
 //! wrong change fails instead of reporting a better number.
 //!
+//! `adversarial_1mb` matches each hostile 1 MB document of
+//! `workload::adversarial` against the search that used to be slow on it.
+//!
 //! `cargo bench --bench engine` runs all; `TM_BENCH_QUICK=1` limits it to
 //! 1k and 10k searches.
 
@@ -149,5 +152,32 @@ fn bench_engine(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_engine);
+/// Hostile 1 MB documents (`workload::adversarial`), each against the
+/// search that used to be exponential or quadratic on it, matched within
+/// the default work budget; each iteration checks the match.
+fn bench_adversarial(c: &mut Criterion) {
+    let mut g = c.benchmark_group("adversarial_1mb");
+    g.sample_size(10).measurement_time(Duration::from_secs(3));
+    for case in workload::adversarial(1 << 20) {
+        let json = serde_json::json!({"topics": [{"id": "t", "searches": [{"id": "s", "query": case.query}]}]})
+            .to_string();
+        let catalog = Catalog::from_json(json.as_bytes(), &Limits::default()).unwrap();
+        let matcher = Matcher::new(&catalog).unwrap();
+        let doc = Document::with_text("d", &case.text);
+        let mut scratch = matcher.scratch();
+        g.throughput(Throughput::Bytes(case.text.len() as u64));
+        g.bench_function(case.name, |b| {
+            b.iter(|| {
+                let found = matcher
+                    .try_match_document(black_box(&doc), None, &mut scratch)
+                    .expect("within the budget")
+                    .len();
+                assert_eq!(found == 1, case.matches);
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_engine, bench_adversarial);
 criterion_main!(benches);

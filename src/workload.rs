@@ -297,6 +297,102 @@ pub fn brand_groups(searches_json: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// One hostile document with the search it used to be slow against.
+#[derive(Clone, Debug)]
+pub struct Adversarial {
+    /// What it exercises.
+    pub name: &'static str,
+    /// The search.
+    pub query: &'static str,
+    /// The document text, about `bytes` long.
+    pub text: String,
+    /// Whether the search matches the text.
+    pub matches: bool,
+}
+
+/// The hostile documents of the tests and benches: for every operator that
+/// used to be exponential or quadratic (slop phrases with repeated words,
+/// NEAR/ONEAR over many occurrences, wildcards and regexes on one huge
+/// token, CJK and emoji runs), a document of about `bytes` bytes.
+pub fn adversarial(bytes: usize) -> Vec<Adversarial> {
+    let fill = |unit: &str| unit.repeat((bytes / unit.len()).max(1));
+    let case = |name, query, text, matches| Adversarial {
+        name,
+        query,
+        text,
+        matches,
+    };
+    vec![
+        case(
+            "slop repeated word",
+            "\"a a a a a a a a a a a a a a\"~1",
+            fill("a "),
+            true,
+        ),
+        case(
+            "slop one word everywhere",
+            "\"acme outage\"~3",
+            fill("acme "),
+            false,
+        ),
+        case(
+            "slop both words everywhere",
+            "\"acme outage\"~3",
+            fill("acme outage "),
+            true,
+        ),
+        case(
+            "slop hashtag and word",
+            "\"#acme acme\"~2 NEAR/3 corp",
+            fill("#acme acme "),
+            false,
+        ),
+        case(
+            "near one side everywhere",
+            "acme NEAR/5 outage",
+            fill("acme "),
+            false,
+        ),
+        case(
+            "near both sides far apart",
+            "acme NEAR/5 outage",
+            fill("acme x x x x x x x outage x x x x x x x "),
+            false,
+        ),
+        case(
+            "onear wrong order",
+            "acme ONEAR/5 outage",
+            fill("outage x x x acme x x x x x x "),
+            false,
+        ),
+        case(
+            "wildcards on one huge token",
+            "*aaab*aaac OR aaa*b",
+            "a".repeat(bytes),
+            false,
+        ),
+        case(
+            "wildcards on long tokens",
+            "*ove OR lov* OR *cme*",
+            fill("lovelovelove "),
+            true,
+        ),
+        case(
+            "regex on one huge token",
+            "/a+b/ OR /(a|aa)+c/",
+            "a".repeat(bytes),
+            false,
+        ),
+        case(
+            "cjk run",
+            "東京 OR 京都 OR \"東京 タワー\"",
+            fill("東京"),
+            true,
+        ),
+        case("emoji run", "😀 NEAR/1 🔥", fill("😀"), false),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

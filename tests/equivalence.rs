@@ -15,6 +15,9 @@ use topic_matcher::searches::Catalog;
 
 /// Query leaves: every row of SPEC §3.2 and §3.4 is represented.
 const LEAVES: &[&str] = &[
+    "\"go go go\"~2",
+    "\"#acme acme\"~1",
+    "\"acme #acme acme\"~2",
     "acme",
     "Acme",
     "café",
@@ -112,7 +115,7 @@ fn leaf() -> impl Strategy<Value = String> {
 }
 
 fn near_operand() -> impl Strategy<Value = String> {
-    let text_leaf = prop::sample::select(&LEAVES[..39]).prop_map(str::to_string);
+    let text_leaf = prop::sample::select(&LEAVES[..42]).prop_map(str::to_string);
     prop_oneof![
         3 => text_leaf.clone(),
         1 => (text_leaf.clone(), text_leaf).prop_map(|(a, b)| format!("({a} OR {b})")),

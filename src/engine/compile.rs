@@ -151,6 +151,11 @@ impl Postings {
         p
     }
 
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.off.len() - 1
+    }
+
     /// The list of key `i`.
     #[inline]
     pub fn get(&self, i: usize) -> &[u32] {

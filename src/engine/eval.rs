@@ -3,6 +3,7 @@
 use regex_automata::{Input, PatternSet};
 
 use super::compile::{CLeaf, CLeafKind, Compiled, FeatureId, Node, PTok};
+use super::slop::SlopScratch;
 use super::{Highlight, TopicMatch, MAX_HIGHLIGHTS};
 use crate::document::Document;
 use crate::query::accepts_kind;
@@ -46,21 +47,21 @@ impl Span {
 }
 
 /// The indexed document: tokens of both fields and the sorted occurrences.
-struct DocIndex<'d> {
+pub(crate) struct DocIndex<'d> {
     doc: &'d Document<'d>,
-    fields: &'d [Tokens; 2],
+    pub fields: &'d [Tokens; 2],
     occs: &'d [Occ],
 }
 
 impl DocIndex<'_> {
-    fn occs_of(&self, f: FeatureId) -> &[Occ] {
+    pub fn occs_of(&self, f: FeatureId) -> &[Occ] {
         let lo = self.occs.partition_point(|o| o.feature < f);
         let hi = lo + self.occs[lo..].partition_point(|o| o.feature == f);
         &self.occs[lo..hi]
     }
 
     /// Whether the document token under `o` satisfies the phrase token `p`.
-    fn accepts(&self, p: &PTok, o: &Occ) -> bool {
+    pub fn accepts(&self, p: &PTok, o: &Occ) -> bool {
         if !accepts_kind(p.kind, o.kind) {
             return false;
         }
@@ -99,12 +100,36 @@ pub struct Scratch {
     matched: Vec<(TopicIdx, u32)>,
     spans: Vec<Span>,
     spans2: Vec<Span>,
-    slop_positions: Vec<Vec<u32>>,
-    slop_starts: Vec<u32>,
-    slop_used: Vec<u32>,
+    slop: SlopScratch,
+    /// Per wildcard-fragment pattern: 1 + the token last verified for it.
+    frag_seen: Vec<u32>,
     patterns: Option<PatternSet>,
     results: Vec<TopicMatch>,
     n_results: usize,
+    /// Work units the next document may spend ([`DEFAULT_WORK_BUDGET`]).
+    pub(crate) budget: u64,
+    /// Work units the last document spent.
+    work: u64,
+    /// The search being evaluated, while one is.
+    current: Option<u32>,
+    /// When set, (search, work) of each evaluated search (the probe).
+    pub(crate) search_work: Option<Vec<(u32, u64)>>,
+}
+
+/// Work units one document may spend by default: about 100 ms of matching
+/// on one core (BENCHMARKS.md), thousands of times what a post of normal
+/// size needs against 100,000 searches.
+pub const DEFAULT_WORK_BUDGET: u64 = 20_000_000;
+
+/// A document whose matching spent its work budget.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("matching spent more than its budget of {budget} work units")]
+pub struct TooExpensive {
+    /// The search being evaluated when the budget ran out (`None`: while
+    /// indexing the document, before any search).
+    pub search: Option<SearchIdx>,
+    /// The budget.
+    pub budget: u64,
 }
 
 impl Scratch {
@@ -121,16 +146,41 @@ impl Scratch {
             matched: Vec::new(),
             spans: Vec::new(),
             spans2: Vec::new(),
-            slop_positions: Vec::new(),
-            slop_starts: Vec::new(),
-            slop_used: Vec::new(),
+            slop: SlopScratch::default(),
+            frag_seen: vec![0; c.frag_wilds.len()],
             patterns: c
                 .regex_set
                 .as_ref()
                 .map(|r| PatternSet::new(r.pattern_len())),
             results: Vec::new(),
             n_results: 0,
+            budget: DEFAULT_WORK_BUDGET,
+            work: 0,
+            current: None,
+            search_work: None,
         }
+    }
+
+    /// Sets the work budget of each later document (`u64::MAX`: none).
+    pub fn set_budget(&mut self, budget: u64) {
+        self.budget = budget;
+    }
+
+    /// The work budget of each document.
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
+    /// Work units the last document spent: tokens, occurrences and spans
+    /// visited, window steps. Near-linear in the document's size.
+    pub fn last_work(&self) -> u64 {
+        self.work
+    }
+
+    /// The search that was being evaluated when matching stopped abnormally
+    /// (a panic caught by the caller), if any.
+    pub fn current_search(&self) -> Option<SearchIdx> {
+        self.current.map(SearchIdx)
     }
 
     fn next_stamp(&mut self) {
@@ -153,12 +203,22 @@ impl Scratch {
         self.occs.len()
     }
 
+    /// The matches of the last document that [`Scratch::run`] completed.
+    pub(crate) fn results(&self) -> &[TopicMatch] {
+        &self.results[..self.n_results]
+    }
+
+    /// Matches `doc`; the matches are then in [`Scratch::results`].
+    ///
+    /// # Errors
+    ///
+    /// When the document spends more than the budget; no results then.
     pub(crate) fn run(
         &mut self,
         c: &Compiled,
         doc: &Document<'_>,
         only: Option<&[bool]>,
-    ) -> &[TopicMatch] {
+    ) -> Result<(), TooExpensive> {
         assert_eq!(
             self.cand_stamp.len(),
             c.searches.len(),
@@ -166,9 +226,21 @@ impl Scratch {
         );
         self.next_stamp();
         self.n_results = 0;
+        self.work = 0;
+        self.current = None;
+        if let Some(log) = &mut self.search_work {
+            log.clear();
+        }
         self.occs.clear();
         self.candidates.clear();
         self.index(c, doc);
+        self.work += self.occs.len() as u64;
+        if self.work > self.budget {
+            return Err(TooExpensive {
+                search: None,
+                budget: self.budget,
+            });
+        }
         self.occs.sort_unstable();
         self.occs.dedup_by(|a, b| {
             (a.feature, a.field, a.pos, a.pos_end, a.start)
@@ -192,7 +264,7 @@ impl Scratch {
             }
         }
         if self.candidates.is_empty() {
-            return &[];
+            return Ok(());
         }
 
         let mut e = Eval {
@@ -207,9 +279,9 @@ impl Scratch {
             stamp: self.stamp,
             spans: &mut self.spans,
             spans2: &mut self.spans2,
-            slop_positions: &mut self.slop_positions,
-            slop_starts: &mut self.slop_starts,
-            slop_used: &mut self.slop_used,
+            slop: &mut self.slop,
+            work: self.work,
+            budget: self.budget,
         };
         self.matched.clear();
         for &s in &self.candidates {
@@ -220,12 +292,28 @@ impl Scratch {
             if search.filters.as_ref().is_some_and(|f| !f.admits(doc)) {
                 continue;
             }
-            if e.node(search.root) {
+            self.current = Some(s);
+            e.work += 1;
+            let before = e.work;
+            let matched = e.node(search.root);
+            if let Some(log) = &mut self.search_work {
+                log.push((s, e.work - before));
+            }
+            if e.work > e.budget {
+                self.work = e.work;
+                return Err(TooExpensive {
+                    search: Some(SearchIdx(s)),
+                    budget: self.budget,
+                });
+            }
+            if matched {
                 self.matched.push((search.topic, s));
             }
         }
+        self.current = None;
         if self.matched.is_empty() {
-            return &[];
+            self.work = e.work;
+            return Ok(());
         }
         // Group by topic; searches sorted by id within a topic.
         self.matched.sort_unstable_by(|a, b| {
@@ -253,7 +341,9 @@ impl Scratch {
                     for &leaf in c.positive.get(s as usize) {
                         e.spans.clear();
                         let mut out = std::mem::take(e.spans);
-                        e.leaf_spans(leaf, &mut out, false);
+                        // The first spans in (field, start) order are the
+                        // only ones a record can keep.
+                        e.leaf_spans(leaf, &mut out, MAX_HIGHLIGHTS);
                         out.sort_unstable();
                         for sp in &out {
                             r.highlights.push(Highlight {
@@ -269,10 +359,18 @@ impl Scratch {
                     r.highlights.dedup();
                     r.highlights.truncate(MAX_HIGHLIGHTS);
                 }
+                if e.work > e.budget {
+                    self.work = e.work;
+                    return Err(TooExpensive {
+                        search: Some(SearchIdx(s)),
+                        budget: self.budget,
+                    });
+                }
                 i += 1;
             }
         }
-        &self.results[..self.n_results]
+        self.work = e.work;
+        Ok(())
     }
 
     /// Fills `occs` with every feature occurrence of the document.
@@ -284,6 +382,7 @@ impl Scratch {
                 continue;
             };
             tokens.analyze(text);
+            self.work += tokens.len() as u64;
             for (pos, t) in tokens.tokens.iter().enumerate() {
                 let body = &tokens.folded[t.folded_start as usize..t.folded_end as usize];
                 if let Some(&feature) = c.terms.get(body) {
@@ -326,11 +425,20 @@ impl Scratch {
                 }
             }
             if let Some(ac) = &c.wild_ac {
+                // A fragment occurs many times in a long token ("aaaa…"):
+                // each (fragment, token) is verified once.
+                self.frag_seen.fill(0);
                 for m in ac.find_overlapping_iter(tokens.folded.as_str()) {
+                    self.work += 1;
                     let pos = tokens
                         .tokens
                         .partition_point(|t| t.folded_end as usize <= m.start());
-                    for &w in c.frag_wilds.get(m.pattern().as_usize()) {
+                    let p = m.pattern().as_usize();
+                    if self.frag_seen[p] == pos as u32 + 1 {
+                        continue;
+                    }
+                    self.frag_seen[p] = pos as u32 + 1;
+                    for &w in c.frag_wilds.get(p) {
                         wild_at(&mut self.occs, w, pos);
                     }
                 }
@@ -338,6 +446,7 @@ impl Scratch {
             if let (Some(ac), true) = (&c.cjk_ac, tokens.has_cjk) {
                 text::fold_with_offsets(text, &mut self.folded);
                 for m in ac.find_overlapping_iter(self.folded.text.as_str()) {
+                    self.work += 1;
                     let (start, end) = self.folded.original_range(m.start(), m.end());
                     let (pos, pos_end) = tokens.positions_of(start, end);
                     self.occs.push(Occ {
@@ -356,6 +465,7 @@ impl Scratch {
                 set.which_overlapping_matches(&Input::new(text), patterns);
                 for p in patterns.iter() {
                     for m in c.regexes[p.as_usize()].find_iter(text) {
+                        self.work += 1;
                         let (start, end) = (m.start() as u32, m.end() as u32);
                         let (pos, pos_end) = tokens.positions_of(start, end);
                         self.occs.push(Occ {
@@ -416,12 +526,19 @@ struct Eval<'a> {
     stamp: u32,
     spans: &'a mut Vec<Span>,
     spans2: &'a mut Vec<Span>,
-    slop_positions: &'a mut Vec<Vec<u32>>,
-    slop_starts: &'a mut Vec<u32>,
-    slop_used: &'a mut Vec<u32>,
+    slop: &'a mut SlopScratch,
+    /// Work units spent so far on this document.
+    work: u64,
+    /// Past this, every node evaluates to false at once and the caller
+    /// reports the document as too expensive.
+    budget: u64,
 }
 
 impl Eval<'_> {
+    fn over_budget(&self) -> bool {
+        self.work > self.budget
+    }
+
     fn node(&mut self, n: u32) -> bool {
         match self.c.nodes[n as usize] {
             Node::Or { start, len } => {
@@ -450,9 +567,12 @@ impl Eval<'_> {
         if self.leaf_stamp[l as usize] == self.stamp {
             return self.leaf_value[l as usize];
         }
+        if self.over_budget() {
+            return false;
+        }
         let mut out = std::mem::take(self.spans);
         out.clear();
-        self.leaf_spans(l, &mut out, true);
+        self.leaf_spans(l, &mut out, 1);
         let v = !out.is_empty();
         *self.spans = out;
         self.leaf_stamp[l as usize] = self.stamp;
@@ -460,6 +580,9 @@ impl Eval<'_> {
         v
     }
 
+    /// `left NEAR/max_gap right`: the spans of both sides, then for each
+    /// left span the nearest right span after it (and, unordered, before
+    /// it) by binary search — O((|L| + |R|) log |R|), never |L| × |R|.
     fn near(
         &mut self,
         left: u32,
@@ -468,42 +591,60 @@ impl Eval<'_> {
         max_gap: u32,
         ordered: bool,
     ) -> bool {
+        if self.over_budget() {
+            return false;
+        }
         let mut a = std::mem::take(self.spans);
         let mut b = std::mem::take(self.spans2);
         a.clear();
         b.clear();
         for i in left..left + left_len {
-            self.leaf_spans(self.c.children[i as usize], &mut a, false);
+            self.leaf_spans(self.c.children[i as usize], &mut a, usize::MAX);
         }
         let mut found = false;
         if !a.is_empty() {
             for i in left + left_len..left + left_len + right_len {
-                self.leaf_spans(self.c.children[i as usize], &mut b, false);
+                self.leaf_spans(self.c.children[i as usize], &mut b, usize::MAX);
             }
-            found = a
-                .iter()
-                .any(|x| b.iter().any(|y| spans_near(x, y, max_gap, ordered)));
+        }
+        if !b.is_empty() {
+            self.work += (a.len() + b.len()) as u64;
+            found = near_any(&a, &mut b, max_gap, ordered);
         }
         *self.spans = a;
         *self.spans2 = b;
         found
     }
 
-    /// Appends the spans where leaf `l` matches; with `first_only`, stops
-    /// after the first.
-    fn leaf_spans(&mut self, l: u32, out: &mut Vec<Span>, first_only: bool) {
+    /// Appends the spans where leaf `l` matches, in (field, start) order,
+    /// stopping after `limit` (and the spans that share the last one's
+    /// position, so that the first `limit` by start are all there).
+    fn leaf_spans(&mut self, l: u32, out: &mut Vec<Span>, limit: usize) {
         let c = self.c;
         let leaf: &CLeaf = &c.leaves[l as usize];
+        let base = out.len();
+        // Whether `next` may still be added after the limit was reached.
+        let full = |out: &Vec<Span>, next: &Occ| {
+            out.len() - base >= limit
+                && (limit == 1
+                    || out
+                        .last()
+                        .is_some_and(|p| (p.field, p.pos) != (next.field, next.pos)))
+        };
         match leaf.kind {
             CLeafKind::Feature(f) => {
-                for o in self.d.occs_of(f) {
+                let occs = self.d.occs_of(f);
+                let mut visited = 0;
+                for o in occs {
+                    visited += 1;
                     if leaf.fields.allows(o.field) {
-                        out.push(Span::of(o));
-                        if first_only {
-                            return;
+                        if full(out, o) {
+                            break;
                         }
+                        out.push(Span::of(o));
                     }
                 }
+                self.work += visited;
             }
             CLeafKind::Tokens {
                 start,
@@ -511,7 +652,9 @@ impl Eval<'_> {
                 slop: None,
             } => {
                 let toks = &c.ptoks[start as usize..(start + len) as usize];
+                let mut visited = 0;
                 for o in self.d.occs_of(toks[0].feature) {
+                    visited += len as u64;
                     if !leaf.fields.allows(o.field) || !self.d.accepts(&toks[0], o) {
                         continue;
                     }
@@ -526,6 +669,9 @@ impl Eval<'_> {
                         }
                     });
                     if all {
+                        if full(out, o) {
+                            break;
+                        }
                         out.push(Span {
                             field: o.field,
                             pos: o.pos,
@@ -533,11 +679,9 @@ impl Eval<'_> {
                             start: o.start,
                             end: last.end,
                         });
-                        if first_only {
-                            return;
-                        }
                     }
                 }
+                self.work += visited;
             }
             CLeafKind::Tokens {
                 start,
@@ -549,97 +693,36 @@ impl Eval<'_> {
                     if !leaf.fields.allows(field) {
                         continue;
                     }
-                    self.slop_spans(toks, slop, field, out, first_only);
-                    if first_only && !out.is_empty() {
+                    let want = limit.saturating_sub(out.len() - base);
+                    if want == 0 {
                         return;
                     }
+                    self.work += self.slop.spans(&self.d, toks, slop, field, out, want);
                 }
             }
         }
-    }
-
-    /// Spans of `"a b c"~slop` in one field: for every position holding a
-    /// token that one of the phrase's tokens accepts, the smallest window
-    /// starting there (at most `len + slop` positions) in which every phrase
-    /// token gets a distinct position.
-    fn slop_spans(
-        &mut self,
-        toks: &[PTok],
-        slop: u32,
-        field: u8,
-        out: &mut Vec<Span>,
-        first_only: bool,
-    ) {
-        let width = toks.len() as u32 + slop;
-        while self.slop_positions.len() < toks.len() {
-            self.slop_positions.push(Vec::new());
-        }
-        let mut starts = std::mem::take(self.slop_starts);
-        starts.clear();
-        for (i, p) in toks.iter().enumerate() {
-            let list = &mut self.slop_positions[i];
-            list.clear();
-            for o in self.d.occs_of(p.feature) {
-                if o.field == field && self.d.accepts(p, o) {
-                    list.push(o.pos);
-                    starts.push(o.pos);
-                }
-            }
-            if list.is_empty() {
-                *self.slop_starts = starts;
-                return;
-            }
-        }
-        starts.sort_unstable();
-        starts.dedup();
-        let n_tokens = self.d.fields[field as usize].len() as u32;
-        let lists = &self.slop_positions[..toks.len()];
-        let mut used = std::mem::take(self.slop_used);
-        'starts: for &s in starts.iter() {
-            let last = (s + width - 1).min(n_tokens.saturating_sub(1));
-            for e in s..=last {
-                if assignable(lists, s, e, &mut used) {
-                    let t = &self.d.fields[field as usize].tokens;
-                    out.push(Span {
-                        field,
-                        pos: s,
-                        pos_end: e,
-                        start: t[s as usize].start,
-                        end: t[e as usize].end,
-                    });
-                    if first_only {
-                        break 'starts;
-                    }
-                    break;
-                }
-            }
-        }
-        *self.slop_used = used;
-        *self.slop_starts = starts;
     }
 }
 
-/// Whether every list can be given a distinct position within `[s, e]`
-/// (backtracking; phrases are short).
-pub(crate) fn assignable(lists: &[Vec<u32>], s: u32, e: u32, used: &mut Vec<u32>) -> bool {
-    fn go(lists: &[Vec<u32>], i: usize, s: u32, e: u32, used: &mut Vec<u32>) -> bool {
-        if i == lists.len() {
-            return true;
-        }
-        for &p in &lists[i] {
-            if p < s || p > e || used.contains(&p) {
-                continue;
-            }
-            used.push(p);
-            if go(lists, i + 1, s, e, used) {
-                return true;
-            }
-            used.pop();
-        }
-        false
+/// Whether some span of `a` is within `max_gap` tokens of some span of `b`
+/// (in the same field, not overlapping; with `ordered`, `a` first). Sorts
+/// `b`.
+fn near_any(a: &[Span], b: &mut [Span], max_gap: u32, ordered: bool) -> bool {
+    // After: the first right span starting past the left one's end.
+    b.sort_unstable_by_key(|y| (y.field, y.pos));
+    let after = a.iter().any(|x| {
+        let i = b.partition_point(|y| (y.field, y.pos) <= (x.field, x.pos_end));
+        b.get(i).is_some_and(|y| spans_near(x, y, max_gap, true))
+    });
+    if after || ordered {
+        return after;
     }
-    used.clear();
-    go(lists, 0, s, e, used)
+    // Before: the last right span ending before the left one's start.
+    b.sort_unstable_by_key(|y| (y.field, y.pos_end));
+    a.iter().any(|x| {
+        let i = b.partition_point(|y| (y.field, y.pos_end) < (x.field, x.pos));
+        i > 0 && spans_near(x, &b[i - 1], max_gap, false)
+    })
 }
 
 /// NEAR between two spans: same field, not overlapping, at most `max_gap`

@@ -44,12 +44,15 @@
 
 mod compile;
 mod eval;
+mod probe;
 pub mod reference;
+mod slop;
 
 use std::time::Duration;
 
 pub use compile::EngineError;
-pub use eval::Scratch;
+pub use eval::{Scratch, TooExpensive, DEFAULT_WORK_BUDGET};
+pub use probe::{ProbeFailure, PROBE_SEARCH_BUDGET};
 
 use crate::searches::{SearchIdx, TopicIdx};
 
@@ -130,14 +133,20 @@ impl Matcher {
         Scratch::new(&self.c)
     }
 
-    /// Matches one document against every search; the matches live in
-    /// `scratch` until the next call.
+    /// Matches one document against every search, with no work budget; the
+    /// matches live in `scratch` until the next call. For trusted input
+    /// (tests, benchmarks); the service and the commands use
+    /// [`Matcher::try_match_document`].
     pub fn match_document<'s>(
         &self,
         doc: &crate::document::Document<'_>,
         scratch: &'s mut Scratch,
     ) -> &'s [TopicMatch] {
-        scratch.run(&self.c, doc, None)
+        let budget = std::mem::replace(&mut scratch.budget, u64::MAX);
+        let done = scratch.run(&self.c, doc, None);
+        scratch.budget = budget;
+        done.expect("no budget");
+        scratch.results()
     }
 
     /// Like [`Matcher::match_document`], restricted to the searches for which
@@ -148,7 +157,31 @@ impl Matcher {
         only: &[bool],
         scratch: &'s mut Scratch,
     ) -> &'s [TopicMatch] {
-        scratch.run(&self.c, doc, Some(only))
+        let budget = std::mem::replace(&mut scratch.budget, u64::MAX);
+        let done = scratch.run(&self.c, doc, Some(only));
+        scratch.budget = budget;
+        done.expect("no budget");
+        scratch.results()
+    }
+
+    /// Matches one document within the scratch's work budget
+    /// ([`Scratch::set_budget`], [`DEFAULT_WORK_BUDGET`] unless changed),
+    /// restricted to `only` when given. The work is near-linear in the
+    /// document's size for every operator; the budget is the safety net
+    /// for documents that are both huge and hit by many searches.
+    ///
+    /// # Errors
+    ///
+    /// [`TooExpensive`] naming the search being evaluated when the budget
+    /// ran out; `scratch` then holds no matches.
+    pub fn try_match_document<'s>(
+        &self,
+        doc: &crate::document::Document<'_>,
+        only: Option<&[bool]>,
+        scratch: &'s mut Scratch,
+    ) -> Result<&'s [TopicMatch], TooExpensive> {
+        scratch.run(&self.c, doc, only)?;
+        Ok(scratch.results())
     }
 
     /// The id of a topic.

@@ -397,6 +397,18 @@ pub enum Problem {
     File(String),
     /// An invalid query.
     Query(SearchError),
+    /// A valid search that failed the engine's probe (it panicked or was
+    /// too expensive on the built-in hostile documents).
+    Refused {
+        /// Its topic's id.
+        topic: String,
+        /// Its id.
+        search: String,
+        /// Its query as written.
+        query: String,
+        /// What happened.
+        message: String,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -404,6 +416,15 @@ impl fmt::Display for Problem {
         match self {
             Problem::File(m) => write!(f, "error: {m}"),
             Problem::Query(e) => e.fmt(f),
+            Problem::Refused {
+                topic,
+                search,
+                query,
+                message,
+            } => write!(
+                f,
+                "error: the search cannot be activated: {message}\n  --> topic {topic:?}, search {search:?}\n   | {query}\n   = help: simplify the search (fewer repeated words in proximity phrases, fewer or narrower wildcards and regexes)"
+            ),
         }
     }
 }
