@@ -197,6 +197,9 @@ pub struct RawLimits {
     pub max_in_flight_bytes: Option<usize>,
     /// Shutdown and rebalance drain deadline, in milliseconds.
     pub drain_deadline_ms: Option<u64>,
+    /// Work units one document may spend in matching before it is
+    /// dead-lettered as `too_expensive`.
+    pub max_work_per_document: Option<u64>,
 }
 
 /// Where records go.
@@ -287,6 +290,8 @@ pub struct Config {
     pub batch_max_wait: Duration,
     /// In-flight bound for output bytes.
     pub max_in_flight_bytes: usize,
+    /// Matching work budget of one document (`too_expensive` past it).
+    pub max_work_per_document: u64,
     /// Drain deadline for shutdown and rebalance.
     pub drain_deadline: Duration,
     /// Priority classes.
@@ -503,6 +508,11 @@ impl RawConfig {
             batch_max_messages: positive(l.batch_max_messages, 20000, "batch_max_messages")?,
             batch_max_wait: Duration::from_millis(l.batch_max_wait_ms.unwrap_or(250).max(1)),
             max_in_flight_bytes: positive(l.max_in_flight_bytes, 64 << 20, "max_in_flight_bytes")?,
+            max_work_per_document: positive(
+                l.max_work_per_document.map(|v| v as usize),
+                crate::engine::DEFAULT_WORK_BUDGET as usize,
+                "max_work_per_document",
+            )? as u64,
             drain_deadline: Duration::from_millis(l.drain_deadline_ms.unwrap_or(10_000)),
             classes,
             catch_up,

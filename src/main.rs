@@ -228,6 +228,10 @@ enum Command {
         /// Longest accepted input line in bytes.
         #[arg(long, default_value_t = 1 << 20)]
         max_line_bytes: usize,
+        /// Work units one document may spend in matching; a document that
+        /// spends more is reported and skipped.
+        #[arg(long, default_value_t = topic_matcher::engine::DEFAULT_WORK_BUDGET)]
+        max_work_per_document: u64,
     },
     /// Compile and validate searches; print every error, or counts and sizes.
     Check {
@@ -298,6 +302,14 @@ enum Command {
         /// With --reload: how many one-search changes to time.
         #[arg(long, default_value_t = 5, requires = "reload")]
         repeats: usize,
+        /// Hostile documents instead: each against the search that used to
+        /// be slow on it, within the work budget (with --emit-workload: write
+        /// them for `match`).
+        #[arg(long, conflicts_with_all = ["brokers", "reload", "searches_file", "input"])]
+        adversarial: bool,
+        /// With --adversarial: bytes of each document.
+        #[arg(long, default_value_t = 1 << 20, requires = "adversarial")]
+        adversarial_bytes: usize,
     },
 }
 
@@ -468,12 +480,14 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             output,
             strict,
             max_line_bytes,
+            max_work_per_document,
         } => {
             let opts = MatchOptions {
                 searches,
                 max_line_bytes,
                 strict,
                 max_reported: 100,
+                max_work_per_document,
             };
             let stdin = std::io::stdin();
             let mut reader: Box<dyn std::io::BufRead> = match &input {
@@ -514,6 +528,16 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             &Limits::default(),
             &mut std::io::stdout().lock(),
             &mut stderr.lock(),
+        ),
+        Command::Bench {
+            adversarial: true,
+            adversarial_bytes,
+            emit_workload,
+            ..
+        } => commands::bench_adversarial::run(
+            adversarial_bytes,
+            emit_workload.as_deref(),
+            &mut std::io::stdout().lock(),
         ),
         Command::Bench {
             searches,

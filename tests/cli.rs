@@ -107,6 +107,64 @@ fn check_reports_every_bad_search_with_its_column_and_exits_1() {
 }
 
 #[test]
+fn check_refuses_queries_that_used_to_crash_it_with_a_caret() {
+    let deep = format!("{}a{}", "(".repeat(40), ")".repeat(40));
+    let searches = serde_json::json!({"topics": [{"id": "t", "searches": [
+        {"id": "not", "query": "acme NEAR/2 NOT outage"},
+        {"id": "minus", "query": "acme NEAR/2 -outage"},
+        {"id": "onear", "query": "acme ONEAR/2 NOT outage"},
+        {"id": "phrase", "query": "\"acme corp\" NEAR/2 NOT outage"},
+        {"id": "deep", "query": deep}]}]});
+    let file = temp_file("crashers.json", searches.to_string().as_bytes());
+    let out = bin()
+        .args(["check", "--searches"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("5 problem(s)"), "{err}");
+    assert!(
+        err.contains("   | acme NEAR/2 NOT outage\n   |             ^^^"),
+        "caret under NOT:\n{err}"
+    );
+    assert!(err.contains("cannot be negated"), "{err}");
+    assert!(err.contains("more than 32 levels deep"), "{err}");
+}
+
+#[test]
+fn match_reports_a_too_expensive_document_and_goes_on() {
+    let searches = temp_file(
+        "near.json",
+        br#"{"topics": [{"id": "t", "searches": [{"id": "s", "query": "acme NEAR/5 outage"}]}]}"#,
+    );
+    // Two normal documents around one that spends the budget given (100,000
+    // units) on its tokens alone.
+    let huge = serde_json::json!({"id": "huge", "text": "a ".repeat(200_000)}).to_string();
+    let input = format!(
+        "{}\n{huge}\n{}\n",
+        r#"{"id": "1", "text": "acme is down, outage again"}"#,
+        r#"{"id": "2", "text": "acme outage"}"#
+    );
+    let out = run_with_stdin(
+        bin()
+            .args(["match", "--searches"])
+            .arg(&searches)
+            .args(["--max-work-per-document", "100000"]),
+        input.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let records = lines(&out.stdout);
+    let ids: Vec<&str> = records
+        .iter()
+        .map(|r| r["doc_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["1", "2"]);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("line 2: skipped: too expensive"), "{err}");
+}
+
+#[test]
 fn check_warns_about_mixed_precedence_without_rejecting() {
     let file = temp_file(
         "warn.json",

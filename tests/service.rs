@@ -91,13 +91,13 @@ fn end_to_end_matches_to_kafka_and_bad_messages_to_dead_letters() {
     assert_eq!(dead.len(), 40);
     assert!(dead
         .iter()
-        .all(|d| d["reason"].is_string() && d["offset"].is_i64() && d["topic"] == "e2e.in"));
+        .all(|d| d["reason"] == "bad_message" && d["offset"].is_i64() && d["topic"] == "e2e.in"));
     assert!(dead
         .iter()
-        .any(|d| d["reason"].as_str().unwrap().contains("UTF-8")));
+        .any(|d| d["detail"].as_str().unwrap().contains("UTF-8")));
     assert!(dead
         .iter()
-        .any(|d| d["reason"].as_str().unwrap().contains("no `id`")));
+        .any(|d| d["detail"].as_str().unwrap().contains("no `id`")));
 
     // Metrics and status are served; a graceful stop exits 0.
     let metrics = svc.get("/metrics").unwrap();

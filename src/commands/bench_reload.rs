@@ -124,7 +124,7 @@ pub fn run(opts: &ReloadBenchOptions, out: &mut dyn Write) -> anyhow::Result<Out
         let mut hit = false;
         active.for_each_match(&d, &mut scratch, |matcher, m| {
             hit |= matcher.topic_id(m.topic) == want;
-        });
+        })?;
         change.push(t.elapsed());
         anyhow::ensure!(hit, "the new search did not match its probe document");
     }
@@ -193,7 +193,7 @@ pub fn run(opts: &ReloadBenchOptions, out: &mut dyn Write) -> anyhow::Result<Out
                 for d in chunk {
                     if let Ok(doc) = Document::parse(d.as_bytes(), 1 << 20) {
                         let mut n = 0;
-                        active.for_each_match(&doc, &mut scratch, |_, _| n += 1);
+                        active.for_each_match(&doc, &mut scratch, |_, _| n += 1)?;
                         std::hint::black_box(n);
                     }
                 }

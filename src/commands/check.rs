@@ -1,5 +1,6 @@
-//! `check --searches F`: compile and validate; print every error, or on
-//! success the counts, automaton size, compile time and memory.
+//! `check --searches F`: compile, validate and probe (the engine's hostile
+//! documents); print every error, or on success the counts, automaton
+//! size, compile time and memory.
 
 use std::io::Write;
 use std::path::Path;
@@ -35,6 +36,12 @@ pub fn run(
         )?;
     }
     let matcher = Matcher::new(&catalog)?;
+    // Searches that would panic or be too expensive on hostile documents
+    // are refused here, as the service refuses them at reload.
+    if let Some(e) = matcher.probe_catalog(&catalog) {
+        print_problems(&e, err)?;
+        return Ok(Outcome::InvalidInput);
+    }
     let s = matcher.stats();
     writeln!(out, "ok: {}", searches.display())?;
     writeln!(out, "  topics            {}", s.topics)?;

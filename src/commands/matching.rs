@@ -2,8 +2,9 @@
 //! match records out (SPEC §2.3, without `searches_version` and `input`).
 //!
 //! Bad lines (not UTF-8, not JSON, no `id`, no text, longer than the limit)
-//! are reported on the error stream with their line number and skipped; the
-//! command exits 0 unless `strict` is set. A line longer than the limit is
+//! and documents that spend the matching work budget (`too expensive`, with
+//! the search that spent it) are reported on the error stream with their
+//! line number and skipped; the command exits 0 unless `strict` is set. A line longer than the limit is
 //! never held in memory whole: its excess is read and discarded.
 
 use std::io::{BufRead, Write};
@@ -26,6 +27,8 @@ pub struct MatchOptions {
     pub strict: bool,
     /// Report bad lines at most this many times (then count silently).
     pub max_reported: usize,
+    /// Work budget of one document ([`crate::engine::DEFAULT_WORK_BUDGET`]).
+    pub max_work_per_document: u64,
 }
 
 /// Counts of one run.
@@ -64,6 +67,7 @@ pub fn run(
     };
     let matcher = Matcher::new(&catalog)?;
     let mut scratch = matcher.scratch();
+    scratch.set_budget(opts.max_work_per_document);
     let mut summary = MatchSummary {
         load: started.elapsed(),
         ..MatchSummary::default()
@@ -105,12 +109,26 @@ pub fn run(
                 continue;
             }
         };
-        summary.documents += 1;
         let ctx = RecordContext {
             matched_at: &matched_at,
             ..RecordContext::default()
         };
-        for m in matcher.match_document(&doc, &mut scratch) {
+        let matches = match matcher.try_match_document(&doc, None, &mut scratch) {
+            Ok(m) => m,
+            Err(e) => {
+                summary.bad += 1;
+                if summary.bad <= opts.max_reported as u64 {
+                    let search = e.search.map_or("(indexing)", |s| matcher.search_id(s));
+                    writeln!(
+                        err,
+                        "line {line_no}: skipped: too expensive: {e} (search `{search}`)"
+                    )?;
+                }
+                continue;
+            }
+        };
+        summary.documents += 1;
+        for m in matches {
             write_record(&mut out, &matcher, &doc, m, &ctx);
             summary.records += 1;
         }

@@ -3,6 +3,7 @@
 //! `main` only maps outcomes to exit codes and tests can drive them.
 
 pub mod bench;
+pub mod bench_adversarial;
 pub mod bench_catchup;
 pub mod bench_kafka;
 pub mod bench_reload;

@@ -33,6 +33,17 @@ pub struct Metrics {
     pub documents_bad: AtomicU64,
     /// Documents with at least one match.
     pub documents_matched: AtomicU64,
+    /// Documents that spent the matching work budget (dead-lettered).
+    pub documents_too_expensive: AtomicU64,
+    /// Documents whose matching panicked (dead-lettered).
+    pub documents_internal_error: AtomicU64,
+    /// Dead letters sent, whatever the reason.
+    pub dead_letters: AtomicU64,
+    /// Match records the output cannot take (too large, refused for good),
+    /// sent to the dead letters instead.
+    pub records_refused: AtomicU64,
+    /// Dead letters the dead-letter output refused for good (logged).
+    pub dead_letters_dropped: AtomicU64,
     /// Match records written.
     pub records_out: AtomicU64,
     /// Output failures (timeouts, errors) seen while flushing.
@@ -117,6 +128,31 @@ impl Metrics {
             "documents_matched_total",
             "Documents with at least one match.",
             self.documents_matched.load(Relaxed),
+        );
+        counter(
+            "documents_too_expensive_total",
+            "Documents that spent the matching work budget, sent to the dead letters (the search is in the log).",
+            self.documents_too_expensive.load(Relaxed),
+        );
+        counter(
+            "documents_internal_error_total",
+            "Documents whose matching panicked, sent to the dead letters.",
+            self.documents_internal_error.load(Relaxed),
+        );
+        counter(
+            "dead_letters_total",
+            "Dead letters sent, whatever the reason.",
+            self.dead_letters.load(Relaxed),
+        );
+        counter(
+            "records_refused_total",
+            "Match records the output cannot take, sent to the dead letters instead.",
+            self.records_refused.load(Relaxed),
+        );
+        counter(
+            "dead_letters_dropped_total",
+            "Dead letters the dead-letter output refused for good (each logged with its coordinates).",
+            self.dead_letters_dropped.load(Relaxed),
         );
         counter(
             "match_records_out_total",

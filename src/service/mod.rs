@@ -17,6 +17,8 @@
 
 pub mod admin;
 pub mod catchup;
+pub mod dead_letters;
+pub mod guard;
 pub mod metrics;
 pub mod pipeline;
 pub mod reload;

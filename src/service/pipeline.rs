@@ -5,8 +5,12 @@
 //! One thread owns the Kafka consumer and runs the loop:
 //!
 //! 1. **Poll** a message; parse it (a bad one goes to the dead letters with
-//!    its reason and coordinates), match it, hand its match records to the
-//!    output sink, and note `processed[partition] = offset + 1`. Messages of
+//!    its reason and coordinates), match it under the per-document guard
+//!    (`guard`: a document that spends the work budget or makes matching
+//!    panic becomes a dead letter; the loop goes on), hand its match records
+//!    to the output sink (a record over the output's size limit sends the
+//!    document to the dead letters), and note
+//!    `processed[partition] = offset + 1`. Messages of
 //!    a partition arrive in order and every one is either matched or a dead
 //!    letter, so `processed` is a contiguous low-water mark: nothing before
 //!    it is skipped.
@@ -72,13 +76,15 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Message};
 
 use super::catchup::{Advance, Finish, Inbox, JobKind, Jobs, LanePlan, Request, SLICE};
+use super::dead_letters::{Coords, DeadLetters};
+use super::guard::{self, DocRecords, Outcome};
 use super::metrics::{now_ms, Metrics, PartitionStatus};
 use super::reload::{Active, ActiveScratch, Masks, Searches};
-use super::sink::{self, base64, Sink, SinkError};
+use super::sink::{self, Sink, SinkError};
 use crate::checkpoint::{Checkpoints, TopicPartition};
 use crate::config::{Config, StartPosition, Target};
 use crate::document::Document;
-use crate::record::{now_rfc3339, write_record, InputCoords, RecordContext};
+use crate::record::{now_rfc3339, InputCoords, RecordContext};
 
 /// Shutdown requests: 0 running, 1 graceful, 2 immediate.
 pub type ShutdownFlag = Arc<AtomicU8>;
@@ -95,47 +101,6 @@ pub enum PipelineError {
     /// The state store failed.
     #[error(transparent)]
     Store(#[from] crate::checkpoint::StoreError),
-}
-
-/// Dead letters: the original bytes with the reason and coordinates.
-struct DeadLetters {
-    sink: Box<dyn Sink>,
-    /// JSONL target: one JSON object per bad message (bytes in base64);
-    /// Kafka: the original value and key, reason and coordinates as headers.
-    json: bool,
-}
-
-impl DeadLetters {
-    fn send(&mut self, msg: &BorrowedMessage<'_>, reason: &str) -> Result<(), SinkError> {
-        let value = msg.payload().unwrap_or_default();
-        let key = msg.key().unwrap_or_default();
-        if self.json {
-            let line = serde_json::json!({
-                "reason": reason,
-                "topic": msg.topic(),
-                "partition": msg.partition(),
-                "offset": msg.offset(),
-                "key_base64": base64(key),
-                "value_base64": base64(value),
-                "value_preview": String::from_utf8_lossy(&value[..value.len().min(200)]),
-                "failed_at": now_rfc3339(),
-            });
-            self.sink.send(key, line.to_string().as_bytes(), &[])
-        } else {
-            let partition = msg.partition().to_string();
-            let offset = msg.offset().to_string();
-            self.sink.send(
-                key,
-                value,
-                &[
-                    ("reason", reason.as_bytes()),
-                    ("topic", msg.topic().as_bytes()),
-                    ("partition", partition.as_bytes()),
-                    ("offset", offset.as_bytes()),
-                ],
-            )
-        }
-    }
 }
 
 /// A closed batch: the output groups holding its records and the offsets
@@ -190,6 +155,12 @@ struct Shared {
     closing: bool,
     /// Something was processed since the last seal.
     batch_open: bool,
+    /// The records of the document being emitted (reused).
+    doc_records: DocRecords,
+    /// Fault tests: the id of a document whose matching panics.
+    fault_panic_doc: Option<String>,
+    /// Where match records go (names the topic of refused records).
+    output_target: Target,
 }
 
 impl Shared {
@@ -234,6 +205,7 @@ impl Shared {
                 }
             }
         }
+        self.reroute_refused()?;
         let mut done: Option<Sealed> = None;
         let mut jobs = BTreeMap::new();
         let mut finishes = Vec::new();
@@ -265,6 +237,7 @@ impl Shared {
         mode: CommitMode,
     ) -> Result<(), SinkError> {
         self.output.flush(timeout)?;
+        self.reroute_refused()?;
         self.dead.sink.flush(timeout)?;
         let mut jobs: BTreeMap<u64, Option<Vec<u8>>> = BTreeMap::new();
         let mut finishes = Vec::new();
@@ -426,7 +399,10 @@ impl Shared {
         Ok(emitted)
     }
 
-    /// Matches a document and hands its records to the output.
+    /// Matches a document and hands its records to the output; a document
+    /// that spends the work budget or makes matching panic becomes a dead
+    /// letter instead (see `guard`), and a record the output cannot take
+    /// for good sends the document to the dead letters too.
     #[allow(clippy::too_many_arguments)]
     fn emit(
         &mut self,
@@ -450,34 +426,132 @@ impl Shared {
             searches_version: Some(active.meta.version),
             class: classes.named().then(|| classes.name(class)),
         };
-        let mut matched = false;
-        let mut failed = None;
-        let (output, metrics) = (&mut self.output, &self.metrics);
-        active.for_each_match_masked(doc, scratch, masks, |matcher, m| {
-            matched = true;
-            if failed.is_some() {
-                return;
+        let mut records = std::mem::take(&mut self.doc_records);
+        std::mem::swap(&mut records.buf, buf);
+        let outcome = guard::match_document(
+            active,
+            doc,
+            scratch,
+            masks,
+            &ctx,
+            &mut records,
+            self.fault_panic_doc.as_deref(),
+        );
+        let sent = match outcome {
+            Outcome::Matched => self.send_records(msg, &records),
+            Outcome::TooExpensive(e) => {
+                tracing::warn!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(),
+                    doc_id = %doc.id, search = e.search.as_deref().unwrap_or("(indexing)"), budget = e.budget,
+                    "document too expensive to match: sent to the dead letters");
+                self.metrics.documents_too_expensive.fetch_add(1, Relaxed);
+                self.dead_letter(msg, "too_expensive", &e.to_string())
             }
-            buf.clear();
-            let id = write_record(buf, matcher, doc, m, &ctx);
-            match output.send(id.as_bytes(), buf.strip_suffix(b"\n").unwrap_or(buf), &[]) {
-                Ok(()) => {
-                    metrics.records_out.fetch_add(1, Relaxed);
-                }
-                Err(e) => failed = Some(e),
+            Outcome::Panicked { search, message } => {
+                tracing::error!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(),
+                    doc_id = %doc.id, search = search.as_deref().unwrap_or("(none)"), panic = %message,
+                    "matching panicked: document sent to the dead letters, the pipeline goes on");
+                self.metrics.documents_internal_error.fetch_add(1, Relaxed);
+                let detail = match &search {
+                    Some(s) => format!("matching panicked in search `{s}`: {message}"),
+                    None => format!("matching panicked: {message}"),
+                };
+                self.dead_letter(msg, "internal_error", &detail)
             }
-        });
-        if matched {
-            self.metrics.documents_matched.fetch_add(1, Relaxed);
+        };
+        std::mem::swap(&mut records.buf, buf);
+        self.doc_records = records;
+        sent
+    }
+
+    /// Sends a matched document's records. A record larger than the
+    /// output takes is not sent: the document goes to the dead letters with
+    /// reason `record_too_large` (its other records are still sent).
+    fn send_records(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        records: &DocRecords,
+    ) -> Result<(), SinkError> {
+        if records.records.is_empty() {
+            return Ok(());
         }
-        failed.map_or(Ok(()), Err)
+        self.metrics.documents_matched.fetch_add(1, Relaxed);
+        let limit = self.output.max_record_bytes();
+        let mut too_large = None;
+        for (key, value) in records.iter() {
+            let size = key.len() + value.len();
+            if limit.is_some_and(|l| size > l) {
+                too_large.get_or_insert((key.to_string(), size));
+                self.metrics.records_refused.fetch_add(1, Relaxed);
+                continue;
+            }
+            self.output.send(key.as_bytes(), value, &[])?;
+            self.metrics.records_out.fetch_add(1, Relaxed);
+        }
+        if let Some((key, size)) = too_large {
+            let limit = limit.unwrap_or_default();
+            tracing::warn!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), match_id = %key, size, limit,
+                "match record larger than the output takes: the document is sent to the dead letters");
+            let detail =
+                format!("match record `{key}` is {size} bytes; the output takes at most {limit}");
+            self.dead_letter(msg, "record_too_large", &detail)?;
+        }
+        Ok(())
     }
 
     /// A bad message: counted, logged once, sent to the dead letters.
     fn bad(&mut self, msg: &BorrowedMessage<'_>, reason: &str) -> Result<(), SinkError> {
         tracing::warn!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), %reason, "bad message sent to the dead letters");
         self.metrics.documents_bad.fetch_add(1, Relaxed);
-        self.dead.send(msg, reason)
+        self.dead_letter(msg, "bad_message", reason)
+    }
+
+    /// Sends the input message `msg` to the dead letters.
+    fn dead_letter(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        reason: &str,
+        detail: &str,
+    ) -> Result<(), SinkError> {
+        let at = Coords {
+            topic: msg.topic(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+        };
+        let (key, value) = (
+            msg.key().unwrap_or_default(),
+            msg.payload().unwrap_or_default(),
+        );
+        self.dead.send(at, key, value, reason, detail)
+    }
+
+    /// Moves the records the output refused for good to the dead letters
+    /// and, once those are acknowledged, counts them as done in the output
+    /// (so a batch is checkpointed only when each of its records is in the
+    /// output or in the dead letters). Dead letters the dead-letter output
+    /// refused are logged, counted and dropped.
+    fn reroute_refused(&mut self) -> Result<(), SinkError> {
+        for r in self.dead.sink.take_refused() {
+            self.dead.dropped(&r);
+            self.dead.sink.resolve(r.group);
+        }
+        let refused = self.output.take_refused();
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let topic = match &self.output_target {
+            Target::Kafka(t) => t.clone(),
+            _ => String::new(),
+        };
+        for r in &refused {
+            self.dead.send_refused(&topic, r)?;
+        }
+        // Rare: wait for these dead letters here, so that the refused
+        // records' batches can be acknowledged without a second state.
+        self.dead.sink.flush(self.drain_deadline)?;
+        for r in &refused {
+            self.output.resolve(r.group);
+        }
+        Ok(())
     }
 
     /// Catch-up (SPEC §5.3): every partition of `tpl` whose backlog from
@@ -874,14 +948,15 @@ impl Pipeline {
             None => store.instance_id(&config.group_id)?,
         };
         let output = sink::open(&config.output, &config.brokers, &config.producer_overrides)?;
-        let dead = DeadLetters {
-            sink: sink::open(
+        let dead = DeadLetters::new(
+            sink::open(
                 &config.dead_letter,
                 &config.brokers,
                 &config.producer_overrides,
             )?,
-            json: !matches!(config.dead_letter, Target::Kafka(_)),
-        };
+            !matches!(config.dead_letter, Target::Kafka(_)),
+            metrics.clone(),
+        );
         let shared = Arc::new(Mutex::new(Shared {
             store,
             output,
@@ -900,6 +975,9 @@ impl Pipeline {
             live,
             closing: false,
             batch_open: false,
+            doc_records: DocRecords::default(),
+            fault_panic_doc: guard::fault_panic_doc_from_env(),
+            output_target: config.output.clone(),
         }));
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", &config.brokers)
@@ -953,6 +1031,7 @@ impl Pipeline {
     pub fn run(self, shutdown: ShutdownFlag) -> Result<(), PipelineError> {
         let mut active = self.searches.current();
         let mut scratch = active.scratch();
+        scratch.set_budget(self.config.max_work_per_document);
         let mut buf = Vec::with_capacity(4096);
         let mut matched_at = now_rfc3339();
         let mut matched_at_refreshed = Instant::now();
@@ -979,6 +1058,7 @@ impl Pipeline {
                 }
                 active = next;
                 scratch = active.scratch();
+                scratch.set_budget(self.config.max_work_per_document);
                 lanes.masks = None;
             }
             if last_tick.elapsed() >= Duration::from_secs(1) {
@@ -1211,6 +1291,7 @@ impl Pipeline {
                         {
                             let active = self.searches.current();
                             let mut scratch = active.scratch();
+                            scratch.set_budget(self.config.max_work_per_document);
                             let mut buf = Vec::new();
                             let at = now_rfc3339();
                             let _ = lock(&self.shared).process(

@@ -129,6 +129,21 @@ pub struct ActiveScratch {
     delta: Option<crate::engine::Scratch>,
 }
 
+impl ActiveScratch {
+    /// Sets the work budget of each later document.
+    pub fn set_budget(&mut self, budget: u64) {
+        self.base.set_budget(budget);
+        if let Some(d) = &mut self.delta {
+            d.set_budget(budget);
+        }
+    }
+
+    /// The work budget of each document.
+    pub fn budget(&self) -> u64 {
+        self.base.budget()
+    }
+}
+
 /// Changes of at most this many topics take the delta path.
 const DELTA_MAX_TOPICS: usize = 64;
 
@@ -143,13 +158,18 @@ impl Active {
 
     /// Calls `f` with every topic match of `doc` and the matcher that
     /// names its topic and searches.
+    ///
+    /// # Errors
+    ///
+    /// When matching the document spends the work budget; `f` was not
+    /// called then.
     pub fn for_each_match(
         &self,
         doc: &crate::document::Document<'_>,
         scratch: &mut ActiveScratch,
         f: impl FnMut(&Matcher, &crate::engine::TopicMatch),
-    ) {
-        self.for_each_match_masked(doc, scratch, None, f);
+    ) -> Result<(), TooExpensive> {
+        self.for_each_match_masked(doc, scratch, None, f)
     }
 
     /// The masks that restrict matching to the searches `ids` (backfill).
@@ -171,43 +191,66 @@ impl Active {
         }
     }
 
-    /// [`Active::for_each_match`], restricted by `masks` when given.
+    /// [`Active::for_each_match`], restricted by `masks` when given. Both
+    /// matchers (base and delta) run before `f` sees any match, so a
+    /// document is either matched whole or not at all.
+    ///
+    /// # Errors
+    ///
+    /// When matching the document spends the work budget.
     pub fn for_each_match_masked(
         &self,
         doc: &crate::document::Document<'_>,
         scratch: &mut ActiveScratch,
         masks: Option<&Masks>,
         mut f: impl FnMut(&Matcher, &crate::engine::TopicMatch),
-    ) {
+    ) -> Result<(), TooExpensive> {
+        let named = |m: &Matcher, e: crate::engine::TooExpensive| TooExpensive {
+            search: e.search.map(|s| m.search_id(s).to_string()),
+            budget: e.budget,
+        };
         match (&self.delta, scratch.delta.as_mut()) {
             (Some(d), Some(ds)) => {
                 let base = masks.map_or(&d.base_only[..], |m| &m.base[..]);
-                for m in self
+                let found_base = self
                     .matcher
-                    .match_document_only(doc, base, &mut scratch.base)
-                {
+                    .try_match_document(doc, Some(base), &mut scratch.base)
+                    .map_err(|e| named(&self.matcher, e))?;
+                let only = masks.and_then(|m| m.delta.as_deref());
+                let found = d
+                    .matcher
+                    .try_match_document(doc, only, ds)
+                    .map_err(|e| named(&d.matcher, e))?;
+                for m in found_base {
                     f(&self.matcher, m);
                 }
-                let found = match masks.and_then(|m| m.delta.as_deref()) {
-                    Some(only) => d.matcher.match_document_only(doc, only, ds),
-                    None => d.matcher.match_document(doc, ds),
-                };
                 for m in found {
                     f(&d.matcher, m);
                 }
             }
             _ => {
-                let found = match masks {
-                    Some(m) => self
-                        .matcher
-                        .match_document_only(doc, &m.base, &mut scratch.base),
-                    None => self.matcher.match_document(doc, &mut scratch.base),
-                };
+                let only = masks.map(|m| &m.base[..]);
+                let found = self
+                    .matcher
+                    .try_match_document(doc, only, &mut scratch.base)
+                    .map_err(|e| named(&self.matcher, e))?;
                 for m in found {
                     f(&self.matcher, m);
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The id of the search that was being evaluated when matching with
+    /// `scratch` stopped abnormally (a caught panic), if any.
+    pub fn current_search(&self, scratch: &ActiveScratch) -> Option<String> {
+        if let Some(s) = scratch.base.current_search() {
+            return Some(self.matcher.search_id(s).to_string());
+        }
+        let (d, ds) = (self.delta.as_ref()?, scratch.delta.as_ref()?);
+        ds.current_search()
+            .map(|s| d.matcher.search_id(s).to_string())
     }
 
     /// The enabled topics' ids.
@@ -219,6 +262,17 @@ impl Active {
             .map(|t| t.id.as_str())
             .collect()
     }
+}
+
+/// A document whose matching spent the work budget (SPEC §2.1: it becomes
+/// a dead letter with reason `too_expensive`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("matching spent its budget of {budget} work units{}", .search.as_ref().map(|s| format!(" in search `{s}`")).unwrap_or_default())]
+pub struct TooExpensive {
+    /// The search being evaluated when the budget ran out.
+    pub search: Option<String>,
+    /// The budget.
+    pub budget: u64,
 }
 
 /// Why a change was not applied. The running version stays in every case.
@@ -267,6 +321,22 @@ pub enum ReloadError {
     /// The reload worker has stopped.
     #[error("the service is shutting down")]
     Stopped,
+}
+
+/// Compiles `catalog` and runs the engine's probe on it: a search that
+/// panics or is too expensive on the built-in hostile documents refuses the
+/// whole change (the running version stays).
+fn compile_probed(catalog: &Catalog, source: &str) -> Result<Matcher, ReloadError> {
+    let matcher = Matcher::new(catalog).map_err(|e| ReloadError::Compile(e.to_string()))?;
+    if let Some(e) = matcher.probe_catalog(catalog) {
+        tracing::warn!(
+            origin = source,
+            refused = e.problems.len(),
+            "searches refused by the probe"
+        );
+        return Err(ReloadError::invalid(source, &e));
+    }
+    Ok(matcher)
 }
 
 impl From<StoreError> for ReloadError {
@@ -801,8 +871,7 @@ impl Searches {
                 )
             } else {
                 let catalog = self.validate(&c, force, &previous)?;
-                let matcher =
-                    Matcher::new(&catalog).map_err(|e| ReloadError::Compile(e.to_string()))?;
+                let matcher = compile_probed(&catalog, &c.source)?;
                 let (t, n) = (catalog.topics.len(), catalog.searches.len());
                 (Arc::new(matcher), Arc::new(catalog), None, t, n)
             };
@@ -911,7 +980,7 @@ impl Searches {
             .iter()
             .map(|s| !stale.contains(base.topics[s.topic.0 as usize].id.as_str()))
             .collect();
-        let matcher = Matcher::new(&catalog).map_err(|e| ReloadError::Compile(e.to_string()))?;
+        let matcher = compile_probed(&catalog, &c.source)?;
         Ok(Some((Delta { matcher, base_only }, topics, searches)))
     }
 
@@ -1609,6 +1678,28 @@ mod tests {
     }
 
     #[test]
+    fn a_query_that_used_to_panic_is_refused_by_put_and_the_worker_goes_on() {
+        let d = dir("negated-near");
+        std::fs::write(d.join("searches.json"), doc(&[("a", "alpha")])).unwrap();
+        let s = open(&d, false).unwrap();
+        for q in [
+            "acme NEAR/2 NOT outage",
+            "acme ONEAR/2 -outage",
+            &"(".repeat(2000),
+        ] {
+            let err =
+                block(s.put(doc(&[("a", "alpha"), ("b", q)]).into_bytes(), false)).unwrap_err();
+            assert_eq!(err.http_status(), 422, "{q}: {err:?}");
+            assert_eq!(s.current().meta.version, 1);
+        }
+        // The reload worker is alive: the next change is applied.
+        let c = block(s.put(doc(&[("a", "alpha"), ("b", "beta")]).into_bytes(), false)).unwrap();
+        assert_eq!((c.outcome, c.active.version), ("activated", 2));
+        drop(s);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn a_restart_uses_the_last_good_version_when_the_file_is_broken() {
         let d = dir("restart");
         std::fs::write(d.join("searches.json"), doc(&[("a", "alpha")])).unwrap();
@@ -1734,10 +1825,12 @@ mod tests {
             let json = format!("{{\"id\":\"x\",\"text\":\"{text}\"}}");
             let docu = crate::document::Document::parse(json.as_bytes(), 1 << 20).unwrap();
             let mut got = Vec::new();
-            active.for_each_match(&docu, &mut scratch, |m, t| {
-                let ids: Vec<&str> = t.searches.iter().map(|x| m.search_id(*x)).collect();
-                got.push(format!("{}:{}", m.topic_id(t.topic), ids.join(",")));
-            });
+            active
+                .for_each_match(&docu, &mut scratch, |m, t| {
+                    let ids: Vec<&str> = t.searches.iter().map(|x| m.search_id(*x)).collect();
+                    got.push(format!("{}:{}", m.topic_id(t.topic), ids.join(",")));
+                })
+                .unwrap();
             let mut want: Vec<String> = full
                 .match_document(&docu, &mut full_scratch)
                 .iter()

@@ -5,6 +5,19 @@
 //! A Kafka delivery that fails (after librdkafka's own retries) is kept and
 //! sent again on the next `flush`: nothing is dropped, and the batch's
 //! checkpoint waits until everything is acknowledged.
+//!
+//! # Transient and permanent errors
+//!
+//! A delivery error is *transient* (broker down, leader moving, timeouts,
+//! authorization being fixed: retried for ever, the pipeline pauses input
+//! meanwhile) unless the broker refused that one record for what it is —
+//! too large, invalid, corrupt ([`is_permanent`]). Retrying such a record
+//! would jam the pipeline for good, so it is set aside as [`Refused`]: it
+//! stays unacknowledged (its batch is not checkpointed) until the pipeline
+//! has taken it with [`Sink::take_refused`], written it to the dead letters
+//! and called [`Sink::resolve`]. Records are sized against the producer's
+//! `message.max.bytes` before they are sent ([`Sink::max_record_bytes`]),
+//! so this path is for brokers whose own limit is lower.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -74,6 +87,60 @@ pub trait Sink: Send {
     ///
     /// When a failed record cannot be queued again.
     fn is_acked(&mut self, id: u64) -> Result<bool, SinkError>;
+
+    /// The largest record (key, value and headers, in bytes) the output
+    /// takes; `None`: no limit (files, stdout).
+    fn max_record_bytes(&self) -> Option<usize> {
+        None
+    }
+
+    /// Records the output refused for good since the last call (module
+    /// doc). Each stays unacknowledged until [`Sink::resolve`].
+    fn take_refused(&mut self) -> Vec<Refused> {
+        Vec::new()
+    }
+
+    /// Counts a refused record of `group` as done (it was dead-lettered).
+    fn resolve(&mut self, _group: u64) {}
+}
+
+/// A record the output refused permanently.
+#[derive(Clone, Debug)]
+pub struct Refused {
+    /// The group it was sent in.
+    pub group: u64,
+    /// Its key.
+    pub key: Vec<u8>,
+    /// Its value.
+    pub value: Vec<u8>,
+    /// Its headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Why it was refused.
+    pub error: String,
+}
+
+/// Bytes of a produce request's framing that `message.max.bytes` counts
+/// beyond a record's key, value and headers (librdkafka's own wire overhead
+/// per message is under 100 bytes; the rest is margin).
+const RECORD_OVERHEAD: usize = 1024;
+
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// Whether a delivery error means the broker will never take this record,
+/// whatever is retried: too large, invalid, corrupt.
+pub fn is_permanent(code: rdkafka::types::RDKafkaErrorCode) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::MessageSizeTooLarge
+            | C::MessageBatchTooLarge
+            | C::InvalidMessageSize
+            | C::InvalidMessage
+            | C::InvalidRecord
+            | C::InvalidTimestamp
+            | C::BadMessage
+    )
 }
 
 /// Opens the sink for `target`.
@@ -171,6 +238,8 @@ struct Failed {
 #[derive(Default)]
 struct DeliveryState {
     failed: Vec<Failed>,
+    /// Refused for good, waiting for the pipeline (still outstanding).
+    refused: Vec<Refused>,
     pending_bytes: usize,
     last_error: Option<String>,
     /// Unacknowledged records per group (failed ones included).
@@ -200,7 +269,6 @@ impl ProducerContext for DeliveryContext {
             }
         }
         if let Err((e, m)) = result {
-            s.last_error = Some(e.to_string());
             let headers = m
                 .headers()
                 .map(|h| {
@@ -209,10 +277,25 @@ impl ProducerContext for DeliveryContext {
                         .collect()
                 })
                 .unwrap_or_default();
+            let (key, value) = (
+                m.key().unwrap_or_default().to_vec(),
+                m.payload().unwrap_or_default().to_vec(),
+            );
+            if e.rdkafka_error_code().is_some_and(is_permanent) {
+                s.refused.push(Refused {
+                    group,
+                    key,
+                    value,
+                    headers,
+                    error: e.to_string(),
+                });
+                return;
+            }
+            s.last_error = Some(e.to_string());
             s.failed.push(Failed {
                 group,
-                key: m.key().unwrap_or_default().to_vec(),
-                value: m.payload().unwrap_or_default().to_vec(),
+                key,
+                value,
                 headers,
             });
         }
@@ -222,6 +305,9 @@ impl ProducerContext for DeliveryContext {
 struct KafkaSink {
     /// The group records are being added to.
     open_group: u64,
+    /// The largest record the producer takes (`message.max.bytes` less
+    /// the framing).
+    max_record: usize,
     topic: String,
     producer: BaseProducer<DeliveryContext>,
     state: Arc<Mutex<DeliveryState>>,
@@ -254,6 +340,10 @@ impl KafkaSink {
         for (k, v) in overrides {
             cfg.set(k, v);
         }
+        let max_message = overrides
+            .get("message.max.bytes")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES);
         let state = Arc::new(Mutex::new(DeliveryState::default()));
         let producer = cfg
             .create_with_context(DeliveryContext {
@@ -262,6 +352,7 @@ impl KafkaSink {
             .map_err(|e| SinkError::Kafka(e.to_string()))?;
         Ok(KafkaSink {
             open_group: 1,
+            max_record: max_message.saturating_sub(RECORD_OVERHEAD),
             topic: topic.to_string(),
             producer,
             state,
@@ -313,18 +404,30 @@ impl KafkaSink {
                     self.producer.poll(Duration::from_millis(50));
                 }
                 Err((e, _)) => {
-                    // Not queued: keep it as failed, to be sent again.
+                    // Not queued: refused for good, or kept as failed to be
+                    // sent again.
                     let mut s = self.state.lock().expect("delivery state lock");
                     s.pending_bytes = s.pending_bytes.saturating_sub(size);
+                    let owned_headers = headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_vec()))
+                        .collect();
+                    if e.rdkafka_error_code().is_some_and(is_permanent) {
+                        s.refused.push(Refused {
+                            group,
+                            key: key.to_vec(),
+                            value: value.to_vec(),
+                            headers: owned_headers,
+                            error: e.to_string(),
+                        });
+                        return Ok(());
+                    }
                     s.last_error = Some(e.to_string());
                     s.failed.push(Failed {
                         group,
                         key: key.to_vec(),
                         value: value.to_vec(),
-                        headers: headers
-                            .iter()
-                            .map(|(k, v)| (k.to_string(), v.to_vec()))
-                            .collect(),
+                        headers: owned_headers,
                     });
                     return Ok(());
                 }
@@ -384,6 +487,25 @@ impl Sink for KafkaSink {
         self.resend_failed()?;
         let s = self.state.lock().expect("delivery state lock");
         Ok(s.outstanding.range(..=id).next().is_none())
+    }
+
+    fn max_record_bytes(&self) -> Option<usize> {
+        Some(self.max_record)
+    }
+
+    fn take_refused(&mut self) -> Vec<Refused> {
+        self.producer.poll(Duration::ZERO);
+        std::mem::take(&mut self.state.lock().expect("delivery state lock").refused)
+    }
+
+    fn resolve(&mut self, group: u64) {
+        let mut s = self.state.lock().expect("delivery state lock");
+        if let Some(n) = s.outstanding.get_mut(&group) {
+            *n -= 1;
+            if *n == 0 {
+                s.outstanding.remove(&group);
+            }
+        }
     }
 }
 
