@@ -67,8 +67,8 @@ fn poison_documents_become_dead_letters_and_the_stream_goes_on() {
     b.create_topic("poison.in", 1);
     b.create_topic("poison.out", 1);
     b.create_topic("poison.dead", 1);
-    let (before, want_before) = sample_docs(40, "pb");
-    let (after, want_after) = sample_docs(40, "pa");
+    let (before, want_before) = sample_docs(200, "pb");
+    let (after, want_after) = sample_docs(200, "pa");
     // A matching document (the first sample that matches) with an id of
     // 150 KB: its record (id twice) exceeds the output's 200 KB limit.
     let matching: serde_json::Value = before
@@ -80,6 +80,10 @@ fn poison_documents_become_dead_letters_and_the_stream_goes_on() {
                 .any(|k| k.starts_with(&format!("{}/", d["id"].as_str().unwrap())))
         })
         .expect("a sample document matches");
+    let topics_of_matching = want_before
+        .keys()
+        .filter(|k| k.starts_with(&format!("{}/", matching["id"].as_str().unwrap())))
+        .count();
     let mut huge_id = matching.clone();
     huge_id["id"] = serde_json::Value::String(format!("big-{}", "i".repeat(150_000)));
     // Not JSON, near 1 MiB: its dead letter exceeds the dead-letter limit.
@@ -163,22 +167,24 @@ fn poison_documents_become_dead_letters_and_the_stream_goes_on() {
         .iter()
         .map(|d| d.headers["offset"].parse().unwrap())
         .collect();
-    assert_eq!(offsets, [40, 41, 42, 43]);
+    assert_eq!(offsets, [200, 201, 202, 203]);
     // The too-large record's document is whole in the dead letters.
     assert!(dead[0].value_len > 150_000 && !dead[0].headers.contains_key("truncated"));
     assert!(dead[0].headers["detail"].contains("the output takes at most"));
     // The near-1 MiB junk was cut to fit, saying so.
     assert_eq!(dead[1].headers["truncated"], "true");
-    // Its key ("41") and value.
-    assert_eq!(dead[1].headers["original_size"], "900002");
+    // Its key ("201") and value.
+    assert_eq!(dead[1].headers["original_size"], "900003");
     assert!(dead[2].headers["detail"].contains("budget of 300000"));
     assert!(dead[3].headers["detail"].contains("panicked"));
 
     let metrics = svc.get("/metrics").unwrap();
+    // Each of the too-large document's records was refused.
+    let refused = format!("topic_matcher_records_refused_total {topics_of_matching}");
+    assert!(metrics.contains(&refused), "{refused} in\n{metrics}");
     for line in [
         "topic_matcher_documents_too_expensive_total 1",
         "topic_matcher_documents_internal_error_total 1",
-        "topic_matcher_records_refused_total 1",
         "topic_matcher_documents_bad_total 1",
         "topic_matcher_dead_letters_total 4",
         "topic_matcher_dead_letters_dropped_total 0",

@@ -480,7 +480,12 @@ impl Shared {
         for (key, value) in records.iter() {
             let size = key.len() + value.len();
             if limit.is_some_and(|l| size > l) {
-                too_large.get_or_insert((key.to_string(), size));
+                // A key can be most of the record: keep its start.
+                let mut shown: String = key.chars().take(80).collect();
+                if shown.len() < key.len() {
+                    shown.push('…');
+                }
+                too_large.get_or_insert((shown, size));
                 self.metrics.records_refused.fetch_add(1, Relaxed);
                 continue;
             }
@@ -491,8 +496,9 @@ impl Shared {
             let limit = limit.unwrap_or_default();
             tracing::warn!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), match_id = %key, size, limit,
                 "match record larger than the output takes: the document is sent to the dead letters");
-            let detail =
-                format!("match record `{key}` is {size} bytes; the output takes at most {limit}");
+            let detail = format!(
+                "a match record of {size} bytes (match id `{key}`); the output takes at most {limit}"
+            );
             self.dead_letter(msg, "record_too_large", &detail)?;
         }
         Ok(())

@@ -564,6 +564,53 @@ mod tests {
     }
 
     #[test]
+    fn only_errors_about_the_record_itself_are_permanent() {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        for c in [
+            C::MessageSizeTooLarge,
+            C::MessageBatchTooLarge,
+            C::InvalidRecord,
+            C::InvalidMessage,
+        ] {
+            assert!(is_permanent(c), "{c:?}");
+        }
+        for c in [
+            C::BrokerTransportFailure,
+            C::AllBrokersDown,
+            C::NotLeaderForPartition,
+            C::RequestTimedOut,
+            C::MessageTimedOut,
+            C::QueueFull,
+            C::TopicAuthorizationFailed,
+            C::UnknownTopicOrPartition,
+        ] {
+            assert!(!is_permanent(c), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn a_kafka_sink_sizes_records_by_message_max_bytes() {
+        let mut o = std::collections::BTreeMap::new();
+        o.insert("message.max.bytes".to_string(), "200000".to_string());
+        let s = open(&Target::Kafka("t".into()), "127.0.0.1:1", &o).unwrap();
+        assert_eq!(s.max_record_bytes(), Some(200_000 - RECORD_OVERHEAD));
+        let d = open(
+            &Target::Kafka("t".into()),
+            "127.0.0.1:1",
+            &Default::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            d.max_record_bytes(),
+            Some(DEFAULT_MESSAGE_MAX_BYTES - RECORD_OVERHEAD)
+        );
+        let p = std::env::temp_dir().join(format!("tm-sink-max-{}.jsonl", std::process::id()));
+        let f = open(&Target::File(p.clone()), "", &Default::default()).unwrap();
+        assert_eq!(f.max_record_bytes(), None);
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
     fn file_sink_appends_and_syncs_on_flush() {
         let p = std::env::temp_dir().join(format!("tm-sink-{}.jsonl", std::process::id()));
         let _ = std::fs::remove_file(&p);
