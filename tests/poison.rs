@@ -10,10 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::Message;
 
 /// One dead letter read from Kafka: its headers and value length.
@@ -24,16 +21,7 @@ struct Dead {
 }
 
 fn read_dead(brokers: &str, topic: &str, want: usize, timeout: Duration) -> Vec<Dead> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("reader-{}", free_port()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    c.assign(&tpl).unwrap();
+    let c = reader(brokers, topic, 1);
     let mut out = Vec::new();
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline && out.len() < want {

@@ -142,11 +142,7 @@ impl Matcher {
         doc: &crate::document::Document<'_>,
         scratch: &'s mut Scratch,
     ) -> &'s [TopicMatch] {
-        let budget = std::mem::replace(&mut scratch.budget, u64::MAX);
-        let done = scratch.run(&self.c, doc, None);
-        scratch.budget = budget;
-        done.expect("no budget");
-        scratch.results()
+        self.match_unbudgeted(doc, None, scratch)
     }
 
     /// Like [`Matcher::match_document`], restricted to the searches for which
@@ -157,8 +153,17 @@ impl Matcher {
         only: &[bool],
         scratch: &'s mut Scratch,
     ) -> &'s [TopicMatch] {
+        self.match_unbudgeted(doc, Some(only), scratch)
+    }
+
+    fn match_unbudgeted<'s>(
+        &self,
+        doc: &crate::document::Document<'_>,
+        only: Option<&[bool]>,
+        scratch: &'s mut Scratch,
+    ) -> &'s [TopicMatch] {
         let budget = std::mem::replace(&mut scratch.budget, u64::MAX);
-        let done = scratch.run(&self.c, doc, Some(only));
+        let done = scratch.run(&self.c, doc, only);
         scratch.budget = budget;
         done.expect("no budget");
         scratch.results()

@@ -193,15 +193,9 @@ pub fn produce(brokers: &str, topic: &str, docs: &[Vec<u8>]) {
     p.flush(Duration::from_secs(30)).expect("flush input");
 }
 
-/// Reads every message of `topic` (all partitions, from the start) until
-/// `want(count)` holds or `timeout` passes; returns (key, value) pairs.
-pub fn read_all(
-    brokers: &str,
-    topic: &str,
-    partitions: i32,
-    timeout: Duration,
-    want: impl Fn(usize) -> bool,
-) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// A consumer outside any group assigned to partitions `0..partitions` of
+/// `topic` from their start.
+pub fn reader(brokers: &str, topic: &str, partitions: i32) -> BaseConsumer {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("reader-{}", free_port()))
@@ -214,6 +208,19 @@ pub fn read_all(
             .unwrap();
     }
     c.assign(&tpl).unwrap();
+    c
+}
+
+/// Reads every message of `topic` (all partitions, from the start) until
+/// `want(count)` holds or `timeout` passes; returns (key, value) pairs.
+pub fn read_all(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+    want: impl Fn(usize) -> bool,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let c = reader(brokers, topic, partitions);
     let mut out = Vec::new();
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline && !want(out.len()) {
