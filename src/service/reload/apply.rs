@@ -1,0 +1,403 @@
+//! Applying a change: validate, guard, compile and probe, store, swap in;
+//! the fast path for a change of a few topics (delta) and its merge; stored
+//! versions and rollback; publishing to the searches topic.
+
+use super::*;
+
+/// Changes of at most this many topics take the delta path.
+const DELTA_MAX_TOPICS: usize = 64;
+
+/// Compiles `catalog` and runs the engine's probe on it: a search that
+/// panics or is too expensive on the built-in hostile documents refuses the
+/// whole change (the running version stays).
+pub(super) fn compile_probed(catalog: &Catalog, source: &str) -> Result<Matcher, ReloadError> {
+    let matcher = Matcher::new(catalog).map_err(|e| ReloadError::Compile(e.to_string()))?;
+    if let Some(e) = matcher.probe_catalog(catalog) {
+        tracing::warn!(
+            origin = source,
+            refused = e.problems.len(),
+            "searches refused by the probe"
+        );
+        return Err(ReloadError::invalid(source, &e));
+    }
+    Ok(matcher)
+}
+
+impl Searches {
+    /// Validates `c`, guards, compiles, stores and swaps in (module doc).
+    pub(super) fn apply(&self, c: Candidate, force: bool) -> Result<Change, ReloadError> {
+        let started = Instant::now();
+        let previous = self.current();
+        let hash = sha256_hex(&c.canonical);
+        if !c.problems.is_empty() {
+            return Err(ReloadError::Invalid {
+                rendered: c.problems.join("\n"),
+                problems: c.problems,
+                origin: c.source,
+            });
+        }
+        if previous.meta.hash == hash {
+            return Ok(unchanged(&previous));
+        }
+        let stored = self.store.versions()?;
+        if c.number.is_none() {
+            if let Some(known) = stored.iter().rev().find(|m| m.hash == hash) {
+                return self.activate_stored(known.version);
+            }
+        }
+        let (matcher, catalog, delta, topics, searches) =
+            if let Some((delta, topics, searches)) = self.try_delta(&c, force, &previous)? {
+                (
+                    previous.matcher.clone(),
+                    previous.catalog.clone(),
+                    Some(delta),
+                    topics,
+                    searches,
+                )
+            } else {
+                let catalog = self.validate(&c, force, &previous)?;
+                let matcher = compile_probed(&catalog, &c.source)?;
+                let (t, n) = (catalog.topics.len(), catalog.searches.len());
+                (Arc::new(matcher), Arc::new(catalog), None, t, n)
+            };
+        let built = started.elapsed();
+        let version = c
+            .number
+            .unwrap_or_else(|| stored.iter().map(|m| m.version).max().unwrap_or(0) + 1);
+        let meta = VersionMeta {
+            version,
+            hash,
+            created_at: now_rfc3339(),
+            source: c.source,
+            compile_ms: started.elapsed().as_millis() as u64,
+            topics,
+            searches,
+        };
+        self.store.add_version(&meta, &c.canonical)?;
+        tracing::debug!(
+            delta = delta.is_some(),
+            built_ms = built.as_millis() as u64,
+            stored_ms = started.elapsed().as_millis() as u64,
+            "searches version built"
+        );
+        Ok(self.swap(
+            Active {
+                matcher,
+                catalog,
+                file: Arc::new(c.file),
+                delta,
+                meta,
+            },
+            &previous,
+        ))
+    }
+
+    /// The fast path for a small change (module doc): when `previous` is
+    /// merged and at most [`DELTA_MAX_TOPICS`] topics differ, validates the
+    /// whole file's ids and the changed topics' queries, and compiles only
+    /// those topics. Returns the delta and the version's topic and search
+    /// counts, or `None` for the full path.
+    pub(super) fn try_delta(
+        &self,
+        c: &Candidate,
+        force: bool,
+        previous: &Active,
+    ) -> Result<Option<(Delta, usize, usize)>, ReloadError> {
+        if previous.delta.is_some() || previous.meta.version == 0 {
+            return Ok(None);
+        }
+        let before: rustc_hash::FxHashMap<&str, &TopicSpec> = previous
+            .file
+            .topics
+            .iter()
+            .map(|t| (t.id.as_str(), t))
+            .collect();
+        let mut changed = Vec::new();
+        for t in &c.file.topics {
+            if before.get(t.id.as_str()) != Some(&t) {
+                if changed.len() == DELTA_MAX_TOPICS {
+                    return Ok(None);
+                }
+                changed.push(t);
+            }
+        }
+        let now: rustc_hash::FxHashSet<&str> =
+            c.file.topics.iter().map(|t| t.id.as_str()).collect();
+        let mut stale: rustc_hash::FxHashSet<&str> = before
+            .keys()
+            .copied()
+            .filter(|k| !now.contains(k))
+            .collect();
+        if stale.len() + changed.len() > DELTA_MAX_TOPICS {
+            return Ok(None);
+        }
+        stale.extend(changed.iter().map(|t| t.id.as_str()));
+        // Whole-file rules first, then the changed queries (the others
+        // were valid in `previous`, under the same limits).
+        let mut problems = c.file.id_problems();
+        let delta_file = SearchesFile {
+            topics: changed.into_iter().cloned().collect(),
+        };
+        let catalog = match Catalog::from_file(&delta_file, &self.limits) {
+            Ok(catalog) => Some(catalog),
+            Err(e) => {
+                problems.extend(
+                    e.problems
+                        .into_iter()
+                        .filter(|p| matches!(p, crate::searches::Problem::Query(_))),
+                );
+                None
+            }
+        };
+        let catalog = match catalog {
+            Some(catalog) if problems.is_empty() => catalog,
+            _ => return Err(ReloadError::invalid(&c.source, &CatalogError { problems })),
+        };
+        let enabled = c.file.topics.iter().filter(|t| t.enabled);
+        let topics = enabled.clone().count();
+        let searches = enabled
+            .map(|t| t.searches.iter().filter(|s| s.enabled).count())
+            .sum();
+        self.guard(&c.source, previous.meta.topics, topics, force)?;
+        let base = &previous.catalog;
+        let base_only = base
+            .searches
+            .iter()
+            .map(|s| !stale.contains(base.topics[s.topic.0 as usize].id.as_str()))
+            .collect();
+        let matcher = compile_probed(&catalog, &c.source)?;
+        Ok(Some((Delta { matcher, base_only }, topics, searches)))
+    }
+
+    /// Compiles a delta version whole and swaps it in under the same
+    /// number (invisible to matching: same searches).
+    pub(super) fn merge_delta(&self) {
+        let cur = self.current();
+        if cur.delta.is_none() {
+            return;
+        }
+        let started = Instant::now();
+        let catalog = match Catalog::from_file_reusing(&cur.file, &self.limits, Some(&cur.catalog))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("merging the searches delta: {}", e.render());
+                return;
+            }
+        };
+        let matcher = match Matcher::new(&catalog) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "merging the searches delta");
+                return;
+            }
+        };
+        let merged = Arc::new(Active {
+            matcher: Arc::new(matcher),
+            catalog: Arc::new(catalog),
+            file: cur.file.clone(),
+            delta: None,
+            meta: cur.meta.clone(),
+        });
+        // Only this thread swaps versions, so `cur` is still current.
+        let old = self.current.swap(merged);
+        self.retired.lock().expect("retired lock").push(old);
+        tracing::debug!(
+            version = cur.meta.version,
+            ms = started.elapsed().as_millis() as u64,
+            "searches delta merged"
+        );
+    }
+
+    pub(super) fn guard(
+        &self,
+        source: &str,
+        from: usize,
+        to: usize,
+        force: bool,
+    ) -> Result<(), ReloadError> {
+        let removed = from.saturating_sub(to) as f64;
+        if !force && from > 0 && removed / from as f64 > self.config.max_shrink {
+            return Err(ReloadError::Shrink {
+                origin: source.to_string(),
+                from,
+                to,
+                max_pct: (self.config.max_shrink * 100.0).round() as u32,
+            });
+        }
+        Ok(())
+    }
+
+    /// Parses `c` against the limits and applies the shrink guard.
+    pub(super) fn validate(
+        &self,
+        c: &Candidate,
+        force: bool,
+        previous: &Active,
+    ) -> Result<Catalog, ReloadError> {
+        let catalog = Catalog::from_file_reusing(&c.file, &self.limits, Some(&previous.catalog))
+            .map_err(|e| ReloadError::invalid(&c.source, &e))?;
+        self.guard(&c.source, previous.meta.topics, catalog.topics.len(), force)?;
+        Ok(catalog)
+    }
+
+    pub(super) fn swap(&self, next: Active, previous: &Active) -> Change {
+        tracing::info!(
+            version = next.meta.version,
+            previous = previous.meta.version,
+            topics = next.meta.topics,
+            searches = next.meta.searches,
+            compile_ms = next.meta.compile_ms,
+            source = %next.meta.source,
+            "searches version activated"
+        );
+        let change = Change {
+            outcome: "activated",
+            active: next.meta.clone(),
+            previous_version: previous.meta.version,
+            published_records: None,
+            expected_hash: None,
+        };
+        let old = self.current.swap(Arc::new(next));
+        self.retired.lock().expect("retired lock").push(old);
+        *self.last_error.lock().expect("error lock") = None;
+        self.metrics
+            .reloads_ok
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.publish_metrics();
+        change
+    }
+
+    pub(super) fn publish_metrics(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let a = self.current();
+        self.metrics.searches_version.store(a.meta.version, Relaxed);
+        self.metrics.searches.store(a.meta.searches as u64, Relaxed);
+        self.metrics.compile_ms.store(a.meta.compile_ms, Relaxed);
+    }
+
+    pub(super) fn build_stored(
+        store: &Checkpoints,
+        limits: &Limits,
+        version: u64,
+        previous: Option<&Catalog>,
+    ) -> Result<Active, ReloadError> {
+        let started = Instant::now();
+        let meta = store
+            .versions()?
+            .into_iter()
+            .find(|m| m.version == version)
+            .ok_or(ReloadError::UnknownVersion(version))?;
+        let doc = store
+            .version_document(version)?
+            .ok_or(ReloadError::UnknownVersion(version))?;
+        let source = format!("stored version {version}");
+        let c = Candidate::parse(&source, &doc)?;
+        let catalog = Catalog::from_file_reusing(&c.file, limits, previous)
+            .map_err(|e| ReloadError::invalid(&source, &e))?;
+        let matcher = Matcher::new(&catalog).map_err(|e| ReloadError::Compile(e.to_string()))?;
+        tracing::info!(
+            version,
+            ms = started.elapsed().as_millis() as u64,
+            "stored searches version compiled"
+        );
+        Ok(Active {
+            matcher: Arc::new(matcher),
+            catalog: Arc::new(catalog),
+            file: Arc::new(c.file),
+            delta: None,
+            meta,
+        })
+    }
+
+    pub(super) fn activate_stored(&self, version: u64) -> Result<Change, ReloadError> {
+        let previous = self.current();
+        if previous.meta.version == version {
+            return Ok(unchanged(&previous));
+        }
+        let next =
+            Searches::build_stored(&self.store, &self.limits, version, Some(&previous.catalog))?;
+        self.store.set_active_version(version)?;
+        Ok(self.swap(next, &previous))
+    }
+
+    pub(super) fn rollback_now(&self, to: Option<u64>) -> Result<Change, ReloadError> {
+        let current = self.current().meta.version;
+        let versions = self.store.versions()?;
+        let target = match to {
+            Some(n) => {
+                versions
+                    .iter()
+                    .find(|m| m.version == n)
+                    .ok_or(ReloadError::UnknownVersion(n))?
+                    .version
+            }
+            None => versions
+                .iter()
+                .filter(|m| m.version < current)
+                .map(|m| m.version)
+                .max()
+                .ok_or(ReloadError::NoPrevious(current))?,
+        };
+        if self.kafka.is_some() {
+            let doc = self
+                .store
+                .version_document(target)?
+                .ok_or(ReloadError::UnknownVersion(target))?;
+            let c = Candidate::parse(&format!("rollback to version {target}"), &doc)?;
+            return self.publish(c, true);
+        }
+        self.activate_stored(target)
+    }
+
+    /// Kafka source: validates `c` and writes the records that differ.
+    pub(super) fn publish(&self, c: Candidate, force: bool) -> Result<Change, ReloadError> {
+        let k = self.kafka.as_ref().expect("publish needs the Kafka source");
+        let previous = self.current();
+        let hash = sha256_hex(&c.canonical);
+        self.validate(&c, force, &previous)?;
+        let n = k.publish(&c.file.topics)?;
+        tracing::info!(records = n, source = %c.source, "searches change published to the searches topic");
+        Ok(Change {
+            outcome: if n == 0 && previous.meta.hash == hash {
+                "unchanged"
+            } else {
+                "published"
+            },
+            active: previous.meta.clone(),
+            previous_version: previous.meta.version,
+            published_records: Some(n),
+            expected_hash: Some(hash),
+        })
+    }
+}
+
+pub(super) fn unchanged(a: &Active) -> Change {
+    Change {
+        outcome: "unchanged",
+        active: a.meta.clone(),
+        previous_version: a.meta.version,
+        published_records: None,
+        expected_hash: None,
+    }
+}
+
+/// Version 0: no searches yet (nothing matches).
+pub(super) fn empty_version() -> Active {
+    let catalog = Catalog::default();
+    Active {
+        matcher: Arc::new(Matcher::new(&catalog).expect("the empty catalog compiles")),
+        catalog: Arc::new(catalog),
+        file: Arc::new(SearchesFile { topics: Vec::new() }),
+        delta: None,
+        meta: VersionMeta {
+            version: 0,
+            hash: sha256_hex(&SearchesFile::canonical_json([])),
+            created_at: now_rfc3339(),
+            source: "none".into(),
+            compile_ms: 0,
+            topics: 0,
+            searches: 0,
+        },
+    }
+}

@@ -1,0 +1,265 @@
+//! The compacted searches topic: read from the beginning and tailed;
+//! local changes published as the records that differ.
+
+use super::{Candidate, Job, ReloadError, Searches, TopicSpec, Weak};
+use crate::searches::SearchesFile;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::Message;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What has been read from the topic.
+#[derive(Default)]
+struct State {
+    topics: BTreeMap<String, TopicSpec>,
+    /// Undecodable records by key; the version is invalid while any
+    /// stands.
+    bad: BTreeMap<String, String>,
+    /// Per partition, one past the offset of the last record that
+    /// changed `topics`.
+    changed: BTreeMap<i32, i64>,
+}
+
+impl State {
+    fn apply(&mut self, partition: i32, offset: i64, key: Option<&[u8]>, value: Option<&[u8]>) {
+        let Some(key) = key.and_then(|k| std::str::from_utf8(k).ok()) else {
+            self.bad.insert(
+                format!("offset {offset} of partition {partition}"),
+                "error: a searches record without a UTF-8 key (the topic id)".into(),
+            );
+            return;
+        };
+        let changed = match value {
+            None => {
+                self.bad.remove(key);
+                self.topics.remove(key).is_some()
+            }
+            Some(v) => match serde_json::from_slice::<TopicSpec>(v) {
+                Ok(t) if t.id == key => {
+                    self.bad.remove(key);
+                    if self.topics.get(key) == Some(&t) {
+                        false
+                    } else {
+                        self.topics.insert(key.to_string(), t);
+                        true
+                    }
+                }
+                Ok(t) => {
+                    self.bad.insert(key.to_string(), format!("error: searches record {key:?} (partition {partition}, offset {offset}) holds topic {:?}; the key must be the topic id", t.id));
+                    false
+                }
+                Err(e) => {
+                    self.bad.insert(key.to_string(), format!("error: searches record {key:?} (partition {partition}, offset {offset}) is not a valid topic: {e}"));
+                    false
+                }
+            },
+        };
+        if changed {
+            self.changed.insert(partition, offset + 1);
+        }
+    }
+
+    fn candidate(&self, topic: &str) -> Candidate {
+        Candidate {
+            source: format!("kafka:{topic}"),
+            file: SearchesFile {
+                topics: self.topics.values().cloned().collect(),
+            },
+            canonical: SearchesFile::canonical_json(self.topics.values()),
+            number: Some(self.changed.values().map(|o| *o as u64).sum()),
+            problems: self.bad.values().cloned().collect(),
+        }
+    }
+}
+
+pub(super) struct Source {
+    topic: String,
+    brokers: String,
+    state: Arc<Mutex<State>>,
+    consumer: Mutex<Option<BaseConsumer>>,
+}
+
+fn kafka_err(e: impl std::fmt::Display) -> ReloadError {
+    ReloadError::NoSource(format!("searches topic: {e}"))
+}
+
+impl Source {
+    /// Connects and assigns every partition of `topic` from the start.
+    pub(super) fn connect(brokers: &str, topic: &str) -> Result<Source, ReloadError> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", "topic-matcher-searches-reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .create()
+            .map_err(kafka_err)?;
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(15))
+            .map_err(kafka_err)?;
+        let parts: Vec<i32> = md
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if parts.is_empty() {
+            return Err(kafka_err(format!("topic {topic} does not exist")));
+        }
+        let mut tpl = TopicPartitionList::new();
+        for p in &parts {
+            tpl.add_partition_offset(topic, *p, Offset::Beginning)
+                .map_err(kafka_err)?;
+        }
+        consumer.assign(&tpl).map_err(kafka_err)?;
+        Ok(Source {
+            topic: topic.to_string(),
+            brokers: brokers.to_string(),
+            state: Arc::default(),
+            consumer: Mutex::new(Some(consumer)),
+        })
+    }
+
+    /// Reads up to the high watermarks as they are now.
+    pub(super) fn initial_read(&self) -> Result<Candidate, ReloadError> {
+        let guard = self.consumer.lock().expect("consumer lock");
+        let consumer = guard.as_ref().expect("not tailing yet");
+        let assignment = consumer.assignment().map_err(kafka_err)?;
+        let mut want: BTreeMap<i32, i64> = BTreeMap::new();
+        for e in assignment.elements() {
+            let (_, high) = consumer
+                .fetch_watermarks(&self.topic, e.partition(), Duration::from_secs(10))
+                .map_err(kafka_err)?;
+            if high > 0 {
+                want.insert(e.partition(), high);
+            }
+        }
+        let until = Instant::now() + Duration::from_secs(60);
+        while !want.is_empty() {
+            if Instant::now() > until {
+                return Err(kafka_err("reading the searches topic timed out"));
+            }
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                self.state.lock().expect("state lock").apply(
+                    m.partition(),
+                    m.offset(),
+                    m.key(),
+                    m.payload(),
+                );
+                if want
+                    .get(&m.partition())
+                    .is_some_and(|h| m.offset() + 1 >= *h)
+                {
+                    want.remove(&m.partition());
+                }
+            }
+        }
+        Ok(self
+            .state
+            .lock()
+            .expect("state lock")
+            .candidate(&self.topic))
+    }
+
+    /// Keeps reading on a thread; after each quiet moment with changes,
+    /// hands the worker a candidate.
+    pub(super) fn tail(&self, searches: Weak<Searches>) {
+        let consumer = self.consumer.lock().expect("consumer lock").take();
+        let Some(consumer) = consumer else { return };
+        let state = self.state.clone();
+        let topic = self.topic.clone();
+        let _ = std::thread::Builder::new()
+            .name("searches-kafka".into())
+            .spawn(move || {
+                let mut dirty = false;
+                loop {
+                    let msg = consumer.poll(Duration::from_millis(100));
+                    let Some(s) = searches.upgrade() else { return };
+                    match msg {
+                        Some(Ok(m)) => {
+                            state.lock().expect("state lock").apply(
+                                m.partition(),
+                                m.offset(),
+                                m.key(),
+                                m.payload(),
+                            );
+                            dirty = true;
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "reading the searches topic");
+                        }
+                        None if dirty => {
+                            dirty = false;
+                            let c = state.lock().expect("state lock").candidate(&topic);
+                            s.send(Job::FromKafka(c));
+                        }
+                        None => {}
+                    }
+                }
+            });
+    }
+
+    /// Writes the records that make the topic hold `topics`: changed or
+    /// new topics, and tombstones for topics no longer there. Returns
+    /// how many.
+    pub(super) fn publish(&self, topics: &[TopicSpec]) -> Result<usize, ReloadError> {
+        let perr = |e: &dyn std::fmt::Display| ReloadError::Publish(e.to_string());
+        let (upserts, deletes) = {
+            let st = self.state.lock().expect("state lock");
+            let upserts: Vec<&TopicSpec> = topics
+                .iter()
+                .filter(|t| st.topics.get(&t.id) != Some(t))
+                .collect();
+            let keep: std::collections::BTreeSet<&str> =
+                topics.iter().map(|t| t.id.as_str()).collect();
+            let deletes: Vec<String> = st
+                .topics
+                .keys()
+                .filter(|k| !keep.contains(k.as_str()))
+                .cloned()
+                .collect();
+            (
+                upserts
+                    .into_iter()
+                    .map(|t| {
+                        (
+                            t.id.clone(),
+                            serde_json::to_vec(t).expect("topic serializes"),
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+                deletes,
+            )
+        };
+        let n = upserts.len() + deletes.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("enable.idempotence", "true")
+            .create()
+            .map_err(|e| perr(&e))?;
+        for (id, value) in &upserts {
+            producer
+                .send(
+                    BaseRecord::to(&self.topic)
+                        .key(id.as_bytes())
+                        .payload(value),
+                )
+                .map_err(|(e, _)| perr(&e))?;
+        }
+        for id in &deletes {
+            producer
+                .send(BaseRecord::<[u8], [u8]>::to(&self.topic).key(id.as_bytes()))
+                .map_err(|(e, _)| perr(&e))?;
+        }
+        producer
+            .flush(Duration::from_secs(15))
+            .map_err(|e| perr(&e))?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,324 @@
+//! Tests of the reload module: versions, rejection, the delta path.
+
+use super::*;
+use std::path::Path;
+
+fn doc(topics: &[(&str, &str)]) -> String {
+    let t: Vec<serde_json::Value> = topics
+        .iter()
+        .map(|(id, q)| {
+            serde_json::json!({"id": id, "searches": [{"id": format!("{id}-s"), "query": q}]})
+        })
+        .collect();
+    serde_json::json!({ "topics": t }).to_string()
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tm-reload-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn open(d: &Path, watch: bool) -> Result<Arc<Searches>, ReloadError> {
+    // A dropped instance's worker may still hold the store for the
+    // length of a merge.
+    let until = Instant::now() + Duration::from_secs(10);
+    let store = loop {
+        match Checkpoints::open(&d.join("state")) {
+            Ok(s) => break Arc::new(s),
+            Err(e) if Instant::now() > until => panic!("{e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    let mut config = SearchesConfig::file(d.join("searches.json"));
+    config.watch = watch;
+    config.debounce = Duration::from_millis(50);
+    Searches::open(config, "", store, Arc::default())
+}
+
+fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn topics_of(s: &Searches) -> Vec<String> {
+    s.current()
+        .catalog
+        .topics
+        .iter()
+        .map(|t| t.id.clone())
+        .collect()
+}
+
+#[test]
+fn a_broken_file_is_rejected_with_its_errors_and_the_running_version_stays() {
+    let d = dir("broken");
+    std::fs::write(
+        d.join("searches.json"),
+        doc(&[("a", "alpha"), ("b", "beta")]),
+    )
+    .unwrap();
+    let s = open(&d, false).unwrap();
+    assert_eq!(s.current().meta.version, 1);
+    std::fs::write(
+        d.join("searches.json"),
+        doc(&[("a", "alpha AND"), ("b", "beta")]),
+    )
+    .unwrap();
+    let err = block(s.reload(false)).unwrap_err();
+    let ReloadError::Invalid { problems, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(problems.len(), 1);
+    assert!(problems[0].contains("column"), "{}", problems[0]);
+    assert_eq!(s.current().meta.version, 1);
+    assert_eq!(err.http_status(), 422);
+    let status = s.status_json();
+    assert_eq!(status["version"], 1);
+    assert_eq!(status["last_error"]["error"], "invalid");
+    // Fixed: a new version, the error cleared.
+    std::fs::write(
+        d.join("searches.json"),
+        doc(&[("a", "alpha OR gamma"), ("b", "beta")]),
+    )
+    .unwrap();
+    let c = block(s.reload(false)).unwrap();
+    assert_eq!(
+        (c.outcome, c.active.version, c.previous_version),
+        ("activated", 2, 1)
+    );
+    assert!(s.status_json()["last_error"].is_null());
+    // Reformatting the file is not a new version: the canonical form is.
+    let pretty: serde_json::Value =
+        serde_json::from_str(&doc(&[("b", "beta"), ("a", "alpha OR gamma")])).unwrap();
+    std::fs::write(
+        d.join("searches.json"),
+        serde_json::to_string_pretty(&pretty).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(block(s.reload(false)).unwrap().outcome, "unchanged");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_query_that_used_to_panic_is_refused_by_put_and_the_worker_goes_on() {
+    let d = dir("negated-near");
+    std::fs::write(d.join("searches.json"), doc(&[("a", "alpha")])).unwrap();
+    let s = open(&d, false).unwrap();
+    for q in [
+        "acme NEAR/2 NOT outage",
+        "acme ONEAR/2 -outage",
+        &"(".repeat(2000),
+    ] {
+        let err = block(s.put(doc(&[("a", "alpha"), ("b", q)]).into_bytes(), false)).unwrap_err();
+        assert_eq!(err.http_status(), 422, "{q}: {err:?}");
+        assert_eq!(s.current().meta.version, 1);
+    }
+    // The reload worker is alive: the next change is applied.
+    let c = block(s.put(doc(&[("a", "alpha"), ("b", "beta")]).into_bytes(), false)).unwrap();
+    assert_eq!((c.outcome, c.active.version), ("activated", 2));
+    drop(s);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_restart_uses_the_last_good_version_when_the_file_is_broken() {
+    let d = dir("restart");
+    std::fs::write(d.join("searches.json"), doc(&[("a", "alpha")])).unwrap();
+    drop(open(&d, false).unwrap());
+    std::fs::write(d.join("searches.json"), "{\"topics\": [").unwrap();
+    let s = open(&d, false).unwrap();
+    assert_eq!(s.current().meta.version, 1);
+    assert_eq!(topics_of(&s), vec!["a"]);
+    assert_eq!(s.status_json()["last_error"]["error"], "invalid");
+    drop(s);
+    // With no stored version to fall back on, invalid searches stop the start.
+    let e = dir("restart-fresh");
+    std::fs::write(e.join("searches.json"), doc(&[("a", "alpha NEAR/x beta")])).unwrap();
+    assert!(matches!(open(&e, false), Err(ReloadError::Invalid { .. })));
+    let _ = std::fs::remove_dir_all(&d);
+    let _ = std::fs::remove_dir_all(&e);
+}
+
+#[test]
+fn rollback_returns_to_the_previous_version_and_survives_a_restart() {
+    let d = dir("rollback");
+    std::fs::write(d.join("searches.json"), doc(&[("a", "alpha")])).unwrap();
+    let s = open(&d, false).unwrap();
+    let v2 = block(s.put(doc(&[("a", "alpha"), ("b", "beta")]).into_bytes(), false)).unwrap();
+    assert_eq!(v2.active.version, 2);
+    assert_eq!(v2.active.source, "api");
+    let back = block(s.rollback(None)).unwrap();
+    assert_eq!((back.active.version, back.previous_version), (1, 2));
+    assert_eq!(topics_of(&s), vec!["a"]);
+    assert!(matches!(
+        block(s.rollback(None)),
+        Err(ReloadError::NoPrevious(1))
+    ));
+    assert!(matches!(
+        block(s.rollback(Some(9))),
+        Err(ReloadError::UnknownVersion(9))
+    ));
+    let h: Vec<u64> = s.history().unwrap().iter().map(|m| m.version).collect();
+    assert_eq!(h, vec![1, 2]);
+    drop(s);
+    let s = open(&d, false).unwrap();
+    assert_eq!(
+        s.current().meta.version,
+        1,
+        "the rollback survives a restart"
+    );
+    // Forward again by number.
+    assert_eq!(block(s.rollback(Some(2))).unwrap().active.version, 2);
+    assert_eq!(topics_of(&s), vec!["a", "b"]);
+    drop(s);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_drastic_shrink_needs_force() {
+    let d = dir("shrink");
+    let all: Vec<(String, &str)> = (0..10).map(|i| (format!("t{i}"), "alpha")).collect();
+    let all: Vec<(&str, &str)> = all.iter().map(|(a, b)| (a.as_str(), *b)).collect();
+    std::fs::write(d.join("searches.json"), doc(&all)).unwrap();
+    let s = open(&d, false).unwrap();
+    let truncated = doc(&all[..3]).into_bytes();
+    let e = block(s.put(truncated.clone(), false)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ReloadError::Shrink {
+                from: 10,
+                to: 3,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.http_status(), 409);
+    assert_eq!(s.current().meta.topics, 10);
+    // Half may go without force; more needs it.
+    assert_eq!(
+        block(s.put(doc(&all[..5]).into_bytes(), false))
+            .unwrap()
+            .active
+            .topics,
+        5
+    );
+    assert_eq!(block(s.put(truncated, true)).unwrap().active.topics, 3);
+    drop(s);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_small_change_matches_as_a_full_compile_would() {
+    let d = dir("delta");
+    std::fs::write(
+        d.join("searches.json"),
+        doc(&[("a", "alpha"), ("b", "beta"), ("c", "gamma")]),
+    )
+    .unwrap();
+    let s = open(&d, false).unwrap();
+    let prev = s.current();
+    // b changed, c removed, d added; a untouched.
+    let next = doc(&[("a", "alpha"), ("b", "beta OR kappa"), ("d", "delta")]);
+    let c = Candidate::parse("api", next.as_bytes()).unwrap();
+    let (delta, topics, searches) = s.try_delta(&c, true, &prev).unwrap().expect("delta path");
+    assert_eq!((topics, searches), (3, 3));
+    let active = Active {
+        matcher: prev.matcher.clone(),
+        catalog: prev.catalog.clone(),
+        file: Arc::new(c.file),
+        delta: Some(delta),
+        meta: prev.meta.clone(),
+    };
+    let full =
+        Matcher::new(&Catalog::from_file(&active.file, &Limits::default()).unwrap()).unwrap();
+    let mut scratch = active.scratch();
+    let mut full_scratch = full.scratch();
+    for text in [
+        "alpha beta gamma delta kappa",
+        "gamma",
+        "kappa",
+        "beta",
+        "alpha delta",
+        "nothing",
+    ] {
+        let json = format!("{{\"id\":\"x\",\"text\":\"{text}\"}}");
+        let docu = crate::document::Document::parse(json.as_bytes(), 1 << 20).unwrap();
+        let mut got = Vec::new();
+        active
+            .for_each_match(&docu, &mut scratch, |m, t| {
+                let ids: Vec<&str> = t.searches.iter().map(|x| m.search_id(*x)).collect();
+                got.push(format!("{}:{}", m.topic_id(t.topic), ids.join(",")));
+            })
+            .unwrap();
+        let mut want: Vec<String> = full
+            .match_document(&docu, &mut full_scratch)
+            .iter()
+            .map(|t| {
+                let ids: Vec<&str> = t.searches.iter().map(|x| full.search_id(*x)).collect();
+                format!("{}:{}", full.topic_id(t.topic), ids.join(","))
+            })
+            .collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "{text}");
+    }
+    // A small change is validated like a whole one: its queries, and
+    // ids across the whole file.
+    let bad = doc(&[("a", "alpha"), ("b", "beta AND"), ("c", "gamma")]);
+    let c = Candidate::parse("api", bad.as_bytes()).unwrap();
+    assert!(matches!(
+        s.try_delta(&c, true, &prev),
+        Err(ReloadError::Invalid { .. })
+    ));
+    let mut dup: serde_json::Value = serde_json::from_str(&doc(&[
+        ("a", "alpha"),
+        ("b", "beta"),
+        ("c", "gamma"),
+        ("e", "eps"),
+    ]))
+    .unwrap();
+    dup["topics"][3]["searches"][0]["id"] = "a-s".into();
+    let c = Candidate::parse("api", dup.to_string().as_bytes()).unwrap();
+    let Err(ReloadError::Invalid { problems, .. }) = s.try_delta(&c, true, &prev) else {
+        panic!("a repeated search id was accepted")
+    };
+    assert!(problems[0].contains("\"a-s\""), "{problems:?}");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn the_watcher_sees_a_file_replaced_by_rename() {
+    let d = dir("watch");
+    let path = d.join("searches.json");
+    std::fs::write(&path, doc(&[("a", "alpha")])).unwrap();
+    let s = open(&d, true).unwrap();
+    // An editor's save: write a temporary file, rename it over.
+    let tmp = d.join(".searches.json.swp");
+    std::fs::write(&tmp, doc(&[("a", "alpha"), ("c", "gamma")])).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while s.current().meta.version != 2 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(s.current().meta.version, 2);
+    assert_eq!(s.current().meta.source, format!("file:{}", path.display()));
+    // A broken save is reported and changes nothing.
+    std::fs::write(&path, doc(&[("a", "(alpha")])).unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while s.status_json()["last_error"].is_null() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(s.status_json()["last_error"]["error"], "invalid");
+    assert_eq!(s.current().meta.version, 2);
+    drop(s);
+    let _ = std::fs::remove_dir_all(&d);
+}
