@@ -14,7 +14,7 @@
 //!   `d` + version → the searches document it was compiled from. Adding a
 //!   version and making it active is one synced WriteBatch.
 //!
-//! * `jobs` — drain jobs (catch-ups and replays, `service::catchup`): job
+//! * `jobs` — drain jobs (catch-ups and replays, `service::drain`): job
 //!   id (u64 BE) → the job as JSON (its ranges per partition and cursors
 //!   per class). Written in the same WriteBatch as the offsets, so the
 //!   offsets and the cursors of one batch of output never disagree.

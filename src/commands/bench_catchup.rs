@@ -79,11 +79,7 @@ fn send(p: &BaseProducer, topic: &str, key: &str, value: &[u8]) {
 ///
 /// When the broker cannot be reached or the service cannot start.
 pub fn run(o: &CatchUpBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    let tag = format!(
-        "{}-{}",
-        std::process::id(),
-        crate::service::metrics::now_ms()
-    );
+    let tag = format!("{}-{}", std::process::id(), crate::record::now_ms());
     let topics: Vec<String> = if o.by_topic {
         CLASSES
             .iter()

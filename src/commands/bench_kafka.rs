@@ -169,7 +169,7 @@ pub(crate) fn time_service(m: &crate::service::metrics::Metrics, n: u64, limit: 
     while m.documents_in.load(Relaxed) < n && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(2));
     }
-    let read_all_at = crate::service::metrics::now_ms();
+    let read_all_at = crate::record::now_ms();
     while m.last_checkpoint_ms.load(Relaxed) < read_all_at && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -182,11 +182,7 @@ pub(crate) fn time_service(m: &crate::service::metrics::Metrics, n: u64, limit: 
 ///
 /// When the broker cannot be reached or the service cannot start.
 pub fn run(opts: &KafkaBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    let tag = format!(
-        "{}-{}",
-        std::process::id(),
-        crate::service::metrics::now_ms()
-    );
+    let tag = format!("{}-{}", std::process::id(), crate::record::now_ms());
     let input = format!("bench.in.{tag}");
     let output = format!("bench.out.{tag}");
     create_topics(&opts.brokers, &[&input, &output], 3)

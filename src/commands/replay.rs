@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::searches::http;
 use super::Outcome;
 use crate::config::Config;
-use crate::service::catchup::{plan_replay, ClassProgress};
+use crate::service::drain::{plan_replay, ClassProgress};
 use crate::service::metrics::Metrics;
 use crate::terminal::Screen;
 

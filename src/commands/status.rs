@@ -7,7 +7,7 @@ use super::Outcome;
 use crate::checkpoint::Checkpoints;
 use crate::config::Config;
 use crate::record::rfc3339_ms;
-use crate::service::catchup::JobState;
+use crate::service::drain::JobState;
 
 /// A kind or state as it is spelled in `/status` (`catch_up`, `running`).
 fn snake(v: impl serde::Serialize) -> String {
@@ -55,7 +55,7 @@ pub fn run(config: &Config, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     }
     let mut resumable = false;
     for (id, bytes) in jobs {
-        let Ok(job) = serde_json::from_slice::<crate::service::catchup::Job>(&bytes) else {
+        let Ok(job) = serde_json::from_slice::<crate::service::drain::Job>(&bytes) else {
             writeln!(out, "  job {id}: unreadable")?;
             continue;
         };

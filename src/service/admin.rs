@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::catchup::{plan_replay, Inbox, Request};
+use super::drain::{plan_replay, Inbox, Request};
 use super::metrics::Metrics;
 use super::reload::{Change, ReloadError, Searches};
 use crate::config::Config;

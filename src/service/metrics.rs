@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::record::now_ms;
 
 /// Upper bounds of the batch latency histogram, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -76,14 +78,7 @@ pub struct Metrics {
     /// Per-partition status for `/status`.
     pub partitions: Mutex<BTreeMap<String, PartitionStatus>>,
     /// Drain progress per class and the jobs (`/status`, `/metrics`).
-    pub drain: Mutex<(Vec<super::catchup::ClassProgress>, serde_json::Value)>,
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    pub drain: Mutex<(Vec<super::drain::ClassProgress>, serde_json::Value)>,
 }
 
 impl Metrics {
@@ -224,7 +219,7 @@ impl Metrics {
         );
         let progress = self.drain.lock().expect("drain lock").0.clone();
         let mut per_class =
-            |name: &str, help: &str, v: &dyn Fn(&super::catchup::ClassProgress) -> Option<f64>| {
+            |name: &str, help: &str, v: &dyn Fn(&super::drain::ClassProgress) -> Option<f64>| {
                 let _ = writeln!(
                     o,
                     "# HELP topic_matcher_{name} {help}\n# TYPE topic_matcher_{name} gauge"
@@ -308,7 +303,7 @@ mod tests {
     #[test]
     fn renders_drain_progress_per_class() {
         let m = Metrics::default();
-        m.drain.lock().unwrap().0 = vec![super::super::catchup::ClassProgress {
+        m.drain.lock().unwrap().0 = vec![super::super::drain::ClassProgress {
             class: "critical".into(),
             backlog_messages: 1200,
             backlog_span_seconds: Some(3600.0),

@@ -16,8 +16,8 @@
 //!   was checkpointed that was not acknowledged).
 
 pub mod admin;
-pub mod catchup;
 pub mod dead_letters;
+pub mod drain;
 pub mod guard;
 pub mod metrics;
 pub mod pipeline;
@@ -46,7 +46,7 @@ pub struct Running {
     /// The searches and their versions.
     pub searches: Arc<reload::Searches>,
     /// Requests to the pipeline (replays, cancels).
-    pub inbox: Arc<catchup::Inbox>,
+    pub inbox: Arc<drain::Inbox>,
     pipeline: std::thread::JoinHandle<Result<(), pipeline::PipelineError>>,
     runtime: tokio::runtime::Runtime,
 }
@@ -100,7 +100,7 @@ pub fn start_replay(
 }
 
 /// Plans a replay once the searches are loaded (their ids are checked).
-pub type ReplayPlanner = Box<dyn FnOnce(&reload::Active) -> Result<catchup::ReplaySpec, String>>;
+pub type ReplayPlanner = Box<dyn FnOnce(&reload::Active) -> Result<drain::ReplaySpec, String>>;
 
 fn start_with(
     config: Config,
@@ -128,7 +128,7 @@ fn start_with(
     );
     drop(active);
     let shutdown: ShutdownFlag = Arc::new(AtomicU8::new(0));
-    let inbox = Arc::new(catchup::Inbox::default());
+    let inbox = Arc::new(drain::Inbox::default());
     if let Some((plan, reply)) = replay {
         let spec = plan(&searches.current()).map_err(StartError::Replay)?;
         for n in &spec.notes {
@@ -138,7 +138,7 @@ fn start_with(
             .requests
             .lock()
             .expect("inbox lock")
-            .push(catchup::Request::Replay { spec, reply });
+            .push(drain::Request::Replay { spec, reply });
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

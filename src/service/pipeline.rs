@@ -75,16 +75,16 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Message};
 
-use super::catchup::{Advance, Finish, Inbox, JobKind, Jobs, LanePlan, Request, SLICE};
 use super::dead_letters::{Coords, DeadLetters};
+use super::drain::{Advance, Finish, Inbox, JobKind, Jobs, LanePlan, Request, SLICE};
 use super::guard::{self, DocRecords, Outcome};
-use super::metrics::{now_ms, Metrics, PartitionStatus};
+use super::metrics::{Metrics, PartitionStatus};
 use super::reload::{Active, ActiveScratch, Masks, Searches};
 use super::sink::{self, Sink, SinkError};
 use crate::checkpoint::{Checkpoints, TopicPartition};
 use crate::config::{Config, StartPosition, Target};
 use crate::document::Document;
-use crate::record::{now_rfc3339, InputCoords, RecordContext};
+use crate::record::{now_ms, now_rfc3339, InputCoords, RecordContext};
 
 /// Shutdown requests: 0 running, 1 graceful, 2 immediate.
 pub type ShutdownFlag = Arc<AtomicU8>;
@@ -1409,7 +1409,7 @@ struct Lane {
     consumer: BaseConsumer,
 }
 
-/// The drain lanes of the running job (see `catchup`).
+/// The drain lanes of the running job (see `drain`).
 #[derive(Default)]
 struct Lanes {
     generation: u64,
