@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Extracts the tweets that Debian's r-cran-rtweet package ships as test
 fixtures (MIT licence) into samples/tweets.jsonl, in the document format of
-SPEC §2.1. Run once; the output is committed.
+docs/formats.md §2.1. Run once; the output is committed.
 
     apt-get download r-cran-rtweet && dpkg-deb -x r-cran-rtweet_*.deb /tmp/rt
     python3 scripts/extract-rtweet-sample.py /tmp/rt/usr/share/doc/r-cran-rtweet/tests/fixtures > samples/tweets.jsonl

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # (cargo's fingerprints keep that safe).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/topic-matcher/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-# The property test of SPEC §3.6 runs thousands of random cases.
+# The property test of docs/query-language.md §3.6 runs thousands of random cases.
 export PROPTEST_CASES="${PROPTEST_CASES:-4000}"
 
 if ! command -v cargo >/dev/null; then

@@ -1,4 +1,4 @@
-//! Progress in RocksDB (SPEC §5.1).
+//! Progress in RocksDB (docs/operations.md §5.1).
 //!
 //! # Layout
 //!

@@ -1,5 +1,5 @@
-//! Priority classes (SPEC §5.2): which class a document belongs to, and the
-//! drain policy of a catch-up (§5.3).
+//! Priority classes (docs/operations.md §5.2): which class a document belongs to, and the
+//! drain policy of a catch-up (docs/operations.md §5.3).
 //!
 //! Classes are ordered, highest first. A class has optional rules: input
 //! `topics` (every message of those topics) and `when` (a document field —
@@ -217,7 +217,7 @@ impl Classes {
     }
 }
 
-/// How the backlog's classes share the drain (§5.3).
+/// How the backlog's classes share the drain (docs/operations.md §5.3).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Policy {
     /// Class k starts when every class before it is drained.

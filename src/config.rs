@@ -1,4 +1,4 @@
-//! Service configuration (SPEC §2.4) in two stages: [`RawConfig`] is the
+//! Service configuration (docs/formats.md §2.4) in two stages: [`RawConfig`] is the
 //! TOML as written (serde, unknown keys rejected by name, every section
 //! optional), [`Config`] the validated, typed result after command-line
 //! overrides. `config/topic-matcher.example.toml` documents every key.
@@ -90,7 +90,7 @@ impl RawConfig {
     }
 }
 
-/// One `[[classes]]` entry (SPEC §5.2).
+/// One `[[classes]]` entry (docs/operations.md §5.2).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawClass {
@@ -104,7 +104,7 @@ pub struct RawClass {
     pub when: BTreeMap<String, Vec<String>>,
 }
 
-/// `[catch_up]` (SPEC §5.2, §5.3)
+/// `[catch_up]` (docs/operations.md §5.2, §5.3)
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCatchUp {
@@ -300,7 +300,7 @@ pub struct Config {
     pub catch_up: crate::classes::CatchUp,
 }
 
-/// The searches sources (SPEC §5.6).
+/// The searches sources (docs/operations.md §5.6).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SearchesConfig {
     /// The searches file.
@@ -329,7 +329,7 @@ impl SearchesConfig {
     }
 }
 
-/// Command-line overrides of SPEC §4 (`None` keeps the file's value).
+/// Command-line overrides of docs/operations.md §4 (`None` keeps the file's value).
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
     /// `--brokers`

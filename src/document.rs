@@ -1,4 +1,4 @@
-//! The input document of SPEC §2.1 and what makes a message bad.
+//! The input document of docs/formats.md §2.1 and what makes a message bad.
 
 use std::borrow::Cow;
 
@@ -42,7 +42,7 @@ pub struct Document<'a> {
     pub created_at: Option<Cow<'a, str>>,
 }
 
-/// Why a message is a bad message (SPEC §2.1).
+/// Why a message is a bad message (docs/formats.md §2.1).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BadDocument {
     /// Bigger than the configured limit.
@@ -137,7 +137,7 @@ impl<'a> Document<'a> {
     }
 
     /// Whether a metadata leaf `field:value` (value already normalized by
-    /// the parser: lower case, no leading `@` for authors) holds (SPEC §3.4).
+    /// the parser: lower case, no leading `@` for authors) holds (docs/query-language.md §3.4).
     pub fn meta_matches(&self, field: MetaField, value: &str) -> bool {
         let Some(have) = self.meta(field) else {
             return false;

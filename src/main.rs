@@ -21,7 +21,7 @@ struct Cli {
     command: Command,
 }
 
-/// The command-line overrides of the configuration (SPEC §4) shared by
+/// The command-line overrides of the configuration (docs/operations.md §4) shared by
 /// `run`, `status` and `replay`; the searches file flag differs (see
 /// [`ServiceArgs`], [`ReplayArgs`]).
 #[derive(clap::Args, Debug, Clone)]
@@ -133,7 +133,7 @@ enum SearchesAction {
     History,
     /// Upload a whole searches file as the next version.
     Put {
-        /// The searches file (JSON, SPEC §2.2).
+        /// The searches file (JSON, docs/formats.md §2.2).
         file: PathBuf,
         /// Accept a change that removes more topics than searches.max_shrink.
         #[arg(long)]
@@ -161,7 +161,7 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         outage: u64,
     },
-    /// Replay a time window of the input (SPEC §5.4), in the running service or standalone.
+    /// Replay a time window of the input (docs/operations.md §5.4), in the running service or standalone.
     Replay {
         /// Window start: RFC 3339 (UTC without a zone) or Unix milliseconds.
         #[arg(long)]
@@ -213,7 +213,7 @@ enum Command {
     },
     /// Offline matching: JSONL documents in, JSONL match records out.
     Match {
-        /// The searches file (JSON, SPEC §2.2).
+        /// The searches file (JSON, docs/formats.md §2.2).
         #[arg(long)]
         searches: PathBuf,
         /// Documents, one JSON object per line (default: stdin).
@@ -235,7 +235,7 @@ enum Command {
     },
     /// Compile and validate searches; print every error, or counts and sizes.
     Check {
-        /// The searches file (JSON, SPEC §2.2).
+        /// The searches file (JSON, docs/formats.md §2.2).
         #[arg(long)]
         searches: PathBuf,
     },

@@ -1,4 +1,4 @@
-//! The match record of SPEC §2.3, written as one JSON line.
+//! The match record of docs/formats.md §2.3, written as one JSON line.
 
 use serde::Serialize;
 

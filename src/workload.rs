@@ -143,7 +143,7 @@ fn capitalize(s: &str) -> String {
     }
 }
 
-/// The searches file (SPEC §2.2) for `n` searches, as JSON.
+/// The searches file (docs/formats.md §2.2) for `n` searches, as JSON.
 pub fn searches_json(n: usize, seed: u64) -> String {
     let mut rng = Rng::new(seed);
     let mut topics = Vec::new();
@@ -201,7 +201,7 @@ fn search_query(rng: &mut Rng, b: &str) -> String {
     }
 }
 
-/// `n` documents (SPEC §2.1) as JSON lines; `brands` is the number of brand
+/// `n` documents (docs/formats.md §2.1) as JSON lines; `brands` is the number of brand
 /// groups to mention (match it to the searches' group count).
 pub fn documents(n: usize, brands: usize, long_form: bool, seed: u64) -> Vec<String> {
     let mut rng = Rng::new(seed ^ 0xD0C5);

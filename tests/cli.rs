@@ -1,5 +1,5 @@
 //! The `check`, `match` and `bench` commands as a user runs them: the real
-//! binary, real files, exit codes and output (SPEC §4).
+//! binary, real files, exit codes and output (docs/operations.md §4).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

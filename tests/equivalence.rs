@@ -1,4 +1,4 @@
-//! SPEC §3.6: the compiled matcher returns exactly what the reference
+//! docs/query-language.md §3.6: the compiled matcher returns exactly what the reference
 //! evaluator (each syntax tree evaluated on its own against the tokens)
 //! returns — matches, searches and highlights — on random searches and
 //! random documents built from a small vocabulary with accents, hashtags,
@@ -13,7 +13,7 @@ use topic_matcher::engine::Matcher;
 use topic_matcher::query::Limits;
 use topic_matcher::searches::Catalog;
 
-/// Query leaves: every row of SPEC §3.2 and §3.4 is represented.
+/// Query leaves: every row of docs/query-language.md §3.2 and §3.4 is represented.
 const LEAVES: &[&str] = &[
     "\"go go go\"~2",
     "\"#acme acme\"~1",

@@ -1,6 +1,6 @@
 //! Fault injection a real broker cannot do, with librdkafka's mock cluster:
 //! the output topic refuses writes for a while. The service must pause its
-//! input instead of queueing (SPEC §5.5), report the outage, and lose
+//! input instead of queueing (docs/operations.md §5.5), report the outage, and lose
 //! nothing once the output recovers.
 
 use std::sync::atomic::Ordering::Relaxed;

@@ -1,5 +1,5 @@
 //! `bench --reload`: what a searches change costs with many searches
-//! loaded (SPEC §5.6). Runs the service's own reload path
+//! loaded (docs/operations.md §5.6). Runs the service's own reload path
 //! ([`Searches`](crate::service::reload::Searches), RocksDB versions
 //! included) in process and measures:
 //!

@@ -1,5 +1,5 @@
 //! `match --searches F [--input F] [--output F]`: JSONL documents in, JSONL
-//! match records out (SPEC §2.3, without `searches_version` and `input`).
+//! match records out (docs/formats.md §2.3, without `searches_version` and `input`).
 //!
 //! Bad lines (not UTF-8, not JSON, no `id`, no text, longer than the limit)
 //! and documents that spend the matching work budget (`too expensive`, with

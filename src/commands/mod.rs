@@ -1,4 +1,4 @@
-//! The offline commands of SPEC §4: `match`, `check` and `bench`. Each takes
+//! The offline commands of docs/operations.md §4: `match`, `check` and `bench`. Each takes
 //! typed options, writes to the given streams and returns an [`Outcome`], so
 //! `main` only maps outcomes to exit codes and tests can drive them.
 
@@ -15,7 +15,7 @@ pub mod status;
 
 use crate::searches::CatalogError;
 
-/// How a command ended, mapped to the exit codes of SPEC §4.
+/// How a command ended, mapped to the exit codes of docs/operations.md §4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Exit 0.

@@ -1,4 +1,4 @@
-//! `replay --from T --to T [--searches ids] [--classes names]` (SPEC §5.4):
+//! `replay --from T --to T [--searches ids] [--classes names]` (docs/operations.md §5.4):
 //! a time window of the input drained again as a job, with progress.
 //!
 //! When the service answers on its admin address, the job is registered

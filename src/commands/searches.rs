@@ -1,4 +1,4 @@
-//! `searches reload | rollback | history | put` (SPEC §4, §6): the admin
+//! `searches reload | rollback | history | put` (docs/operations.md §4, §6): the admin
 //! operations of a running service, through its admin API.
 //!
 //! The address and token come from the flags, else the configuration

@@ -25,7 +25,7 @@
 //!    of which occurs in every document the search matches (computed from
 //!    the tree: an OR needs all its branches anchored, an AND picks its
 //!    cheapest anchored child, NOT and metadata leaves never anchor — which
-//!    is why SPEC §3.5 rejects searches where nothing positive must match).
+//!    is why docs/query-language.md §3.5 rejects searches where nothing positive must match).
 //!    Within an AND the anchor is the feature used by the fewest searches, so
 //!    generic words (`job`, `down`) rarely wake up searches. A posting list
 //!    per feature names the searches it anchors. Searches whose anchors did
@@ -39,7 +39,7 @@
 //! Matching allocates nothing per search: all per-document state lives in a
 //! reusable [`Scratch`] whose arrays are sized once per matcher.
 //!
-//! Correctness (SPEC §3.6) is checked against [`reference`], which evaluates
+//! Correctness (docs/query-language.md §3.6) is checked against [`reference`], which evaluates
 //! each syntax tree directly on the tokens, by a property test.
 
 mod compile;
@@ -74,7 +74,7 @@ pub struct TopicMatch {
     pub highlights: Vec<Highlight>,
 }
 
-/// Most highlights kept per match record (SPEC §2.3).
+/// Most highlights kept per match record (docs/formats.md §2.3).
 pub const MAX_HIGHLIGHTS: usize = 32;
 
 /// Where a positive leaf matched: a byte range of the original field value.

@@ -2,7 +2,7 @@
 //! directly against the document's tokens, with no automaton, no term table
 //! and no candidate selection.
 //!
-//! It defines what the compiled [`super::Matcher`] must return (SPEC §3.6):
+//! It defines what the compiled [`super::Matcher`] must return (docs/query-language.md §3.6):
 //! the property tests compare the two on random searches and documents, and
 //! the benchmarks use it as the baseline. It shares only the text model
 //! (tokens and folding) and the metadata comparisons with the engine, and is

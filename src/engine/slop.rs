@@ -2,7 +2,7 @@
 //!
 //! A proximity phrase matches a window of at most `tokens + slop` positions
 //! in which every phrase token gets a distinct position whose document
-//! token it accepts (SPEC §3.2). For each position `s` holding a token that
+//! token it accepts (docs/query-language.md §3.2). For each position `s` holding a token that
 //! some phrase token accepts, the span is the smallest window `[s, e]` that
 //! can be so assigned.
 //!

@@ -1,4 +1,4 @@
-//! The syntax tree of one search (SPEC §3).
+//! The syntax tree of one search (docs/query-language.md §3).
 
 use std::fmt;
 
@@ -9,7 +9,7 @@ use crate::text::TokenKind;
 pub struct Query {
     /// The root expression.
     pub expr: Expr,
-    /// Readings the user may not expect (SPEC §3.3), never errors.
+    /// Readings the user may not expect (docs/query-language.md §3.3), never errors.
     pub warnings: Vec<super::QueryWarning>,
 }
 
@@ -47,7 +47,7 @@ impl Expr {
     }
 
     /// Whether every document this expression matches must contain some
-    /// positive text leaf: the condition of SPEC §3.5 ("nothing positive
+    /// positive text leaf: the condition of docs/query-language.md §3.5 ("nothing positive
     /// must match" is rejected). It is also exactly the condition under which
     /// the engine can find an anchor for the search.
     pub fn requires_positive_text(&self) -> bool {
@@ -263,7 +263,7 @@ fn find_segment(seg: &str, s: &str) -> Option<usize> {
         .find_map(|(i, _)| match_prefix(seg, &s[i..]).map(|n| i + n))
 }
 
-/// The metadata a leaf may compare (SPEC §3.4).
+/// The metadata a leaf may compare (docs/query-language.md §3.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MetaField {
     /// `author:` — case-insensitive, leading `@` ignored.

@@ -1,4 +1,4 @@
-//! Query errors with columns (SPEC §3.5) and the warnings of §3.3.
+//! Query errors with columns (docs/query-language.md §3.5) and the warnings of §3.3.
 
 use std::fmt;
 

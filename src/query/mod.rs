@@ -1,4 +1,4 @@
-//! The keyword search language of SPEC §3: lexer, parser, syntax tree and
+//! The keyword search language of docs/query-language.md §3: lexer, parser, syntax tree and
 //! errors with 1-based columns.
 //!
 //! ```
@@ -28,7 +28,7 @@ pub use ast::{
 pub use error::{QueryError, QueryErrorKind, QueryWarning};
 pub use parser::{MAX_DEPTH, MAX_SLOP_TOKENS};
 
-/// Limits a query must respect (SPEC §3.5).
+/// Limits a query must respect (docs/query-language.md §3.5).
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Most characters in one query.

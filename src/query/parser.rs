@@ -1,6 +1,6 @@
 //! Recursive-descent parser: lexemes → [`Expr`].
 //!
-//! Grammar, loosest first (SPEC §3.3):
+//! Grammar, loosest first (docs/query-language.md §3.3):
 //! ```text
 //! or      := and ("OR" and)*
 //! and     := unary (("AND" | <adjacent>) unary | "NOT" unary)*

@@ -1,4 +1,4 @@
-//! The searches file (SPEC §2.2) and its validation into a [`Catalog`].
+//! The searches file (docs/formats.md §2.2) and its validation into a [`Catalog`].
 //!
 //! Validation never stops at the first bad search: every search of every
 //! topic is parsed, and all errors come back together in [`CatalogError`],
@@ -43,7 +43,7 @@ pub struct TopicSpec {
 pub struct SearchSpec {
     /// Unique (in the whole file) search id.
     pub id: String,
-    /// The query (SPEC §3).
+    /// The query (docs/query-language.md §3).
     pub query: String,
     /// Only documents in these languages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,7 +131,7 @@ pub struct Topic {
     pub name: Option<String>,
 }
 
-/// Per-search metadata filters (§2.2), lower-cased; `None` means any.
+/// Per-search metadata filters (docs/formats.md §2.2), lower-cased; `None` means any.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filters {
     /// Allowed languages.
@@ -164,7 +164,7 @@ impl Filters {
     }
 
     /// Whether `doc` passes every filter (each is an AND-ed metadata
-    /// equality, SPEC §2.2).
+    /// equality, docs/formats.md §2.2).
     pub fn admits(&self, doc: &crate::document::Document<'_>) -> bool {
         use crate::query::MetaField;
         let ok = |field: MetaField, allowed: &Option<Vec<String>>| {

@@ -1,4 +1,4 @@
-//! The admin HTTP API (SPEC §6): `/healthz`, `/readyz`, `/metrics`,
+//! The admin HTTP API (docs/operations.md §6): `/healthz`, `/readyz`, `/metrics`,
 //! `/status`, and the searches: `GET /searches`, `GET /searches/history`,
 //! `POST /searches/reload[?force=true]`, `PUT /searches[?force=true]`
 //! (body: a whole searches document), `POST /searches/rollback[?to=N]`.

@@ -1,4 +1,4 @@
-//! Service metrics (SPEC §6): counters and gauges in atomics, rendered in
+//! Service metrics (docs/operations.md §6): counters and gauges in atomics, rendered in
 //! the Prometheus text format. Names follow `topic_matcher_<what>_<unit>`;
 //! no label takes unbounded values (no partitions, no search ids).
 

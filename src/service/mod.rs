@@ -1,4 +1,4 @@
-//! The streaming service (`run`, SPEC §5): Kafka in, match records out,
+//! The streaming service (`run`, docs/operations.md §5): Kafka in, match records out,
 //! progress checkpointed in RocksDB, nothing lost.
 //!
 //! # Threads
@@ -7,7 +7,7 @@
 //!   matcher's scratch space and the outputs: polling, matching and
 //!   checkpointing are one synchronous loop, so there is no queue between
 //!   them to grow without bound — when the output stalls, the loop pauses
-//!   the input (SPEC §5.5). Matching is CPU work and never runs on the async
+//!   the input (docs/operations.md §5.5). Matching is CPU work and never runs on the async
 //!   runtime.
 //! * A small **tokio** runtime serves the admin API ([`admin`]) and waits
 //!   for signals. A first SIGINT/SIGTERM asks the pipeline to shut down in

@@ -324,7 +324,7 @@ impl KafkaSink {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             // Never give up on a record: the service stops taking input while
-            // the output is down instead (SPEC §5.5).
+            // the output is down instead (docs/operations.md §5.5).
             .set("message.timeout.ms", "0")
             // Few, large produce requests: a batch is flushed at its end
             // anyway, so lingering costs no latency beyond the batch's.

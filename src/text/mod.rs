@@ -1,4 +1,4 @@
-//! The text model of SPEC §3.1: folding, tokens with positions, and the
+//! The text model of docs/query-language.md §3.1: folding, tokens with positions, and the
 //! mapping from folded text back to byte offsets of the original.
 //!
 //! # Design
@@ -26,7 +26,7 @@
 //! to the same bytes exactly when they are equal under NFKC, case folding and
 //! mark removal. ASCII takes a fast path (lower-casing).
 //!
-//! CJK leaves (SPEC §3.1) match substrings of the *folded field text*, which
+//! CJK leaves (docs/query-language.md §3.1) match substrings of the *folded field text*, which
 //! [`fold_with_offsets`] produces together with a map back to the original.
 
 use unicode_normalization::char::{decompose_compatible, is_combining_mark};
@@ -160,7 +160,7 @@ impl Tokens {
     }
 }
 
-/// Tokenizes `text` (SPEC §3.1), appending tokens to `out` and their folded
+/// Tokenizes `text` (docs/query-language.md §3.1), appending tokens to `out` and their folded
 /// bodies to `folded` (each followed by [`TOKEN_SEPARATOR`]).
 pub fn tokenize_into(text: &str, out: &mut Vec<Token>, folded: &mut String, has_cjk: &mut bool) {
     let b = text.as_bytes();

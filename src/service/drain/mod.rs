@@ -1,4 +1,4 @@
-//! Catch-up after an outage and replays (SPEC §5.2–§5.4): drain jobs.
+//! Catch-up after an outage and replays (docs/operations.md §5.2–§5.4): drain jobs.
 //!
 //! # Data flow
 //!
@@ -22,7 +22,7 @@
 //! The backlog stays in Kafka. A job is drained by **lanes**: a lane is a
 //! consumer outside the group (`assign`) reading the job's ranges for one
 //! class from that class's cursors. It parses each message, classifies it
-//! (SPEC §5.2) and matches and emits only the documents of its class; the
+//! (docs/operations.md §5.2) and matches and emits only the documents of its class; the
 //! others are left for their own lane. Under `strict` one lane runs at a
 //! time, the highest unfinished class; under `weighted` one lane per
 //! unfinished class, and the pipeline serves the lane whose emitted

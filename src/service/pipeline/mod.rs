@@ -1,4 +1,4 @@
-//! The source → match → sink loop with checkpoints (SPEC §5.1, §5.5, §5.7).
+//! The source → match → sink loop with checkpoints (docs/operations.md §5.1, §5.5, §5.7).
 //!
 //! # Data flow and states
 //!
@@ -35,8 +35,9 @@
 //! # Assignment and revocation
 //!
 //! The consumer context's `rebalance` runs inside `poll`, on this thread.
-//! On **assign** it writes start offsets into the assignment itself (trap 1
-//! and 4 of the Kafka notes): the RocksDB checkpoint if there is one, else
+//! On **assign** it writes start offsets into the assignment itself (not
+//! with a seek after the callback, which races the first fetch, and not
+//! from the group's offset alone, which may lag the checkpoint): the RocksDB checkpoint if there is one, else
 //! the group's committed offset (a partition that moved from another
 //! instance), else the configured start position; paused state is
 //! re-applied. A checkpoint is stale when the group's offset is past what
@@ -503,7 +504,7 @@ impl Pipeline {
                     if s.output_down {
                         s.output_down = false;
                         self.metrics.output_down.store(0, Relaxed);
-                        // What piled up meanwhile is a backlog (SPEC §5.5):
+                        // What piled up meanwhile is a backlog (docs/operations.md §5.5):
                         // above the threshold, live data restarts at the
                         // head and the rest is drained by class.
                         let split = if s.live {

@@ -209,7 +209,7 @@ impl ConsumerContext for Ctx {
 }
 
 impl Shared {
-    /// Catch-up (SPEC §5.3): every partition of `tpl` whose backlog from
+    /// Catch-up (docs/operations.md §5.3): every partition of `tpl` whose backlog from
     /// its start offset to the high watermark exceeds the threshold becomes
     /// a range of a new drain job, and its live lane starts at the head.
     /// The job and the new live offsets are stored in one WriteBatch before

@@ -169,7 +169,7 @@ impl Active {
     }
 }
 
-/// A document whose matching spent the work budget (SPEC §2.1: it becomes
+/// A document whose matching spent the work budget (docs/formats.md §2.1: it becomes
 /// a dead letter with reason `too_expensive`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("matching spent its budget of {budget} work units{}", .search.as_ref().map(|s| format!(" in search `{s}`")).unwrap_or_default())]

@@ -6,7 +6,7 @@ use super::*;
 /// Why a change was not applied. The running version stays in every case.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ReloadError {
-    /// The document is invalid: every problem, rendered (SPEC §3.5).
+    /// The document is invalid: every problem, rendered (docs/query-language.md §3.5).
     #[error("searches from {origin} rejected:\n{rendered}")]
     Invalid {
         /// Where the document came from.

@@ -1,4 +1,4 @@
-//! Hot reload of searches (SPEC §5.6): numbered immutable versions in
+//! Hot reload of searches (docs/operations.md §5.6): numbered immutable versions in
 //! RocksDB, sources (file, compacted Kafka topic, admin API), validation,
 //! rollback, and the atomic swap.
 //!
@@ -32,7 +32,7 @@
 //! version's number.
 //!
 //! A change is **rejected as a whole** — the running version stays — when
-//! the document is invalid (every error, SPEC §3.5, in the reply, the log
+//! the document is invalid (every error, docs/query-language.md §3.5, in the reply, the log
 //! and `/status`), or when it would remove more than `max_shrink` of the
 //! topics and was not forced (a truncated file is the usual cause).
 //!
