@@ -46,7 +46,7 @@
 //! * [`config`] — the TOML configuration and command-line overrides,
 //!   validated in two stages.
 //! * [`classes`] — priority classes and the catch-up policy.
-//! * [`checkpoint`] — the RocksDB state: offsets, drain jobs, searches
+//! * [`state_store`] — the RocksDB state: offsets, drain jobs, searches
 //!   versions.
 //! * [`service`] — the streaming service: Kafka in, records out, catch-up
 //!   and replay, reloads, the admin API and metrics.
@@ -56,7 +56,6 @@
 //! * [`terminal`] — progress bars with log lines scrolling above them.
 //! * [`workload`] — the deterministic benchmark workload.
 
-pub mod checkpoint;
 pub mod classes;
 pub mod commands;
 pub mod config;
@@ -67,6 +66,7 @@ pub mod query;
 pub mod record;
 pub mod searches;
 pub mod service;
+pub mod state_store;
 pub mod terminal;
 pub mod text;
 pub mod workload;

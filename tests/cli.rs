@@ -476,11 +476,11 @@ fn status_reads_the_state_directory_when_the_service_is_not_running() {
     let dir = std::env::temp_dir().join(format!("topic-matcher-cli-{}-status", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     {
-        let store = topic_matcher::checkpoint::Checkpoints::open(&dir).unwrap();
+        let store = topic_matcher::state_store::StateStore::open(&dir).unwrap();
         store
             .commit(
                 &[(
-                    topic_matcher::checkpoint::TopicPartition::new("social.posts", 2),
+                    topic_matcher::state_store::TopicPartition::new("social.posts", 2),
                     1234,
                 )],
                 &[],

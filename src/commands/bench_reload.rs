@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::Outcome;
-use crate::checkpoint::Checkpoints;
 use crate::config::SearchesConfig;
 use crate::document::Document;
 use crate::service::reload::Searches;
+use crate::state_store::StateStore;
 use crate::workload;
 
 /// Options of `bench --reload`.
@@ -90,7 +90,7 @@ pub fn run(opts: &ReloadBenchOptions, out: &mut dyn Write) -> anyhow::Result<Out
 
     // 1. Start.
     let t = Instant::now();
-    let store = Arc::new(Checkpoints::open(&dir.join("state"))?);
+    let store = Arc::new(StateStore::open(&dir.join("state"))?);
     let mut config = SearchesConfig::file(&file);
     config.watch = false;
     let searches =

@@ -4,10 +4,10 @@
 use std::io::Write;
 
 use super::Outcome;
-use crate::checkpoint::Checkpoints;
 use crate::config::Config;
 use crate::record::rfc3339_ms;
 use crate::service::drain::JobState;
+use crate::state_store::StateStore;
 
 /// A kind or state as it is spelled in `/status` (`catch_up`, `running`).
 fn snake(v: impl serde::Serialize) -> String {
@@ -30,7 +30,7 @@ pub fn run(config: &Config, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             return Ok(Outcome::Success);
         }
     }
-    let store = Checkpoints::open_read_only(&config.state_dir).map_err(|e| {
+    let store = StateStore::open_read_only(&config.state_dir).map_err(|e| {
         anyhow::anyhow!(
             "the service is not answering on {} and its state cannot be read: {e}",
             config.admin_addr

@@ -166,7 +166,7 @@ impl Metrics {
         );
         counter(
             "checkpoints_total",
-            "Checkpoints written to RocksDB.",
+            "StateStore written to RocksDB.",
             self.checkpoints.load(Relaxed),
         );
         counter(

@@ -31,8 +31,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::checkpoint::Checkpoints;
 use crate::config::{Config, Target};
+use crate::state_store::StateStore;
 pub use pipeline::ShutdownFlag;
 
 /// A running service: where its admin API listens and how to stop it.
@@ -111,7 +111,7 @@ fn start_with(
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create {}", config.state_dir.display()))?;
     let store =
-        Arc::new(Checkpoints::open(&config.state_dir).context("cannot open the state store")?);
+        Arc::new(StateStore::open(&config.state_dir).context("cannot open the state store")?);
     let searches = reload::Searches::open(
         config.searches.clone(),
         &config.brokers,
@@ -276,17 +276,6 @@ fn spawn_lag_monitor(
 }
 
 impl Running {
-    /// Waits for SIGINT/SIGTERM (first: graceful; second: exit at once),
-    /// then for the pipeline to finish.
-    ///
-    /// # Errors
-    ///
-    /// The pipeline's error.
-    pub fn wait_for_signals(self) -> anyhow::Result<()> {
-        self.handle_signals();
-        self.join()
-    }
-
     /// SIGINT/SIGTERM: the first asks for a graceful stop, the second exits
     /// at once.
     pub fn handle_signals(&self) {

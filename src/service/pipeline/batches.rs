@@ -23,7 +23,7 @@ pub(super) const STALL: Duration = Duration::from_secs(5);
 /// Most closed batches waiting for acknowledgements before input stops.
 pub(super) const MAX_SEALED: usize = 8;
 
-impl Shared {
+impl LoopState {
     /// Closes the current batch: its records form one group per output,
     /// and its offsets are checkpointed once both groups are acknowledged.
     pub(super) fn seal(&mut self) -> Result<(), SinkError> {
@@ -50,7 +50,10 @@ impl Shared {
     /// Checkpoints every closed batch whose records are all acknowledged
     /// (without waiting); returns whether the oldest one still waiting has
     /// waited longer than [`STALL`] or too many are waiting.
-    pub(super) fn advance(&mut self, consumer: &BaseConsumer<Ctx>) -> Result<bool, SinkError> {
+    pub(super) fn advance(
+        &mut self,
+        consumer: &BaseConsumer<RebalanceContext>,
+    ) -> Result<bool, SinkError> {
         // Read to the end with no batch open: the last records are in the
         // newest sealed batch, or, with none waiting, already in.
         if !self.batch_open && self.jobs.has_finishes() {
@@ -92,7 +95,7 @@ impl Shared {
     /// the processed offsets in one WriteBatch, then commits them.
     pub(super) fn checkpoint(
         &mut self,
-        consumer: &BaseConsumer<Ctx>,
+        consumer: &BaseConsumer<RebalanceContext>,
         timeout: Duration,
         mode: CommitMode,
     ) -> Result<(), SinkError> {
@@ -127,7 +130,7 @@ impl Shared {
     /// of its unfinished catch-up classes).
     pub(super) fn write_checkpoint(
         &mut self,
-        consumer: &BaseConsumer<Ctx>,
+        consumer: &BaseConsumer<RebalanceContext>,
         offsets: Vec<(TopicPartition, i64)>,
         jobs: &[(u64, Option<Vec<u8>>)],
         lows: &BTreeMap<TopicPartition, i64>,

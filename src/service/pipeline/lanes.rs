@@ -35,7 +35,7 @@ pub(super) struct Lanes {
 impl Lanes {
     /// Re-reads the plan from the jobs: lanes that stay keep reading where
     /// they are; new ones start at their class's cursor.
-    pub(super) fn rebuild(&mut self, s: &mut Shared, config: &Config) {
+    pub(super) fn rebuild(&mut self, s: &mut LoopState, config: &Config) {
         self.generation = s.jobs.generation;
         let owned = &s.owned;
         let live = s.live;
@@ -94,7 +94,7 @@ impl Lanes {
     /// handled.
     pub(super) fn slice(
         &mut self,
-        shared: &Mutex<Shared>,
+        shared: &Mutex<LoopState>,
         active: &Active,
         scratch: &mut ActiveScratch,
         buf: &mut Vec<u8>,
@@ -217,7 +217,7 @@ pub(super) fn lane_consumer(config: &Config) -> Result<BaseConsumer, KafkaError>
     cfg.create()
 }
 
-impl Shared {
+impl LoopState {
     /// A lane's cursor fell behind the log start (retention): report the
     /// deleted range (error log, `retention_lost` metric, the job's
     /// `deleted_by_retention`) and go on from the log start.

@@ -98,14 +98,14 @@ use super::guard::{self, DocRecords, Outcome};
 use super::metrics::{Metrics, PartitionStatus};
 use super::reload::{Active, ActiveScratch, Masks, Searches};
 use super::sink::{self, Sink, SinkError};
-use crate::checkpoint::{Checkpoints, TopicPartition};
 use crate::config::{Config, StartPosition, Target};
 use crate::document::Document;
 use crate::record::{now_ms, now_rfc3339, InputCoords, RecordContext};
+use crate::state_store::{StateStore, TopicPartition};
 
 use batches::Sealed;
 use lanes::Lanes;
-use rebalance::Ctx;
+use rebalance::RebalanceContext;
 
 /// Shutdown requests: 0 running, 1 graceful, 2 immediate.
 pub type ShutdownFlag = Arc<AtomicU8>;
@@ -121,14 +121,14 @@ pub enum PipelineError {
     Sink(#[from] SinkError),
     /// The state store failed.
     #[error(transparent)]
-    Store(#[from] crate::checkpoint::StoreError),
+    Store(#[from] crate::state_store::StoreError),
 }
 
 /// State shared by the loop and the rebalance callback (which runs inside
 /// `poll` on the same thread, so the lock is never contended; the loop
 /// never holds it while polling).
-struct Shared {
-    pub(super) store: Arc<Checkpoints>,
+struct LoopState {
+    pub(super) store: Arc<StateStore>,
     pub(super) output: Box<dyn Sink>,
     pub(super) dead: DeadLetters,
     pub(super) owned: BTreeSet<TopicPartition>,
@@ -164,14 +164,14 @@ struct Shared {
     pub(super) output_target: Target,
 }
 
-fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+fn lock(m: &Mutex<LoopState>) -> MutexGuard<'_, LoopState> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Everything the loop needs, built from the configuration.
 pub struct Pipeline {
-    consumer: BaseConsumer<Ctx>,
-    shared: Arc<Mutex<Shared>>,
+    consumer: BaseConsumer<RebalanceContext>,
+    shared: Arc<Mutex<LoopState>>,
     searches: Arc<Searches>,
     metrics: Arc<Metrics>,
     config: Config,
@@ -179,22 +179,8 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Opens the state store and outputs and creates the consumer.
-    ///
-    /// # Errors
-    ///
-    /// When any of them cannot be opened.
-    pub fn new(
-        config: Config,
-        searches: Arc<Searches>,
-        store: Arc<Checkpoints>,
-        metrics: Arc<Metrics>,
-        inbox: Arc<Inbox>,
-    ) -> Result<Pipeline, PipelineError> {
-        Pipeline::with_mode(config, searches, store, metrics, inbox, true)
-    }
-
-    /// [`Pipeline::new`]; with `live` false it joins no group and only
+    /// Opens the state store and outputs and creates the consumer; with
+    /// `live` false it joins no group and only
     /// drains replay jobs, then stops (`replay` without a running service).
     ///
     /// # Errors
@@ -203,7 +189,7 @@ impl Pipeline {
     pub fn with_mode(
         config: Config,
         searches: Arc<Searches>,
-        store: Arc<Checkpoints>,
+        store: Arc<StateStore>,
         metrics: Arc<Metrics>,
         inbox: Arc<Inbox>,
         live: bool,
@@ -230,7 +216,7 @@ impl Pipeline {
             !matches!(config.dead_letter, Target::Kafka(_)),
             metrics.clone(),
         );
-        let shared = Arc::new(Mutex::new(Shared {
+        let shared = Arc::new(Mutex::new(LoopState {
             store,
             output,
             dead,
@@ -278,9 +264,10 @@ impl Pipeline {
         for (k, v) in &config.consumer_overrides {
             cfg.set(k, v);
         }
-        let consumer: BaseConsumer<Ctx> = cfg.create_with_context(Ctx {
-            shared: shared.clone(),
-        })?;
+        let consumer: BaseConsumer<RebalanceContext> =
+            cfg.create_with_context(RebalanceContext {
+                shared: shared.clone(),
+            })?;
         if live {
             let topics: Vec<&str> = config.input_topics.iter().map(String::as_str).collect();
             consumer.subscribe(&topics)?;

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Shared {
+impl LoopState {
     pub(super) fn process(
         &mut self,
         msg: &BorrowedMessage<'_>,

@@ -4,13 +4,13 @@
 use super::*;
 
 /// The consumer context: rebalances (see the module doc).
-pub(crate) struct Ctx {
-    pub(super) shared: Arc<Mutex<Shared>>,
+pub(crate) struct RebalanceContext {
+    pub(super) shared: Arc<Mutex<LoopState>>,
 }
 
-impl ClientContext for Ctx {}
+impl ClientContext for RebalanceContext {}
 
-impl ConsumerContext for Ctx {
+impl ConsumerContext for RebalanceContext {
     fn rebalance(
         &self,
         consumer: &BaseConsumer<Self>,
@@ -208,7 +208,7 @@ impl ConsumerContext for Ctx {
     }
 }
 
-impl Shared {
+impl LoopState {
     /// Catch-up (docs/operations.md §5.3): every partition of `tpl` whose backlog from
     /// its start offset to the high watermark exceeds the threshold becomes
     /// a range of a new drain job, and its live lane starts at the head.
@@ -216,7 +216,7 @@ impl Shared {
     /// the assignment takes them.
     pub(super) fn split_backlogs(
         &mut self,
-        consumer: &BaseConsumer<Ctx>,
+        consumer: &BaseConsumer<RebalanceContext>,
         tpl: &mut TopicPartitionList,
     ) {
         let mut ranges = Vec::new();
@@ -272,11 +272,11 @@ impl Shared {
 
     /// After an output outage: the owned partitions whose backlog from the
     /// processed offset exceeds the threshold become a catch-up job
-    /// ([`Shared::split_backlogs`]); returns their new live offsets (the
+    /// ([`LoopState::split_backlogs`]); returns their new live offsets (the
     /// heads) for the consumer to seek to.
     pub(super) fn split_after_outage(
         &mut self,
-        consumer: &BaseConsumer<Ctx>,
+        consumer: &BaseConsumer<RebalanceContext>,
     ) -> Vec<(TopicPartition, i64)> {
         let mut tpl = TopicPartitionList::new();
         for tp in &self.owned {

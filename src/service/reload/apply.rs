@@ -277,7 +277,7 @@ impl Searches {
     }
 
     pub(super) fn build_stored(
-        store: &Checkpoints,
+        store: &StateStore,
         limits: &Limits,
         version: u64,
         previous: Option<&Catalog>,

@@ -1,7 +1,7 @@
 //! The compacted searches topic: read from the beginning and tailed;
 //! local changes published as the records that differ.
 
-use super::{Candidate, Job, ReloadError, Searches, TopicSpec, Weak};
+use super::{Candidate, ReloadError, Searches, TopicSpec, Weak, WorkerTask};
 use crate::searches::SearchesFile;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -194,7 +194,7 @@ impl Source {
                         None if dirty => {
                             dirty = false;
                             let c = state.lock().expect("state lock").candidate(&topic);
-                            s.send(Job::FromKafka(c));
+                            s.send(WorkerTask::FromKafka(c));
                         }
                         None => {}
                     }

@@ -10,7 +10,7 @@
 //! bytes make the hash a property of the searches, not of the file's
 //! whitespace, and let every instance that holds the same topics compute
 //! the same hash. Versions are stored with the active version's number in
-//! one synced WriteBatch (`checkpoint`); a rollback only moves the active
+//! one synced WriteBatch (`state_store`); a rollback only moves the active
 //! number.
 //!
 //! # Data flow
@@ -102,12 +102,12 @@ use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
 use super::metrics::Metrics;
-use crate::checkpoint::{Checkpoints, StoreError, VersionMeta};
 use crate::config::SearchesConfig;
 use crate::engine::Matcher;
 use crate::query::Limits;
 use crate::record::now_rfc3339;
 use crate::searches::{Catalog, CatalogError, SearchesFile, TopicSpec};
+use crate::state_store::{StateStore, StoreError, VersionMeta};
 
 mod active;
 mod apply;
@@ -144,7 +144,7 @@ pub struct Change {
 
 type Reply = tokio::sync::oneshot::Sender<Result<Change, ReloadError>>;
 
-enum Job {
+enum WorkerTask {
     /// Re-read the file (explicit: even if its bytes did not change).
     Reload { force: bool, reply: Reply },
     /// The watcher saw the file change.
@@ -173,10 +173,10 @@ struct LastError {
 /// the worker that applies changes. See the module doc.
 pub struct Searches {
     current: ArcSwap<Active>,
-    store: Arc<Checkpoints>,
+    store: Arc<StateStore>,
     config: SearchesConfig,
     limits: Limits,
-    jobs: Mutex<mpsc::Sender<Job>>,
+    tasks: Mutex<mpsc::Sender<WorkerTask>>,
     last_error: Mutex<Option<LastError>>,
     /// SHA-256 of the file's bytes when last read: the watcher acts on
     /// changes of content only.
@@ -248,7 +248,7 @@ impl Searches {
     pub fn open(
         config: SearchesConfig,
         brokers: &str,
-        store: Arc<Checkpoints>,
+        store: Arc<StateStore>,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Searches>, ReloadError> {
         let limits = Limits::default();
@@ -266,7 +266,7 @@ impl Searches {
             store,
             config,
             limits,
-            jobs: Mutex::new(tx),
+            tasks: Mutex::new(tx),
             last_error: Mutex::new(None),
             file_fingerprint: Mutex::new(None),
             kafka,
@@ -412,12 +412,13 @@ impl Searches {
 
     /// Re-reads the sources (`POST /searches/reload`).
     pub async fn reload(&self, force: bool) -> Result<Change, ReloadError> {
-        self.submit(|reply| Job::Reload { force, reply }).await
+        self.submit(|reply| WorkerTask::Reload { force, reply })
+            .await
     }
 
     /// Applies a whole uploaded document (`PUT /searches`).
     pub async fn put(&self, document: Vec<u8>, force: bool) -> Result<Change, ReloadError> {
-        self.submit(|reply| Job::Put {
+        self.submit(|reply| WorkerTask::Put {
             document,
             force,
             reply,
@@ -427,10 +428,11 @@ impl Searches {
 
     /// Returns to the previous version, or to version `to`.
     pub async fn rollback(&self, to: Option<u64>) -> Result<Change, ReloadError> {
-        self.submit(|reply| Job::Rollback { to, reply }).await
+        self.submit(|reply| WorkerTask::Rollback { to, reply })
+            .await
     }
 
-    async fn submit(&self, job: impl FnOnce(Reply) -> Job) -> Result<Change, ReloadError> {
+    async fn submit(&self, job: impl FnOnce(Reply) -> WorkerTask) -> Result<Change, ReloadError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.send(job(tx));
         let change = rx.await.map_err(|_| ReloadError::Stopped)??;
@@ -455,15 +457,15 @@ impl Searches {
         Ok(change)
     }
 
-    fn send(&self, job: Job) {
+    fn send(&self, job: WorkerTask) {
         // A send fails only when the worker is gone (shutdown); the reply
         // channel then reports `Stopped`.
-        let _ = self.jobs.lock().expect("jobs lock").send(job);
+        let _ = self.tasks.lock().expect("tasks lock").send(job);
     }
 
-    fn handle(&self, job: Job) {
+    fn handle(&self, job: WorkerTask) {
         match job {
-            Job::Reload { force, reply } => {
+            WorkerTask::Reload { force, reply } => {
                 let r = if self.config.file.is_none() {
                     let a = self.current();
                     Ok(Change {
@@ -478,7 +480,7 @@ impl Searches {
                 };
                 self.finish(r, Some(reply));
             }
-            Job::FileChanged => match self.read_file(false) {
+            WorkerTask::FileChanged => match self.read_file(false) {
                 Ok(c) if c.canonical.is_empty() => {} // bytes unchanged
                 Ok(c) => {
                     let r = self.change(c, false);
@@ -486,7 +488,7 @@ impl Searches {
                 }
                 Err(e) => self.finish(Err(e), None),
             },
-            Job::Put {
+            WorkerTask::Put {
                 document,
                 force,
                 reply,
@@ -500,11 +502,11 @@ impl Searches {
                 let r = c.and_then(|c| self.change(c, force));
                 self.finish(r, Some(reply));
             }
-            Job::Rollback { to, reply } => {
+            WorkerTask::Rollback { to, reply } => {
                 let r = self.rollback_now(to);
                 self.finish(r, Some(reply));
             }
-            Job::FromKafka(c) => {
+            WorkerTask::FromKafka(c) => {
                 let r = self.apply(c, true);
                 self.finish(r, None);
             }

@@ -25,7 +25,7 @@ fn open(d: &Path, watch: bool) -> Result<Arc<Searches>, ReloadError> {
     // length of a merge.
     let until = Instant::now() + Duration::from_secs(10);
     let store = loop {
-        match Checkpoints::open(&d.join("state")) {
+        match StateStore::open(&d.join("state")) {
             Ok(s) => break Arc::new(s),
             Err(e) if Instant::now() > until => panic!("{e}"),
             Err(_) => std::thread::sleep(Duration::from_millis(20)),

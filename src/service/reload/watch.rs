@@ -38,7 +38,7 @@ pub(super) fn watch(
                     }
                 }
                 let Some(s) = searches.upgrade() else { return };
-                s.send(Job::FileChanged);
+                s.send(WorkerTask::FileChanged);
             }
         })
         .map_err(|e| notify::Error::generic(&e.to_string()))?;

@@ -1,4 +1,4 @@
-//! Progress in RocksDB (docs/operations.md §5.1).
+//! The state store: offsets, searches versions, drain jobs and the instance id in RocksDB (docs/operations.md §5.1).
 //!
 //! # Layout
 //!
@@ -122,18 +122,18 @@ pub enum StoreError {
 }
 
 /// The checkpoint store.
-pub struct Checkpoints {
+pub struct StateStore {
     db: DB,
     path: String,
 }
 
-impl Checkpoints {
+impl StateStore {
     /// Opens (creating if needed) the store in `dir`.
     ///
     /// # Errors
     ///
     /// When RocksDB cannot open it (another process holds it, bad path).
-    pub fn open(dir: &Path) -> Result<Checkpoints, StoreError> {
+    pub fn open(dir: &Path) -> Result<StateStore, StoreError> {
         let path = dir.display().to_string();
         let mut opts = Options::default();
         opts.create_if_missing(true);
@@ -143,7 +143,7 @@ impl Checkpoints {
             path: path.clone(),
             source,
         })?;
-        let store = Checkpoints { db, path };
+        let store = StateStore { db, path };
         let meta = store.cf(CF_META);
         store
             .db
@@ -157,7 +157,7 @@ impl Checkpoints {
     /// # Errors
     ///
     /// When it does not exist or cannot be read.
-    pub fn open_read_only(dir: &Path) -> Result<Checkpoints, StoreError> {
+    pub fn open_read_only(dir: &Path) -> Result<StateStore, StoreError> {
         let path = dir.display().to_string();
         let opts = Options::default();
         let families = DB::list_cf(&opts, dir).unwrap_or_default();
@@ -170,7 +170,7 @@ impl Checkpoints {
                 source,
             }
         })?;
-        Ok(Checkpoints { db, path })
+        Ok(StateStore { db, path })
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -363,7 +363,7 @@ impl Checkpoints {
         self.commit_with_jobs(advance, forget, &[])
     }
 
-    /// [`Checkpoints::commit`] plus drain jobs to write (`Some`) or delete
+    /// [`StateStore::commit`] plus drain jobs to write (`Some`) or delete
     /// (`None`), all in one synced WriteBatch.
     ///
     /// # Errors
@@ -427,12 +427,12 @@ mod tests {
         let a = TopicPartition::new("in", 0);
         let b = TopicPartition::new("in", 2);
         {
-            let s = Checkpoints::open(&dir).unwrap();
+            let s = StateStore::open(&dir).unwrap();
             assert_eq!(s.get(&a).unwrap(), None);
             s.commit(&[(a.clone(), 10), (b.clone(), 7)], &[]).unwrap();
             s.commit(&[(a.clone(), 12)], &[b.clone()]).unwrap();
         }
-        let s = Checkpoints::open(&dir).unwrap();
+        let s = StateStore::open(&dir).unwrap();
         assert_eq!(s.get(&a).unwrap(), Some(12));
         assert_eq!(s.get(&b).unwrap(), None);
         assert_eq!(s.all().unwrap(), vec![(a, 12)]);
@@ -457,7 +457,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tm-versions-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         {
-            let s = Checkpoints::open(&dir).unwrap();
+            let s = StateStore::open(&dir).unwrap();
             assert_eq!(s.active_version().unwrap(), None);
             s.add_version(&meta(1), b"{one}").unwrap();
             s.add_version(&meta(300), b"{three hundred}").unwrap();
@@ -466,7 +466,7 @@ mod tests {
             s.set_active_version(1).unwrap();
             s.commit(&[(TopicPartition::new("in", 0), 5)], &[]).unwrap();
         }
-        let s = Checkpoints::open(&dir).unwrap();
+        let s = StateStore::open(&dir).unwrap();
         assert_eq!(s.active_version().unwrap(), Some(1));
         let v: Vec<u64> = s.versions().unwrap().iter().map(|m| m.version).collect();
         assert_eq!(v, vec![1, 2, 300]);
@@ -477,7 +477,7 @@ mod tests {
         );
         assert_eq!(s.version_document(4).unwrap(), None);
         drop(s);
-        let r = Checkpoints::open_read_only(&dir).unwrap();
+        let r = StateStore::open_read_only(&dir).unwrap();
         assert_eq!(r.versions().unwrap().len(), 3);
         drop(r);
         let _ = std::fs::remove_dir_all(&dir);
