@@ -193,7 +193,7 @@ enum Command {
         args: ServiceArgs,
     },
     /// Admin operations on the searches of a running service.
-    Searches {
+    SearchVersions {
         #[command(subcommand)]
         action: SearchesAction,
         /// Configuration file (its [admin] section gives address and token).
@@ -438,7 +438,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             };
             commands::status::run(&config, &mut std::io::stdout().lock())
         }
-        Command::Searches {
+        Command::SearchVersions {
             action,
             config,
             admin_addr,

@@ -1,6 +1,6 @@
 //! `bench --reload`: what a searches change costs with many searches
 //! loaded (docs/operations.md §5.6). Runs the service's own reload path
-//! ([`Searches`](crate::service::reload::Searches), RocksDB versions
+//! ([`SearchVersions`](crate::service::reload::SearchVersions), RocksDB versions
 //! included) in process and measures:
 //!
 //! 1. **Start**: reading, validating, compiling and storing N searches.
@@ -24,7 +24,7 @@ use anyhow::Context;
 use super::Outcome;
 use crate::config::SearchesConfig;
 use crate::document::Document;
-use crate::service::reload::Searches;
+use crate::service::reload::SearchVersions;
 use crate::state_store::StateStore;
 use crate::workload;
 
@@ -93,8 +93,8 @@ pub fn run(opts: &ReloadBenchOptions, out: &mut dyn Write) -> anyhow::Result<Out
     let store = Arc::new(StateStore::open(&dir.join("state"))?);
     let mut config = SearchesConfig::file(&file);
     config.watch = false;
-    let searches =
-        Searches::open(config, "", store, Arc::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let searches = SearchVersions::open(config, "", store, Arc::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let start = t.elapsed();
     let m = searches.current().meta.clone();
     writeln!(

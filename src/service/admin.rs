@@ -20,7 +20,7 @@ use axum::{Json, Router};
 
 use super::drain::{plan_replay, Inbox, Request};
 use super::metrics::Metrics;
-use super::reload::{Change, ReloadError, Searches};
+use super::reload::{Change, ReloadError, SearchVersions};
 use crate::config::Config;
 
 /// What the handlers read.
@@ -29,7 +29,7 @@ pub struct AdminState {
     /// Live metrics.
     pub metrics: Arc<Metrics>,
     /// The searches and their versions.
-    pub searches: Arc<Searches>,
+    pub searches: Arc<SearchVersions>,
     /// Bearer token of the mutating endpoints.
     pub token: Option<String>,
     /// Consumer group.

@@ -44,7 +44,7 @@ pub struct Running {
     /// The metrics.
     pub metrics: Arc<metrics::Metrics>,
     /// The searches and their versions.
-    pub searches: Arc<reload::Searches>,
+    pub searches: Arc<reload::SearchVersions>,
     /// Requests to the pipeline (replays, cancels).
     pub inbox: Arc<drain::Inbox>,
     pipeline: std::thread::JoinHandle<Result<(), pipeline::PipelineError>>,
@@ -112,7 +112,7 @@ fn start_with(
         .with_context(|| format!("cannot create {}", config.state_dir.display()))?;
     let store =
         Arc::new(StateStore::open(&config.state_dir).context("cannot open the state store")?);
-    let searches = reload::Searches::open(
+    let searches = reload::SearchVersions::open(
         config.searches.clone(),
         &config.brokers,
         store.clone(),

@@ -96,7 +96,7 @@ use super::dead_letters::{Coords, DeadLetters};
 use super::drain::{Advance, Finish, Inbox, JobKind, Jobs, LanePlan, Request, SLICE};
 use super::guard::{self, DocRecords, Outcome};
 use super::metrics::{Metrics, PartitionStatus};
-use super::reload::{Active, ActiveScratch, Masks, Searches};
+use super::reload::{Active, ActiveScratch, Masks, SearchVersions};
 use super::sink::{self, Sink, SinkError};
 use crate::config::{Config, StartPosition, Target};
 use crate::document::Document;
@@ -172,7 +172,7 @@ fn lock(m: &Mutex<LoopState>) -> MutexGuard<'_, LoopState> {
 pub struct Pipeline {
     consumer: BaseConsumer<RebalanceContext>,
     shared: Arc<Mutex<LoopState>>,
-    searches: Arc<Searches>,
+    searches: Arc<SearchVersions>,
     metrics: Arc<Metrics>,
     config: Config,
     inbox: Arc<Inbox>,
@@ -188,7 +188,7 @@ impl Pipeline {
     /// When any part cannot be opened.
     pub fn with_mode(
         config: Config,
-        searches: Arc<Searches>,
+        searches: Arc<SearchVersions>,
         store: Arc<StateStore>,
         metrics: Arc<Metrics>,
         inbox: Arc<Inbox>,

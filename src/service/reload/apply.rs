@@ -23,7 +23,7 @@ pub(super) fn compile_probed(catalog: &Catalog, source: &str) -> Result<Matcher,
     Ok(matcher)
 }
 
-impl Searches {
+impl SearchVersions {
     /// Validates `c`, guards, compiles, stores and swaps in (module doc).
     pub(super) fn apply(&self, c: Candidate, force: bool) -> Result<Change, ReloadError> {
         let started = Instant::now();
@@ -315,8 +315,12 @@ impl Searches {
         if previous.meta.version == version {
             return Ok(unchanged(&previous));
         }
-        let next =
-            Searches::build_stored(&self.store, &self.limits, version, Some(&previous.catalog))?;
+        let next = SearchVersions::build_stored(
+            &self.store,
+            &self.limits,
+            version,
+            Some(&previous.catalog),
+        )?;
         self.store.set_active_version(version)?;
         Ok(self.swap(next, &previous))
     }

@@ -1,7 +1,7 @@
 //! The compacted searches topic: read from the beginning and tailed;
 //! local changes published as the records that differ.
 
-use super::{Candidate, ReloadError, Searches, TopicSpec, Weak, WorkerTask};
+use super::{Candidate, ReloadError, SearchVersions, TopicSpec, Weak, WorkerTask};
 use crate::searches::SearchesFile;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -166,7 +166,7 @@ impl Source {
 
     /// Keeps reading on a thread; after each quiet moment with changes,
     /// hands the worker a candidate.
-    pub(super) fn tail(&self, searches: Weak<Searches>) {
+    pub(super) fn tail(&self, searches: Weak<SearchVersions>) {
         let consumer = self.consumer.lock().expect("consumer lock").take();
         let Some(consumer) = consumer else { return };
         let state = self.state.clone();

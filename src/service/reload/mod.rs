@@ -85,7 +85,7 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | `mod.rs` | the [`Searches`] facade: open, current version, requests to the worker, status |
+//! | `mod.rs` | the [`SearchVersions`] facade: open, current version, requests to the worker, status |
 //! | `active` | [`Active`] (matcher, delta, masks) and its scratch space |
 //! | `apply` | validate → guard → compile and probe → store → swap; delta, merge, rollback, publish |
 //! | `error` | [`ReloadError`] and its HTTP status |
@@ -171,7 +171,7 @@ struct LastError {
 
 /// The searches of a running service: the active version, the sources and
 /// the worker that applies changes. See the module doc.
-pub struct Searches {
+pub struct SearchVersions {
     current: ArcSwap<Active>,
     store: Arc<StateStore>,
     config: SearchesConfig,
@@ -236,7 +236,7 @@ impl Candidate {
     }
 }
 
-impl Searches {
+impl SearchVersions {
     /// Opens the searches of a service: compiles the active stored version,
     /// applies the sources (see the module doc), and starts the worker, the
     /// file watcher and the Kafka reader.
@@ -250,10 +250,10 @@ impl Searches {
         brokers: &str,
         store: Arc<StateStore>,
         metrics: Arc<Metrics>,
-    ) -> Result<Arc<Searches>, ReloadError> {
+    ) -> Result<Arc<SearchVersions>, ReloadError> {
         let limits = Limits::default();
         let current = match store.active_version()? {
-            Some(n) => Searches::build_stored(&store, &limits, n, None)?,
+            Some(n) => SearchVersions::build_stored(&store, &limits, n, None)?,
             None => empty_version(),
         };
         let kafka = match &config.kafka_topic {
@@ -261,7 +261,7 @@ impl Searches {
             None => None,
         };
         let (tx, rx) = mpsc::channel();
-        let searches = Arc::new(Searches {
+        let searches = Arc::new(SearchVersions {
             current: ArcSwap::from_pointee(current),
             store,
             config,

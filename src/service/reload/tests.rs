@@ -20,7 +20,7 @@ fn dir(name: &str) -> PathBuf {
     d
 }
 
-fn open(d: &Path, watch: bool) -> Result<Arc<Searches>, ReloadError> {
+fn open(d: &Path, watch: bool) -> Result<Arc<SearchVersions>, ReloadError> {
     // A dropped instance's worker may still hold the store for the
     // length of a merge.
     let until = Instant::now() + Duration::from_secs(10);
@@ -34,7 +34,7 @@ fn open(d: &Path, watch: bool) -> Result<Arc<Searches>, ReloadError> {
     let mut config = SearchesConfig::file(d.join("searches.json"));
     config.watch = watch;
     config.debounce = Duration::from_millis(50);
-    Searches::open(config, "", store, Arc::default())
+    SearchVersions::open(config, "", store, Arc::default())
 }
 
 fn block<T>(f: impl std::future::Future<Output = T>) -> T {
@@ -45,7 +45,7 @@ fn block<T>(f: impl std::future::Future<Output = T>) -> T {
         .block_on(f)
 }
 
-fn topics_of(s: &Searches) -> Vec<String> {
+fn topics_of(s: &SearchVersions) -> Vec<String> {
     s.current()
         .catalog
         .topics

@@ -8,7 +8,7 @@ use super::*;
 pub(super) fn watch(
     file: &std::path::Path,
     debounce: Duration,
-    searches: Weak<Searches>,
+    searches: Weak<SearchVersions>,
 ) -> notify::Result<notify::RecommendedWatcher> {
     use notify::Watcher;
     let name = file.file_name().map(ToOwned::to_owned);

@@ -16,7 +16,7 @@ pub(super) fn yield_to_matching() {
     }
 }
 
-pub(super) fn worker(searches: &Weak<Searches>, jobs: &mpsc::Receiver<WorkerTask>) {
+pub(super) fn worker(searches: &Weak<SearchVersions>, jobs: &mpsc::Receiver<WorkerTask>) {
     yield_to_matching();
     loop {
         let job = match jobs.recv_timeout(Duration::from_millis(500)) {
