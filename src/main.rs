@@ -4,314 +4,29 @@
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use topic_matcher::commands::{self, bench::BenchOptions, matching::MatchOptions, Outcome};
 use topic_matcher::config::RawConfig;
 use topic_matcher::query::Limits;
 
-/// Matches social posts against stored boolean keyword searches.
-#[derive(Parser, Debug)]
-#[command(name = "topic-matcher", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+mod cli;
 
-/// The command-line overrides of the configuration (docs/operations.md §4) shared by
-/// `run`, `status` and `replay`; the searches file flag differs (see
-/// [`ServiceArgs`], [`ReplayArgs`]).
-#[derive(clap::Args, Debug, Clone)]
-struct CommonArgs {
-    /// The configuration file (TOML); optional when the flags suffice.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Bootstrap brokers, HOST:PORT[,…].
-    #[arg(long)]
-    brokers: Option<String>,
-    /// Consumer group id.
-    #[arg(long)]
-    group: Option<String>,
-    /// Input topics, TOPIC[,…].
-    #[arg(long)]
-    input: Option<String>,
-    /// kafka:TOPIC, file:PATH or stdout.
-    #[arg(long)]
-    output: Option<String>,
-    /// kafka:TOPIC or file:PATH.
-    #[arg(long)]
-    dead_letter: Option<String>,
-    /// RocksDB state directory.
-    #[arg(long)]
-    state_dir: Option<PathBuf>,
-    /// Admin API address, HOST:PORT (port 0 picks one).
-    #[arg(long)]
-    admin_addr: Option<String>,
-    /// Admin bearer token.
-    #[arg(long, env = "TOPIC_MATCHER_ADMIN_TOKEN", hide_env_values = true)]
-    admin_token: Option<String>,
-}
+use cli::{Cli, Command, SearchesAction};
 
-/// The overrides of `run` and `status`.
-#[derive(clap::Args, Debug, Clone)]
-struct ServiceArgs {
-    #[command(flatten)]
-    common: CommonArgs,
-    /// Searches file.
-    #[arg(long)]
-    searches: Option<PathBuf>,
-}
+/// Invalid input (exit 1): the message is printed as it is.
+#[derive(Debug)]
+pub(crate) struct Invalid(pub(crate) String);
 
-/// The overrides of `replay`, where `--searches` names search ids: the
-/// searches file is `--searches-file`.
-#[derive(clap::Args, Debug, Clone)]
-struct ReplayArgs {
-    #[command(flatten)]
-    common: CommonArgs,
-    /// Searches file.
-    #[arg(long)]
-    searches_file: Option<PathBuf>,
-}
-
-impl CommonArgs {
-    fn load(
-        self,
-        searches: Option<PathBuf>,
-    ) -> Result<topic_matcher::config::Config, topic_matcher::config::ConfigError> {
-        self.load_with(searches, |raw| raw)
-    }
-
-    /// Loads the file, lets `adjust` change it, then applies the flags.
-    fn load_with(
-        self,
-        searches: Option<PathBuf>,
-        adjust: impl FnOnce(RawConfig) -> RawConfig,
-    ) -> Result<topic_matcher::config::Config, topic_matcher::config::ConfigError> {
-        use topic_matcher::config::Overrides;
-        let raw = adjust(match &self.config {
-            Some(p) => RawConfig::from_file(p)?,
-            None => RawConfig::default(),
-        });
-        raw.validate(Overrides {
-            brokers: self.brokers,
-            group: self.group,
-            input: self.input,
-            output: self.output,
-            dead_letter: self.dead_letter,
-            state_dir: self.state_dir,
-            searches,
-            admin_addr: self.admin_addr,
-            admin_token: self.admin_token,
-        })
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
-impl ServiceArgs {
-    fn load(self) -> Result<topic_matcher::config::Config, topic_matcher::config::ConfigError> {
-        self.common.load(self.searches)
-    }
-}
-
-#[derive(Subcommand, Debug)]
-enum SearchesAction {
-    /// Re-read the searches sources now.
-    Reload {
-        /// Accept a change that removes more topics than searches.max_shrink.
-        #[arg(long)]
-        force: bool,
-    },
-    /// Return to the previous version (or --to N).
-    Rollback {
-        /// The version to return to.
-        #[arg(long)]
-        to: Option<u64>,
-    },
-    /// List the stored versions; `*` marks the active one.
-    History,
-    /// Upload a whole searches file as the next version.
-    Put {
-        /// The searches file (JSON, docs/formats.md §2.2).
-        file: PathBuf,
-        /// Accept a change that removes more topics than searches.max_shrink.
-        #[arg(long)]
-        force: bool,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// The streaming service: Kafka in, match records out, checkpoints in RocksDB.
-    Run {
-        #[command(flatten)]
-        args: ServiceArgs,
-    },
-    /// The service on an embedded Kafka with the bundled sample, and a live dashboard.
-    Demo {
-        /// How long to stream, in seconds.
-        #[arg(long, default_value_t = 30)]
-        duration: u64,
-        /// Documents produced per second.
-        #[arg(long, default_value_t = 2000)]
-        rate: u64,
-        /// Seconds the matcher is down mid-run (the backlog then drains by
-        /// class); 0 for none.
-        #[arg(long, default_value_t = 10)]
-        outage: u64,
-    },
-    /// Replay a time window of the input (docs/operations.md §5.4), in the running service or standalone.
-    Replay {
-        /// Window start: RFC 3339 (UTC without a zone) or Unix milliseconds.
-        #[arg(long)]
-        from: Option<String>,
-        /// Window end (exclusive), same forms.
-        #[arg(long)]
-        to: Option<String>,
-        /// Only these search ids, ID[,…] (backfill of new searches).
-        #[arg(long = "searches", value_delimiter = ',')]
-        searches_only: Option<Vec<String>>,
-        /// Only these priority classes, NAME[,…].
-        #[arg(long, value_delimiter = ',')]
-        classes: Option<Vec<String>>,
-        /// Resume stored replay jobs (no service running) instead of starting one.
-        #[arg(long, conflicts_with_all = ["from", "to"])]
-        resume: bool,
-        /// Cancel a running replay job of the service.
-        #[arg(long, value_name = "ID", conflicts_with_all = ["from", "to", "resume"])]
-        cancel: Option<u64>,
-        /// Return once the service has registered the job.
-        #[arg(long)]
-        detach: bool,
-        #[command(flatten)]
-        args: ReplayArgs,
-    },
-    /// Checkpoints, lag and progress of a service (its admin API, or its state directory).
-    Status {
-        #[command(flatten)]
-        args: ServiceArgs,
-    },
-    /// Admin operations on the searches of a running service.
-    SearchVersions {
-        #[command(subcommand)]
-        action: SearchesAction,
-        /// Configuration file (its [admin] section gives address and token).
-        #[arg(long, global = true)]
-        config: Option<PathBuf>,
-        /// Admin API address, HOST:PORT (default from the config, else 127.0.0.1:9464).
-        #[arg(long, global = true)]
-        admin_addr: Option<String>,
-        /// Admin bearer token.
-        #[arg(
-            long,
-            global = true,
-            env = "TOPIC_MATCHER_ADMIN_TOKEN",
-            hide_env_values = true
-        )]
-        admin_token: Option<String>,
-    },
-    /// Offline matching: JSONL documents in, JSONL match records out.
-    Match {
-        /// The searches file (JSON, docs/formats.md §2.2).
-        #[arg(long)]
-        searches: PathBuf,
-        /// Documents, one JSON object per line (default: stdin).
-        #[arg(long)]
-        input: Option<PathBuf>,
-        /// Where to write match records (default: stdout).
-        #[arg(long)]
-        output: Option<PathBuf>,
-        /// Exit 1 if any input line was bad.
-        #[arg(long)]
-        strict: bool,
-        /// Longest accepted input line in bytes.
-        #[arg(long, default_value_t = 1 << 20)]
-        max_line_bytes: usize,
-        /// Work units one document may spend in matching; a document that
-        /// spends more is reported and skipped.
-        #[arg(long, default_value_t = topic_matcher::engine::DEFAULT_WORK_BUDGET)]
-        max_work_per_document: u64,
-    },
-    /// Compile and validate searches; print every error, or counts and sizes.
-    Check {
-        /// The searches file (JSON, docs/formats.md §2.2).
-        #[arg(long)]
-        searches: PathBuf,
-    },
-    /// Throughput benchmark on generated or given searches and documents.
-    Bench {
-        /// Number of generated searches.
-        #[arg(
-            long = "searches",
-            default_value_t = 10_000,
-            conflicts_with = "searches_file"
-        )]
-        searches: usize,
-        /// Use this searches file instead of generated searches.
-        #[arg(long)]
-        searches_file: Option<PathBuf>,
-        /// Number of generated documents.
-        #[arg(long, default_value_t = 100_000)]
-        docs: usize,
-        /// Use these JSONL documents instead of generated ones.
-        #[arg(long)]
-        input: Option<PathBuf>,
-        /// Generate long-form documents (articles) instead of tweets.
-        #[arg(long)]
-        long_form: bool,
-        /// Seed of the workload generator.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Documents to run through the reference evaluator as the baseline
-        /// (0 skips it).
-        #[arg(long, default_value_t = 200)]
-        baseline_docs: usize,
-        /// Timed passes over the documents.
-        #[arg(long, default_value_t = 3)]
-        passes: usize,
-        /// Write the workload (searches.json, documents.jsonl) to this
-        /// directory instead of benchmarking.
-        #[arg(long, value_name = "DIR")]
-        emit_workload: Option<PathBuf>,
-        /// Benchmark end to end through this broker instead: the service
-        /// against a bare consumer reading the same topic.
-        #[arg(long, value_name = "HOST:PORT")]
-        brokers: Option<String>,
-        /// With --brokers: the service's output (kafka:TOPIC, file:PATH;
-        /// default a new topic on the same broker).
-        #[arg(long, requires = "brokers")]
-        output: Option<String>,
-        /// Benchmark searches changes instead: start, one-search change to
-        /// first match, full reload, batch latency during reloads.
-        #[arg(long, conflicts_with_all = ["brokers", "searches_file", "input"])]
-        reload: bool,
-        /// With --brokers: the simulated incident instead — steady state,
-        /// then the same documents drained as a backlog by class.
-        #[arg(long, requires = "brokers")]
-        catch_up: bool,
-        /// With --catch-up: one topic per class instead of one shared topic.
-        #[arg(long, requires = "catch_up")]
-        by_topic: bool,
-        /// With --catch-up: strict or weighted.
-        #[arg(long, default_value = "strict", requires = "catch_up")]
-        policy: String,
-        /// With --catch-up: live documents per second during the drain.
-        #[arg(long, default_value_t = 1000, requires = "catch_up")]
-        live_rate: u64,
-        /// With --reload: how many one-search changes to time.
-        #[arg(long, default_value_t = 5, requires = "reload")]
-        repeats: usize,
-        /// Hostile documents instead: each against the search that used to
-        /// be slow on it, within the work budget (with --emit-workload: write
-        /// them for `match`).
-        #[arg(long, conflicts_with_all = ["brokers", "reload", "searches_file", "input"])]
-        adversarial: bool,
-        /// With --adversarial: bytes of each document.
-        #[arg(long, default_value_t = 1 << 20, requires = "adversarial")]
-        adversarial_bytes: usize,
-    },
-}
+impl std::error::Error for Invalid {}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -344,10 +59,16 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::InvalidInput) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
+        Err(e) => match e.downcast_ref::<Invalid>() {
+            Some(invalid) => {
+                eprintln!("{invalid}");
+                ExitCode::from(1)
+            }
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
     }
 }
 
@@ -355,24 +76,10 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let stderr = std::io::stderr();
     match cli.command {
         Command::Run { args } => {
-            let config = match args.load() {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return Ok(Outcome::InvalidInput);
-                }
-            };
+            let config = args.load()?;
             let running = match topic_matcher::service::start(config) {
                 Ok(r) => r,
-                Err(topic_matcher::service::StartError::Searches(e)) => {
-                    eprintln!("{e}");
-                    return Ok(Outcome::InvalidInput);
-                }
-                Err(topic_matcher::service::StartError::Replay(e)) => {
-                    eprintln!("error: {e}");
-                    return Ok(Outcome::InvalidInput);
-                }
-                Err(topic_matcher::service::StartError::Other(e)) => return Err(e),
+                Err(e) => return e.outcome(&mut std::io::stderr()),
             };
             running.handle_signals();
             // On a terminal, a catch-up shows a bar per class.
@@ -410,13 +117,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             detach,
             args,
         } => {
-            let config = match args.common.load(args.searches_file) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return Ok(Outcome::InvalidInput);
-                }
-            };
+            let config = args.common.load(args.searches_file)?;
             let o = commands::replay::ReplayOptions {
                 from,
                 to,
@@ -429,32 +130,19 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             commands::replay::run(&config, &o, &mut std::io::stdout().lock())
         }
         Command::Status { args } => {
-            let config = match args.common.load_with(args.searches, RawConfig::for_status) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return Ok(Outcome::InvalidInput);
-                }
-            };
+            let config = args
+                .common
+                .load_with(args.searches, RawConfig::for_status)?;
             commands::status::run(&config, &mut std::io::stdout().lock())
         }
-        Command::SearchVersions {
+        Command::Searches {
             action,
             config,
             admin_addr,
             admin_token,
         } => {
             use topic_matcher::commands::searches::{Action, Endpoint};
-            let raw = match &config {
-                Some(p) => match topic_matcher::config::RawConfig::from_file(p) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return Ok(Outcome::InvalidInput);
-                    }
-                },
-                None => topic_matcher::config::RawConfig::default(),
-            };
+            let raw = cli::read_config(config.as_deref())?;
             let addr = admin_addr
                 .or(raw.admin.addr)
                 .unwrap_or_else(|| "127.0.0.1:9464".into());

@@ -137,15 +137,7 @@ pub fn run(config: &Config, o: &ReplayOptions, out: &mut dyn Write) -> anyhow::R
     };
     let (running, id) = match crate::service::start_replay(config.clone(), plan) {
         Ok(r) => r,
-        Err(crate::service::StartError::Searches(e)) => {
-            writeln!(out, "{e}")?;
-            return Ok(Outcome::InvalidInput);
-        }
-        Err(crate::service::StartError::Replay(e)) => {
-            writeln!(out, "error: {e}")?;
-            return Ok(Outcome::InvalidInput);
-        }
-        Err(crate::service::StartError::Other(e)) => return Err(e),
+        Err(e) => return e.outcome(out),
     };
     match id {
         Some(id) => writeln!(

@@ -215,6 +215,24 @@ pub enum StartError {
     Other(#[from] anyhow::Error),
 }
 
+impl StartError {
+    /// The one mapping of start errors to outcomes: invalid searches or
+    /// replay requests are written to `out` and are invalid input (exit 1);
+    /// anything else is returned as an error (exit 2).
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::Other`]'s error, and failures to write to `out`.
+    pub fn outcome(self, out: &mut dyn std::io::Write) -> anyhow::Result<crate::commands::Outcome> {
+        match self {
+            StartError::Searches(e) => writeln!(out, "{e}")?,
+            StartError::Replay(e) => writeln!(out, "error: {e}")?,
+            StartError::Other(e) => return Err(e),
+        }
+        Ok(crate::commands::Outcome::InvalidInput)
+    }
+}
+
 /// Updates lag per assigned partition every 5 s from the high watermarks,
 /// on its own thread and client, so the broker round trips never stall the
 /// pipeline.
