@@ -253,7 +253,7 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<()> {
                 // No drain job before the assignment: no bars to show yet.
                 lines.push("rejoining the consumer group… the backlog waits in Kafka".into());
             } else {
-                lines.extend(progress.iter().map(crate::commands::replay::bar_line));
+                lines.extend(progress.iter().map(crate::terminal::bar_line));
             }
             if tty {
                 shown = crate::terminal::redraw(out, &lines, shown)?;

@@ -87,7 +87,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             while !running.is_finished() {
                 std::thread::sleep(std::time::Duration::from_millis(500));
                 if tty {
-                    topic_matcher::commands::replay::draw_bars(&running.metrics);
+                    topic_matcher::terminal::draw_bars(&running.metrics);
                 }
             }
             topic_matcher::terminal::Screen::stderr().set_bars(Vec::new());

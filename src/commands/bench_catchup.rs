@@ -238,7 +238,7 @@ pub fn run(o: &CatchUpBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outco
     while !report_path.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(500));
         if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            super::replay::draw_bars(&running.metrics);
+            crate::terminal::draw_bars(&running.metrics);
         }
     }
     crate::terminal::Screen::stderr().keep_bars();

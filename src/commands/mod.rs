@@ -2,6 +2,7 @@
 //! typed options, writes to the given streams and returns an [`Outcome`], so
 //! `main` only maps outcomes to exit codes and tests can drive them.
 
+pub mod admin_client;
 pub mod bench;
 pub mod bench_adversarial;
 pub mod bench_catchup;

@@ -12,11 +12,10 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use super::searches::http;
+use super::admin_client::http;
 use super::Outcome;
 use crate::config::Config;
 use crate::service::drain::{plan_replay, ClassProgress};
-use crate::service::metrics::Metrics;
 use crate::terminal::Screen;
 
 /// What `replay` was asked.
@@ -249,7 +248,7 @@ fn print_jobs(jobs: &serde_json::Value, out: &mut dyn Write) -> std::io::Result<
 /// otherwise a plain line every few calls). Returns the calls counted.
 fn show(progress: &[ClassProgress], tty: bool, shown: usize) -> usize {
     if tty {
-        Screen::stderr().set_bars(progress.iter().map(bar_line).collect());
+        Screen::stderr().set_bars(progress.iter().map(crate::terminal::bar_line).collect());
         shown
     } else {
         let mut err = std::io::stderr().lock();
@@ -269,44 +268,4 @@ fn show(progress: &[ClassProgress], tty: bool, shown: usize) -> usize {
         }
         shown + 1
     }
-}
-
-/// Draws the drain progress of `metrics` as bars at the bottom of the
-/// terminal while a job runs; none otherwise.
-pub fn draw_bars(metrics: &Metrics) {
-    let (progress, jobs) = metrics.drain.lock().expect("drain lock").clone();
-    let running = jobs
-        .as_array()
-        .is_some_and(|j| j.iter().any(|j| j["state"] == "running"));
-    let lines = if running {
-        progress.iter().map(bar_line).collect()
-    } else {
-        Vec::new()
-    };
-    Screen::stderr().set_bars(lines);
-}
-
-/// One class as a progress bar line.
-pub fn bar_line(p: &ClassProgress) -> String {
-    const WIDTH: usize = 30;
-    let filled = ((p.drained.clamp(0.0, 1.0)) * WIDTH as f64).round() as usize;
-    let eta = match (p.backlog_messages, p.eta_seconds) {
-        (0, _) => match p.finished_after_seconds {
-            Some(s) => format!("done after {s:.1} s"),
-            None => "done".into(),
-        },
-        (_, Some(e)) => format!("eta {e:.0} s"),
-        (_, None) => "waiting".into(),
-    };
-    format!(
-        "{:<10} [{}{}] {:>5.1}%  {:>9} left  {:>8.0} msg/s  {:>8} docs  {}",
-        p.class,
-        "█".repeat(filled),
-        "░".repeat(WIDTH - filled),
-        p.drained * 100.0,
-        p.backlog_messages,
-        p.rate,
-        p.documents,
-        eta
-    )
 }

@@ -360,7 +360,7 @@ impl Service {
         token: Option<&str>,
         body: &[u8],
     ) -> (u16, String) {
-        topic_matcher::commands::searches::http(
+        topic_matcher::commands::admin_client::http(
             ([127, 0, 0, 1], self.admin).into(),
             method,
             path,
