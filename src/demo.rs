@@ -142,15 +142,9 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<()> {
                     d.to_string()
                 };
                 let key = i.to_string();
-                let mut record = BaseRecord::to("social.posts").key(&key).payload(&payload);
-                loop {
-                    match producer.send(record) {
-                        Ok(()) => break,
-                        Err((_, r)) => {
-                            record = r;
-                            producer.poll(Duration::from_millis(10));
-                        }
-                    }
+                let record = BaseRecord::to("social.posts").key(&key).payload(&payload);
+                if let Err(e) = crate::produce::send_retrying(&producer, record) {
+                    tracing::error!(error = %e, "the demo's producer failed");
                 }
                 i += 1;
                 p_produced.store(i, Relaxed);

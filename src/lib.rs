@@ -62,6 +62,7 @@ pub mod config;
 pub mod demo;
 pub mod document;
 pub mod engine;
+pub mod produce;
 pub mod query;
 pub mod record;
 pub mod searches;

@@ -474,20 +474,11 @@ fn produce_at(topic: &str, tag: &str, n: usize, start_ms: i64) {
     for i in 0..n {
         let d = doc(tag, i);
         let key = i.to_string();
-        let mut r = BaseRecord::to(topic)
+        let r = BaseRecord::to(topic)
             .key(&key)
             .payload(&d)
             .timestamp(start_ms + i as i64);
-        loop {
-            match p.send(r) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    r = back;
-                    p.poll(Duration::ZERO);
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        }
+        topic_matcher::produce::send_retrying(&p, r).expect("produce");
     }
     p.flush(Duration::from_secs(30)).unwrap();
 }

@@ -60,17 +60,8 @@ fn class_of(i: usize) -> usize {
     }
 }
 
-fn send(p: &BaseProducer, topic: &str, key: &str, value: &[u8]) {
-    let mut r = BaseRecord::to(topic).key(key).payload(value);
-    loop {
-        match p.send(r) {
-            Ok(()) => break,
-            Err((_, back)) => {
-                r = back;
-                p.poll(Duration::from_millis(5));
-            }
-        }
-    }
+fn send(p: &BaseProducer, topic: &str, key: &str, value: &[u8]) -> rdkafka::error::KafkaResult<()> {
+    crate::produce::send_retrying(p, BaseRecord::to(topic).key(key).payload(value))
 }
 
 /// Runs the benchmark.
@@ -115,7 +106,7 @@ pub fn run(o: &CatchUpBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outco
         .create()?;
     let t = Instant::now();
     for (i, (class, d)) in docs.iter().enumerate() {
-        send(&producer, topic_of(*class), &i.to_string(), d);
+        send(&producer, topic_of(*class), &i.to_string(), d)?;
     }
     producer.flush(Duration::from_secs(300))?;
     writeln!(
@@ -222,7 +213,7 @@ pub fn run(o: &CatchUpBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outco
             while !stop.load(Relaxed) {
                 let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
                 while n < due {
-                    send(&p, &topic, &format!("live-{n}"), &sample);
+                    send(&p, &topic, &format!("live-{n}"), &sample)?;
                     n += 1;
                 }
                 // (poll with a timeout spins in this client version)

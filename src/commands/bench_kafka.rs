@@ -200,16 +200,7 @@ pub fn run(opts: &KafkaBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outc
     let started = Instant::now();
     for (i, d) in docs.iter().enumerate() {
         let key = i.to_string();
-        let mut r = BaseRecord::to(&input).key(&key).payload(d);
-        loop {
-            match producer.send(r) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    r = back;
-                    producer.poll(Duration::from_millis(5));
-                }
-            }
-        }
+        crate::produce::send_retrying(&producer, BaseRecord::to(&input).key(&key).payload(d))?;
     }
     producer.flush(Duration::from_secs(300))?;
     writeln!(

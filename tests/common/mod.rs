@@ -179,16 +179,8 @@ pub fn produce(brokers: &str, topic: &str, docs: &[Vec<u8>]) {
     let p = producer(brokers);
     for (i, d) in docs.iter().enumerate() {
         let key = i.to_string();
-        let mut r = BaseRecord::to(topic).key(&key).payload(d);
-        loop {
-            match p.send(r) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    r = back;
-                    p.poll(Duration::from_millis(10));
-                }
-            }
-        }
+        topic_matcher::produce::send_retrying(&p, BaseRecord::to(topic).key(&key).payload(d))
+            .expect("produce");
     }
     p.flush(Duration::from_secs(30)).expect("flush input");
 }
