@@ -95,11 +95,7 @@ impl Lanes {
     pub(super) fn slice(
         &mut self,
         shared: &Mutex<LoopState>,
-        active: &Active,
-        scratch: &mut ActiveScratch,
-        buf: &mut Vec<u8>,
-        matched_at: &str,
-        max_bytes: usize,
+        m: &mut MatchInput<'_>,
     ) -> Result<usize, SinkError> {
         let Some(plan) = &self.plan else {
             return Ok(0);
@@ -108,7 +104,7 @@ impl Lanes {
         let mut s = lock(shared);
         if self.masks.is_none() {
             if let Some(ids) = s.jobs.running(job).and_then(|j| j.searches.clone()) {
-                self.masks = Some(active.masks(&ids));
+                self.masks = Some(m.active.masks(&ids));
             }
         }
         let mut classes: Vec<usize> = self.lanes.iter().map(|l| l.class).collect();
@@ -147,11 +143,7 @@ impl Lanes {
                                 job,
                                 class,
                                 self.masks.as_ref(),
-                                active,
-                                scratch,
-                                buf,
-                                matched_at,
-                                max_bytes,
+                                m,
                             )?);
                             taken += 1;
                         }

@@ -105,6 +105,7 @@ use crate::state_store::{StateStore, TopicPartition};
 
 use batches::Sealed;
 use lanes::Lanes;
+use process::MatchInput;
 use rebalance::RebalanceContext;
 
 /// Shutdown requests: 0 running, 1 graceful, 2 immediate.
@@ -363,14 +364,14 @@ impl Pipeline {
                         matched_at_refreshed = Instant::now();
                     }
                     let mut s = lock(&self.shared);
-                    s.process(
-                        &msg,
-                        &active,
-                        &mut scratch,
-                        &mut buf,
-                        &matched_at,
-                        self.config.max_message_bytes,
-                    )?;
+                    let mut m = MatchInput {
+                        active: &active,
+                        scratch: &mut scratch,
+                        buf: &mut buf,
+                        matched_at: &matched_at,
+                        max_bytes: self.config.max_message_bytes,
+                    };
+                    s.process(&msg, &mut m)?;
                     drop(s);
                     batch_started.get_or_insert_with(Instant::now);
                     in_batch += 1;
@@ -389,14 +390,14 @@ impl Pipeline {
                 None if draining => {
                     matched_at = now_rfc3339();
                     matched_at_refreshed = Instant::now();
-                    let n = lanes.slice(
-                        &self.shared,
-                        &active,
-                        &mut scratch,
-                        &mut buf,
-                        &matched_at,
-                        self.config.max_message_bytes,
-                    )?;
+                    let mut m = MatchInput {
+                        active: &active,
+                        scratch: &mut scratch,
+                        buf: &mut buf,
+                        matched_at: &matched_at,
+                        max_bytes: self.config.max_message_bytes,
+                    };
+                    let n = lanes.slice(&self.shared, &mut m)?;
                     if n > 0 {
                         batch_started.get_or_insert_with(Instant::now);
                         in_batch += n;
@@ -554,14 +555,14 @@ impl Pipeline {
                             scratch.set_budget(self.config.max_work_per_document);
                             let mut buf = Vec::new();
                             let at = now_rfc3339();
-                            let _ = lock(&self.shared).process(
-                                &msg,
-                                &active,
-                                &mut scratch,
-                                &mut buf,
-                                &at,
-                                self.config.max_message_bytes,
-                            );
+                            let mut m = MatchInput {
+                                active: &active,
+                                scratch: &mut scratch,
+                                buf: &mut buf,
+                                matched_at: &at,
+                                max_bytes: self.config.max_message_bytes,
+                            };
+                            let _ = lock(&self.shared).process(&msg, &mut m);
                         }
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));

@@ -3,15 +3,24 @@
 
 use super::*;
 
+/// What matching a message needs besides the message: the searches version
+/// in use, its scratch space, a buffer for records, the `matched_at` of
+/// records and the size limit of documents.
+pub(super) struct MatchInput<'a> {
+    pub(super) active: &'a Active,
+    pub(super) scratch: &'a mut ActiveScratch,
+    pub(super) buf: &'a mut Vec<u8>,
+    pub(super) matched_at: &'a str,
+    pub(super) max_bytes: usize,
+}
+
 impl LoopState {
+    /// A live message: skipped when fetched before a revocation or before
+    /// the live lane moved to the head; else matched or dead-lettered.
     pub(super) fn process(
         &mut self,
         msg: &BorrowedMessage<'_>,
-        active: &Active,
-        scratch: &mut ActiveScratch,
-        buf: &mut Vec<u8>,
-        matched_at: &str,
-        max_bytes: usize,
+        m: &mut MatchInput<'_>,
     ) -> Result<(), SinkError> {
         let tp = TopicPartition::new(msg.topic(), msg.partition());
         if !self.owned.contains(&tp) {
@@ -28,10 +37,10 @@ impl LoopState {
         self.metrics.documents_in.fetch_add(1, Relaxed);
         self.live_docs += 1;
         let payload = msg.payload().unwrap_or_default();
-        match Document::parse(payload, max_bytes) {
+        match Document::parse(payload, m.max_bytes) {
             Ok(doc) => {
                 let class = self.jobs.classes().classify(msg.topic(), &doc);
-                self.emit(msg, &doc, class, None, active, scratch, buf, matched_at)?;
+                self.emit(msg, &doc, class, None, m)?;
             }
             Err(reason) => self.bad(msg, &reason.to_string())?,
         }
@@ -44,18 +53,13 @@ impl LoopState {
     /// restricted to `masks`); bad messages go to the dead letters once, by
     /// the lane of the last class that reads the topic, in a catch-up. Returns whether a document of
     /// the lane's class was matched.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn process_backlog(
         &mut self,
         msg: &BorrowedMessage<'_>,
         job: u64,
         class: usize,
         masks: Option<&Masks>,
-        active: &Active,
-        scratch: &mut ActiveScratch,
-        buf: &mut Vec<u8>,
-        matched_at: &str,
-        max_bytes: usize,
+        m: &mut MatchInput<'_>,
     ) -> Result<bool, SinkError> {
         self.batch_open = true;
         let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
@@ -76,11 +80,11 @@ impl LoopState {
         };
         let dead_letters = class == self.jobs.classes().last_reader(topic);
         let mut emitted = false;
-        match Document::parse(msg.payload().unwrap_or_default(), max_bytes) {
+        match Document::parse(msg.payload().unwrap_or_default(), m.max_bytes) {
             Ok(doc) => {
                 if in_window && self.jobs.classes().classify(topic, &doc) == class {
                     self.metrics.documents_in.fetch_add(1, Relaxed);
-                    self.emit(msg, &doc, class, masks, active, scratch, buf, matched_at)?;
+                    self.emit(msg, &doc, class, masks, m)?;
                     emitted = true;
                 }
             }
@@ -98,18 +102,16 @@ impl LoopState {
     /// that spends the work budget or makes matching panic becomes a dead
     /// letter instead (see `guard`), and a record the output cannot take
     /// for good sends the document to the dead letters too.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn emit(
         &mut self,
         msg: &BorrowedMessage<'_>,
         doc: &Document<'_>,
         class: usize,
         masks: Option<&Masks>,
-        active: &Active,
-        scratch: &mut ActiveScratch,
-        buf: &mut Vec<u8>,
-        matched_at: &str,
+        m: &mut MatchInput<'_>,
     ) -> Result<(), SinkError> {
+        let (active, scratch, buf, matched_at) =
+            (m.active, &mut *m.scratch, &mut *m.buf, m.matched_at);
         let classes = self.jobs.classes();
         let ctx = RecordContext {
             matched_at,
