@@ -180,6 +180,18 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// Moves the consumer's position on `tp` to `offset`; a failure is
+    /// logged with `what` (the caller has no better recourse).
+    fn seek(&self, tp: &TopicPartition, offset: i64, what: &str) {
+        let to = Offset::Offset(offset);
+        if let Err(e) = self
+            .consumer
+            .seek(&tp.topic, tp.partition, to, Duration::from_secs(5))
+        {
+            tracing::error!(partition = %tp, error = %e, "{what}");
+        }
+    }
+
     /// Opens the state store and outputs and creates the consumer; with
     /// `live` false it joins no group and only
     /// drains replay jobs, then stops (`replay` without a running service).
@@ -357,22 +369,27 @@ impl Pipeline {
                 }
                 None
             };
+            // Records carry the time of matching (refreshed at most every
+            // millisecond on the live path, at every slice of the lanes).
+            let refresh = match &polled {
+                Some(Ok(_)) => matched_at_refreshed.elapsed() >= Duration::from_millis(1),
+                None => draining,
+                Some(Err(_)) => false,
+            };
+            if refresh {
+                matched_at = now_rfc3339();
+                matched_at_refreshed = Instant::now();
+            }
+            let mut m = MatchInput {
+                active: &active,
+                scratch: &mut scratch,
+                buf: &mut buf,
+                matched_at: &matched_at,
+                max_bytes: self.config.max_message_bytes,
+            };
             match polled {
                 Some(Ok(msg)) => {
-                    if matched_at_refreshed.elapsed() >= Duration::from_millis(1) {
-                        matched_at = now_rfc3339();
-                        matched_at_refreshed = Instant::now();
-                    }
-                    let mut s = lock(&self.shared);
-                    let mut m = MatchInput {
-                        active: &active,
-                        scratch: &mut scratch,
-                        buf: &mut buf,
-                        matched_at: &matched_at,
-                        max_bytes: self.config.max_message_bytes,
-                    };
-                    s.process(&msg, &mut m)?;
-                    drop(s);
+                    lock(&self.shared).process(&msg, &mut m)?;
                     batch_started.get_or_insert_with(Instant::now);
                     in_batch += 1;
                 }
@@ -388,15 +405,6 @@ impl Pipeline {
                     }
                 }
                 None if draining => {
-                    matched_at = now_rfc3339();
-                    matched_at_refreshed = Instant::now();
-                    let mut m = MatchInput {
-                        active: &active,
-                        scratch: &mut scratch,
-                        buf: &mut buf,
-                        matched_at: &matched_at,
-                        max_bytes: self.config.max_message_bytes,
-                    };
                     let n = lanes.slice(&self.shared, &mut m)?;
                     if n > 0 {
                         batch_started.get_or_insert_with(Instant::now);
@@ -502,14 +510,7 @@ impl Pipeline {
                         };
                         drop(s);
                         for (tp, head) in split {
-                            if let Err(e) = self.consumer.seek(
-                                &tp.topic,
-                                tp.partition,
-                                Offset::Offset(head),
-                                Duration::from_secs(5),
-                            ) {
-                                tracing::error!(partition = %tp, error = %e, "cannot move the live lane to the head; live messages before it are skipped as they arrive (the job drains them)");
-                            }
+                            self.seek(&tp, head, "cannot move the live lane to the head; live messages before it are skipped as they arrive (the job drains them)");
                         }
                         if let Ok(a) = self.consumer.assignment() {
                             let _ = self.consumer.resume(&a);
@@ -596,14 +597,7 @@ impl Pipeline {
                     .retention_lost
                     .fetch_add((low - next) as u64, Relaxed);
                 lock(&self.shared).processed.insert(tp.clone(), low);
-                if let Err(e) = self.consumer.seek(
-                    &tp.topic,
-                    tp.partition,
-                    Offset::Offset(low),
-                    Duration::from_secs(5),
-                ) {
-                    tracing::error!(partition = %tp, error = %e, "seek to the log start failed");
-                }
+                self.seek(&tp, low, "seek to the log start failed");
             }
         }
     }
