@@ -20,17 +20,29 @@ fn dir(name: &str) -> PathBuf {
     d
 }
 
-fn open(d: &Path, watch: bool) -> Result<Arc<SearchVersions>, ReloadError> {
-    // A dropped instance's worker may still hold the store for the
-    // length of a merge.
+/// The state store of `d`, once no other instance holds it: a dropped
+/// instance's worker may still hold it for the length of a merge.
+fn store(d: &Path) -> StateStore {
     let until = Instant::now() + Duration::from_secs(10);
-    let store = loop {
+    loop {
         match StateStore::open(&d.join("state")) {
-            Ok(s) => break Arc::new(s),
+            Ok(s) => break s,
             Err(e) if Instant::now() > until => panic!("{e}"),
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
-    };
+    }
+}
+
+/// Drops an instance and waits until its worker has let go of the state
+/// store: a test process that exits while another thread still closes
+/// RocksDB aborts ("pthread lock: Invalid argument").
+fn close(s: Arc<SearchVersions>, d: &Path) {
+    drop(s);
+    drop(store(d));
+}
+
+fn open(d: &Path, watch: bool) -> Result<Arc<SearchVersions>, ReloadError> {
+    let store = Arc::new(store(d));
     let mut config = SearchesConfig::file(d.join("searches.json"));
     config.watch = watch;
     config.debounce = Duration::from_millis(50);
@@ -101,7 +113,7 @@ fn a_broken_file_is_rejected_with_its_errors_and_the_running_version_stays() {
     )
     .unwrap();
     assert_eq!(block(s.reload(false)).unwrap().outcome, "unchanged");
-    drop(s);
+    close(s, &d);
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -122,7 +134,7 @@ fn a_query_that_used_to_panic_is_refused_by_put_and_the_worker_goes_on() {
     // The reload worker is alive: the next change is applied.
     let c = block(s.put(doc(&[("a", "alpha"), ("b", "beta")]).into_bytes(), false)).unwrap();
     assert_eq!((c.outcome, c.active.version), ("activated", 2));
-    drop(s);
+    close(s, &d);
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -130,13 +142,13 @@ fn a_query_that_used_to_panic_is_refused_by_put_and_the_worker_goes_on() {
 fn a_restart_uses_the_last_good_version_when_the_file_is_broken() {
     let d = dir("restart");
     std::fs::write(d.join("searches.json"), doc(&[("a", "alpha")])).unwrap();
-    drop(open(&d, false).unwrap());
+    close(open(&d, false).unwrap(), &d);
     std::fs::write(d.join("searches.json"), "{\"topics\": [").unwrap();
     let s = open(&d, false).unwrap();
     assert_eq!(s.current().meta.version, 1);
     assert_eq!(topics_of(&s), vec!["a"]);
     assert_eq!(s.status_json()["last_error"]["error"], "invalid");
-    drop(s);
+    close(s, &d);
     // With no stored version to fall back on, invalid searches stop the start.
     let e = dir("restart-fresh");
     std::fs::write(e.join("searches.json"), doc(&[("a", "alpha NEAR/x beta")])).unwrap();
@@ -166,7 +178,7 @@ fn rollback_returns_to_the_previous_version_and_survives_a_restart() {
     ));
     let h: Vec<u64> = s.history().unwrap().iter().map(|m| m.version).collect();
     assert_eq!(h, vec![1, 2]);
-    drop(s);
+    close(s, &d);
     let s = open(&d, false).unwrap();
     assert_eq!(
         s.current().meta.version,
@@ -176,7 +188,7 @@ fn rollback_returns_to_the_previous_version_and_survives_a_restart() {
     // Forward again by number.
     assert_eq!(block(s.rollback(Some(2))).unwrap().active.version, 2);
     assert_eq!(topics_of(&s), vec!["a", "b"]);
-    drop(s);
+    close(s, &d);
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -211,7 +223,7 @@ fn a_drastic_shrink_needs_force() {
         5
     );
     assert_eq!(block(s.put(truncated, true)).unwrap().active.topics, 3);
-    drop(s);
+    close(s, &d);
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -291,7 +303,7 @@ fn a_small_change_matches_as_a_full_compile_would() {
         panic!("a repeated search id was accepted")
     };
     assert!(problems[0].contains("\"a-s\""), "{problems:?}");
-    drop(s);
+    close(s, &d);
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -319,6 +331,6 @@ fn the_watcher_sees_a_file_replaced_by_rename() {
     }
     assert_eq!(s.status_json()["last_error"]["error"], "invalid");
     assert_eq!(s.current().meta.version, 2);
-    drop(s);
+    close(s, &d);
     let _ = std::fs::remove_dir_all(&d);
 }
