@@ -106,8 +106,8 @@ pub struct Scratch {
     patterns: Option<PatternSet>,
     results: Vec<TopicMatch>,
     n_results: usize,
-    /// Work units the next document may spend ([`DEFAULT_WORK_BUDGET`]).
-    pub(crate) budget: u64,
+    /// Work units each document may spend ([`DEFAULT_WORK_BUDGET`]).
+    budget: u64,
     /// Work units the last document spent.
     work: u64,
     /// The search being evaluated, while one is.
@@ -218,6 +218,7 @@ impl Scratch {
         c: &Compiled,
         doc: &Document<'_>,
         only: Option<&[bool]>,
+        budget: u64,
     ) -> Result<(), TooExpensive> {
         assert_eq!(
             self.cand_stamp.len(),
@@ -235,10 +236,10 @@ impl Scratch {
         self.candidates.clear();
         self.index(c, doc);
         self.work += self.occs.len() as u64;
-        if self.work > self.budget {
+        if self.work > budget {
             return Err(TooExpensive {
                 search: None,
-                budget: self.budget,
+                budget: budget,
             });
         }
         self.occs.sort_unstable();
@@ -281,7 +282,7 @@ impl Scratch {
             spans2: &mut self.spans2,
             slop: &mut self.slop,
             work: self.work,
-            budget: self.budget,
+            budget: budget,
         };
         self.matched.clear();
         for &s in &self.candidates {
@@ -303,7 +304,7 @@ impl Scratch {
                 self.work = e.work;
                 return Err(TooExpensive {
                     search: Some(SearchIdx(s)),
-                    budget: self.budget,
+                    budget: budget,
                 });
             }
             if matched {
@@ -363,7 +364,7 @@ impl Scratch {
                     self.work = e.work;
                     return Err(TooExpensive {
                         search: Some(SearchIdx(s)),
-                        budget: self.budget,
+                        budget: budget,
                     });
                 }
                 i += 1;

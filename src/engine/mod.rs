@@ -162,11 +162,11 @@ impl Matcher {
         only: Option<&[bool]>,
         scratch: &'s mut Scratch,
     ) -> &'s [TopicMatch] {
-        let budget = std::mem::replace(&mut scratch.budget, u64::MAX);
-        let done = scratch.run(&self.c, doc, only);
-        scratch.budget = budget;
-        done.expect("no budget");
-        scratch.results()
+        // Without a budget the run cannot stop early.
+        match scratch.run(&self.c, doc, only, u64::MAX) {
+            Ok(()) => scratch.results(),
+            Err(_) => &[],
+        }
     }
 
     /// Matches one document within the scratch's work budget
@@ -185,7 +185,7 @@ impl Matcher {
         only: Option<&[bool]>,
         scratch: &'s mut Scratch,
     ) -> Result<&'s [TopicMatch], TooExpensive> {
-        scratch.run(&self.c, doc, only)?;
+        scratch.run(&self.c, doc, only, scratch.budget())?;
         Ok(scratch.results())
     }
 

@@ -54,7 +54,6 @@ impl Matcher {
     pub fn probe_with_budget(&self, budget: u64) -> Vec<ProbeFailure> {
         let mut failures: Vec<ProbeFailure> = Vec::new();
         let mut scratch = self.scratch();
-        scratch.set_budget(u64::MAX);
         for (name, text) in probe_documents(self) {
             let doc = Document::with_text("probe", &text);
             scratch.log_search_work(true);
@@ -70,7 +69,6 @@ impl Matcher {
                     });
                 }
                 scratch = self.scratch();
-                scratch.set_budget(u64::MAX);
                 continue;
             }
             for &(s, work) in scratch.search_work() {
