@@ -101,8 +101,9 @@ pub struct Scratch {
     spans: Vec<Span>,
     spans2: Vec<Span>,
     slop: SlopScratch,
-    /// Per wildcard-fragment pattern: 1 + the token last verified for it.
-    frag_seen: Vec<u32>,
+    /// Per wildcard-fragment pattern: the (document stamp, field, token)
+    /// last verified for it, packed by [`frag_key`]; no reset per document.
+    frag_seen: Vec<u64>,
     patterns: Option<PatternSet>,
     results: Vec<TopicMatch>,
     n_results: usize,
@@ -188,6 +189,7 @@ impl Scratch {
         if self.stamp == 0 {
             self.cand_stamp.fill(0);
             self.leaf_stamp.fill(0);
+            self.frag_seen.fill(0);
             self.stamp = 1;
         }
     }
@@ -428,17 +430,17 @@ impl Scratch {
             if let Some(ac) = &c.wild_ac {
                 // A fragment occurs many times in a long token ("aaaa…"):
                 // each (fragment, token) is verified once.
-                self.frag_seen.fill(0);
                 for m in ac.find_overlapping_iter(tokens.folded.as_str()) {
                     self.work += 1;
                     let pos = tokens
                         .tokens
                         .partition_point(|t| t.folded_end as usize <= m.start());
                     let p = m.pattern().as_usize();
-                    if self.frag_seen[p] == pos as u32 + 1 {
+                    let key = frag_key(self.stamp, field, pos);
+                    if self.frag_seen[p] == key {
                         continue;
                     }
-                    self.frag_seen[p] = pos as u32 + 1;
+                    self.frag_seen[p] = key;
                     for &w in c.frag_wilds.get(p) {
                         wild_at(&mut self.occs, w, pos);
                     }
@@ -483,6 +485,12 @@ impl Scratch {
             }
         }
     }
+}
+
+/// The `frag_seen` entry of token `pos` of `field` in the document of
+/// `stamp` (never 0: stamps start at 1).
+fn frag_key(stamp: u32, field: u8, pos: usize) -> u64 {
+    (u64::from(stamp) << 32) | (u64::from(field) << 31) | (pos as u64 & 0x7fff_ffff)
 }
 
 /// Calls `found` with the id of every pattern of the anchored `trie` that is
