@@ -227,6 +227,55 @@ pub enum Policy {
     Weighted(Vec<u32>),
 }
 
+impl Policy {
+    /// The policy's name, without its weights.
+    pub fn name(&self) -> PolicyName {
+        match self {
+            Policy::Strict => PolicyName::Strict,
+            Policy::Weighted(_) => PolicyName::Weighted,
+        }
+    }
+}
+
+/// The name of a [`Policy`], as configured (`catch_up.policy`), stored in a
+/// drain job and shown in `/status` and the drain reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyName {
+    /// `strict`.
+    Strict,
+    /// `weighted`.
+    Weighted,
+}
+
+impl PolicyName {
+    /// `strict` or `weighted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyName::Strict => "strict",
+            PolicyName::Weighted => "weighted",
+        }
+    }
+}
+
+impl std::fmt::Display for PolicyName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for PolicyName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<PolicyName, String> {
+        match s {
+            "strict" => Ok(PolicyName::Strict),
+            "weighted" => Ok(PolicyName::Weighted),
+            other => Err(format!("`{other}` is not \"strict\" or \"weighted\"")),
+        }
+    }
+}
+
 /// `[catch_up]`, validated against the classes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CatchUp {
@@ -266,9 +315,13 @@ impl CatchUp {
                 ));
             }
         }
-        let policy = match policy.unwrap_or("strict") {
-            "strict" => Policy::Strict,
-            "weighted" => {
+        let name = policy
+            .unwrap_or("strict")
+            .parse::<PolicyName>()
+            .map_err(|e| format!("catch_up.policy: {e}"))?;
+        let policy = match name {
+            PolicyName::Strict => Policy::Strict,
+            PolicyName::Weighted => {
                 let mut w = Vec::new();
                 for name in classes.names() {
                     match weights.get(name) {
@@ -287,11 +340,6 @@ impl CatchUp {
                     }
                 }
                 Policy::Weighted(w)
-            }
-            other => {
-                return Err(format!(
-                    "catch_up.policy: `{other}` is not \"strict\" or \"weighted\""
-                ))
             }
         };
         let threshold = threshold.unwrap_or(10_000);

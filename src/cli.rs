@@ -298,7 +298,7 @@ pub(crate) enum Command {
         by_topic: bool,
         /// With --catch-up: strict or weighted.
         #[arg(long, default_value = "strict", requires = "catch_up")]
-        policy: String,
+        policy: topic_matcher::classes::PolicyName,
         /// With --catch-up: live documents per second during the drain.
         #[arg(long, default_value_t = 1000, requires = "catch_up")]
         live_rate: u64,

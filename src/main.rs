@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use topic_matcher::commands::{self, bench::BenchOptions, matching::MatchOptions, Outcome};
+use topic_matcher::commands::{self, bench::engine::BenchOptions, matching::MatchOptions, Outcome};
 use topic_matcher::config::RawConfig;
 use topic_matcher::query::Limits;
 
@@ -222,7 +222,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             adversarial_bytes,
             emit_workload,
             ..
-        } => commands::bench_adversarial::run(
+        } => commands::bench::adversarial::run(
             adversarial_bytes,
             emit_workload.as_deref(),
             &mut std::io::stdout().lock(),
@@ -233,8 +233,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             reload: true,
             repeats,
             ..
-        } => commands::bench_reload::run(
-            &commands::bench_reload::ReloadBenchOptions {
+        } => commands::bench::reload::run(
+            &commands::bench::reload::ReloadBenchOptions {
                 searches,
                 seed,
                 repeats,
@@ -252,8 +252,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             policy,
             live_rate,
             ..
-        } => commands::bench_catchup::run(
-            &commands::bench_catchup::CatchUpBenchOptions {
+        } => commands::bench::catchup::run(
+            &commands::bench::catchup::CatchUpBenchOptions {
                 brokers,
                 searches,
                 docs,
@@ -273,14 +273,14 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             output,
             ..
         } => {
-            let opts = commands::bench_kafka::KafkaBenchOptions {
+            let opts = commands::bench::kafka::KafkaBenchOptions {
                 brokers,
                 searches,
                 docs,
                 seed,
                 output,
             };
-            commands::bench_kafka::run(&opts, &mut std::io::stdout().lock())
+            commands::bench::kafka::run(&opts, &mut std::io::stdout().lock())
         }
         Command::Bench {
             searches,
@@ -306,7 +306,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 passes,
                 emit: emit_workload,
             };
-            Ok(commands::bench::run(&opts, &mut std::io::stdout().lock())?.0)
+            Ok(commands::bench::engine::run(&opts, &mut std::io::stdout().lock())?.0)
         }
     }
 }

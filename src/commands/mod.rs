@@ -4,10 +4,6 @@
 
 pub mod admin_client;
 pub mod bench;
-pub mod bench_adversarial;
-pub mod bench_catchup;
-pub mod bench_kafka;
-pub mod bench_reload;
 pub mod check;
 pub mod matching;
 pub mod replay;

@@ -83,7 +83,7 @@ pub struct Job {
     /// The class names, highest first, when it was made.
     pub classes: Vec<String>,
     /// `strict` or `weighted`.
-    pub policy: String,
+    pub policy: PolicyName,
     /// Weights per class (`weighted`).
     pub weights: Vec<u32>,
     /// Replay window start, ms since the epoch (message timestamps).
@@ -144,7 +144,7 @@ impl Job {
     /// one, under `weighted` every unfinished one.
     pub fn current_classes(&self) -> Vec<usize> {
         let open = (0..self.classes.len()).filter(|&c| !self.class_done(c));
-        if self.policy == "weighted" {
+        if self.policy == PolicyName::Weighted {
             open.collect()
         } else {
             open.take(1).collect()

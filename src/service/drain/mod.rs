@@ -100,9 +100,9 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::classes::{CatchUp, Classes, Policy};
+use crate::classes::{CatchUp, Classes, Policy, PolicyName};
 use crate::record::{now_ms, now_rfc3339, rfc3339_ms};
-use crate::state_store::TopicPartition;
+use crate::state_store::{JobWrite, TopicPartition};
 
 pub use job::{Job, JobKind, JobState, Range};
 pub use progress::ClassProgress;

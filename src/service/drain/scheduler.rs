@@ -164,9 +164,10 @@ impl Jobs {
                 }
             })
             .collect();
-        let (policy, weights) = match &self.catch_up.policy {
-            Policy::Strict => ("strict", vec![1; n]),
-            Policy::Weighted(w) => ("weighted", w.clone()),
+        let policy = self.catch_up.policy.name();
+        let weights = match &self.catch_up.policy {
+            Policy::Strict => vec![1; n],
+            Policy::Weighted(w) => w.clone(),
         };
         let now = now_ms();
         let mut job = Job {
@@ -176,7 +177,7 @@ impl Jobs {
             created_at: now_rfc3339(),
             created_ms: now,
             classes: self.classes.names().iter().map(|s| s.to_string()).collect(),
-            policy: policy.into(),
+            policy,
             weights,
             from_ms: window.map(|w| w.0),
             to_ms: window.map(|w| w.1),
@@ -197,7 +198,7 @@ impl Jobs {
             job.finished_ms = Some(now);
         }
         let bytes = job.to_bytes();
-        tracing::info!(job = id, kind = ?kind, messages = job.total(), partitions = job.ranges.len(), policy, "drain job created");
+        tracing::info!(job = id, kind = ?kind, messages = job.total(), partitions = job.ranges.len(), policy = policy.as_str(), "drain job created");
         self.push(job, live_docs);
         (id, bytes)
     }
@@ -205,10 +206,7 @@ impl Jobs {
     /// Drops the catch-up ranges of partitions this instance no longer
     /// owns (their next owner catches up from the group's low-water mark).
     /// Returns the jobs to store.
-    pub fn drop_partitions(
-        &mut self,
-        keep: impl Fn(&TopicPartition) -> bool,
-    ) -> Vec<(u64, Option<Vec<u8>>)> {
+    pub fn drop_partitions(&mut self, keep: impl Fn(&TopicPartition) -> bool) -> Vec<JobWrite> {
         let mut out = Vec::new();
         for run in &mut self.runs {
             if run.job.kind != JobKind::CatchUp || run.job.state != JobState::Running {
@@ -238,7 +236,7 @@ impl Jobs {
 
     /// Cancels a job. Returns its stored form, or `None` when no running
     /// job has that id.
-    pub fn cancel(&mut self, id: u64) -> Option<(u64, Option<Vec<u8>>)> {
+    pub fn cancel(&mut self, id: u64) -> Option<JobWrite> {
         let run = self
             .runs
             .iter_mut()
@@ -252,7 +250,7 @@ impl Jobs {
     }
 
     /// The stored forms of jobs changed since the last call.
-    pub fn snapshot(&mut self) -> Vec<(u64, Option<Vec<u8>>)> {
+    pub fn snapshot(&mut self) -> Vec<JobWrite> {
         self.runs
             .iter_mut()
             .filter(|r| r.dirty)
@@ -502,7 +500,7 @@ impl Jobs {
     /// The batch holding the last records of these classes and jobs is
     /// acknowledged: they are in. Stamps their finish times (the drain
     /// report's "by when was it in") and returns the jobs to store.
-    pub fn stamp(&mut self, finishes: &[Finish]) -> Vec<(u64, Option<Vec<u8>>)> {
+    pub fn stamp(&mut self, finishes: &[Finish]) -> Vec<JobWrite> {
         let mut touched = BTreeSet::new();
         for &(job, class) in finishes {
             let Some(run) = self.runs.iter_mut().find(|r| r.job.id == job) else {

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::Outcome;
+use crate::commands::Outcome;
 use crate::document::Document;
 use crate::engine::Matcher;
 use crate::query::Limits;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::{human_bytes, peak_rss_bytes, print_problems, Outcome};
+use crate::commands::{human_bytes, peak_rss_bytes, print_problems, Outcome};
 use crate::document::Document;
 use crate::engine::reference::Reference;
 use crate::engine::Matcher;

@@ -23,8 +23,8 @@ use anyhow::Context;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use super::bench_kafka::{bare_read, bare_read_per_partition, create_topics, time_service};
-use super::Outcome;
+use super::broker::{bare_read, bare_read_per_partition, create_topics, time_service};
+use crate::commands::Outcome;
 use crate::config::{Overrides, RawConfig};
 use crate::workload;
 
@@ -44,8 +44,8 @@ pub struct CatchUpBenchOptions {
     pub output: Option<String>,
     /// One topic per class instead of one shared topic.
     pub by_topic: bool,
-    /// `strict` or `weighted`.
-    pub policy: String,
+    /// How the classes share the drain.
+    pub policy: crate::classes::PolicyName,
     /// Live documents per second during the catch-up.
     pub live_rate: u64,
 }

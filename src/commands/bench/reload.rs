@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::Outcome;
+use crate::commands::Outcome;
 use crate::config::SearchesConfig;
 use crate::document::Document;
 use crate::service::reload::SearchVersions;

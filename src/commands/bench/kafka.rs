@@ -1,0 +1,126 @@
+//! `bench --brokers H:P`: end-to-end throughput through a broker, as a
+//! ratio against a bare rdkafka consumer reading the same topic from the
+//! same broker in the same run.
+//!
+//! 1. Produces the generated documents to a fresh input topic.
+//! 2. **Bare consumer**: reads every message (assign, from the start),
+//!    nothing else; timed from its first message to its last.
+//! 3. **Service**: the real pipeline (parse, match with the generated
+//!    searches, produce match records to a Kafka topic, checkpoint in
+//!    RocksDB), timed from its first message to the checkpoint that covers
+//!    the last one.
+//!
+//! Group joins and connection set-up are outside both timings.
+
+use std::io::Write;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use super::broker::{bare_read, create_topics, time_service};
+use crate::commands::Outcome;
+use crate::config::{Overrides, RawConfig};
+use crate::workload;
+
+/// Options of the broker benchmark.
+#[derive(Clone, Debug)]
+pub struct KafkaBenchOptions {
+    /// Bootstrap brokers.
+    pub brokers: String,
+    /// Generated searches.
+    pub searches: usize,
+    /// Generated documents.
+    pub docs: usize,
+    /// Seed.
+    pub seed: u64,
+    /// The service's output (default: a new Kafka topic on the same broker).
+    pub output: Option<String>,
+}
+
+/// Runs the broker benchmark.
+///
+/// # Errors
+///
+/// When the broker cannot be reached or the service cannot start.
+pub fn run(opts: &KafkaBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let tag = format!("{}-{}", std::process::id(), crate::record::now_ms());
+    let input = format!("bench.in.{tag}");
+    let output = format!("bench.out.{tag}");
+    create_topics(&opts.brokers, &[&input, &output], 3)
+        .context("cannot create the benchmark topics")?;
+
+    let searches_json = workload::searches_json(opts.searches, opts.seed);
+    let groups = workload::brand_groups(&searches_json);
+    let docs = workload::documents(opts.docs, groups, false, opts.seed);
+    let bytes: usize = docs.iter().map(String::len).sum();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &opts.brokers)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .create()?;
+    let started = Instant::now();
+    for (i, d) in docs.iter().enumerate() {
+        let key = i.to_string();
+        crate::produce::send_retrying(&producer, BaseRecord::to(&input).key(&key).payload(d))?;
+    }
+    producer.flush(Duration::from_secs(300))?;
+    writeln!(
+        out,
+        "produced {} documents ({:.1} MB) to {input} in {:.1} s",
+        docs.len(),
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    )?;
+
+    // Bare consumer.
+    let bare_secs = bare_read(&opts.brokers, &[input.as_str()], docs.len(), &tag)?;
+    let n = docs.len();
+    let bare_rate = n as f64 / bare_secs;
+    writeln!(
+        out,
+        "bare consumer: {n} messages in {bare_secs:.2} s = {bare_rate:.0} msg/s"
+    )?;
+
+    // The service.
+    let dir = std::env::temp_dir().join(format!("topic-matcher-bench-{tag}"));
+    std::fs::create_dir_all(&dir)?;
+    let searches_path = dir.join("searches.json");
+    std::fs::write(&searches_path, &searches_json)?;
+    let config = RawConfig::default()
+        .validate(Overrides {
+            brokers: Some(opts.brokers.clone()),
+            group: Some(format!("bench-service-{tag}")),
+            input: Some(input.clone()),
+            output: Some(opts.output.clone().unwrap_or(format!("kafka:{output}"))),
+            dead_letter: Some(format!("file:{}", dir.join("dead.jsonl").display())),
+            state_dir: Some(dir.join("state")),
+            searches: Some(searches_path),
+            admin_addr: Some("127.0.0.1:0".into()),
+            admin_token: None,
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let running = crate::service::start(config)?;
+    let m = running.metrics.clone();
+    let secs = time_service(&m, docs.len() as u64, Duration::from_secs(600));
+    let rate = docs.len() as f64 / secs;
+    let records = m.records_out.load(Relaxed);
+    running.stop()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    writeln!(
+        out,
+        "service ({} searches, parse + match + {} match records to {} + checkpoint): {} messages in {secs:.2} s = {rate:.0} msg/s",
+        opts.searches,
+        records,
+        opts.output.as_deref().unwrap_or("a Kafka topic on the same broker"),
+        docs.len()
+    )?;
+    writeln!(
+        out,
+        "ratio service / bare consumer: {:.2}",
+        rate / bare_rate
+    )?;
+    Ok(Outcome::Success)
+}
