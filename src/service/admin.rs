@@ -96,7 +96,13 @@ pub fn status_json(s: &AdminState) -> serde_json::Value {
         "match_records_out": m.records_out.load(Relaxed),
         "consumer_lag": m.lag_total.load(Relaxed),
         "checkpoint_age_seconds": m.checkpoint_age_secs(),
-        "partitions": *m.partitions.lock().expect("status lock"),
+        "partitions": m
+            .partitions
+            .lock()
+            .expect("status lock")
+            .iter()
+            .map(|(tp, status)| (tp.to_string(), serde_json::json!(status)))
+            .collect::<serde_json::Map<_, _>>(),
         "classes": m.drain.lock().expect("drain lock").0,
         "jobs": m.drain.lock().expect("drain lock").1,
     })
@@ -151,7 +157,11 @@ fn unauthorized(s: &AdminState, headers: &HeaderMap) -> Option<Response> {
 fn change_reply(r: Result<Change, ReloadError>) -> Response {
     match r {
         Ok(c) => {
-            let status = if c.outcome == "published" { 202 } else { 200 };
+            let status = if c.outcome == crate::service::reload::ChangeOutcome::Published {
+                202
+            } else {
+                200
+            };
             json_error(status, serde_json::to_value(c).unwrap_or_default())
         }
         Err(e) => json_error(e.http_status(), e.to_json()),

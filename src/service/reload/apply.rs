@@ -252,7 +252,7 @@ impl SearchVersions {
             "searches version activated"
         );
         let change = Change {
-            outcome: "activated",
+            outcome: ChangeOutcome::Activated,
             active: next.meta.clone(),
             previous_version: previous.meta.version,
             published_records: None,
@@ -364,9 +364,9 @@ impl SearchVersions {
         tracing::info!(records = n, source = %c.source, "searches change published to the searches topic");
         Ok(Change {
             outcome: if n == 0 && previous.meta.hash == hash {
-                "unchanged"
+                ChangeOutcome::Unchanged
             } else {
-                "published"
+                ChangeOutcome::Published
             },
             active: previous.meta.clone(),
             previous_version: previous.meta.version,
@@ -378,7 +378,7 @@ impl SearchVersions {
 
 pub(super) fn unchanged(a: &Active) -> Change {
     Change {
-        outcome: "unchanged",
+        outcome: ChangeOutcome::Unchanged,
         active: a.meta.clone(),
         previous_version: a.meta.version,
         published_records: None,

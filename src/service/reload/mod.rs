@@ -124,11 +124,24 @@ pub use error::ReloadError;
 use watch::watch;
 use worker::worker;
 
+/// What a change did to the active version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeOutcome {
+    /// A new version is active.
+    Activated,
+    /// The searches are the ones already active: nothing to do.
+    Unchanged,
+    /// Written to the searches topic; every instance activates it when it
+    /// reads the records back (the admin request answers 202).
+    Published,
+}
+
 /// What a change did.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Change {
-    /// `activated`, `unchanged` or `published`.
-    pub outcome: &'static str,
+    /// Activated, unchanged or published.
+    pub outcome: ChangeOutcome,
     /// The version active afterwards (for `published`: still the old one
     /// until the records are read back).
     pub active: VersionMeta,
@@ -285,7 +298,7 @@ impl SearchVersions {
             }
             if searches.config.file.is_some() {
                 if let Err(e) = searches
-                    .read_file(true)
+                    .read_file()
                     .and_then(|c| searches.publish(c, false))
                 {
                     tracing::error!(error = %e, "the searches file was not published");
@@ -318,7 +331,7 @@ impl SearchVersions {
 
     fn start_from_file(&self) -> Result<(), ReloadError> {
         let stored = self.current().meta.version != 0;
-        let candidate = match self.read_file(true) {
+        let candidate = match self.read_file() {
             Ok(c) => c,
             Err(e) if stored => {
                 self.report_start_fallback(&e);
@@ -436,7 +449,7 @@ impl SearchVersions {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.send(job(tx));
         let change = rx.await.map_err(|_| ReloadError::Stopped)??;
-        if change.outcome != "published" {
+        if change.outcome != ChangeOutcome::Published {
             return Ok(change);
         }
         // Published to the searches topic: wait (bounded) until the tail
@@ -447,7 +460,7 @@ impl SearchVersions {
             let a = self.current();
             if a.meta.hash == want {
                 return Ok(Change {
-                    outcome: "activated",
+                    outcome: ChangeOutcome::Activated,
                     active: a.meta.clone(),
                     ..change
                 });
@@ -469,20 +482,20 @@ impl SearchVersions {
                 let r = if self.config.file.is_none() {
                     let a = self.current();
                     Ok(Change {
-                        outcome: "unchanged",
+                        outcome: ChangeOutcome::Unchanged,
                         active: a.meta.clone(),
                         previous_version: a.meta.version,
                         published_records: None,
                         expected_hash: None,
                     })
                 } else {
-                    self.read_file(true).and_then(|c| self.change(c, force))
+                    self.read_file().and_then(|c| self.change(c, force))
                 };
                 self.finish(r, Some(reply));
             }
-            WorkerTask::FileChanged => match self.read_file(false) {
-                Ok(c) if c.canonical.is_empty() => {} // bytes unchanged
-                Ok(c) => {
+            WorkerTask::FileChanged => match self.read_file_if_changed() {
+                Ok(None) => {} // bytes unchanged
+                Ok(Some(c)) => {
                     let r = self.change(c, false);
                     self.finish(r, None);
                 }
@@ -533,9 +546,8 @@ impl SearchVersions {
         });
     }
 
-    /// Reads the file into a candidate. With `always == false` an unchanged
-    /// file gives a candidate with empty `canonical` (nothing to do).
-    fn read_file(&self, always: bool) -> Result<Candidate, ReloadError> {
+    /// The configured file's source name and bytes.
+    fn file_bytes(&self) -> Result<(String, Vec<u8>), ReloadError> {
         let Some(path) = &self.config.file else {
             return Err(ReloadError::NoSource(
                 "no searches file is configured".into(),
@@ -553,20 +565,28 @@ impl SearchVersions {
                 },
             )
         })?;
+        Ok((source, bytes))
+    }
+
+    /// Reads the file into a candidate.
+    fn read_file(&self) -> Result<Candidate, ReloadError> {
+        let (source, bytes) = self.file_bytes()?;
+        *self.file_fingerprint.lock().expect("fingerprint lock") = Some(sha256_hex(&bytes));
+        Candidate::parse(&source, &bytes)
+    }
+
+    /// Reads the file into a candidate unless its bytes are the ones read
+    /// last (`None`: nothing to do).
+    fn read_file_if_changed(&self) -> Result<Option<Candidate>, ReloadError> {
+        let (source, bytes) = self.file_bytes()?;
         let fp = sha256_hex(&bytes);
         let mut last = self.file_fingerprint.lock().expect("fingerprint lock");
-        if !always && last.as_deref() == Some(&fp) {
-            return Ok(Candidate {
-                source,
-                file: SearchesFile { topics: Vec::new() },
-                canonical: Vec::new(),
-                number: None,
-                problems: Vec::new(),
-            });
+        if last.as_deref() == Some(&fp) {
+            return Ok(None);
         }
         *last = Some(fp);
         drop(last);
-        Candidate::parse(&source, &bytes)
+        Candidate::parse(&source, &bytes).map(Some)
     }
 
     /// A local change: applied here, or published to the searches topic.

@@ -101,7 +101,7 @@ fn a_broken_file_is_rejected_with_its_errors_and_the_running_version_stays() {
     let c = block(s.reload(false)).unwrap();
     assert_eq!(
         (c.outcome, c.active.version, c.previous_version),
-        ("activated", 2, 1)
+        (ChangeOutcome::Activated, 2, 1)
     );
     assert!(s.status_json()["last_error"].is_null());
     // Reformatting the file is not a new version: the canonical form is.
@@ -112,7 +112,10 @@ fn a_broken_file_is_rejected_with_its_errors_and_the_running_version_stays() {
         serde_json::to_string_pretty(&pretty).unwrap(),
     )
     .unwrap();
-    assert_eq!(block(s.reload(false)).unwrap().outcome, "unchanged");
+    assert_eq!(
+        block(s.reload(false)).unwrap().outcome,
+        ChangeOutcome::Unchanged
+    );
     close(s, &d);
     let _ = std::fs::remove_dir_all(&d);
 }
@@ -133,7 +136,7 @@ fn a_query_that_used_to_panic_is_refused_by_put_and_the_worker_goes_on() {
     }
     // The reload worker is alive: the next change is applied.
     let c = block(s.put(doc(&[("a", "alpha"), ("b", "beta")]).into_bytes(), false)).unwrap();
-    assert_eq!((c.outcome, c.active.version), ("activated", 2));
+    assert_eq!((c.outcome, c.active.version), (ChangeOutcome::Activated, 2));
     close(s, &d);
     let _ = std::fs::remove_dir_all(&d);
 }
