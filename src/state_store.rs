@@ -33,6 +33,10 @@ use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 const CF_OFFSETS: &str = "offsets";
 const CF_META: &str = "meta";
 const CF_VERSIONS: &str = "versions";
+/// A drain job to store with a checkpoint: its id and its encoded form
+/// (`service::drain::Job`), or `None` to delete it.
+pub type JobWrite = (u64, Option<Vec<u8>>);
+
 const CF_JOBS: &str = "jobs";
 const FAMILIES: [&str; 4] = [CF_OFFSETS, CF_META, CF_VERSIONS, CF_JOBS];
 const SCHEMA: &[u8] = b"1";
@@ -373,7 +377,7 @@ impl StateStore {
         &self,
         advance: &[(TopicPartition, i64)],
         forget: &[TopicPartition],
-        jobs: &[(u64, Option<Vec<u8>>)],
+        jobs: &[JobWrite],
     ) -> Result<(), StoreError> {
         if advance.is_empty() && forget.is_empty() && jobs.is_empty() {
             return Ok(());

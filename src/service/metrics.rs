@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::record::now_ms;
+use crate::state_store::TopicPartition;
 
 /// Upper bounds of the batch latency histogram, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -76,7 +77,7 @@ pub struct Metrics {
     batch_count: AtomicU64,
     batch_sum_us: AtomicU64,
     /// Per-partition status for `/status`.
-    pub partitions: Mutex<BTreeMap<String, PartitionStatus>>,
+    pub partitions: Mutex<BTreeMap<TopicPartition, PartitionStatus>>,
     /// Drain progress per class and the jobs (`/status`, `/metrics`).
     pub drain: Mutex<(Vec<super::drain::ClassProgress>, serde_json::Value)>,
 }

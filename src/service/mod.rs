@@ -22,25 +22,26 @@ pub mod guard;
 pub mod metrics;
 pub mod pipeline;
 pub mod reload;
+pub mod shutdown;
 pub mod sink;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 
 use crate::config::{Config, Target};
-use crate::state_store::StateStore;
-pub use pipeline::ShutdownFlag;
+use crate::state_store::{StateStore, TopicPartition};
+pub use shutdown::Shutdown;
 
 /// A running service: where its admin API listens and how to stop it.
 pub struct Running {
     /// The bound admin address.
     pub admin_addr: SocketAddr,
     /// Set to 1 for a graceful stop, 2 for an immediate one.
-    pub shutdown: ShutdownFlag,
+    pub shutdown: Shutdown,
     /// The metrics.
     pub metrics: Arc<metrics::Metrics>,
     /// The searches and their versions.
@@ -127,7 +128,7 @@ fn start_with(
         "searches ready"
     );
     drop(active);
-    let shutdown: ShutdownFlag = Arc::new(AtomicU8::new(0));
+    let shutdown = Shutdown::new();
     let inbox = Arc::new(drain::Inbox::default());
     if let Some((plan, reply)) = replay {
         let spec = plan(&searches.current()).map_err(StartError::Replay)?;
@@ -161,7 +162,7 @@ fn start_with(
     let addr = config.admin_addr;
     runtime.spawn(async move {
         let stop = async move {
-            while flag.load(Relaxed) == 0 {
+            while !flag.is_requested() {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         };
@@ -239,7 +240,7 @@ impl StartError {
 fn spawn_lag_monitor(
     config: &Config,
     metrics: Arc<metrics::Metrics>,
-    shutdown: ShutdownFlag,
+    shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let client: BaseConsumer = rdkafka::ClientConfig::new()
@@ -251,13 +252,13 @@ fn spawn_lag_monitor(
         .name("lag".into())
         .spawn(move || {
             let mut next = Instant::now();
-            while shutdown.load(Relaxed) == 0 {
+            while !shutdown.is_requested() {
                 std::thread::sleep(std::time::Duration::from_millis(200));
                 if Instant::now() < next {
                     continue;
                 }
                 next = Instant::now() + std::time::Duration::from_secs(5);
-                let parts: Vec<(String, Option<i64>)> = metrics
+                let parts: Vec<(TopicPartition, Option<i64>)> = metrics
                     .partitions
                     .lock()
                     .expect("status lock")
@@ -266,13 +267,11 @@ fn spawn_lag_monitor(
                     .collect();
                 let mut total = 0;
                 for (key, checkpoint) in parts {
-                    let Some((topic, p)) = key.rsplit_once('/') else {
-                        continue;
-                    };
-                    let Ok(p) = p.parse::<i32>() else { continue };
-                    let Ok((low, high)) =
-                        client.fetch_watermarks(topic, p, std::time::Duration::from_secs(5))
-                    else {
+                    let Ok((low, high)) = client.fetch_watermarks(
+                        &key.topic,
+                        key.partition,
+                        std::time::Duration::from_secs(5),
+                    ) else {
                         continue;
                     };
                     let lag = (high - checkpoint.unwrap_or(low)).max(0);
@@ -312,7 +311,7 @@ impl Running {
                     tracing::info!(
                         "signal received: shutting down (a second signal exits at once)"
                     );
-                    flag.store(1, Relaxed);
+                    flag.request();
                 } else {
                     tracing::warn!("second signal: exiting now");
                     std::process::exit(130);
@@ -341,7 +340,7 @@ impl Running {
     ///
     /// The pipeline's error.
     pub fn stop(self) -> anyhow::Result<()> {
-        self.shutdown.store(1, Relaxed);
+        self.shutdown.request();
         self.join()
     }
 
@@ -350,7 +349,7 @@ impl Running {
             .pipeline
             .join()
             .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;
-        self.shutdown.store(1, Relaxed);
+        self.shutdown.request();
         self.runtime
             .shutdown_timeout(std::time::Duration::from_secs(2));
         result.context("pipeline failed")

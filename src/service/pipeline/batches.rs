@@ -10,7 +10,7 @@ pub(super) struct Sealed {
     pub(super) dead: u64,
     pub(super) offsets: Vec<(TopicPartition, i64)>,
     /// The drain jobs this batch advanced, as they stood when it closed.
-    pub(super) jobs: Vec<(u64, Option<Vec<u8>>)>,
+    pub(super) jobs: Vec<JobWrite>,
     /// Low-water marks of the catch-up ranges at that moment.
     pub(super) lows: BTreeMap<TopicPartition, i64>,
     /// Classes and jobs whose last records are in this batch.
@@ -132,7 +132,7 @@ impl LoopState {
         &mut self,
         consumer: &BaseConsumer<RebalanceContext>,
         offsets: Vec<(TopicPartition, i64)>,
-        jobs: &[(u64, Option<Vec<u8>>)],
+        jobs: &[JobWrite],
         lows: &BTreeMap<TopicPartition, i64>,
         mode: CommitMode,
     ) {
@@ -204,10 +204,10 @@ impl LoopState {
 
     pub(super) fn publish_status(&self) {
         let mut parts = self.metrics.partitions.lock().expect("status lock");
-        parts.retain(|k, _| self.owned.iter().any(|tp| tp.to_string() == *k));
+        parts.retain(|k, _| self.owned.contains(k));
         for tp in &self.owned {
             let e = parts
-                .entry(tp.to_string())
+                .entry(tp.clone())
                 .or_insert_with(PartitionStatus::default);
             e.checkpoint = self.checkpointed.get(tp).copied();
         }

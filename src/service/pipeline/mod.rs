@@ -80,7 +80,7 @@ mod process;
 mod rebalance;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -97,19 +97,17 @@ use super::drain::{Advance, Finish, Inbox, JobKind, Jobs, LanePlan, Request, SLI
 use super::guard::{self, DocRecords, Outcome};
 use super::metrics::{Metrics, PartitionStatus};
 use super::reload::{Active, ActiveScratch, Masks, SearchVersions};
+use super::shutdown::Shutdown;
 use super::sink::{self, Sink, SinkError};
 use crate::config::{Config, StartPosition, Target};
 use crate::document::Document;
 use crate::record::{now_ms, now_rfc3339, InputCoords, RecordContext};
-use crate::state_store::{StateStore, TopicPartition};
+use crate::state_store::{JobWrite, StateStore, TopicPartition};
 
 use batches::Sealed;
 use lanes::Lanes;
 use process::MatchInput;
 use rebalance::RebalanceContext;
-
-/// Shutdown requests: 0 running, 1 graceful, 2 immediate.
-pub type ShutdownFlag = Arc<AtomicU8>;
 
 /// Why the pipeline stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -301,7 +299,7 @@ impl Pipeline {
     /// # Errors
     ///
     /// Unrecoverable output errors (a file that cannot be written).
-    pub fn run(self, shutdown: ShutdownFlag) -> Result<(), PipelineError> {
+    pub fn run(self, shutdown: Shutdown) -> Result<(), PipelineError> {
         let mut active = self.searches.current();
         let mut scratch = active.scratch();
         scratch.set_budget(self.config.max_work_per_document);
@@ -318,7 +316,7 @@ impl Pipeline {
         if live {
             tracing::info!(topics = ?self.config.input_topics, group = %self.config.group_id, "consuming");
         }
-        while shutdown.load(Relaxed) == 0 {
+        while !shutdown.is_requested() {
             // A new searches version takes over between batches.
             // (A merged delta comes back under the same number.)
             if batch_started.is_none() && !self.searches.is_current(&active) {
@@ -484,9 +482,9 @@ impl Pipeline {
     }
 
     /// Flushes and checkpoints, pausing input and retrying with backoff
-    /// while the output fails. Gives up on an immediate shutdown, after
-    /// `give_up_at`, or a drain deadline after a graceful stop was asked.
-    fn finish_batch(&self, shutdown: &ShutdownFlag, mut give_up_at: Option<Instant>) -> bool {
+    /// while the output fails. Gives up after `give_up_at`, or a drain
+    /// deadline after a stop was asked.
+    fn finish_batch(&self, shutdown: &Shutdown, mut give_up_at: Option<Instant>) -> bool {
         let mut backoff = Duration::from_millis(100);
         loop {
             let result = lock(&self.shared).checkpoint(
@@ -535,12 +533,10 @@ impl Pipeline {
                     }
                     // A stop asked while the output is down waits for it
                     // no longer than the drain deadline.
-                    if shutdown.load(Relaxed) >= 1 && give_up_at.is_none() {
+                    if shutdown.is_requested() && give_up_at.is_none() {
                         give_up_at = Some(Instant::now() + self.config.drain_deadline);
                     }
-                    if shutdown.load(Relaxed) >= 2
-                        || give_up_at.is_some_and(|t| Instant::now() >= t)
-                    {
+                    if give_up_at.is_some_and(|t| Instant::now() >= t) {
                         return false;
                     }
                     // Keep the group membership alive while waiting; a
@@ -604,7 +600,7 @@ impl Pipeline {
 
     /// Stop polling → flush to the deadline → checkpoint → commit
     /// synchronously → leave the group.
-    fn shutdown(self, shutdown: &ShutdownFlag) {
+    fn shutdown(self, shutdown: &Shutdown) {
         tracing::info!("shutting down: draining in-flight work");
         if let Ok(a) = self.consumer.assignment() {
             let _ = self.consumer.pause(&a);
