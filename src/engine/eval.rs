@@ -241,7 +241,7 @@ impl Scratch {
         if self.work > budget {
             return Err(TooExpensive {
                 search: None,
-                budget: budget,
+                budget,
             });
         }
         self.occs.sort_unstable();
@@ -284,7 +284,7 @@ impl Scratch {
             spans2: &mut self.spans2,
             slop: &mut self.slop,
             work: self.work,
-            budget: budget,
+            budget,
         };
         self.matched.clear();
         for &s in &self.candidates {
@@ -306,7 +306,7 @@ impl Scratch {
                 self.work = e.work;
                 return Err(TooExpensive {
                     search: Some(SearchIdx(s)),
-                    budget: budget,
+                    budget,
                 });
             }
             if matched {
@@ -366,7 +366,7 @@ impl Scratch {
                     self.work = e.work;
                     return Err(TooExpensive {
                         search: Some(SearchIdx(s)),
-                        budget: budget,
+                        budget,
                     });
                 }
                 i += 1;

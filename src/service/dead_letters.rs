@@ -162,7 +162,7 @@ impl DeadLetters {
 }
 
 /// `s` cut to at most `max` bytes on a character boundary.
-fn cut_str(s: &str, max: usize) -> &str {
+pub(crate) fn cut_str(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

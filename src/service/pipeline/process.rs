@@ -178,7 +178,7 @@ impl LoopState {
             let size = key.len() + value.len();
             if limit.is_some_and(|l| size > l) {
                 // A key can be most of the record: keep its start.
-                let mut shown: String = key.chars().take(80).collect();
+                let mut shown = crate::service::dead_letters::cut_str(key, 80).to_string();
                 if shown.len() < key.len() {
                     shown.push('…');
                 }
