@@ -7,9 +7,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{free_port, produce, shared_broker, temp_dir, Service, ServiceOpts};
+use common::{free_port, poll_until, produce, shared_broker, temp_dir, Service, ServiceOpts};
 
 const TOKEN: &str = "s3cret-token";
 
@@ -44,14 +44,7 @@ fn wait_records(
     timeout: Duration,
     cond: impl Fn(&[serde_json::Value]) -> bool,
 ) -> Vec<serde_json::Value> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let r = records(path);
-        if cond(&r) || Instant::now() > deadline {
-            return r;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    poll_until(timeout, Duration::from_millis(100), || records(path), |r| cond(r))
 }
 
 fn opts<'a>(

@@ -15,15 +15,12 @@ fn wait_for_ids(
     want: &std::collections::BTreeMap<String, usize>,
     timeout: Duration,
 ) -> std::collections::BTreeMap<String, usize> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let recs = read_all(brokers, topic, 3, Duration::from_secs(5), |_| false);
-        let got = match_ids(&recs);
-        if want.keys().all(|k| got.contains_key(k)) || Instant::now() > deadline {
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    poll_until(
+        timeout,
+        Duration::from_millis(500),
+        || match_ids(&read_all(brokers, topic, 3, Duration::from_secs(5), |_| false)),
+        |got| want.keys().all(|k| got.contains_key(k)),
+    )
 }
 
 #[test]
@@ -246,21 +243,20 @@ fn wait_for_file_ids(
     want: &std::collections::BTreeMap<String, usize>,
     timeout: Duration,
 ) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let got = file_match_ids(path);
-        let missing = want.keys().filter(|k| !got.contains_key(*k)).count();
-        if missing == 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{missing} of {} records missing in {}",
-            want.len(),
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let got = poll_until(
+        timeout,
+        Duration::from_millis(300),
+        || file_match_ids(path),
+        |got| want.keys().all(|k| got.contains_key(k)),
+    );
+    let missing = want.keys().filter(|k| !got.contains_key(*k)).count();
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} records missing in {}",
+        want.len(),
+        path.display()
+    );
 }
 
 #[test]

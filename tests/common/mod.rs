@@ -87,7 +87,7 @@ impl Broker {
         // The watchdog shell kills the broker when the test process is gone.
         let script = format!(
             "'{}' broker --listener-url {url} --advertised-listener-url {url} --storage-engine sqlite://broker.db \
-             >broker.log 2>&1 & b=$!; while kill -0 {} 2>/dev/null && kill -0 $b 2>/dev/null; do sleep 0.5; done; kill -9 $b 2>/dev/null",
+             >broker.log 2>&1 & b=$!; echo $b >broker.pid; while kill -0 {} 2>/dev/null && kill -0 $b 2>/dev/null; do sleep 0.5; done; kill -9 $b 2>/dev/null",
             tansu_bin().display(),
             std::process::id()
         );
@@ -116,13 +116,12 @@ impl Broker {
 
     /// Kills the broker process (storage stays).
     pub fn stop(&mut self) {
-        let _ = Command::new("pkill")
-            .args([
-                "-9",
-                "-f",
-                &format!("listener-url tcp://127.0.0.1:{} ", self.port),
-            ])
-            .status();
+        // The watchdog wrote the broker's own pid (the broker is its
+        // background job, not our child).
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("broker.pid")) {
+            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+            let _ = std::fs::remove_file(self.dir.join("broker.pid"));
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -201,6 +200,25 @@ pub fn reader(brokers: &str, topic: &str, partitions: i32) -> BaseConsumer {
     }
     c.assign(&tpl).unwrap();
     c
+}
+
+/// Calls `probe` every `every` until `done` holds for its value or
+/// `timeout` passes; returns the last value (the caller asserts on it, so a
+/// failure shows what was seen).
+pub fn poll_until<T>(
+    timeout: Duration,
+    every: Duration,
+    mut probe: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = probe();
+        if done(&v) || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(every);
+    }
 }
 
 /// Reads every message of `topic` (all partitions, from the start) until
@@ -335,13 +353,15 @@ impl Service {
 
     /// GET on the admin API; the body.
     pub fn get(&self, path: &str) -> Option<String> {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.admin)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
-        let mut r = String::new();
-        s.read_to_string(&mut r).ok()?;
-        Some(r)
+        topic_matcher::commands::admin_client::http(
+            ([127, 0, 0, 1], self.admin).into(),
+            "GET",
+            path,
+            None,
+            &[],
+        )
+        .ok()
+        .map(|(_, body)| body)
     }
 
     /// Any request on the admin API: status code and body.
@@ -371,7 +391,6 @@ impl Service {
 
     fn try_status(&self) -> Option<serde_json::Value> {
         self.get("/status")
-            .and_then(|r| r.split_once("\r\n\r\n").map(|(_, b)| b.to_string()))
             .and_then(|b| serde_json::from_str(&b).ok())
     }
 
@@ -394,10 +413,14 @@ impl Service {
     pub fn wait_ready(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            if self
-                .get("/readyz")
-                .is_some_and(|r| r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"))
-            {
+            let answer = topic_matcher::commands::admin_client::http(
+                ([127, 0, 0, 1], self.admin).into(),
+                "GET",
+                "/readyz",
+                None,
+                &[],
+            );
+            if answer.is_ok_and(|(code, _)| code == 200) {
                 return;
             }
             assert!(
