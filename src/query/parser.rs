@@ -177,21 +177,8 @@ impl<'a> Parser<'a> {
                     }
                     parts.push(self.parse_unary()?);
                 }
-                Some(Lex::Not) => {
-                    // `a NOT b` is `a AND NOT b`.
-                    let op = self.next().expect("peeked");
-                    if !Self::starts_operand(self.peek()) {
-                        return Err(self.missing_right(&op));
-                    }
-                    self.enter(&op)?;
-                    let inner = self.parse_unary()?;
-                    self.depth -= 1;
-                    parts.push(Parsed {
-                        expr: Expr::Not(Box::new(inner.expr)),
-                        parens: false,
-                        column: op.column,
-                    });
-                }
+                // Juxtaposition is AND; `a NOT b` is `a AND NOT b` (the
+                // unary parse takes the NOT).
                 l if Self::starts_operand(l) => parts.push(self.parse_unary()?),
                 _ => break,
             }
