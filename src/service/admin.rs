@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::drain::{plan_replay, Inbox, Request};
+use super::drain::{plan_replay, CancelError, CancelRefused, Inbox, Request};
 use super::metrics::Metrics;
 use super::reload::{Change, ReloadError, SearchVersions};
 use crate::config::Config;
@@ -333,17 +333,26 @@ async fn replays_delete(
             .expect("inbox lock")
             .push(Request::Cancel { id, reply: tx });
         rx.recv_timeout(std::time::Duration::from_secs(30))
-            .unwrap_or(false)
+            .unwrap_or_else(|_| Err(CancelError::NotStored("the pipeline did not answer within 30 s".into())))
     })
     .await
-    .unwrap_or(false);
-    if done {
-        json_error(200, serde_json::json!({"id": id, "state": "cancelled"}))
-    } else {
-        json_error(
+    .unwrap_or_else(|e| Err(CancelError::NotStored(e.to_string())));
+    match done {
+        Ok(()) => json_error(200, serde_json::json!({"id": id, "state": "cancelled"})),
+        Err(CancelError::Refused(CancelRefused::NotRunning)) => json_error(
             404,
-            serde_json::json!({"error": "not_found", "message": format!("no running job {id}")}),
-        )
+            serde_json::json!({"error": "not_found", "message": format!("no running replay {id}")}),
+        ),
+        Err(CancelError::Refused(CancelRefused::CatchUp)) => json_error(
+            409,
+            serde_json::json!({"error": "catch_up_not_cancellable", "message": format!(
+                "job {id} is a catch-up: its backlog has not been matched yet, so cancelling it would lose data; only replays can be cancelled"
+            )}),
+        ),
+        Err(CancelError::NotStored(why)) => json_error(
+            500,
+            serde_json::json!({"error": "not_stored", "message": format!("job {id} was not cancelled durably: {why}")}),
+        ),
     }
 }
 

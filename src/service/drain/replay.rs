@@ -29,13 +29,22 @@ pub enum Request {
         /// The job id, or why it could not be stored.
         reply: std::sync::mpsc::Sender<Result<u64, String>>,
     },
-    /// Cancel a running job; answers whether one was cancelled.
+    /// Cancel a running replay.
     Cancel {
         /// The job.
         id: u64,
-        /// Whether it was running and is now cancelled.
-        reply: std::sync::mpsc::Sender<bool>,
+        /// Cancelled and stored, or why not.
+        reply: std::sync::mpsc::Sender<Result<(), CancelError>>,
     },
+}
+
+/// Why `DELETE /replays/{id}` did not cancel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CancelError {
+    /// Refused by the scheduler (not running, or a catch-up).
+    Refused(CancelRefused),
+    /// Cancelled in memory but not stored; it resumes after a restart.
+    NotStored(String),
 }
 
 /// Requests waiting for the pipeline (served once a second).

@@ -41,17 +41,45 @@ pub struct Jobs {
 /// acknowledged.
 pub type Finish = (u64, Option<usize>);
 
+/// A stored drain job that cannot be decoded. The service refuses to start
+/// rather than drop the backlog the job still has to drain.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "drain job {id} in the state store cannot be read ({reason}); its backlog would be lost. \
+     Start the version that wrote it, or remove the job on purpose (docs/operations.md §5.3)"
+)]
+pub struct UnreadableJob {
+    /// The job's id.
+    pub id: u64,
+    /// The decoder's message.
+    pub reason: String,
+}
+
+/// Why a job was not cancelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelRefused {
+    /// No running job has that id.
+    NotRunning,
+    /// It is a catch-up: its backlog is data the group has not matched
+    /// yet, so only a replay may be cancelled.
+    CatchUp,
+}
+
 impl Jobs {
     /// The jobs stored in `store`, running ones resumed. Jobs made under
     /// other classes restart each range from its lowest cursor under the
     /// current classes (duplicates, nothing lost).
+    ///
+    /// # Errors
+    ///
+    /// The first stored job that cannot be decoded.
     pub fn load(
         stored: Vec<(u64, Vec<u8>)>,
         classes: Classes,
         catch_up: CatchUp,
         state_dir: &Path,
         live_docs: u64,
-    ) -> Jobs {
+    ) -> Result<Jobs, UnreadableJob> {
         let mut jobs = Jobs {
             runs: Vec::new(),
             generation: 1,
@@ -66,10 +94,10 @@ impl Jobs {
         let names: Vec<String> = jobs.classes.names().iter().map(|s| s.to_string()).collect();
         for (id, bytes) in stored {
             jobs.next_id = jobs.next_id.max(id + 1);
-            let Ok(mut job) = serde_json::from_slice::<Job>(&bytes) else {
-                tracing::error!(job = id, "unreadable drain job in the store; ignored");
-                continue;
-            };
+            let mut job = serde_json::from_slice::<Job>(&bytes).map_err(|e| UnreadableJob {
+                id,
+                reason: e.to_string(),
+            })?;
             if job.classes != names {
                 tracing::warn!(job = id, was = ?job.classes, now = ?names,
                     "the classes changed since this job was made; its ranges restart from their lowest cursor");
@@ -89,7 +117,7 @@ impl Jobs {
             }
             jobs.push(job, live_docs);
         }
-        jobs
+        Ok(jobs)
     }
 
     fn push(&mut self, job: Job, live_docs: u64) {
@@ -234,19 +262,33 @@ impl Jobs {
         out
     }
 
-    /// Cancels a job. Returns its stored form, or `None` when no running
-    /// job has that id.
-    pub fn cancel(&mut self, id: u64) -> Option<JobWrite> {
+    /// Drops a job that was created but could not be stored (its ranges
+    /// are then read in order by the live consumer).
+    pub fn discard_unstored(&mut self, id: u64) {
+        self.runs.retain(|r| r.job.id != id);
+        self.generation += 1;
+    }
+
+    /// Cancels a running replay. Returns its stored form.
+    ///
+    /// # Errors
+    ///
+    /// No such running job, or a catch-up (which may not be cancelled).
+    pub fn cancel(&mut self, id: u64) -> Result<JobWrite, CancelRefused> {
         let run = self
             .runs
             .iter_mut()
-            .find(|r| r.job.id == id && r.job.state == JobState::Running)?;
+            .find(|r| r.job.id == id && r.job.state == JobState::Running)
+            .ok_or(CancelRefused::NotRunning)?;
+        if run.job.kind == JobKind::CatchUp {
+            return Err(CancelRefused::CatchUp);
+        }
         run.job.state = JobState::Cancelled;
         run.job.finished_ms = Some(now_ms());
         run.dirty = false;
         self.generation += 1;
-        tracing::info!(job = id, "drain job cancelled");
-        Some((id, Some(run.job.to_bytes())))
+        tracing::info!(job = id, "replay cancelled");
+        Ok((id, Some(run.job.to_bytes())))
     }
 
     /// The stored forms of jobs changed since the last call.

@@ -27,6 +27,7 @@ fn jobs(policy: Policy) -> Jobs {
         &dir,
         0,
     )
+    .unwrap()
 }
 
 /// A catch-up job over `ranges`; its id.
@@ -177,4 +178,41 @@ fn ranges_of_revoked_partitions_are_dropped() {
     assert!(!j.catching_up(&TopicPartition::new("social", 0)));
     j.drop_partitions(|_| false);
     assert!(j.running(id).is_none(), "a job without ranges is cancelled");
+}
+
+#[test]
+fn a_catch_up_cannot_be_cancelled_a_replay_can() {
+    let mut j = jobs(Policy::Strict);
+    let tp = TopicPartition::new("social", 0);
+    let catch = catch_up(&mut j, vec![(tp.clone(), 0, 100)]);
+    assert_eq!(j.cancel(catch), Err(CancelRefused::CatchUp));
+    assert!(j.running(catch).is_some(), "the catch-up still runs");
+    let replay = j
+        .create(JobKind::Replay, vec![(tp, 0, 100)], Some((0, 1)), None, None, 0)
+        .0;
+    let (id, stored) = j.cancel(replay).unwrap();
+    assert_eq!(id, replay);
+    let stored: Job = serde_json::from_slice(&stored.unwrap()).unwrap();
+    assert_eq!(stored.state, JobState::Cancelled);
+    assert_eq!(j.cancel(replay), Err(CancelRefused::NotRunning));
+    assert_eq!(j.cancel(999), Err(CancelRefused::NotRunning));
+}
+
+#[test]
+fn a_stored_job_that_cannot_be_decoded_stops_the_load_naming_it() {
+    let mut j = jobs(Policy::Strict);
+    let tp = TopicPartition::new("social", 0);
+    let (_, good) = j.create(JobKind::CatchUp, vec![(tp, 0, 100)], None, None, None, 0);
+    let err = Jobs::load(
+        vec![(1, good), (7, b"{\"id\": 7, \"kind\": \"catch_up\"".to_vec())],
+        classes(),
+        CatchUp::default(),
+        &std::env::temp_dir(),
+        0,
+    )
+    .err()
+    .expect("an unreadable job is an error");
+    assert_eq!(err.id, 7);
+    assert!(err.to_string().contains("drain job 7"), "{err}");
+    assert!(err.to_string().contains("backlog would be lost"), "{err}");
 }

@@ -93,7 +93,7 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Message};
 
 use super::dead_letters::{Coords, DeadLetters};
-use super::drain::{Advance, Finish, Inbox, JobKind, Jobs, LanePlan, Request, SLICE};
+use super::drain::{Advance, CancelError, Finish, Inbox, JobKind, Jobs, LanePlan, Request, SLICE};
 use super::guard::{self, DocRecords, Outcome};
 use super::metrics::{Metrics, PartitionStatus};
 use super::reload::{Active, ActiveScratch, Masks, SearchVersions};
@@ -121,6 +121,9 @@ pub enum PipelineError {
     /// The state store failed.
     #[error(transparent)]
     Store(#[from] crate::state_store::StoreError),
+    /// A stored drain job cannot be decoded.
+    #[error(transparent)]
+    UnreadableJob(#[from] crate::service::drain::UnreadableJob),
 }
 
 /// State shared by the loop and the rebalance callback (which runs inside
@@ -211,7 +214,7 @@ impl Pipeline {
             config.catch_up.clone(),
             &config.state_dir,
             0,
-        );
+        )?;
         // Empty: dynamic membership (a stopping member leaves the group).
         let instance_id = match &config.instance_id {
             Some(id) => id.clone(),
@@ -467,15 +470,14 @@ impl Pipeline {
                     let _ = reply.send(stored.map(|()| id).map_err(|e| e.to_string()));
                 }
                 Request::Cancel { id, reply } => {
-                    let found = s.jobs.cancel(id);
-                    let ok = match &found {
-                        Some(job) => s
+                    let answer = match s.jobs.cancel(id) {
+                        Ok(job) => s
                             .store
-                            .commit_with_jobs(&[], &[], std::slice::from_ref(job))
-                            .is_ok(),
-                        None => false,
+                            .commit_with_jobs(&[], &[], std::slice::from_ref(&job))
+                            .map_err(|e| CancelError::NotStored(e.to_string())),
+                        Err(refused) => Err(CancelError::Refused(refused)),
                     };
-                    let _ = reply.send(ok);
+                    let _ = reply.send(answer);
                 }
             }
         }

@@ -259,7 +259,7 @@ impl LoopState {
                 .create(JobKind::CatchUp, ranges, None, None, None, self.live_docs);
         if let Err(e) = self.store.commit_with_jobs(&heads, &[], &[(id, Some(job))]) {
             tracing::error!(error = %e, "cannot store the catch-up job; consuming the backlog in order instead");
-            self.jobs.cancel(id);
+            self.jobs.discard_unstored(id);
             return;
         }
         for (tp, head) in heads {
