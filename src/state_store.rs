@@ -26,7 +26,9 @@
 //! crash). The service writes one per batch of messages, never one per
 //! message.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{RwLock, RwLockReadGuard};
 
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 
@@ -123,12 +125,51 @@ pub enum StoreError {
     /// A value has the wrong size.
     #[error("state store: corrupt value under {0}")]
     Corrupt(String),
+    /// The store was closed to recover from a failed write and could not
+    /// be opened again yet.
+    #[error("state store {0}: closed after a failed write, not reopened yet")]
+    Closed(String),
 }
 
 /// The checkpoint store.
+///
+/// # Failed writes
+///
+/// RocksDB stops accepting writes after a failed WAL write (a full disk, an
+/// I/O error) until the database is opened again. So a failed write marks
+/// the store broken, and the next write first closes and reopens it (the
+/// WAL's torn tail is dropped by point-in-time recovery; every write before
+/// the failed one is there). Until a reopen succeeds every call answers the
+/// error, and the service keeps its input paused (docs/operations.md §5.1).
 pub struct StateStore {
-    db: DB,
+    db: RwLock<Option<DB>>,
+    dir: PathBuf,
     path: String,
+    broken: AtomicBool,
+    read_only: bool,
+}
+
+/// A read guard on the open database.
+struct OpenDb<'a>(RwLockReadGuard<'a, Option<DB>>);
+
+impl std::ops::Deref for OpenDb<'_> {
+    type Target = DB;
+
+    fn deref(&self) -> &DB {
+        self.0.as_ref().expect("checked open when the guard was made")
+    }
+}
+
+fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
+    db.cf_handle(name).expect("column family created at open")
+}
+
+fn open_rw(dir: &Path) -> Result<DB, rocksdb::Error> {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    let cfs = FAMILIES.map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+    DB::open_cf_descriptors(&opts, dir, cfs)
 }
 
 impl StateStore {
@@ -139,21 +180,16 @@ impl StateStore {
     /// When RocksDB cannot open it (another process holds it, bad path).
     pub fn open(dir: &Path) -> Result<StateStore, StoreError> {
         let path = dir.display().to_string();
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        opts.create_missing_column_families(true);
-        let cfs = FAMILIES.map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
-        let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|source| StoreError::Rocks {
+        let db = open_rw(dir).map_err(|source| StoreError::Rocks {
             path: path.clone(),
             source,
         })?;
-        let store = StateStore { db, path };
-        let meta = store.cf(CF_META);
-        store
-            .db
-            .put_cf(meta, b"schema", SCHEMA)
-            .map_err(|e| store.err(e))?;
-        Ok(store)
+        db.put_cf(cf(&db, CF_META), b"schema", SCHEMA)
+            .map_err(|source| StoreError::Rocks {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(StateStore::holding(db, dir, path, false))
     }
 
     /// Opens the store read-only (for `status` while the service runs).
@@ -174,19 +210,65 @@ impl StateStore {
                 source,
             }
         })?;
-        Ok(StateStore { db, path })
+        Ok(StateStore::holding(db, dir, path, true))
     }
 
-    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db
-            .cf_handle(name)
-            .expect("column family created at open")
+    fn holding(db: DB, dir: &Path, path: String, read_only: bool) -> StateStore {
+        StateStore {
+            db: RwLock::new(Some(db)),
+            dir: dir.to_path_buf(),
+            path,
+            broken: AtomicBool::new(false),
+            read_only,
+        }
+    }
+
+    /// The open database; reopens it first when a reopen after a failed
+    /// write did not succeed yet.
+    fn db(&self) -> Result<OpenDb<'_>, StoreError> {
+        let guard = self.db.read().unwrap_or_else(|e| e.into_inner());
+        if guard.is_some() {
+            return Ok(OpenDb(guard));
+        }
+        drop(guard);
+        self.reopen()?;
+        let guard = self.db.read().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            return Err(StoreError::Closed(self.path.clone()));
+        }
+        Ok(OpenDb(guard))
+    }
+
+    /// Whether the last write failed (and no write has succeeded since).
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Relaxed)
+    }
+
+    /// Closes and reopens the database after a failed write.
+    fn reopen(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::Closed(self.path.clone()));
+        }
+        let mut guard = self.db.write().unwrap_or_else(|e| e.into_inner());
+        // The old handle must be closed first: it holds the directory lock.
+        // (Another thread may have reopened it meanwhile: then this reopens
+        // a healthy store, which is harmless.)
+        drop(guard.take());
+        let db = open_rw(&self.dir).map_err(|e| self.err(e))?;
+        *guard = Some(db);
+        tracing::info!(path = %self.path, "state store reopened after a failed write");
+        Ok(())
     }
 
     fn sync_write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        if self.broken.load(Relaxed) {
+            self.reopen()?;
+        }
         let mut w = WriteOptions::default();
         w.set_sync(true);
-        self.db.write_opt(batch, &w).map_err(|e| self.err(e))
+        let written = self.db()?.write_opt(batch, &w).map_err(|e| self.err(e));
+        self.broken.store(written.is_err(), Relaxed);
+        written
     }
 
     /// The searches version in use, if any was ever accepted.
@@ -195,9 +277,9 @@ impl StateStore {
     ///
     /// RocksDB errors and corrupt values.
     pub fn active_version(&self) -> Result<Option<u64>, StoreError> {
-        let Some(v) = self
-            .db
-            .get_cf(self.cf(CF_META), b"active_version")
+        let db = self.db()?;
+        let Some(v) = db
+            .get_cf(cf(&db, CF_META), b"active_version")
             .map_err(|e| self.err(e))?
         else {
             return Ok(None);
@@ -216,16 +298,19 @@ impl StateStore {
     ///
     /// RocksDB errors; then nothing was written.
     pub fn add_version(&self, meta: &VersionMeta, document: &[u8]) -> Result<(), StoreError> {
-        let cf = self.cf(CF_VERSIONS);
         let mut batch = WriteBatch::default();
-        let json = serde_json::to_vec(meta).expect("version meta serializes");
-        batch.put_cf(cf, version_key(b'm', meta.version), json);
-        batch.put_cf(cf, version_key(b'd', meta.version), document);
-        batch.put_cf(
-            self.cf(CF_META),
-            b"active_version",
-            meta.version.to_be_bytes(),
-        );
+        {
+            let db = self.db()?;
+            let versions = cf(&db, CF_VERSIONS);
+            let json = serde_json::to_vec(meta).expect("version meta serializes");
+            batch.put_cf(versions, version_key(b'm', meta.version), json);
+            batch.put_cf(versions, version_key(b'd', meta.version), document);
+            batch.put_cf(
+                cf(&db, CF_META),
+                b"active_version",
+                meta.version.to_be_bytes(),
+            );
+        }
         self.sync_write(batch)
     }
 
@@ -236,7 +321,11 @@ impl StateStore {
     /// RocksDB errors.
     pub fn set_active_version(&self, version: u64) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_META), b"active_version", version.to_be_bytes());
+        batch.put_cf(
+            cf(&*self.db()?, CF_META),
+            b"active_version",
+            version.to_be_bytes(),
+        );
         self.sync_write(batch)
     }
 
@@ -246,12 +335,12 @@ impl StateStore {
     ///
     /// RocksDB errors and corrupt values.
     pub fn versions(&self) -> Result<Vec<VersionMeta>, StoreError> {
-        let Some(cf) = self.db.cf_handle(CF_VERSIONS) else {
+        let db = self.db()?;
+        let Some(cf) = db.cf_handle(CF_VERSIONS) else {
             return Ok(Vec::new()); // a read-only open of an older store
         };
         let mut out = Vec::new();
-        for item in self
-            .db
+        for item in db
             .prefix_iterator_cf(cf, b"m")
             .take_while(|i| i.as_ref().map_or(true, |(k, _)| k.first() == Some(&b'm')))
         {
@@ -269,8 +358,8 @@ impl StateStore {
     ///
     /// RocksDB errors.
     pub fn version_document(&self, version: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db
-            .get_cf(self.cf(CF_VERSIONS), version_key(b'd', version))
+        let db = self.db()?;
+        db.get_cf(cf(&db, CF_VERSIONS), version_key(b'd', version))
             .map_err(|e| self.err(e))
     }
 
@@ -290,9 +379,9 @@ impl StateStore {
     ///
     /// RocksDB errors.
     pub fn instance_id(&self, prefix: &str) -> Result<String, StoreError> {
-        let meta = self.cf(CF_META);
-        if let Some(v) = self
-            .db
+        let db = self.db()?;
+        let meta = cf(&db, CF_META);
+        if let Some(v) = db
             .get_cf(meta, b"instance_id")
             .map_err(|e| self.err(e))?
         {
@@ -307,8 +396,7 @@ impl StateStore {
         );
         let mut w = WriteOptions::default();
         w.set_sync(true);
-        self.db
-            .put_cf_opt(meta, b"instance_id", id.as_bytes(), &w)
+        db.put_cf_opt(meta, b"instance_id", id.as_bytes(), &w)
             .map_err(|e| self.err(e))?;
         Ok(id)
     }
@@ -319,9 +407,9 @@ impl StateStore {
     ///
     /// RocksDB errors and corrupt values.
     pub fn get(&self, tp: &TopicPartition) -> Result<Option<i64>, StoreError> {
-        match self
-            .db
-            .get_cf(self.cf(CF_OFFSETS), tp.key())
+        let db = self.db()?;
+        match db
+            .get_cf(cf(&db, CF_OFFSETS), tp.key())
             .map_err(|e| self.err(e))?
         {
             None => Ok(None),
@@ -340,10 +428,8 @@ impl StateStore {
     /// RocksDB errors.
     pub fn all(&self) -> Result<Vec<(TopicPartition, i64)>, StoreError> {
         let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_OFFSETS), rocksdb::IteratorMode::Start)
-        {
+        let db = self.db()?;
+        for item in db.iterator_cf(cf(&db, CF_OFFSETS), rocksdb::IteratorMode::Start) {
             let (k, v) = item.map_err(|e| self.err(e))?;
             if let (Some(tp), Ok(b)) = (TopicPartition::from_key(&k), <[u8; 8]>::try_from(&*v)) {
                 out.push((tp, i64::from_be_bytes(b)));
@@ -382,19 +468,22 @@ impl StateStore {
         if advance.is_empty() && forget.is_empty() && jobs.is_empty() {
             return Ok(());
         }
-        let cf = self.cf(CF_OFFSETS);
         let mut batch = WriteBatch::default();
-        for (tp, next) in advance {
-            batch.put_cf(cf, tp.key(), next.to_be_bytes());
-        }
-        for tp in forget {
-            batch.delete_cf(cf, tp.key());
-        }
-        let jcf = self.cf(CF_JOBS);
-        for (id, job) in jobs {
-            match job {
-                Some(bytes) => batch.put_cf(jcf, id.to_be_bytes(), bytes),
-                None => batch.delete_cf(jcf, id.to_be_bytes()),
+        {
+            let db = self.db()?;
+            let offsets = cf(&db, CF_OFFSETS);
+            for (tp, next) in advance {
+                batch.put_cf(offsets, tp.key(), next.to_be_bytes());
+            }
+            for tp in forget {
+                batch.delete_cf(offsets, tp.key());
+            }
+            let jcf = cf(&db, CF_JOBS);
+            for (id, job) in jobs {
+                match job {
+                    Some(bytes) => batch.put_cf(jcf, id.to_be_bytes(), bytes),
+                    None => batch.delete_cf(jcf, id.to_be_bytes()),
+                }
             }
         }
         self.sync_write(batch)
@@ -406,11 +495,12 @@ impl StateStore {
     ///
     /// RocksDB errors.
     pub fn jobs(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let Some(cf) = self.db.cf_handle(CF_JOBS) else {
+        let db = self.db()?;
+        let Some(cf) = db.cf_handle(CF_JOBS) else {
             return Ok(Vec::new()); // read-only open of an older store
         };
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+        for item in db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
             let (k, v) = item.map_err(|e| self.err(e))?;
             if let Ok(b) = <[u8; 8]>::try_from(&*k) {
                 out.push((u64::from_be_bytes(b), v.to_vec()));
@@ -485,5 +575,80 @@ mod tests {
         assert_eq!(r.versions().unwrap().len(), 3);
         drop(r);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[cfg(test)]
+mod full_disk {
+    use super::*;
+
+    /// A tmpfs of a few MiB, unmounted when dropped (also on a failed
+    /// assertion).
+    struct SmallFs(std::path::PathBuf);
+
+    impl Drop for SmallFs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+
+    /// Mounts a tmpfs of `mib` MiB at a new directory (root only).
+    fn small_fs(name: &str, mib: u32) -> Option<SmallFs> {
+        let dir = std::env::temp_dir().join(format!("tm-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallFs(dir))
+    }
+
+    #[test]
+    fn a_full_disk_fails_the_write_and_it_succeeds_once_space_is_back() {
+        let Some(fs) = small_fs("full", 4) else {
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return;
+        };
+        let dir = fs.0.clone();
+        let s = StateStore::open(&dir.join("state")).unwrap();
+        let tp = TopicPartition::new("t", 0);
+        s.commit(&[(tp.clone(), 1)], &[]).unwrap();
+        // Fill the filesystem.
+        let filler = dir.join("filler");
+        let _ = std::process::Command::new("dd")
+            .args(["if=/dev/zero", "bs=64k"])
+            .arg(format!("of={}", filler.display()))
+            .output();
+        let mut failed = None;
+        let mut last_ok = 1;
+        for i in 2..2000 {
+            let big = vec![(i as u64, Some(vec![7u8; 4096]))];
+            match s.commit_with_jobs(&[(tp.clone(), i)], &[], &big) {
+                Ok(()) => last_ok = i,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let failed = failed.expect("a write fails once the filesystem is full");
+        assert!(failed.to_string().contains("No space left"), "{failed}");
+        assert!(s.is_broken());
+        // Still full: the reopen or the write fails again, nothing panics.
+        assert!(s.commit(&[(tp.clone(), 4000)], &[]).is_err());
+        std::fs::remove_file(&filler).unwrap();
+        // Space is back: the next write reopens the store and succeeds, and
+        // every write before the failed one is there.
+        let before = s.get(&tp);
+        s.commit(&[(tp.clone(), 5000)], &[]).unwrap();
+        assert!(!s.is_broken());
+        assert_eq!(s.get(&tp).unwrap(), Some(5000), "(before: {before:?})");
+        assert_eq!(s.jobs().unwrap().len() as i64 + 1, last_ok, "the jobs written before the failure");
+        drop(s);
+        drop(fs);
     }
 }

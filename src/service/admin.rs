@@ -61,7 +61,12 @@ pub fn router(state: AdminState) -> Router {
 }
 
 async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
-    if s.metrics.assigned_partitions.load(Relaxed) > 0 {
+    if s.metrics.state_store_down.load(Relaxed) == 1 {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "state store not writable: checkpoints and input paused\n",
+        )
+    } else if s.metrics.assigned_partitions.load(Relaxed) > 0 {
         (StatusCode::OK, "ready\n")
     } else {
         (

@@ -59,6 +59,10 @@ pub struct Metrics {
     pub last_checkpoint_ms: AtomicU64,
     /// Whether the output is currently failing (1) or not (0).
     pub output_down: AtomicU64,
+    /// Whether the last checkpoint write failed (1) or not (0).
+    pub state_store_down: AtomicU64,
+    /// Failed checkpoint writes.
+    pub state_store_errors: AtomicU64,
     /// Assigned partitions.
     pub assigned_partitions: AtomicI64,
     /// Total consumer lag over assigned partitions.
@@ -156,6 +160,11 @@ impl Metrics {
             self.records_out.load(Relaxed),
         );
         counter(
+            "state_store_errors_total",
+            "Failed checkpoint writes to the state store.",
+            self.state_store_errors.load(Relaxed),
+        );
+        counter(
             "output_errors_total",
             "Output flushes that failed or timed out.",
             self.output_errors.load(Relaxed),
@@ -197,6 +206,11 @@ impl Metrics {
             "output_down",
             "1 while the output fails to acknowledge.",
             self.output_down.load(Relaxed).to_string(),
+        );
+        gauge(
+            "state_store_down",
+            "1 while checkpoint writes fail (input paused, not ready).",
+            self.state_store_down.load(Relaxed).to_string(),
         );
         gauge(
             "checkpoint_age_seconds",

@@ -60,8 +60,8 @@ pub struct UnreadableJob {
 pub enum CancelRefused {
     /// No running job has that id.
     NotRunning,
-    /// It is a catch-up: its backlog is data the group has not matched
-    /// yet, so only a replay may be cancelled.
+    /// It is a catch-up (running or not): its backlog is data the group
+    /// has not matched yet, so only a replay may be cancelled.
     CatchUp,
 }
 
@@ -278,10 +278,13 @@ impl Jobs {
         let run = self
             .runs
             .iter_mut()
-            .find(|r| r.job.id == id && r.job.state == JobState::Running)
+            .find(|r| r.job.id == id)
             .ok_or(CancelRefused::NotRunning)?;
         if run.job.kind == JobKind::CatchUp {
             return Err(CancelRefused::CatchUp);
+        }
+        if run.job.state != JobState::Running {
+            return Err(CancelRefused::NotRunning);
         }
         run.job.state = JobState::Cancelled;
         run.job.finished_ms = Some(now_ms());

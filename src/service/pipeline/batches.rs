@@ -61,9 +61,13 @@ impl LoopState {
             match self.sealed.back_mut() {
                 Some(newest) => newest.finishes.extend(finishes),
                 None => {
-                    let stamped = self.jobs.stamp(&finishes);
-                    if let Err(e) = self.store.commit_with_jobs(&[], &[], &stamped) {
-                        tracing::error!(error = %e, "cannot store the drain jobs");
+                    let stamped = self.jobs.stamp(&finishes).into_iter().collect();
+                    let lows = self.jobs.low_waters();
+                    if self
+                        .write_checkpoint(consumer, Vec::new(), stamped, &lows, CommitMode::Async)
+                        .is_err()
+                    {
+                        return Ok(true);
                     }
                 }
             }
@@ -82,12 +86,17 @@ impl LoopState {
                 break;
             }
         }
+        let mut store_failed = false;
         if let Some(s) = done {
             jobs.extend(self.jobs.stamp(&finishes));
-            let jobs: Vec<_> = jobs.into_iter().collect();
-            self.write_checkpoint(consumer, s.offsets, &jobs, &s.lows, CommitMode::Async);
+            store_failed = self
+                .write_checkpoint(consumer, s.offsets, jobs, &s.lows, CommitMode::Async)
+                .is_err();
         }
-        Ok(self.sealed.len() > MAX_SEALED
+        // A failed store write stops the input like a stalled output does
+        // (finish_batch retries until the store takes it).
+        Ok(store_failed
+            || self.sealed.len() > MAX_SEALED
             || self.sealed.front().is_some_and(|f| f.at.elapsed() > STALL))
     }
 
@@ -98,7 +107,7 @@ impl LoopState {
         consumer: &BaseConsumer<RebalanceContext>,
         timeout: Duration,
         mode: CommitMode,
-    ) -> Result<(), SinkError> {
+    ) -> Result<(), CheckpointError> {
         self.output.flush(timeout)?;
         self.reroute_refused()?;
         self.dead.sink.flush(timeout)?;
@@ -118,9 +127,8 @@ impl LoopState {
             .iter()
             .map(|(tp, &n)| (tp.clone(), n))
             .collect();
-        let jobs: Vec<_> = jobs.into_iter().collect();
         let lows = self.jobs.low_waters();
-        self.write_checkpoint(consumer, offsets, &jobs, &lows, mode);
+        self.write_checkpoint(consumer, offsets, jobs, &lows, mode)?;
         Ok(())
     }
 
@@ -132,10 +140,15 @@ impl LoopState {
         &mut self,
         consumer: &BaseConsumer<RebalanceContext>,
         offsets: Vec<(TopicPartition, i64)>,
-        jobs: &[JobWrite],
+        jobs: BTreeMap<u64, Option<Vec<u8>>>,
         lows: &BTreeMap<TopicPartition, i64>,
         mode: CommitMode,
-    ) {
+    ) -> Result<(), StoreError> {
+        // Job states a failed write did not store go first; newer states of
+        // the same jobs replace them.
+        let mut all = std::mem::take(&mut self.unwritten_jobs);
+        all.extend(jobs);
+        let jobs: Vec<JobWrite> = all.into_iter().collect();
         let advance: Vec<(TopicPartition, i64)> = offsets
             .into_iter()
             .filter(|(tp, next)| {
@@ -143,13 +156,25 @@ impl LoopState {
             })
             .collect();
         if advance.is_empty() && jobs.is_empty() {
-            return;
+            return Ok(());
         }
-        if let Err(e) = self.store.commit_with_jobs(&advance, &[], jobs) {
+        if let Err(e) = self.store.commit_with_jobs(&advance, &[], &jobs) {
             // Not checkpointed: the records are delivered, so a crash now
-            // only re-emits them (same match ids).
-            tracing::error!(error = %e, "checkpoint write failed; will retry with the next batch");
-            return;
+            // only re-emits them (same match ids). The offsets come again
+            // with the next write (they only grow); the jobs are kept.
+            self.unwritten_jobs.extend(jobs);
+            if !self.store_down {
+                self.store_down = true;
+                self.metrics.state_store_down.store(1, Relaxed);
+                tracing::error!(error = %e, "checkpoint write failed: input paused, not ready, retrying until the state store takes writes again");
+            }
+            self.metrics.state_store_errors.fetch_add(1, Relaxed);
+            return Err(e);
+        }
+        if self.store_down {
+            self.store_down = false;
+            self.metrics.state_store_down.store(0, Relaxed);
+            tracing::info!("state store writable again; checkpoints resumed");
         }
         for (tp, next) in advance {
             self.checkpointed.insert(tp, next);
@@ -170,6 +195,7 @@ impl LoopState {
                 tracing::warn!(error = %e, "committing offsets to the group failed; the RocksDB checkpoint stands");
             }
         }
+        Ok(())
     }
 
     /// Moves the records the output refused for good to the dead letters

@@ -102,7 +102,7 @@ use super::sink::{self, Sink, SinkError};
 use crate::config::{Config, StartPosition, Target};
 use crate::document::Document;
 use crate::record::{now_ms, now_rfc3339, InputCoords, RecordContext};
-use crate::state_store::{JobWrite, StateStore, TopicPartition};
+use crate::state_store::{JobWrite, StateStore, StoreError, TopicPartition};
 
 use batches::Sealed;
 use lanes::Lanes;
@@ -120,10 +120,25 @@ pub enum PipelineError {
     Sink(#[from] SinkError),
     /// The state store failed.
     #[error(transparent)]
-    Store(#[from] crate::state_store::StoreError),
+    Store(#[from] StoreError),
+    /// A checkpoint could not be written (the loop retries).
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
     /// A stored drain job cannot be decoded.
     #[error(transparent)]
     UnreadableJob(#[from] crate::service::drain::UnreadableJob),
+}
+
+/// Why a checkpoint was not taken: the output did not acknowledge its
+/// records, or the state store did not take the write.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The output failed.
+    #[error(transparent)]
+    Output(#[from] SinkError),
+    /// The state store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// State shared by the loop and the rebalance callback (which runs inside
@@ -139,6 +154,11 @@ struct LoopState {
     /// Next offset last written to RocksDB.
     pub(super) checkpointed: BTreeMap<TopicPartition, i64>,
     pub(super) output_down: bool,
+    /// Drain-job states a failed checkpoint write did not store (written
+    /// with the next one).
+    pub(super) unwritten_jobs: BTreeMap<u64, Option<Vec<u8>>>,
+    /// The last checkpoint write failed (input paused until one succeeds).
+    pub(super) store_down: bool,
     /// Closed batches waiting for their acknowledgements, oldest first.
     pub(super) sealed: std::collections::VecDeque<Sealed>,
     pub(super) start: StartPosition,
@@ -238,6 +258,8 @@ impl Pipeline {
             processed: BTreeMap::new(),
             checkpointed: BTreeMap::new(),
             output_down: false,
+            unwritten_jobs: BTreeMap::new(),
+            store_down: false,
             sealed: std::collections::VecDeque::new(),
             start: config.start,
             drain_deadline: config.drain_deadline,
@@ -488,6 +510,7 @@ impl Pipeline {
     /// deadline after a stop was asked.
     fn finish_batch(&self, shutdown: &Shutdown, mut give_up_at: Option<Instant>) -> bool {
         let mut backoff = Duration::from_millis(100);
+        let mut paused = false;
         loop {
             let result = lock(&self.shared).checkpoint(
                 &self.consumer,
@@ -518,21 +541,33 @@ impl Pipeline {
                         tracing::info!("output recovered; consumption resumed");
                     } else {
                         s.publish_status();
+                        drop(s);
+                        if paused {
+                            // Paused for the state store, which took the
+                            // write now.
+                            if let Ok(a) = self.consumer.assignment() {
+                                let _ = self.consumer.resume(&a);
+                            }
+                        }
                     }
                     return true;
                 }
                 Err(e) => {
-                    self.metrics.output_errors.fetch_add(1, Relaxed);
-                    let mut s = lock(&self.shared);
-                    if !s.output_down {
-                        s.output_down = true;
-                        self.metrics.output_down.store(1, Relaxed);
-                        tracing::error!(error = %e, "output failing; consumption paused until it recovers");
+                    if let CheckpointError::Output(e) = &e {
+                        self.metrics.output_errors.fetch_add(1, Relaxed);
+                        let mut s = lock(&self.shared);
+                        if !s.output_down {
+                            s.output_down = true;
+                            self.metrics.output_down.store(1, Relaxed);
+                            tracing::error!(error = %e, "output failing; consumption paused until it recovers");
+                        }
                     }
-                    drop(s);
+                    // (A store failure was logged and counted where the
+                    // write failed.)
                     if let Ok(a) = self.consumer.assignment() {
                         let _ = self.consumer.pause(&a);
                     }
+                    paused = true;
                     // A stop asked while the output is down waits for it
                     // no longer than the drain deadline.
                     if shutdown.is_requested() && give_up_at.is_none() {

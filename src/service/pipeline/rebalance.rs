@@ -148,7 +148,7 @@ impl ConsumerContext for RebalanceContext {
                 let mut s = lock(&self.shared);
                 let deadline = s.drain_deadline;
                 if let Err(e) = s.checkpoint(consumer, deadline, CommitMode::Sync) {
-                    tracing::warn!(error = %e, "revocation: output not drained in time; the next owner re-reads from the last checkpoint");
+                    tracing::warn!(error = %e, "revocation: no checkpoint taken (output not drained in time, or the state store failed); the next owner re-reads from the last checkpoint");
                 }
                 let revoked: Vec<TopicPartition> = tpl
                     .elements()

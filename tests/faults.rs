@@ -1,0 +1,150 @@
+//! Faults that must neither lose data nor go unseen, against a real broker
+//! (tansu): the state store's disk fills up while documents flow.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+
+/// A tmpfs of a few MiB, unmounted when dropped.
+struct SmallFs(PathBuf);
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Mounts a tmpfs of `mib` MiB at `dir` (needs root).
+fn small_fs(dir: &Path, mib: u32) -> Option<SmallFs> {
+    std::fs::create_dir_all(dir).ok()?;
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then(|| SmallFs(dir.to_path_buf()))
+}
+
+fn file_match_ids(path: &Path) -> std::collections::BTreeMap<String, usize> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let records: Vec<(Vec<u8>, Vec<u8>)> = text
+        .lines()
+        .map(|l| (Vec::new(), l.as_bytes().to_vec()))
+        .collect();
+    match_ids(&records)
+}
+
+fn readyz(svc: &Service) -> (u16, String) {
+    svc.request("GET", "/readyz", None, &[])
+}
+
+fn metric(svc: &Service, name: &str) -> Option<f64> {
+    let text = svc.get("/metrics")?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("topic_matcher_{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn a_full_state_disk_pauses_input_fails_readiness_and_resumes_losing_nothing() {
+    let b = shared_broker();
+    let brokers = b.addr();
+    b.create_topic("fd.in", 3);
+    let dir = temp_dir("fd");
+    let Some(fs) = small_fs(&dir.join("statefs"), 6) else {
+        eprintln!("skipped: mounting a small tmpfs for the state directory needs root");
+        return;
+    };
+    let (docs, _) = sample_docs(2000, "fd");
+    let out = dir.join("out.jsonl");
+    let mut svc = Service::start(&ServiceOpts {
+        brokers: &brokers,
+        group: "fd",
+        input: "fd.in",
+        output: format!("file:{}", out.display()),
+        dead_letter: format!("file:{}", dir.join("dead.jsonl").display()),
+        state: fs.0.join("state"),
+        log: dir.join("service.log"),
+    });
+    svc.wait_ready(Duration::from_secs(60));
+    produce(&brokers, "fd.in", &docs[..300]);
+    let first = expected_match_ids(&docs[..300]);
+    let got = poll_until(
+        Duration::from_secs(120),
+        Duration::from_millis(300),
+        || file_match_ids(&out),
+        |got| first.keys().all(|k| got.contains_key(k)),
+    );
+    assert!(first.keys().all(|k| got.contains_key(k)));
+
+    // The disk fills up; documents keep coming.
+    let filler = fs.0.join("filler");
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.display()))
+        .output();
+    // A checkpoint is a few dozen bytes and the WAL's last page may still
+    // have room: documents trickle in (one checkpoint each) until a write
+    // finds the disk full.
+    let mut sent = 300;
+    let mut answer = readyz(&svc);
+    while sent < 1500 && answer.0 != 503 {
+        produce(&brokers, "fd.in", &docs[sent..sent + 10]);
+        sent += 10;
+        std::thread::sleep(Duration::from_millis(150));
+        answer = readyz(&svc);
+    }
+    let (code, body) = poll_until(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || readyz(&svc),
+        |(code, _)| *code == 503,
+    );
+    assert_eq!(code, 503, "not ready while checkpoints fail: {body}");
+    assert!(body.contains("state store"), "{body}");
+    assert_eq!(metric(&svc, "state_store_down"), Some(1.0));
+    assert!(metric(&svc, "state_store_errors_total").unwrap_or(0.0) >= 1.0);
+    let log = std::fs::read_to_string(dir.join("service.log")).unwrap();
+    assert_eq!(
+        log.matches("checkpoint write failed").count(),
+        1,
+        "logged once per state change, not per retry:\n{log}"
+    );
+
+    // Space is back: the store is reopened, checkpoints and input resume.
+    std::fs::remove_file(&filler).unwrap();
+    let (code, body) = poll_until(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || readyz(&svc),
+        |(code, _)| *code == 200,
+    );
+    assert_eq!(code, 200, "ready again once the store takes writes: {body}");
+    assert_eq!(metric(&svc, "state_store_down"), Some(0.0));
+    produce(&brokers, "fd.in", &docs[sent..]);
+    let want = expected_match_ids(&docs);
+    let got = poll_until(
+        Duration::from_secs(120),
+        Duration::from_millis(300),
+        || file_match_ids(&out),
+        |got| want.keys().all(|k| got.contains_key(k)),
+    );
+    let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
+    assert!(missing.is_empty(), "lost: {missing:?}");
+    // Every message is checkpointed in the end.
+    svc.wait_status(Duration::from_secs(60), |s| {
+        s["partitions"]
+            .as_object()
+            .is_some_and(|p| p.values().filter_map(|v| v["checkpoint"].as_i64()).sum::<i64>() == 2000)
+    });
+    let log = std::fs::read_to_string(dir.join("service.log")).unwrap();
+    assert!(log.contains("state store reopened"), "{log}");
+    assert!(log.contains("state store writable again"), "{log}");
+    assert_eq!(svc.terminate(), Some(0));
+}
