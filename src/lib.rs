@@ -67,6 +67,8 @@ pub mod query;
 pub mod record;
 pub mod searches;
 pub mod service;
+#[cfg(test)]
+mod small_fs;
 pub mod state_store;
 pub mod terminal;
 pub mod text;

@@ -582,30 +582,7 @@ mod tests {
 mod full_disk {
     use super::*;
 
-    /// A tmpfs of a few MiB, unmounted when dropped (also on a failed
-    /// assertion).
-    struct SmallFs(std::path::PathBuf);
-
-    impl Drop for SmallFs {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(&self.0)
-                .status();
-        }
-    }
-
-    /// Mounts a tmpfs of `mib` MiB at a new directory (root only).
-    fn small_fs(name: &str, mib: u32) -> Option<SmallFs> {
-        let dir = std::env::temp_dir().join(format!("tm-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).ok()?;
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(&dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(SmallFs(dir))
-    }
+    use crate::small_fs::small_fs;
 
     #[test]
     fn a_full_disk_fails_the_write_and_it_succeeds_once_space_is_back() {
@@ -618,11 +595,7 @@ mod full_disk {
         let tp = TopicPartition::new("t", 0);
         s.commit(&[(tp.clone(), 1)], &[]).unwrap();
         // Fill the filesystem.
-        let filler = dir.join("filler");
-        let _ = std::process::Command::new("dd")
-            .args(["if=/dev/zero", "bs=64k"])
-            .arg(format!("of={}", filler.display()))
-            .output();
+        let filler = fs.fill();
         let mut failed = None;
         let mut last_ok = 1;
         for i in 2..2000 {

@@ -1,5 +1,6 @@
 //! Faults that must neither lose data nor go unseen, against a real broker
-//! (tansu): the state store's disk fills up while documents flow.
+//! (tansu): the disk of the state store, then of the output file, fills up
+//! while documents flow.
 
 mod common;
 
@@ -10,6 +11,18 @@ use common::*;
 
 /// A tmpfs of a few MiB, unmounted when dropped.
 struct SmallFs(PathBuf);
+
+impl SmallFs {
+    /// Fills it up; returns the filler file.
+    fn fill(&self) -> PathBuf {
+        let filler = self.0.join("filler");
+        let _ = std::process::Command::new("dd")
+            .args(["if=/dev/zero", "bs=64k"])
+            .arg(format!("of={}", filler.display()))
+            .output();
+        filler
+    }
+}
 
 impl Drop for SmallFs {
     fn drop(&mut self) {
@@ -84,11 +97,7 @@ fn a_full_state_disk_pauses_input_fails_readiness_and_resumes_losing_nothing() {
     assert!(first.keys().all(|k| got.contains_key(k)));
 
     // The disk fills up; documents keep coming.
-    let filler = fs.0.join("filler");
-    let _ = std::process::Command::new("dd")
-        .args(["if=/dev/zero", "bs=64k"])
-        .arg(format!("of={}", filler.display()))
-        .output();
+    let filler = fs.fill();
     // A checkpoint is a few dozen bytes and the WAL's last page may still
     // have room: documents trickle in (one checkpoint each) until a write
     // finds the disk full.
@@ -147,4 +156,74 @@ fn a_full_state_disk_pauses_input_fails_readiness_and_resumes_losing_nothing() {
     assert!(log.contains("state store reopened"), "{log}");
     assert!(log.contains("state store writable again"), "{log}");
     assert_eq!(svc.terminate(), Some(0));
+}
+
+#[test]
+fn a_full_output_disk_pauses_input_and_resumes_with_no_partial_line_and_nothing_lost() {
+    let b = shared_broker();
+    let brokers = b.addr();
+    b.create_topic("fo.in", 3);
+    let dir = temp_dir("fo");
+    let Some(fs) = small_fs(&dir.join("outfs"), 2) else {
+        eprintln!("skipped: mounting a small tmpfs for the output needs root");
+        return;
+    };
+    let (docs, _) = sample_docs(1500, "fo");
+    let out = fs.0.join("out.jsonl");
+    let mut svc = Service::start(&ServiceOpts {
+        brokers: &brokers,
+        group: "fo",
+        input: "fo.in",
+        output: format!("file:{}", out.display()),
+        dead_letter: format!("file:{}", dir.join("dead.jsonl").display()),
+        state: dir.join("state"),
+        log: dir.join("service.log"),
+    });
+    svc.wait_ready(Duration::from_secs(60));
+    produce(&brokers, "fo.in", &docs[..300]);
+    let first = expected_match_ids(&docs[..300]);
+    poll_until(
+        Duration::from_secs(120),
+        Duration::from_millis(300),
+        || file_match_ids(&out),
+        |got| first.keys().all(|k| got.contains_key(k)),
+    );
+
+    let filler = fs.fill();
+    produce(&brokers, "fo.in", &docs[300..1000]);
+    let down = poll_until(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || metric(&svc, "output_down"),
+        |v| *v == Some(1.0),
+    );
+    assert_eq!(down, Some(1.0), "the output is reported down");
+    std::fs::remove_file(&filler).unwrap();
+    let down = poll_until(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || metric(&svc, "output_down"),
+        |v| *v == Some(0.0),
+    );
+    assert_eq!(down, Some(0.0), "the output recovers");
+    produce(&brokers, "fo.in", &docs[1000..]);
+    let want = expected_match_ids(&docs);
+    let got = poll_until(
+        Duration::from_secs(120),
+        Duration::from_millis(300),
+        || file_match_ids(&out),
+        |got| want.keys().all(|k| got.contains_key(k)),
+    );
+    let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
+    assert!(missing.is_empty(), "lost: {missing:?}");
+    assert_eq!(svc.terminate(), Some(0));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let broken: Vec<&str> = text
+        .lines()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_err())
+        .collect();
+    assert!(broken.is_empty(), "partial lines in the output: {broken:?}");
+    let log = std::fs::read_to_string(dir.join("service.log")).unwrap();
+    assert!(log.contains("output failing"), "{log}");
+    assert!(log.contains("output recovered"), "{log}");
 }
