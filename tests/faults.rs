@@ -227,3 +227,119 @@ fn a_full_output_disk_pauses_input_and_resumes_with_no_partial_line_and_nothing_
     assert!(log.contains("output failing"), "{log}");
     assert!(log.contains("output recovered"), "{log}");
 }
+
+#[test]
+fn a_component_that_dies_fails_healthz_naming_it_while_matching_goes_on() {
+    let b = shared_broker();
+    let brokers = b.addr();
+    b.create_topic("cd.in", 3);
+    let dir = temp_dir("cd");
+    let out = dir.join("out.jsonl");
+    // The searches worker panics at its next task (fault injection).
+    std::env::set_var("TOPIC_MATCHER_FAULT_KILL_COMPONENT", "searches-worker");
+    let mut svc = Service::start_with(
+        &ServiceOpts {
+            brokers: &brokers,
+            group: "cd",
+            input: "cd.in",
+            output: format!("file:{}", out.display()),
+            dead_letter: format!("file:{}", dir.join("dead.jsonl").display()),
+            state: dir.join("state"),
+            log: dir.join("service.log"),
+        },
+        &repo("samples/searches.json"),
+        &["--admin-token", "tok"],
+    );
+    std::env::remove_var("TOPIC_MATCHER_FAULT_KILL_COMPONENT");
+    svc.wait_ready(Duration::from_secs(60));
+    assert_eq!(svc.request("GET", "/healthz", None, &[]).0, 200);
+    let (code, body) = svc.request("POST", "/searches/reload", Some("tok"), &[]);
+    assert_ne!(code, 200, "the worker died on this reload: {body}");
+    let (code, body) = poll_until(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || svc.request("GET", "/healthz", None, &[]),
+        |(code, _)| *code == 503,
+    );
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("searches-worker down: panicked"), "{body}");
+    let metrics = svc.get("/metrics").unwrap();
+    assert!(
+        metrics.contains("topic_matcher_component_up{component=\"searches-worker\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("topic_matcher_component_up{component=\"lag-monitor\"} 1"),
+        "{metrics}"
+    );
+    // Matching is not a background component: it goes on.
+    let (docs, _) = sample_docs(200, "cd");
+    produce(&brokers, "cd.in", &docs);
+    let want = expected_match_ids(&docs);
+    let got = poll_until(
+        Duration::from_secs(120),
+        Duration::from_millis(300),
+        || file_match_ids(&out),
+        |got| want.keys().all(|k| got.contains_key(k)),
+    );
+    assert!(want.keys().all(|k| got.contains_key(k)));
+    assert_eq!(svc.terminate(), Some(0));
+}
+
+#[test]
+fn lag_is_unknown_not_zero_while_the_broker_cannot_be_reached() {
+    let mut broker = Broker::start("lagmon");
+    let brokers = broker.addr();
+    broker.create_topic("lm.in", 3);
+    let dir = temp_dir("lm");
+    let mut svc = Service::start(&ServiceOpts {
+        brokers: &brokers,
+        group: "lm",
+        input: "lm.in",
+        output: format!("file:{}", dir.join("out.jsonl").display()),
+        dead_letter: format!("file:{}", dir.join("dead.jsonl").display()),
+        state: dir.join("state"),
+        log: dir.join("service.log"),
+    });
+    svc.wait_ready(Duration::from_secs(60));
+    let (docs, _) = sample_docs(100, "lm");
+    produce(&brokers, "lm.in", &docs);
+    let known = poll_until(
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || metric(&svc, "consumer_lag_messages"),
+        |v| *v == Some(0.0),
+    );
+    assert_eq!(known, Some(0.0), "lag known and 0 once caught up");
+    assert_eq!(metric(&svc, "lag_monitor_up"), Some(1.0));
+    assert_eq!(metric(&svc, "consumer_lag_seconds"), Some(0.0));
+
+    broker.stop();
+    let up = poll_until(
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || metric(&svc, "lag_monitor_up"),
+        |v| *v == Some(0.0),
+    );
+    assert_eq!(up, Some(0.0), "the monitor says it cannot see the lag");
+    assert_eq!(
+        metric(&svc, "consumer_lag_messages"),
+        None,
+        "an unknown lag is absent, never 0"
+    );
+    assert!(svc.status()["consumer_lag"].is_null());
+
+    broker.restart();
+    let up = poll_until(
+        Duration::from_secs(90),
+        Duration::from_millis(300),
+        || metric(&svc, "lag_monitor_up"),
+        |v| *v == Some(1.0),
+    );
+    assert_eq!(up, Some(1.0), "known again once the broker is back");
+    assert!(metric(&svc, "consumer_lag_messages").is_some());
+    let log = std::fs::read_to_string(dir.join("service.log")).unwrap();
+    assert_eq!(log.matches("lag unknown").count(), 1, "logged once per change:\n{log}");
+    assert!(log.contains("lag known again"), "{log}");
+    let _ = svc.terminate();
+}

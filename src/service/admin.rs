@@ -47,7 +47,7 @@ pub struct AdminState {
 /// The router.
 pub fn router(state: AdminState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
@@ -58,6 +58,20 @@ pub fn router(state: AdminState) -> Router {
         .route("/replays", get(replays_get).post(replays_post))
         .route("/replays/{id}", axum::routing::delete(replays_delete))
         .with_state(state)
+}
+
+/// 200 while every background component runs; 503 naming the ones that
+/// stopped, and why.
+async fn healthz(State(s): State<AdminState>) -> impl IntoResponse {
+    let down = s.metrics.components.down_now();
+    if down.is_empty() {
+        return (StatusCode::OK, "ok\n".to_string());
+    }
+    let mut body = String::new();
+    for (name, why) in down {
+        body.push_str(&format!("{name} down: {why}\n"));
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, body)
 }
 
 async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
@@ -99,7 +113,15 @@ pub fn status_json(s: &AdminState) -> serde_json::Value {
         "documents_bad": m.documents_bad.load(Relaxed),
         "documents_matched": m.documents_matched.load(Relaxed),
         "match_records_out": m.records_out.load(Relaxed),
-        "consumer_lag": m.lag_total.load(Relaxed),
+        "consumer_lag": (m.lag_monitor_up.load(Relaxed) == 1).then(|| m.lag_total.load(Relaxed)),
+        "consumer_lag_seconds": (m.lag_monitor_up.load(Relaxed) == 1)
+            .then(|| m.lag_seconds_ms.load(Relaxed) as f64 / 1e3),
+        "components": m
+            .components
+            .snapshot()
+            .into_iter()
+            .map(|(name, down)| (name.to_string(), serde_json::json!(down.map_or("up".to_string(), |why| format!("down: {why}")))))
+            .collect::<serde_json::Map<_, _>>(),
         "checkpoint_age_seconds": m.checkpoint_age_secs(),
         "partitions": m
             .partitions

@@ -23,8 +23,14 @@ pub struct PartitionStatus {
     pub checkpoint: Option<i64>,
     /// High watermark at the last lag check.
     pub high_watermark: Option<i64>,
-    /// Messages between the checkpoint and the high watermark.
+    /// Messages between the checkpoint and the high watermark (`None`:
+    /// unknown).
     pub lag: Option<i64>,
+    /// Age of the last processed message when behind, seconds (`None`:
+    /// unknown).
+    pub lag_seconds: Option<f64>,
+    /// Kafka timestamp of the last processed message, ms.
+    pub last_message_ms: Option<i64>,
 }
 
 /// All metrics of one service.
@@ -65,8 +71,15 @@ pub struct Metrics {
     pub state_store_errors: AtomicU64,
     /// Assigned partitions.
     pub assigned_partitions: AtomicI64,
-    /// Total consumer lag over assigned partitions.
+    /// Total consumer lag over assigned partitions (valid while
+    /// `lag_monitor_up` is 1).
     pub lag_total: AtomicI64,
+    /// Largest lag in seconds over assigned partitions, in ms.
+    pub lag_seconds_ms: AtomicU64,
+    /// 1 while the lag monitor's last round read every partition.
+    pub lag_monitor_up: AtomicU64,
+    /// Liveness of the background components.
+    pub components: std::sync::Arc<super::components::Components>,
     /// Compile time of the searches, ms.
     pub compile_ms: AtomicU64,
     /// Searches compiled.
@@ -192,11 +205,24 @@ impl Metrics {
         let mut gauge = |name: &str, help: &str, v: String| {
             let _ = writeln!(o, "# HELP topic_matcher_{name} {help}\n# TYPE topic_matcher_{name} gauge\ntopic_matcher_{name} {v}");
         };
+        let lag_known = self.lag_monitor_up.load(Relaxed) == 1;
         gauge(
-            "consumer_lag_messages",
-            "Messages between checkpoints and high watermarks, all assigned partitions.",
-            self.lag_total.load(Relaxed).to_string(),
+            "lag_monitor_up",
+            "1 while the lag is known (the last round read every partition's high watermark); the lag gauges are absent otherwise.",
+            self.lag_monitor_up.load(Relaxed).to_string(),
         );
+        if lag_known {
+            gauge(
+                "consumer_lag_messages",
+                "Messages between checkpoints and high watermarks, all assigned partitions.",
+                self.lag_total.load(Relaxed).to_string(),
+            );
+            gauge(
+                "consumer_lag_seconds",
+                "Age of the oldest unprocessed message, largest over the assigned partitions (0 when none is behind).",
+                format!("{:.3}", self.lag_seconds_ms.load(Relaxed) as f64 / 1e3),
+            );
+        }
         gauge(
             "assigned_partitions",
             "Input partitions assigned to this instance.",
@@ -275,6 +301,17 @@ impl Metrics {
             "Backlog documents of each class matched by running jobs.",
             &|p| Some(p.documents as f64),
         );
+        let _ = writeln!(
+            o,
+            "# HELP topic_matcher_component_up 1 while a background component runs (0: see /healthz for why).\n# TYPE topic_matcher_component_up gauge"
+        );
+        for (name, down) in self.components.snapshot() {
+            let _ = writeln!(
+                o,
+                "topic_matcher_component_up{{component=\"{name}\"}} {}",
+                u8::from(down.is_none())
+            );
+        }
         let _ = writeln!(o, "# HELP topic_matcher_batch_latency_seconds Time from a batch's first message to its checkpoint.");
         let _ = writeln!(o, "# TYPE topic_matcher_batch_latency_seconds histogram");
         for (i, b) in BUCKETS.iter().enumerate() {

@@ -18,7 +18,9 @@
 pub mod admin;
 pub mod dead_letters;
 pub mod drain;
+pub mod components;
 pub mod guard;
+mod lag;
 pub mod metrics;
 pub mod pipeline;
 pub mod reload;
@@ -26,14 +28,12 @@ pub mod shutdown;
 pub mod sink;
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::Context;
 
 use crate::config::{Config, Target};
-use crate::state_store::{StateStore, TopicPartition};
+use crate::state_store::StateStore;
 pub use shutdown::Shutdown;
 
 /// A running service: where its admin API listens and how to stop it.
@@ -175,7 +175,7 @@ fn start_with(
         .with_context(|| format!("cannot bind the admin API on {addr}"))?;
     tracing::info!(%admin_addr, "admin API listening");
     if live {
-        spawn_lag_monitor(&config, metrics.clone(), shutdown.clone())?;
+        lag::spawn(&config, metrics.clone(), shutdown.clone())?;
     }
     let p = pipeline::Pipeline::with_mode(
         config,
@@ -232,64 +232,6 @@ impl StartError {
         }
         Ok(crate::commands::Outcome::InvalidInput)
     }
-}
-
-/// Updates lag per assigned partition every 5 s from the high watermarks,
-/// on its own thread and client, so the broker round trips never stall the
-/// pipeline.
-fn spawn_lag_monitor(
-    config: &Config,
-    metrics: Arc<metrics::Metrics>,
-    shutdown: Shutdown,
-) -> anyhow::Result<()> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let client: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
-        .set("group.id", format!("{}-lag-monitor", config.group_id))
-        .create()
-        .context("cannot create the lag monitor's client")?;
-    std::thread::Builder::new()
-        .name("lag".into())
-        .spawn(move || {
-            let mut next = Instant::now();
-            while !shutdown.is_requested() {
-                std::thread::sleep(std::time::Duration::from_millis(200));
-                if Instant::now() < next {
-                    continue;
-                }
-                next = Instant::now() + std::time::Duration::from_secs(5);
-                let parts: Vec<(TopicPartition, Option<i64>)> = metrics
-                    .partitions
-                    .lock()
-                    .expect("status lock")
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.checkpoint))
-                    .collect();
-                let mut total = 0;
-                for (key, checkpoint) in parts {
-                    let Ok((low, high)) = client.fetch_watermarks(
-                        &key.topic,
-                        key.partition,
-                        std::time::Duration::from_secs(5),
-                    ) else {
-                        continue;
-                    };
-                    let lag = (high - checkpoint.unwrap_or(low)).max(0);
-                    total += lag;
-                    if let Some(e) = metrics
-                        .partitions
-                        .lock()
-                        .expect("status lock")
-                        .get_mut(&key)
-                    {
-                        e.high_watermark = Some(high);
-                        e.lag = Some(lag);
-                    }
-                }
-                metrics.lag_total.store(total, Relaxed);
-            }
-        })?;
-    Ok(())
 }
 
 impl Running {

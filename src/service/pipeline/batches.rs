@@ -236,6 +236,7 @@ impl LoopState {
                 .entry(tp.clone())
                 .or_insert_with(PartitionStatus::default);
             e.checkpoint = self.checkpointed.get(tp).copied();
+            e.last_message_ms = self.last_message_ms.get(tp).copied();
         }
         self.metrics
             .assigned_partitions

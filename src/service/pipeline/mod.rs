@@ -151,6 +151,9 @@ struct LoopState {
     pub(super) owned: BTreeSet<TopicPartition>,
     /// Next offset after the last processed message.
     pub(super) processed: BTreeMap<TopicPartition, i64>,
+    /// Kafka timestamp of the last live message processed, per partition
+    /// (the lag monitor's lag in seconds).
+    pub(super) last_message_ms: BTreeMap<TopicPartition, i64>,
     /// Next offset last written to RocksDB.
     pub(super) checkpointed: BTreeMap<TopicPartition, i64>,
     pub(super) output_down: bool,
@@ -257,6 +260,7 @@ impl Pipeline {
             owned: BTreeSet::new(),
             processed: BTreeMap::new(),
             checkpointed: BTreeMap::new(),
+            last_message_ms: BTreeMap::new(),
             output_down: false,
             unwritten_jobs: BTreeMap::new(),
             store_down: false,

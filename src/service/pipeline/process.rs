@@ -44,6 +44,14 @@ impl LoopState {
             }
             Err(reason) => self.bad(msg, &reason.to_string())?,
         }
+        if let Some(ts) = msg.timestamp().to_millis() {
+            match self.last_message_ms.get_mut(&tp) {
+                Some(last) => *last = ts,
+                None => {
+                    self.last_message_ms.insert(tp.clone(), ts);
+                }
+            }
+        }
         self.processed.insert(tp, msg.offset() + 1);
         Ok(())
     }

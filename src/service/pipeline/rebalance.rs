@@ -176,6 +176,7 @@ impl ConsumerContext for RebalanceContext {
                 for tp in &revoked {
                     s.owned.remove(tp);
                     s.processed.remove(tp);
+                    s.last_message_ms.remove(tp);
                     s.checkpointed.remove(tp);
                     s.group_committed.remove(tp);
                 }
@@ -200,6 +201,7 @@ impl ConsumerContext for RebalanceContext {
                 let mut s = lock(&self.shared);
                 s.owned.clear();
                 s.processed.clear();
+                s.last_message_ms.clear();
                 s.checkpointed.clear();
                 s.group_committed.clear();
                 s.publish_status();

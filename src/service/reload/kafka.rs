@@ -166,14 +166,16 @@ impl Source {
 
     /// Keeps reading on a thread; after each quiet moment with changes,
     /// hands the worker a candidate.
-    pub(super) fn tail(&self, searches: Weak<SearchVersions>) {
+    pub(super) fn tail(
+        &self,
+        searches: Weak<SearchVersions>,
+        components: &Arc<crate::service::components::Components>,
+    ) {
         let consumer = self.consumer.lock().expect("consumer lock").take();
         let Some(consumer) = consumer else { return };
         let state = self.state.clone();
         let topic = self.topic.clone();
-        let _ = std::thread::Builder::new()
-            .name("searches-kafka".into())
-            .spawn(move || {
+        let started = crate::service::components::spawn(components, "searches-topic", move || {
                 let mut dirty = false;
                 loop {
                     let msg = consumer.poll(Duration::from_millis(100));
@@ -200,6 +202,9 @@ impl Source {
                     }
                 }
             });
+        if let Err(e) = started {
+            tracing::error!(error = %e, "cannot start reading the searches topic; changes from other instances are not seen");
+        }
     }
 
     /// Writes the records that make the topic hold `topics`: changed or

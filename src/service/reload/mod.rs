@@ -309,16 +309,21 @@ impl SearchVersions {
             searches.start_from_file()?;
         }
         let weak = Arc::downgrade(&searches);
-        std::thread::Builder::new()
-            .name("searches".into())
-            .spawn(move || worker(&weak, &rx))
-            .map_err(|e| ReloadError::Store(format!("cannot start the reload thread: {e}")))?;
+        super::components::spawn(&searches.metrics.components, "searches-worker", move || {
+            worker(&weak, &rx)
+        })
+        .map_err(|e| ReloadError::Store(format!("cannot start the reload thread: {e}")))?;
         if let Some(k) = &searches.kafka {
-            k.tail(Arc::downgrade(&searches));
+            k.tail(Arc::downgrade(&searches), &searches.metrics.components);
         }
         if searches.config.watch {
             if let Some(file) = searches.config.file.clone() {
-                match watch(&file, searches.config.debounce, Arc::downgrade(&searches)) {
+                match watch(
+                    &file,
+                    searches.config.debounce,
+                    Arc::downgrade(&searches),
+                    &searches.metrics.components,
+                ) {
                     Ok(w) => *searches._watcher.lock().expect("watcher lock") = Some(w),
                     Err(e) => {
                         tracing::warn!(file = %file.display(), error = %e, "cannot watch the searches file; use `searches reload`");

@@ -9,6 +9,7 @@ pub(super) fn watch(
     file: &std::path::Path,
     debounce: Duration,
     searches: Weak<SearchVersions>,
+    components: &Arc<crate::service::components::Components>,
 ) -> notify::Result<notify::RecommendedWatcher> {
     use notify::Watcher;
     let name = file.file_name().map(ToOwned::to_owned);
@@ -25,9 +26,7 @@ pub(super) fn watch(
         }
     })?;
     watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
-    std::thread::Builder::new()
-        .name("searches-watch".into())
-        .spawn(move || {
+    crate::service::components::spawn(components, "searches-watch", move || {
             while rx.recv().is_ok() {
                 // Wait for quiet: editors write in several steps.
                 loop {

@@ -26,6 +26,7 @@ pub(super) fn worker(searches: &Weak<SearchVersions>, jobs: &mpsc::Receiver<Work
         };
         let Some(s) = searches.upgrade() else { return };
         if let Some(job) = job {
+            crate::service::components::fault_point("searches-worker");
             s.handle(job);
         }
         s.merge_delta();
