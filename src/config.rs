@@ -179,8 +179,14 @@ pub struct RawSearches {
 pub struct RawAdmin {
     /// Listen address; port 0 picks a free port.
     pub addr: Option<String>,
-    /// Bearer token for mutating endpoints.
+    /// Bearer token for mutating endpoints (and for reading customer data
+    /// when set).
     pub token: Option<String>,
+    /// Largest request body, bytes (default 512 MiB: a searches document of
+    /// a million searches).
+    pub max_body_bytes: Option<usize>,
+    /// Connections served at once (default 64).
+    pub max_connections: Option<usize>,
 }
 
 /// `[limits]`
@@ -282,6 +288,10 @@ pub struct Config {
     pub admin_addr: SocketAddr,
     /// Admin bearer token.
     pub admin_token: Option<String>,
+    /// Largest admin request body.
+    pub admin_max_body_bytes: usize,
+    /// Admin connections served at once.
+    pub admin_max_connections: usize,
     /// Largest message value.
     pub max_message_bytes: usize,
     /// Most messages per batch.
@@ -504,6 +514,22 @@ impl RawConfig {
             searches,
             admin_addr,
             admin_token: self.admin.token.filter(|t| !t.is_empty()),
+            admin_max_body_bytes: match self.admin.max_body_bytes {
+                Some(0) => {
+                    return Err(ConfigError::Invalid(
+                        "admin.max_body_bytes must be positive".into(),
+                    ))
+                }
+                v => v.unwrap_or(512 << 20),
+            },
+            admin_max_connections: match self.admin.max_connections {
+                Some(0) => {
+                    return Err(ConfigError::Invalid(
+                        "admin.max_connections must be positive".into(),
+                    ))
+                }
+                v => v.unwrap_or(64),
+            },
             max_message_bytes: positive(l.max_message_bytes, 1 << 20, "max_message_bytes")?,
             batch_max_messages: positive(l.batch_max_messages, 20000, "batch_max_messages")?,
             batch_max_wait: Duration::from_millis(l.batch_max_wait_ms.unwrap_or(250).max(1)),

@@ -156,7 +156,9 @@ impl std::ops::Deref for OpenDb<'_> {
     type Target = DB;
 
     fn deref(&self) -> &DB {
-        self.0.as_ref().expect("checked open when the guard was made")
+        self.0
+            .as_ref()
+            .expect("checked open when the guard was made")
     }
 }
 
@@ -381,10 +383,7 @@ impl StateStore {
     pub fn instance_id(&self, prefix: &str) -> Result<String, StoreError> {
         let db = self.db()?;
         let meta = cf(&db, CF_META);
-        if let Some(v) = db
-            .get_cf(meta, b"instance_id")
-            .map_err(|e| self.err(e))?
-        {
+        if let Some(v) = db.get_cf(meta, b"instance_id").map_err(|e| self.err(e))? {
             return Ok(String::from_utf8_lossy(&v).into_owned());
         }
         let nanos = std::time::SystemTime::now()
@@ -620,7 +619,11 @@ mod full_disk {
         s.commit(&[(tp.clone(), 5000)], &[]).unwrap();
         assert!(!s.is_broken());
         assert_eq!(s.get(&tp).unwrap(), Some(5000), "(before: {before:?})");
-        assert_eq!(s.jobs().unwrap().len() as i64 + 1, last_ok, "the jobs written before the failure");
+        assert_eq!(
+            s.jobs().unwrap().len() as i64 + 1,
+            last_ok,
+            "the jobs written before the failure"
+        );
         drop(s);
         drop(fs);
     }

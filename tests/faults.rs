@@ -148,9 +148,12 @@ fn a_full_state_disk_pauses_input_fails_readiness_and_resumes_losing_nothing() {
     assert!(missing.is_empty(), "lost: {missing:?}");
     // Every message is checkpointed in the end.
     svc.wait_status(Duration::from_secs(60), |s| {
-        s["partitions"]
-            .as_object()
-            .is_some_and(|p| p.values().filter_map(|v| v["checkpoint"].as_i64()).sum::<i64>() == 2000)
+        s["partitions"].as_object().is_some_and(|p| {
+            p.values()
+                .filter_map(|v| v["checkpoint"].as_i64())
+                .sum::<i64>()
+                == 2000
+        })
     });
     let log = std::fs::read_to_string(dir.join("service.log")).unwrap();
     assert!(log.contains("state store reopened"), "{log}");
@@ -339,7 +342,11 @@ fn lag_is_unknown_not_zero_while_the_broker_cannot_be_reached() {
     assert_eq!(up, Some(1.0), "known again once the broker is back");
     assert!(metric(&svc, "consumer_lag_messages").is_some());
     let log = std::fs::read_to_string(dir.join("service.log")).unwrap();
-    assert_eq!(log.matches("lag unknown").count(), 1, "logged once per change:\n{log}");
+    assert_eq!(
+        log.matches("lag unknown").count(),
+        1,
+        "logged once per change:\n{log}"
+    );
     assert!(log.contains("lag known again"), "{log}");
     let _ = svc.terminate();
 }

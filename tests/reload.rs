@@ -44,7 +44,12 @@ fn wait_records(
     timeout: Duration,
     cond: impl Fn(&[serde_json::Value]) -> bool,
 ) -> Vec<serde_json::Value> {
-    poll_until(timeout, Duration::from_millis(100), || records(path), |r| cond(r))
+    poll_until(
+        timeout,
+        Duration::from_millis(100),
+        || records(path),
+        |r| cond(r),
+    )
 }
 
 fn opts<'a>(
@@ -187,7 +192,11 @@ fn broken_file_rollback_restart_and_authorization() {
     }
     let (code, _) = cli(&svc, &["reload"], None);
     assert_eq!(code, 1, "the CLI without a token is refused");
-    let (_, history) = svc.request("GET", "/searches/history", None, &[]);
+    // With a token configured, reading the searches needs it too.
+    assert_eq!(svc.request("GET", "/searches/history", None, &[]).0, 401);
+    assert_eq!(svc.request("GET", "/searches", None, &[]).0, 401);
+    let (code, history) = svc.request("GET", "/searches/history", Some(TOKEN), &[]);
+    assert_eq!(code, 200, "{history}");
     let history: serde_json::Value = serde_json::from_str(&history).unwrap();
     assert_eq!(history["versions"].as_array().unwrap().len(), 1);
 
@@ -320,6 +329,7 @@ fn two_instances_converge_on_the_kafka_searches_topic() {
             child: c.spawn().unwrap(),
             admin,
             state: o.state.clone(),
+            token: Some(TOKEN.into()),
         }
     };
     let one = start("one");

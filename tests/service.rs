@@ -18,7 +18,11 @@ fn wait_for_ids(
     poll_until(
         timeout,
         Duration::from_millis(500),
-        || match_ids(&read_all(brokers, topic, 3, Duration::from_secs(5), |_| false)),
+        || {
+            match_ids(&read_all(brokers, topic, 3, Duration::from_secs(5), |_| {
+                false
+            }))
+        },
         |got| want.keys().all(|k| got.contains_key(k)),
     )
 }

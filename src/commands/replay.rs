@@ -176,7 +176,13 @@ fn follow_service(config: &Config, id: u64, out: &mut dyn Write) -> anyhow::Resu
     let mut shown = 0;
     loop {
         std::thread::sleep(Duration::from_millis(500));
-        let Ok((200, body)) = http(config.admin_addr, "GET", "/status", None, &[]) else {
+        let Ok((200, body)) = http(
+            config.admin_addr,
+            "GET",
+            "/status",
+            config.admin_token.as_deref(),
+            &[],
+        ) else {
             writeln!(
                 out,
                 "the service stopped answering; job {id} resumes when it runs again"

@@ -23,9 +23,13 @@ fn snake(v: impl serde::Serialize) -> String {
 ///
 /// When neither the admin API nor the state directory can be read.
 pub fn run(config: &Config, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    if let Ok((200, body)) =
-        super::admin_client::http(config.admin_addr, "GET", "/status", None, &[])
-    {
+    if let Ok((200, body)) = super::admin_client::http(
+        config.admin_addr,
+        "GET",
+        "/status",
+        config.admin_token.as_deref(),
+        &[],
+    ) {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
             writeln!(out, "service at {} (live):", config.admin_addr)?;
             writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;

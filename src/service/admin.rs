@@ -6,7 +6,15 @@
 //! Binds 127.0.0.1 by default. Mutating endpoints require
 //! `Authorization: Bearer <admin.token>`: without it (or with a wrong one)
 //! they answer 401 and change nothing; when no token is configured they
-//! answer 403 — nobody can mutate a service that has no token.
+//! answer 403 — nobody can mutate a service that has no token. When a token
+//! is configured, reading customer data (`/status`, `/searches`,
+//! `/searches/history`, `/replays`) needs it too; `/healthz`, `/readyz` and
+//! `/metrics` stay open for probes and scrapers. The token is checked by a
+//! middleware before any handler reads a body.
+//!
+//! The server is bounded ([`AdminLimits`]): request bodies, connections
+//! served at once (more are closed), the time to send headers (a client that
+//! trickles them is cut off) and a connection's whole life.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -42,14 +50,37 @@ pub struct AdminState {
     pub inbox: Arc<Inbox>,
     /// The configuration (brokers and topics for replays).
     pub config: Arc<Config>,
+    /// Request and connection limits.
+    pub limits: AdminLimits,
+}
+
+/// Bounds of the admin server (`[admin]`, docs/operations.md §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdminLimits {
+    /// Largest request body (a whole searches document for `PUT /searches`).
+    pub max_body_bytes: usize,
+    /// Connections served at once; more are closed at once.
+    pub max_connections: usize,
+    /// Time to send a request's headers.
+    pub header_timeout: std::time::Duration,
+    /// Time a connection may stay open in all.
+    pub connection_timeout: std::time::Duration,
+}
+
+impl Default for AdminLimits {
+    fn default() -> AdminLimits {
+        AdminLimits {
+            max_body_bytes: 512 << 20,
+            max_connections: 64,
+            header_timeout: std::time::Duration::from_secs(10),
+            connection_timeout: std::time::Duration::from_secs(600),
+        }
+    }
 }
 
 /// The router.
 pub fn router(state: AdminState) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .route("/status", get(status))
         .route("/searches", get(searches_get).put(searches_put))
         .route("/searches/history", get(searches_history))
@@ -57,7 +88,39 @@ pub fn router(state: AdminState) -> Router {
         .route("/searches/rollback", post(searches_rollback))
         .route("/replays", get(replays_get).post(replays_post))
         .route("/replays/{id}", axum::routing::delete(replays_delete))
+        // Checked before any handler reads a body.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
+        // For scrapers and probes: always open.
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.limits.max_body_bytes,
+        ))
         .with_state(state)
+}
+
+/// The token rules (module doc): reads need it when one is configured,
+/// changes always do.
+async fn require_token(
+    State(s): State<AdminState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let reading = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if reading && s.token.is_none() {
+        return next.run(req).await;
+    }
+    match unauthorized(&s, req.headers()) {
+        Some(refused) => refused,
+        None => next.run(req).await,
+    }
 }
 
 /// 200 while every background component runs; 503 naming the ones that
@@ -228,37 +291,19 @@ async fn searches_history(State(s): State<AdminState>) -> Response {
     }
 }
 
-async fn searches_reload(
-    State(s): State<AdminState>,
-    headers: HeaderMap,
-    Query(q): Query<ForceParam>,
-) -> Response {
-    if let Some(r) = unauthorized(&s, &headers) {
-        return r;
-    }
+async fn searches_reload(State(s): State<AdminState>, Query(q): Query<ForceParam>) -> Response {
     change_reply(s.searches.reload(q.force).await)
 }
 
 async fn searches_put(
     State(s): State<AdminState>,
-    headers: HeaderMap,
     Query(q): Query<ForceParam>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(r) = unauthorized(&s, &headers) {
-        return r;
-    }
     change_reply(s.searches.put(body.to_vec(), q.force).await)
 }
 
-async fn searches_rollback(
-    State(s): State<AdminState>,
-    headers: HeaderMap,
-    Query(q): Query<ToParam>,
-) -> Response {
-    if let Some(r) = unauthorized(&s, &headers) {
-        return r;
-    }
+async fn searches_rollback(State(s): State<AdminState>, Query(q): Query<ToParam>) -> Response {
     change_reply(s.searches.rollback(q.to).await)
 }
 
@@ -277,14 +322,7 @@ struct ReplayBody {
     classes: Option<Vec<String>>,
 }
 
-async fn replays_post(
-    State(s): State<AdminState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    if let Some(r) = unauthorized(&s, &headers) {
-        return r;
-    }
+async fn replays_post(State(s): State<AdminState>, body: axum::body::Bytes) -> Response {
     let body: ReplayBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
@@ -345,12 +383,8 @@ async fn replays_post(
 
 async fn replays_delete(
     State(s): State<AdminState>,
-    headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<u64>,
 ) -> Response {
-    if let Some(r) = unauthorized(&s, &headers) {
-        return r;
-    }
     let inbox = s.inbox.clone();
     let done = tokio::task::spawn_blocking(move || {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -360,7 +394,11 @@ async fn replays_delete(
             .expect("inbox lock")
             .push(Request::Cancel { id, reply: tx });
         rx.recv_timeout(std::time::Duration::from_secs(30))
-            .unwrap_or_else(|_| Err(CancelError::NotStored("the pipeline did not answer within 30 s".into())))
+            .unwrap_or_else(|_| {
+                Err(CancelError::NotStored(
+                    "the pipeline did not answer within 30 s".into(),
+                ))
+            })
     })
     .await
     .unwrap_or_else(|e| Err(CancelError::NotStored(e.to_string())));
@@ -395,9 +433,39 @@ pub async fn serve(
     bound: tokio::sync::oneshot::Sender<SocketAddr>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let limits = state.limits;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let _ = bound.send(listener.local_addr()?);
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = router(state);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, go on.
+                    tracing::warn!(error = %e, "admin API: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, limit = limits.max_connections, "admin API: too many connections; closed");
+            drop(stream);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(limits.connection_timeout, connection).await;
+        });
+    }
 }

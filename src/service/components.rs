@@ -82,22 +82,24 @@ pub fn spawn(
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     components.up(name);
     let components = components.clone();
-    std::thread::Builder::new().name(name.into()).spawn(move || {
-        let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
-        let why = match ended {
-            Ok(()) => "stopped".to_string(),
-            Err(panic) => {
-                let msg = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                tracing::error!(component = name, panic = %msg, "a background component died");
-                format!("panicked: {msg}")
-            }
-        };
-        components.down(name, why);
-    })
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+            let why = match ended {
+                Ok(()) => "stopped".to_string(),
+                Err(panic) => {
+                    let msg = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    tracing::error!(component = name, panic = %msg, "a background component died");
+                    format!("panicked: {msg}")
+                }
+            };
+            components.down(name, why);
+        })
 }
 
 #[cfg(test)]
@@ -107,7 +109,10 @@ mod tests {
     #[test]
     fn a_thread_that_panics_is_reported_down_with_its_message() {
         let c = Arc::new(Components::default());
-        spawn(&c, "ok", || std::thread::sleep(std::time::Duration::from_millis(300))).unwrap();
+        spawn(&c, "ok", || {
+            std::thread::sleep(std::time::Duration::from_millis(300))
+        })
+        .unwrap();
         spawn(&c, "bad", || panic!("boom")).unwrap().join().unwrap();
         let down = c.down_now();
         assert_eq!(down, vec![("bad", "panicked: boom".to_string())]);

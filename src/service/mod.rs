@@ -16,9 +16,9 @@
 //!   was checkpointed that was not acknowledged).
 
 pub mod admin;
+pub mod components;
 pub mod dead_letters;
 pub mod drain;
-pub mod components;
 pub mod guard;
 mod lag;
 pub mod metrics;
@@ -156,6 +156,11 @@ fn start_with(
         output: describe(&config.output),
         inbox: inbox.clone(),
         config: Arc::new(config.clone()),
+        limits: admin::AdminLimits {
+            max_body_bytes: config.admin_max_body_bytes,
+            max_connections: config.admin_max_connections,
+            ..admin::AdminLimits::default()
+        },
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let flag = shutdown.clone();

@@ -731,7 +731,10 @@ mod tests {
             s.send(b"k", big.as_bytes(), &[]).unwrap();
         }
         let g2 = s.seal().unwrap();
-        assert!(!s.is_acked(g2).unwrap(), "a batch not written is not acknowledged");
+        assert!(
+            !s.is_acked(g2).unwrap(),
+            "a batch not written is not acknowledged"
+        );
         assert!(s.flush(Duration::from_secs(1)).is_err());
         let text = std::fs::read(&p).unwrap();
         assert_eq!(text, b"{\"first\":1}\n", "no partial line, nothing twice");
@@ -740,6 +743,8 @@ mod tests {
         assert!(s.is_acked(g2).unwrap());
         let text = std::fs::read_to_string(&p).unwrap();
         assert_eq!(text.lines().count(), 4);
-        assert!(text.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
+        assert!(text
+            .lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
     }
 }

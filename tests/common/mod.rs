@@ -292,6 +292,8 @@ pub struct Service {
     pub child: Child,
     pub admin: u16,
     pub state: PathBuf,
+    /// The `--admin-token` it was started with: reads need it too.
+    pub token: Option<String>,
 }
 
 pub struct ServiceOpts<'a> {
@@ -344,10 +346,16 @@ impl Service {
             .stderr(log)
             .spawn()
             .unwrap();
+        let token = extra
+            .iter()
+            .position(|a| *a == "--admin-token")
+            .and_then(|i| extra.get(i + 1))
+            .map(|t| t.to_string());
         Service {
             child,
             admin,
             state: o.state.clone(),
+            token,
         }
     }
 
@@ -357,7 +365,7 @@ impl Service {
             ([127, 0, 0, 1], self.admin).into(),
             "GET",
             path,
-            None,
+            self.token.as_deref(),
             &[],
         )
         .ok()
@@ -384,7 +392,7 @@ impl Service {
 
     /// `/status` as JSON.
     pub fn status(&self) -> serde_json::Value {
-        let (code, body) = self.request("GET", "/status", None, &[]);
+        let (code, body) = self.request("GET", "/status", self.token.as_deref(), &[]);
         assert_eq!(code, 200, "{body}");
         serde_json::from_str(&body).unwrap()
     }

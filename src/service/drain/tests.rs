@@ -188,7 +188,14 @@ fn a_catch_up_cannot_be_cancelled_a_replay_can() {
     assert_eq!(j.cancel(catch), Err(CancelRefused::CatchUp));
     assert!(j.running(catch).is_some(), "the catch-up still runs");
     let replay = j
-        .create(JobKind::Replay, vec![(tp, 0, 100)], Some((0, 1)), None, None, 0)
+        .create(
+            JobKind::Replay,
+            vec![(tp, 0, 100)],
+            Some((0, 1)),
+            None,
+            None,
+            0,
+        )
         .0;
     let (id, stored) = j.cancel(replay).unwrap();
     assert_eq!(id, replay);
@@ -204,7 +211,10 @@ fn a_stored_job_that_cannot_be_decoded_stops_the_load_naming_it() {
     let tp = TopicPartition::new("social", 0);
     let (_, good) = j.create(JobKind::CatchUp, vec![(tp, 0, 100)], None, None, None, 0);
     let err = Jobs::load(
-        vec![(1, good), (7, b"{\"id\": 7, \"kind\": \"catch_up\"".to_vec())],
+        vec![
+            (1, good),
+            (7, b"{\"id\": 7, \"kind\": \"catch_up\"".to_vec()),
+        ],
         classes(),
         CatchUp::default(),
         &std::env::temp_dir(),

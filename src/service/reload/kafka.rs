@@ -176,32 +176,32 @@ impl Source {
         let state = self.state.clone();
         let topic = self.topic.clone();
         let started = crate::service::components::spawn(components, "searches-topic", move || {
-                let mut dirty = false;
-                loop {
-                    let msg = consumer.poll(Duration::from_millis(100));
-                    let Some(s) = searches.upgrade() else { return };
-                    match msg {
-                        Some(Ok(m)) => {
-                            state.lock().expect("state lock").apply(
-                                m.partition(),
-                                m.offset(),
-                                m.key(),
-                                m.payload(),
-                            );
-                            dirty = true;
-                        }
-                        Some(Err(e)) => {
-                            tracing::warn!(error = %e, "reading the searches topic");
-                        }
-                        None if dirty => {
-                            dirty = false;
-                            let c = state.lock().expect("state lock").candidate(&topic);
-                            s.send(WorkerTask::FromKafka(c));
-                        }
-                        None => {}
+            let mut dirty = false;
+            loop {
+                let msg = consumer.poll(Duration::from_millis(100));
+                let Some(s) = searches.upgrade() else { return };
+                match msg {
+                    Some(Ok(m)) => {
+                        state.lock().expect("state lock").apply(
+                            m.partition(),
+                            m.offset(),
+                            m.key(),
+                            m.payload(),
+                        );
+                        dirty = true;
                     }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "reading the searches topic");
+                    }
+                    None if dirty => {
+                        dirty = false;
+                        let c = state.lock().expect("state lock").candidate(&topic);
+                        s.send(WorkerTask::FromKafka(c));
+                    }
+                    None => {}
                 }
-            });
+            }
+        });
         if let Err(e) = started {
             tracing::error!(error = %e, "cannot start reading the searches topic; changes from other instances are not seen");
         }

@@ -27,19 +27,19 @@ pub(super) fn watch(
     })?;
     watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
     crate::service::components::spawn(components, "searches-watch", move || {
-            while rx.recv().is_ok() {
-                // Wait for quiet: editors write in several steps.
-                loop {
-                    match rx.recv_timeout(debounce) {
-                        Ok(()) => {}
-                        Err(mpsc::RecvTimeoutError::Timeout) => break,
-                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
-                    }
+        while rx.recv().is_ok() {
+            // Wait for quiet: editors write in several steps.
+            loop {
+                match rx.recv_timeout(debounce) {
+                    Ok(()) => {}
+                    Err(mpsc::RecvTimeoutError::Timeout) => break,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 }
-                let Some(s) = searches.upgrade() else { return };
-                s.send(WorkerTask::FileChanged);
             }
-        })
-        .map_err(|e| notify::Error::generic(&e.to_string()))?;
+            let Some(s) = searches.upgrade() else { return };
+            s.send(WorkerTask::FileChanged);
+        }
+    })
+    .map_err(|e| notify::Error::generic(&e.to_string()))?;
     Ok(watcher)
 }
