@@ -171,6 +171,9 @@ pub struct RawSearches {
     pub debounce_ms: Option<u64>,
     /// Share of topics that may disappear in one change without `force`.
     pub max_shrink: Option<f64>,
+    /// Stored versions kept (oldest pruned; never the active one or the
+    /// rollback target). Default 100, at least 2.
+    pub keep_versions: Option<usize>,
 }
 
 /// `[admin]`
@@ -324,6 +327,8 @@ pub struct SearchesConfig {
     /// Share of topics (0–1) that may disappear in one change without
     /// `force`.
     pub max_shrink: f64,
+    /// Stored versions kept.
+    pub keep_versions: usize,
 }
 
 impl SearchesConfig {
@@ -335,6 +340,7 @@ impl SearchesConfig {
             watch: true,
             debounce: Duration::from_millis(300),
             max_shrink: 0.5,
+            keep_versions: 100,
         }
     }
 }
@@ -473,6 +479,14 @@ impl RawConfig {
             watch: sr.watch.unwrap_or(true),
             debounce: Duration::from_millis(sr.debounce_ms.unwrap_or(300)),
             max_shrink,
+            keep_versions: match sr.keep_versions {
+                Some(n) if n < 2 => {
+                    return Err(ConfigError::Invalid(format!(
+                        "searches.keep_versions must be at least 2 (the active version and its rollback target), not {n}"
+                    )))
+                }
+                n => n.unwrap_or(100),
+            },
         };
         let addr = self.admin.addr.unwrap_or_else(|| "127.0.0.1:9464".into());
         let admin_addr: SocketAddr = addr

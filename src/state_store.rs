@@ -331,6 +331,28 @@ impl StateStore {
         self.sync_write(batch)
     }
 
+    /// Deletes stored versions (their description and document), in one
+    /// synced WriteBatch.
+    ///
+    /// # Errors
+    ///
+    /// RocksDB errors; then nothing was deleted.
+    pub fn delete_versions(&self, versions: &[u64]) -> Result<(), StoreError> {
+        if versions.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        {
+            let db = self.db()?;
+            let cf = cf(&db, CF_VERSIONS);
+            for &v in versions {
+                batch.delete_cf(cf, version_key(b'm', v));
+                batch.delete_cf(cf, version_key(b'd', v));
+            }
+        }
+        self.sync_write(batch)
+    }
+
     /// Every stored version's description, oldest first.
     ///
     /// # Errors

@@ -90,6 +90,9 @@ pub struct Metrics {
     pub reloads_ok: AtomicU64,
     /// Searches changes rejected (invalid, shrink guard) since start.
     pub reloads_rejected: AtomicU64,
+    /// Searches-topic records ignored (undecodable; the key's previous
+    /// value stays).
+    pub searches_records_ignored: AtomicU64,
     batch_buckets: [AtomicU64; BUCKETS.len()],
     batch_count: AtomicU64,
     batch_sum_us: AtomicU64,
@@ -201,6 +204,11 @@ impl Metrics {
             "searches_rejected_total",
             "Searches changes rejected (invalid or refused by the shrink guard).",
             self.reloads_rejected.load(Relaxed),
+        );
+        counter(
+            "searches_records_ignored_total",
+            "Searches-topic records that could not be used (no UTF-8 key, not a topic); the key's previous value stays.",
+            self.searches_records_ignored.load(Relaxed),
         );
         let mut gauge = |name: &str, help: &str, v: String| {
             let _ = writeln!(o, "# HELP topic_matcher_{name} {help}\n# TYPE topic_matcher_{name} gauge\ntopic_matcher_{name} {v}");

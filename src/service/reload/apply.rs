@@ -74,6 +74,7 @@ impl SearchVersions {
             searches,
         };
         self.store.add_version(&meta, &c.canonical)?;
+        self.prune_versions(&stored, version, previous.meta.version);
         tracing::debug!(
             delta = delta.is_some(),
             built_ms = built.as_millis() as u64,
@@ -323,6 +324,30 @@ impl SearchVersions {
         )?;
         self.store.set_active_version(version)?;
         Ok(self.swap(next, &previous))
+    }
+
+    /// Deletes the oldest stored versions beyond `searches.keep_versions`,
+    /// never `active` nor `rollback_target`. A failure is logged: the
+    /// versions stay and the next change tries again.
+    fn prune_versions(&self, stored: &[VersionMeta], active: u64, rollback_target: u64) {
+        let keep = self.config.keep_versions;
+        let mut all: Vec<u64> = stored.iter().map(|m| m.version).collect();
+        all.push(active);
+        all.sort_unstable();
+        all.dedup();
+        let excess = all.len().saturating_sub(keep);
+        let doomed: Vec<u64> = all
+            .into_iter()
+            .filter(|&v| v != active && v != rollback_target)
+            .take(excess)
+            .collect();
+        if doomed.is_empty() {
+            return;
+        }
+        match self.store.delete_versions(&doomed) {
+            Ok(()) => tracing::info!(pruned = doomed.len(), oldest_kept = doomed.last().map_or(0, |v| v + 1), keep, "old searches versions pruned"),
+            Err(e) => tracing::warn!(error = %e, "pruning old searches versions failed; they stay"),
+        }
     }
 
     pub(super) fn rollback_now(&self, to: Option<u64>) -> Result<Change, ReloadError> {

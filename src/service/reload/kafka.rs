@@ -16,31 +16,32 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 struct State {
     topics: BTreeMap<String, TopicSpec>,
-    /// Undecodable records by key; the version is invalid while any
-    /// stands.
-    bad: BTreeMap<String, String>,
     /// Per partition, one past the offset of the last record that
     /// changed `topics`.
     changed: BTreeMap<i32, i64>,
 }
 
 impl State {
-    fn apply(&mut self, partition: i32, offset: i64, key: Option<&[u8]>, value: Option<&[u8]>) {
+    /// Applies one record. A record that cannot be used (no UTF-8 key, a
+    /// value that is not a topic, a topic under another id) is ignored —
+    /// the key's previous value stays — and `Err` says why, with its
+    /// coordinates.
+    fn apply(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<(), String> {
         let Some(key) = key.and_then(|k| std::str::from_utf8(k).ok()) else {
-            self.bad.insert(
-                format!("offset {offset} of partition {partition}"),
-                "error: a searches record without a UTF-8 key (the topic id)".into(),
-            );
-            return;
+            return Err(format!(
+                "searches record at partition {partition}, offset {offset} has no UTF-8 key (the topic id); ignored"
+            ));
         };
         let changed = match value {
-            None => {
-                self.bad.remove(key);
-                self.topics.remove(key).is_some()
-            }
+            None => self.topics.remove(key).is_some(),
             Some(v) => match serde_json::from_slice::<TopicSpec>(v) {
                 Ok(t) if t.id == key => {
-                    self.bad.remove(key);
                     if self.topics.get(key) == Some(&t) {
                         false
                     } else {
@@ -49,18 +50,17 @@ impl State {
                     }
                 }
                 Ok(t) => {
-                    self.bad.insert(key.to_string(), format!("error: searches record {key:?} (partition {partition}, offset {offset}) holds topic {:?}; the key must be the topic id", t.id));
-                    false
+                    return Err(format!("searches record {key:?} (partition {partition}, offset {offset}) holds topic {:?}; the key must be the topic id; ignored, the previous value stays", t.id));
                 }
                 Err(e) => {
-                    self.bad.insert(key.to_string(), format!("error: searches record {key:?} (partition {partition}, offset {offset}) is not a valid topic: {e}"));
-                    false
+                    return Err(format!("searches record {key:?} (partition {partition}, offset {offset}) is not a valid topic: {e}; ignored, the previous value stays"));
                 }
             },
         };
         if changed {
             self.changed.insert(partition, offset + 1);
         }
+        Ok(())
     }
 
     fn candidate(&self, topic: &str) -> Candidate {
@@ -71,7 +71,7 @@ impl State {
             },
             canonical: SearchesFile::canonical_json(self.topics.values()),
             number: Some(self.changed.values().map(|o| *o as u64).sum()),
-            problems: self.bad.values().cloned().collect(),
+            problems: Vec::new(),
         }
     }
 }
@@ -81,6 +81,18 @@ pub(super) struct Source {
     brokers: String,
     state: Arc<Mutex<State>>,
     consumer: Mutex<Option<BaseConsumer>>,
+    /// The newest state read and not yet taken by the worker: a flood of
+    /// records makes one compile of the newest state, not one per record.
+    pending: Arc<Mutex<Option<Candidate>>>,
+    metrics: Arc<crate::service::metrics::Metrics>,
+}
+
+/// Logs and counts a record that was ignored.
+fn ignored(metrics: &crate::service::metrics::Metrics, why: &str) {
+    tracing::error!("{why}");
+    metrics
+        .searches_records_ignored
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 fn kafka_err(e: impl std::fmt::Display) -> ReloadError {
@@ -89,7 +101,11 @@ fn kafka_err(e: impl std::fmt::Display) -> ReloadError {
 
 impl Source {
     /// Connects and assigns every partition of `topic` from the start.
-    pub(super) fn connect(brokers: &str, topic: &str) -> Result<Source, ReloadError> {
+    pub(super) fn connect(
+        brokers: &str,
+        topic: &str,
+        metrics: Arc<crate::service::metrics::Metrics>,
+    ) -> Result<Source, ReloadError> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("group.id", "topic-matcher-searches-reader")
@@ -120,6 +136,8 @@ impl Source {
             brokers: brokers.to_string(),
             state: Arc::default(),
             consumer: Mutex::new(Some(consumer)),
+            pending: Arc::default(),
+            metrics,
         })
     }
 
@@ -143,12 +161,15 @@ impl Source {
                 return Err(kafka_err("reading the searches topic timed out"));
             }
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-                self.state.lock().expect("state lock").apply(
+                let applied = self.state.lock().expect("state lock").apply(
                     m.partition(),
                     m.offset(),
                     m.key(),
                     m.payload(),
                 );
+                if let Err(why) = applied {
+                    ignored(&self.metrics, &why);
+                }
                 if want
                     .get(&m.partition())
                     .is_some_and(|h| m.offset() + 1 >= *h)
@@ -164,8 +185,13 @@ impl Source {
             .candidate(&self.topic))
     }
 
+    /// The newest state read from the topic that the worker has not taken.
+    pub(super) fn take_pending(&self) -> Option<Candidate> {
+        self.pending.lock().expect("pending lock").take()
+    }
+
     /// Keeps reading on a thread; after each quiet moment with changes,
-    /// hands the worker a candidate.
+    /// leaves the newest candidate for the worker (coalescing).
     pub(super) fn tail(
         &self,
         searches: Weak<SearchVersions>,
@@ -175,6 +201,8 @@ impl Source {
         let Some(consumer) = consumer else { return };
         let state = self.state.clone();
         let topic = self.topic.clone();
+        let pending = self.pending.clone();
+        let metrics = self.metrics.clone();
         let started = crate::service::components::spawn(components, "searches-topic", move || {
             let mut dirty = false;
             loop {
@@ -182,13 +210,16 @@ impl Source {
                 let Some(s) = searches.upgrade() else { return };
                 match msg {
                     Some(Ok(m)) => {
-                        state.lock().expect("state lock").apply(
+                        let applied = state.lock().expect("state lock").apply(
                             m.partition(),
                             m.offset(),
                             m.key(),
                             m.payload(),
                         );
-                        dirty = true;
+                        match applied {
+                            Ok(()) => dirty = true,
+                            Err(why) => ignored(&metrics, &why),
+                        }
                     }
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "reading the searches topic");
@@ -196,7 +227,12 @@ impl Source {
                     None if dirty => {
                         dirty = false;
                         let c = state.lock().expect("state lock").candidate(&topic);
-                        s.send(WorkerTask::FromKafka(c));
+                        // Replace what the worker has not taken yet; wake
+                        // it only when nothing was waiting.
+                        let was_waiting = pending.lock().expect("pending lock").replace(c).is_some();
+                        if !was_waiting {
+                            s.send(WorkerTask::FromKafka);
+                        }
                     }
                     None => {}
                 }
@@ -266,5 +302,34 @@ impl Source {
             .flush(Duration::from_secs(15))
             .map_err(|e| perr(&e))?;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(id: &str) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({"id": id, "searches": [{"id": format!("{id}-s"), "query": "alpha"}]})).unwrap()
+    }
+
+    #[test]
+    fn an_undecodable_record_is_ignored_and_the_key_keeps_its_previous_value() {
+        let mut st = State::default();
+        st.apply(0, 0, Some(b"a"), Some(&topic("a"))).unwrap();
+        // No UTF-8 key: reported with its coordinates, nothing changes.
+        let why = st.apply(0, 1, Some(&[0xff, 0xfe]), Some(b"x")).unwrap_err();
+        assert!(why.contains("partition 0, offset 1"), "{why}");
+        // Not a topic: the previous value of `a` stays.
+        let why = st.apply(0, 2, Some(b"a"), Some(b"{not json")).unwrap_err();
+        assert!(why.contains("\"a\"") && why.contains("offset 2"), "{why}");
+        // A topic under another id.
+        assert!(st.apply(0, 3, Some(b"a"), Some(&topic("b"))).is_err());
+        // Later records still make valid candidates.
+        st.apply(0, 4, Some(b"c"), Some(&topic("c"))).unwrap();
+        let c = st.candidate("searches");
+        assert!(c.problems.is_empty(), "{:?}", c.problems);
+        let ids: Vec<&str> = c.file.topics.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, vec!["a", "c"]);
     }
 }

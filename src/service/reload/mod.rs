@@ -170,8 +170,9 @@ enum WorkerTask {
     },
     /// Back to an earlier version.
     Rollback { to: Option<u64>, reply: Reply },
-    /// The searches topic's content after a quiet moment.
-    FromKafka(Candidate),
+    /// New searches-topic content waits in `kafka::Source::take_pending`
+    /// (one task for any number of records read meanwhile).
+    FromKafka,
 }
 
 /// A reported rejection, for `/status`.
@@ -270,7 +271,7 @@ impl SearchVersions {
             None => empty_version(),
         };
         let kafka = match &config.kafka_topic {
-            Some(topic) => Some(kafka::Source::connect(brokers, topic)?),
+            Some(topic) => Some(kafka::Source::connect(brokers, topic, metrics.clone())?),
             None => None,
         };
         let (tx, rx) = mpsc::channel();
@@ -524,9 +525,13 @@ impl SearchVersions {
                 let r = self.rollback_now(to);
                 self.finish(r, Some(reply));
             }
-            WorkerTask::FromKafka(c) => {
-                let r = self.apply(c, true);
-                self.finish(r, None);
+            WorkerTask::FromKafka => {
+                // The newest state only: records read meanwhile replaced
+                // older candidates.
+                if let Some(c) = self.kafka.as_ref().and_then(|k| k.take_pending()) {
+                    let r = self.apply(c, true);
+                    self.finish(r, None);
+                }
             }
         }
     }

@@ -337,3 +337,32 @@ fn the_watcher_sees_a_file_replaced_by_rename() {
     close(s, &d);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn stored_versions_are_pruned_but_never_the_active_one_or_its_rollback_target() {
+    let d = dir("prune");
+    std::fs::write(d.join("searches.json"), doc(&[("a", "alpha")])).unwrap();
+    let store = Arc::new(store(&d));
+    let mut config = SearchesConfig::file(d.join("searches.json"));
+    config.watch = false;
+    config.keep_versions = 3;
+    let s = SearchVersions::open(config, "", store, Arc::default()).unwrap();
+    for i in 0..6 {
+        let body = doc(&[("a", "alpha"), ("b", &format!("beta{i}"))]);
+        let c = block(s.put(body.into_bytes(), false)).unwrap();
+        assert_eq!(c.outcome, ChangeOutcome::Activated);
+    }
+    let kept: Vec<u64> = s.history().unwrap().iter().map(|m| m.version).collect();
+    assert_eq!(kept, vec![5, 6, 7], "the newest three");
+    // The rollback target is still there.
+    let c = block(s.rollback(None)).unwrap();
+    assert_eq!(c.active.version, 6);
+    // After a rollback, the next change keeps the version it rolled back
+    // from only while it is the rollback target.
+    let c = block(s.put(doc(&[("z", "zeta")]).into_bytes(), true)).unwrap();
+    assert_eq!(c.active.version, 8);
+    let kept: Vec<u64> = s.history().unwrap().iter().map(|m| m.version).collect();
+    assert!(kept.contains(&8) && kept.contains(&6), "{kept:?}");
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    close(s, &d);
+}
