@@ -459,3 +459,89 @@ fn backlog_deleted_by_retention_before_the_drain_read_it_is_reported() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A partition started at `latest` with no checkpoint and no group offset
+/// lost nothing, whatever its log start: when another partition's
+/// checkpoint fell behind retention, only that one's loss is reported, and
+/// the new partition does not jump back to its log start.
+#[test]
+fn starting_at_latest_with_a_truncated_log_reports_no_false_loss() {
+    let (cluster, dir) = cluster(1, "lat", 2);
+    let brokers = cluster.bootstrap_servers();
+    let doc = |i: usize, tag: &str| {
+        format!(
+            r##"{{"id": "{tag}{i}", "type": "post", "text": "#rstats number {i} {}"}}"##,
+            "padding ".repeat(1250)
+        )
+    };
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("batch.size", "100000")
+        .create()
+        .unwrap();
+    let produce = |partition: i32, range: std::ops::Range<usize>, tag: &str| {
+        for i in range {
+            let d = doc(i, tag);
+            producer
+                .send(
+                    BaseRecord::<(), _>::to("lat-in")
+                        .partition(partition)
+                        .payload(&d),
+                )
+                .unwrap();
+            producer.poll(Duration::ZERO);
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    };
+    // More than the mock broker keeps: both logs start past 0.
+    produce(0, 0..600, "a-old");
+    produce(1, 0..600, "b-old");
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "lat-probe")
+        .create()
+        .unwrap();
+    let (low0, _) = probe
+        .fetch_watermarks("lat-in", 0, Duration::from_secs(10))
+        .unwrap();
+    let (low1, _) = probe
+        .fetch_watermarks("lat-in", 1, Duration::from_secs(10))
+        .unwrap();
+    assert!(
+        low0 > 5 && low1 > 0,
+        "the logs were truncated: {low0}, {low1}"
+    );
+    // Partition 0 was checkpointed at 5 long ago; partition 1 never was.
+    {
+        let store = topic_matcher::state_store::StateStore::open(&dir.join("state")).unwrap();
+        store
+            .commit(
+                &[(
+                    topic_matcher::state_store::TopicPartition::new("lat-in", 0),
+                    5,
+                )],
+                &[],
+            )
+            .unwrap();
+    }
+    let raw = RawConfig::from_toml("[kafka]\nstart = \"latest\"\n").unwrap();
+    let running =
+        topic_matcher::service::start(service_config(raw, &brokers, "lat", &dir)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while running.metrics.retention_lost.load(Relaxed) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the real loss of partition 0 was not reported"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    produce(1, 0..20, "b-new");
+    let ids = rstats_doc_ids(&brokers, "lat-out", 2, 600 - low0 as usize + 20);
+    let lost = running.metrics.retention_lost.load(Relaxed);
+    running.stop().unwrap();
+    assert_eq!(lost, (low0 - 5) as u64, "only partition 0's loss");
+    let reread = ids.iter().filter(|i| i.starts_with("b-old")).count();
+    assert_eq!(reread, 0, "partition 1 jumped back to its log start");
+    assert_eq!(ids.iter().filter(|i| i.starts_with("b-new")).count(), 20);
+}

@@ -124,6 +124,13 @@ pub enum PipelineError {
     /// A checkpoint could not be written (the loop retries).
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// The consumer hit a fatal error and cannot go on.
+    #[error(
+        "the Kafka consumer cannot go on: {0}. If it says fenced, another running instance uses \
+         the same group instance id (a copied state directory, or the same kafka.instance_id): \
+         give each instance its own state directory or instance_id"
+    )]
+    Fatal(String),
     /// A stored drain job cannot be decoded.
     #[error(transparent)]
     UnreadableJob(#[from] crate::service::drain::UnreadableJob),
@@ -423,6 +430,22 @@ impl Pipeline {
                 Some(Err(KafkaError::MessageConsumption(
                     RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange,
                 ))) => self.recover_lost_ranges(),
+                Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
+                    // The consumer is unusable (fenced by another member
+                    // with the same instance id, …): say so and stop,
+                    // keeping what is acknowledged.
+                    let reason = self
+                        .consumer
+                        .client()
+                        .fatal_error()
+                        .map_or_else(|| code.to_string(), |(c, why)| format!("{c}: {why}"));
+                    let _ = lock(&self.shared).checkpoint(
+                        &self.consumer,
+                        self.config.drain_deadline,
+                        CommitMode::Sync,
+                    );
+                    return Err(PipelineError::Fatal(reason));
+                }
                 Some(Err(e)) => {
                     // Broker down, transport errors: librdkafka reconnects by
                     // itself; report at most every 10 s.
@@ -611,20 +634,33 @@ impl Pipeline {
 
     /// After `auto.offset.reset=error`: for every owned partition whose next
     /// offset fell below the log start, report the lost range and continue
-    /// from the log start.
+    /// from the log start. A partition with no position yet (no checkpoint,
+    /// no group offset) lost nothing: it starts where `kafka.start` says.
     fn recover_lost_ranges(&self) {
-        let owned: Vec<(TopicPartition, i64)> = {
+        let (owned, start): (Vec<(TopicPartition, Option<i64>)>, StartPosition) = {
             let s = lock(&self.shared);
-            s.owned
+            let owned = s
+                .owned
                 .iter()
-                .map(|tp| (tp.clone(), s.processed.get(tp).copied().unwrap_or(0)))
-                .collect()
+                .map(|tp| (tp.clone(), s.processed.get(tp).copied()))
+                .collect();
+            (owned, s.start)
         };
         for (tp, next) in owned {
-            let Ok((low, _high)) =
+            let Ok((low, high)) =
                 self.consumer
                     .fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(5))
             else {
+                continue;
+            };
+            let Some(next) = next else {
+                let to = match start {
+                    StartPosition::Earliest => low,
+                    StartPosition::Latest => high,
+                };
+                tracing::info!(partition = %tp, offset = to, "no position yet; starting at kafka.start");
+                lock(&self.shared).processed.insert(tp.clone(), to);
+                self.seek(&tp, to, "seek to the start position failed");
                 continue;
             };
             if next < low {

@@ -222,6 +222,9 @@ impl LoopState {
         tpl: &mut TopicPartitionList,
     ) {
         let mut ranges = Vec::new();
+        // Positions below the log start, moved to it (reported here once,
+        // not again when the consumer would fail to fetch them).
+        let mut moved = Vec::new();
         for e in tpl.elements() {
             let tp = TopicPartition::new(e.topic(), e.partition());
             if self.jobs.catching_up(&tp) {
@@ -239,6 +242,7 @@ impl LoopState {
                     self.metrics
                         .retention_lost
                         .fetch_add((low - o) as u64, Relaxed);
+                    moved.push((tp.clone(), low));
                     low
                 }
                 Offset::Offset(o) => o,
@@ -247,6 +251,15 @@ impl LoopState {
             };
             if high - start > self.jobs.threshold() {
                 ranges.push((tp, start, high));
+            }
+        }
+        for (tp, low) in moved {
+            if ranges.iter().any(|r| r.0 == tp) {
+                continue; // the catch-up reads it from the log start
+            }
+            let _ = tpl.set_partition_offset(&tp.topic, tp.partition, Offset::Offset(low));
+            if let Some(next) = self.processed.get_mut(&tp) {
+                *next = low;
             }
         }
         if ranges.is_empty() {

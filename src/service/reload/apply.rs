@@ -345,7 +345,12 @@ impl SearchVersions {
             return;
         }
         match self.store.delete_versions(&doomed) {
-            Ok(()) => tracing::info!(pruned = doomed.len(), oldest_kept = doomed.last().map_or(0, |v| v + 1), keep, "old searches versions pruned"),
+            Ok(()) => tracing::info!(
+                pruned = doomed.len(),
+                oldest_kept = doomed.last().map_or(0, |v| v + 1),
+                keep,
+                "old searches versions pruned"
+            ),
             Err(e) => tracing::warn!(error = %e, "pruning old searches versions failed; they stay"),
         }
     }

@@ -229,7 +229,8 @@ impl Source {
                         let c = state.lock().expect("state lock").candidate(&topic);
                         // Replace what the worker has not taken yet; wake
                         // it only when nothing was waiting.
-                        let was_waiting = pending.lock().expect("pending lock").replace(c).is_some();
+                        let was_waiting =
+                            pending.lock().expect("pending lock").replace(c).is_some();
                         if !was_waiting {
                             s.send(WorkerTask::FromKafka);
                         }
