@@ -545,3 +545,41 @@ fn starting_at_latest_with_a_truncated_log_reports_no_false_loss() {
     assert_eq!(reread, 0, "partition 1 jumped back to its log start");
     assert_eq!(ids.iter().filter(|i| i.starts_with("b-new")).count(), 20);
 }
+
+/// The broker fences this instance (another member took its group
+/// instance id, e.g. a copied state directory): the service stops with an
+/// error that says so, instead of retrying forever.
+#[test]
+fn a_fenced_instance_stops_with_a_clear_error() {
+    let (cluster, dir) = cluster(1, "fen", 1);
+    let brokers = cluster.bootstrap_servers();
+    let raw = RawConfig::from_toml("[kafka]\ninstance_id = \"cloned\"\n").unwrap();
+    let running =
+        topic_matcher::service::start(service_config(raw, &brokers, "fen", &dir)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while running.metrics.assigned_partitions.load(Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "never assigned");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for api in [
+        RDKafkaApiKey::Heartbeat,
+        RDKafkaApiKey::JoinGroup,
+        RDKafkaApiKey::SyncGroup,
+        RDKafkaApiKey::OffsetCommit,
+    ] {
+        cluster.request_errors(
+            api,
+            &vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID; 1000],
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !running.is_finished() {
+        assert!(Instant::now() < deadline, "still running while fenced");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let err = running
+        .wait()
+        .expect_err("a fenced instance stops with an error");
+    let text = format!("{err:#}");
+    assert!(text.contains("same group instance id"), "{text}");
+}
