@@ -165,6 +165,10 @@ pub fn open(
     })
 }
 
+/// Longest a send waits for room in a full producer queue before the record
+/// is kept as failed (the output is then reported down and retried).
+const QUEUE_FULL_WAIT: Duration = Duration::from_secs(1);
+
 /// JSONL to a file (appended, synced at each seal or flush) or to stdout:
 /// written records are acknowledged records.
 ///
@@ -321,6 +325,9 @@ struct DeliveryState {
     last_error: Option<String>,
     /// Unacknowledged records per group (failed ones included).
     outstanding: std::collections::BTreeMap<u64, usize>,
+    /// A send found the queue full for QUEUE_FULL_WAIT: later sends do not
+    /// wait again until one gets through.
+    queue_stuck: bool,
 }
 
 struct DeliveryContext {
@@ -466,17 +473,29 @@ impl KafkaSink {
                 *s.outstanding.entry(group).or_insert(0) += 1;
             }
         }
+        let stuck = self.state.lock().expect("delivery state lock").queue_stuck;
+        let mut full_since: Option<std::time::Instant> = None;
         loop {
             match self.producer.send(record) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    if stuck {
+                        self.state.lock().expect("delivery state lock").queue_stuck = false;
+                    }
+                    return Ok(());
+                }
                 Err((
                     rdkafka::error::KafkaError::MessageProduction(
                         rdkafka::types::RDKafkaErrorCode::QueueFull,
                     ),
                     r,
-                )) => {
+                )) if !stuck && full_since.is_none_or(|t| t.elapsed() < QUEUE_FULL_WAIT) => {
                     // The client queue is full: serve delivery reports and
-                    // wait; this is the backpressure that stops input.
+                    // wait a little; this is the backpressure that slows
+                    // input. Past QUEUE_FULL_WAIT the record is kept as
+                    // failed instead, so the pipeline's own wait (which
+                    // keeps the group membership and sees a stop) takes
+                    // over.
+                    full_since.get_or_insert_with(std::time::Instant::now);
                     record = r;
                     self.producer.poll(Duration::from_millis(50));
                 }
@@ -498,6 +517,9 @@ impl KafkaSink {
                             error: e.to_string(),
                         });
                         return Ok(());
+                    }
+                    if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) {
+                        s.queue_stuck = true;
                     }
                     s.last_error = Some(e.to_string());
                     s.failed.push(Failed {
@@ -589,13 +611,21 @@ impl Sink for KafkaSink {
 impl KafkaSink {
     fn resend_failed(&self) -> Result<(), SinkError> {
         let failed = std::mem::take(&mut self.state.lock().expect("delivery state lock").failed);
-        for f in &failed {
+        let mut rest = failed.into_iter();
+        while let Some(f) = rest.next() {
             let headers: Vec<(&str, &[u8])> = f
                 .headers
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_slice()))
                 .collect();
             self.produce(f.group, true, &f.key, &f.value, &headers)?;
+            let mut s = self.state.lock().expect("delivery state lock");
+            if !s.failed.is_empty() {
+                // Failed again: keep the rest for the next retry rather
+                // than meet the same error once per record.
+                s.failed.extend(rest);
+                break;
+            }
         }
         Ok(())
     }
@@ -746,5 +776,35 @@ mod tests {
         assert!(text
             .lines()
             .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
+    }
+
+    #[test]
+    fn a_full_producer_queue_does_not_block_the_caller() {
+        // An unreachable broker and room for 5 records: the 6th finds the
+        // queue full. It waits a little, then is kept as failed, and the
+        // ones after it do not wait again.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut o = std::collections::BTreeMap::new();
+            o.insert("queue.buffering.max.messages".to_string(), "5".to_string());
+            o.insert("message.timeout.ms".to_string(), "600000".to_string());
+            let mut s = open(&Target::Kafka("t".into()), "127.0.0.1:1", &o).unwrap();
+            let t = std::time::Instant::now();
+            for i in 0..30 {
+                s.send(b"k", format!("{{\"i\":{i}}}").as_bytes(), &[])
+                    .unwrap();
+            }
+            let sent_in = t.elapsed();
+            let flushed = s.flush(Duration::from_millis(200));
+            let _ = tx.send((sent_in, flushed.is_err()));
+        });
+        let (sent_in, flush_failed) = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("sending into a full queue blocked the caller");
+        assert!(sent_in < Duration::from_secs(5), "{sent_in:?}");
+        assert!(
+            flush_failed,
+            "the records are not delivered: the flush says so"
+        );
     }
 }
