@@ -24,7 +24,10 @@ struct SmallFs(PathBuf);
 
 impl Drop for SmallFs {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
     }
 }
 
@@ -98,7 +101,12 @@ impl Soak {
                 log: self.dir.join("service.log"),
             },
             &self.searches,
-            &["--admin-token", "tok", "--config", self.config.to_str().unwrap()],
+            &[
+                "--admin-token",
+                "tok",
+                "--config",
+                self.config.to_str().unwrap(),
+            ],
         );
         svc.wait_ready(Duration::from_secs(120));
         self.svc = Some(svc);
@@ -215,16 +223,23 @@ impl Soak {
     fn searches_change(&mut self) {
         let original = std::fs::read_to_string(&self.searches).unwrap();
         let mut doc: serde_json::Value = serde_json::from_str(&original).unwrap();
-        doc["topics"].as_array_mut().unwrap().push(serde_json::json!({
-            "id": "soak-extra", "searches": [{"id": "soak-extra-1", "query": "zzsoakneverzz"}]
-        }));
+        doc["topics"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "id": "soak-extra", "searches": [{"id": "soak-extra-1", "query": "zzsoakneverzz"}]
+            }));
         let before = self.svc().status()["searches_version"].as_u64().unwrap();
         std::fs::write(&self.searches, doc.to_string()).unwrap();
-        self.svc().wait_status(Duration::from_secs(30), |s| s["searches_version"].as_u64() > Some(before));
+        self.svc().wait_status(Duration::from_secs(30), |s| {
+            s["searches_version"].as_u64() > Some(before)
+        });
         self.produce(300, 0);
         std::fs::write(&self.searches, original).unwrap();
         // The original searches are a stored version: it becomes active again.
-        self.svc().wait_status(Duration::from_secs(30), |s| s["searches_version"].as_u64() == Some(before));
+        self.svc().wait_status(Duration::from_secs(30), |s| {
+            s["searches_version"].as_u64() == Some(before)
+        });
         self.count("searches change");
         self.count("searches change");
     }
@@ -307,16 +322,36 @@ fn chaos_soak_loses_nothing() {
     for (what, n) in &soak.counts {
         table.push_str(&format!("| {what} | {n} |\n"));
     }
-    table.push_str(&format!("| documents produced | {} |\n", soak.produced.len()));
+    table.push_str(&format!(
+        "| documents produced | {} |\n",
+        soak.produced.len()
+    ));
     table.push_str(&format!("| expected matches | {} |\n", want.len()));
     table.push_str(&format!("| lost | {} |\n", lost.len()));
     table.push_str(&format!("| re-emitted (same match_id) | {duplicates} |\n"));
-    table.push_str(&format!("| records not in the offline match | {unexpected} |\n"));
-    table.push_str(&format!("| memory: steady / peak (MiB) | {} / {} |\n", steady / 1024, peak / 1024));
-    table.push_str(&format!("| wall time | {:.0} s |\n", t.elapsed().as_secs_f64()));
+    table.push_str(&format!(
+        "| records not in the offline match | {unexpected} |\n"
+    ));
+    table.push_str(&format!(
+        "| memory: steady / peak (MiB) | {} / {} |\n",
+        steady / 1024,
+        peak / 1024
+    ));
+    table.push_str(&format!(
+        "| wall time | {:.0} s |\n",
+        t.elapsed().as_secs_f64()
+    ));
     eprintln!("\nchaos soak summary\n{table}");
-    assert!(lost.is_empty(), "lost {} matches, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    assert!(
+        lost.is_empty(),
+        "lost {} matches, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
     assert_eq!(unexpected, 0, "records no offline match produces");
-    assert!(peak <= 2 * steady + 64 * 1024, "memory peak {peak} KiB vs steady {steady} KiB");
+    assert!(
+        peak <= 2 * steady + 64 * 1024,
+        "memory peak {peak} KiB vs steady {steady} KiB"
+    );
     let _ = soak.svc.as_mut().unwrap().terminate();
 }

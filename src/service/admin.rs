@@ -143,6 +143,11 @@ async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             "state store not writable: checkpoints and input paused\n",
         )
+    } else if s.metrics.stuck_without_partitions.load(Relaxed) == 1 {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no partitions while the group has lag nobody drains: rejoining the group\n",
+        )
     } else if s.metrics.assigned_partitions.load(Relaxed) > 0 {
         (StatusCode::OK, "ready\n")
     } else {

@@ -71,6 +71,9 @@ pub struct Metrics {
     pub state_store_errors: AtomicU64,
     /// Assigned partitions.
     pub assigned_partitions: AtomicI64,
+    /// 1 while this instance has no partitions and its group has lag that
+    /// nobody drains (the pipeline rejoins the group).
+    pub stuck_without_partitions: AtomicU64,
     /// Total consumer lag over assigned partitions (valid while
     /// `lag_monitor_up` is 1).
     pub lag_total: AtomicI64,
@@ -240,6 +243,11 @@ impl Metrics {
             "output_down",
             "1 while the output fails to acknowledge.",
             self.output_down.load(Relaxed).to_string(),
+        );
+        gauge(
+            "stuck_without_partitions",
+            "1 while this instance has no partitions and its group has lag nobody commits (it rejoins the group).",
+            self.stuck_without_partitions.load(Relaxed).to_string(),
         );
         gauge(
             "state_store_down",

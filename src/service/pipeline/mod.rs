@@ -73,8 +73,10 @@
 //! | `batches` | sealing batches, acknowledgements, checkpoints, refused records |
 //! | `rebalance` | the consumer context: assignment, revocation, backlogs becoming drain jobs |
 //! | `lanes` | the drain lanes: reading a job's ranges per class |
+//! | `idle` | an instance without partitions while its group is stuck: detect, say so, rejoin |
 
 mod batches;
+mod idle;
 mod lanes;
 mod process;
 mod rebalance;
@@ -352,7 +354,14 @@ impl Pipeline {
         if live {
             tracing::info!(topics = ?self.config.input_topics, group = %self.config.group_id, "consuming");
         }
+        let mut idle = idle::IdleWatch::default();
         while !shutdown.is_requested() {
+            if live {
+                let owns = !lock(&self.shared).owned.is_empty();
+                if idle.observe(Instant::now(), owns) == idle::Verdict::Check {
+                    self.check_idle_group(&mut idle);
+                }
+            }
             // A new searches version takes over between batches.
             // (A merged delta comes back under the same number.)
             if batch_started.is_none() && !self.searches.is_current(&active) {
