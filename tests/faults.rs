@@ -4,64 +4,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
 
-/// A tmpfs of a few MiB, unmounted when dropped.
-struct SmallFs(PathBuf);
-
-impl SmallFs {
-    /// Fills it up; returns the filler file.
-    fn fill(&self) -> PathBuf {
-        let filler = self.0.join("filler");
-        let _ = std::process::Command::new("dd")
-            .args(["if=/dev/zero", "bs=64k"])
-            .arg(format!("of={}", filler.display()))
-            .output();
-        filler
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
-/// Mounts a tmpfs of `mib` MiB at `dir` (needs root).
-fn small_fs(dir: &Path, mib: u32) -> Option<SmallFs> {
-    std::fs::create_dir_all(dir).ok()?;
-    let ok = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-        .arg(dir)
-        .status()
-        .is_ok_and(|s| s.success());
-    ok.then(|| SmallFs(dir.to_path_buf()))
-}
-
-fn file_match_ids(path: &Path) -> std::collections::BTreeMap<String, usize> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let records: Vec<(Vec<u8>, Vec<u8>)> = text
-        .lines()
-        .map(|l| (Vec::new(), l.as_bytes().to_vec()))
-        .collect();
-    match_ids(&records)
-}
-
 fn readyz(svc: &Service) -> (u16, String) {
     svc.request("GET", "/readyz", None, &[])
-}
-
-fn metric(svc: &Service, name: &str) -> Option<f64> {
-    let text = svc.get("/metrics")?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("topic_matcher_{name} ")))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 #[test]

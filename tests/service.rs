@@ -232,16 +232,6 @@ fn two_instances_in_one_group_share_partitions_and_lose_nothing() {
     assert_eq!(first.terminate(), Some(0));
 }
 
-/// Match ids (with multiplicity) in a JSONL output file.
-fn file_match_ids(path: &std::path::Path) -> std::collections::BTreeMap<String, usize> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let records: Vec<(Vec<u8>, Vec<u8>)> = text
-        .lines()
-        .map(|l| (Vec::new(), l.as_bytes().to_vec()))
-        .collect();
-    match_ids(&records)
-}
-
 fn wait_for_file_ids(
     path: &std::path::Path,
     want: &std::collections::BTreeMap<String, usize>,

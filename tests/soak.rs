@@ -14,41 +14,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// A tmpfs, unmounted when dropped.
-struct SmallFs(PathBuf);
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
-fn small_fs(dir: &Path, mib: u32) -> Option<SmallFs> {
-    std::fs::create_dir_all(dir).ok()?;
-    let ok = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-        .arg(dir)
-        .status()
-        .is_ok_and(|s| s.success());
-    ok.then(|| SmallFs(dir.to_path_buf()))
-}
-
-fn fill(dir: &Path) -> PathBuf {
-    let filler = dir.join("filler");
-    let _ = std::process::Command::new("dd")
-        .args(["if=/dev/zero", "bs=64k"])
-        .arg(format!("of={}", filler.display()))
-        .output();
-    filler
-}
 
 /// Peak resident memory of a process, KiB.
 fn peak_kib(pid: u32) -> u64 {
@@ -61,16 +30,6 @@ fn peak_kib(pid: u32) -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
-}
-
-/// Output records: match id → how many times.
-fn output_ids(path: &Path) -> BTreeMap<String, usize> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let records: Vec<(Vec<u8>, Vec<u8>)> = text
-        .lines()
-        .map(|l| (Vec::new(), l.as_bytes().to_vec()))
-        .collect();
-    match_ids(&records)
 }
 
 struct Soak {
@@ -169,8 +128,8 @@ impl Soak {
         self.count("broker restart");
     }
 
-    fn output_outage(&mut self, fs: &Path) {
-        let filler = fill(fs);
+    fn output_outage(&mut self, fs: &SmallFs) {
+        let filler = fs.fill();
         self.produce(1000, 0);
         let down = poll_until(
             Duration::from_secs(30),
@@ -198,8 +157,8 @@ impl Soak {
         self.count("output outage (disk full)");
     }
 
-    fn state_disk_full(&mut self, fs: &Path) {
-        let filler = fill(fs);
+    fn state_disk_full(&mut self, fs: &SmallFs) {
+        let filler = fs.fill();
         // Checkpoints are small: documents trickle in until a write fails.
         let mut tries = 0;
         while self.svc().request("GET", "/readyz", None, &[]).0 != 503 && tries < 100 {
@@ -296,8 +255,8 @@ fn chaos_soak_loses_nothing() {
         soak.kill9_live();
         soak.bad_flood();
         soak.broker_restart();
-        soak.output_outage(&out_fs.0);
-        soak.state_disk_full(&state_fs.0);
+        soak.output_outage(&out_fs);
+        soak.state_disk_full(&state_fs);
         soak.searches_change();
         soak.kill9_drain();
     }
@@ -306,7 +265,7 @@ fn chaos_soak_loses_nothing() {
     let got = poll_until(
         Duration::from_secs(300),
         Duration::from_secs(1),
-        || output_ids(&soak.out),
+        || file_match_ids(&soak.out),
         |got| want.keys().all(|k| got.contains_key(k)),
     );
     soak.note_peak("end");

@@ -480,3 +480,55 @@ pub fn match_ids(records: &[(Vec<u8>, Vec<u8>)]) -> BTreeMap<String, usize> {
     }
     out
 }
+
+/// Match ids (with multiplicity) in a JSONL output file.
+pub fn file_match_ids(path: &Path) -> BTreeMap<String, usize> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let records: Vec<(Vec<u8>, Vec<u8>)> = text
+        .lines()
+        .map(|l| (Vec::new(), l.as_bytes().to_vec()))
+        .collect();
+    match_ids(&records)
+}
+
+/// One unlabelled metric of a running service (`topic_matcher_NAME`), if
+/// present.
+pub fn metric(svc: &Service, name: &str) -> Option<f64> {
+    let text = svc.get("/metrics")?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("topic_matcher_{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A tmpfs of a few MiB for the disk-full tests, unmounted when dropped.
+pub struct SmallFs(pub PathBuf);
+
+impl SmallFs {
+    /// Fills it up; returns the filler file.
+    pub fn fill(&self) -> PathBuf {
+        let filler = self.0.join("filler");
+        let _ = Command::new("dd")
+            .args(["if=/dev/zero", "bs=64k"])
+            .arg(format!("of={}", filler.display()))
+            .output();
+        filler
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Mounts a tmpfs of `mib` MiB at `dir`; `None` when not allowed (not
+/// root): the caller skips with a message.
+pub fn small_fs(dir: &Path, mib: u32) -> Option<SmallFs> {
+    std::fs::create_dir_all(dir).ok()?;
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then(|| SmallFs(dir.to_path_buf()))
+}
