@@ -356,12 +356,6 @@ impl Pipeline {
         }
         let mut idle = idle::IdleWatch::default();
         while !shutdown.is_requested() {
-            if live {
-                let owns = !lock(&self.shared).owned.is_empty();
-                if idle.observe(Instant::now(), owns) == idle::Verdict::Check {
-                    self.check_idle_group(&mut idle);
-                }
-            }
             // A new searches version takes over between batches.
             // (A merged delta comes back under the same number.)
             if batch_started.is_none() && !self.searches.is_current(&active) {
@@ -379,6 +373,14 @@ impl Pipeline {
             }
             if last_tick.elapsed() >= Duration::from_secs(1) {
                 last_tick = Instant::now();
+                // Once a second, not per message: the idle watch works in
+                // tens of seconds.
+                if live {
+                    let owns = !lock(&self.shared).owned.is_empty();
+                    if idle.observe(last_tick, owns) == idle::Verdict::Check {
+                        self.check_idle_group(&mut idle);
+                    }
+                }
                 self.serve_inbox();
                 let mut s = lock(&self.shared);
                 let live_docs = s.live_docs;

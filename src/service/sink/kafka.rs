@@ -178,14 +178,14 @@ impl KafkaSink {
         if !headers.is_empty() {
             record = record.headers(h);
         }
-        {
+        let stuck = {
             let mut s = self.state.lock().expect("delivery state lock");
             s.pending_bytes += size;
             if !retry {
                 *s.outstanding.entry(group).or_insert(0) += 1;
             }
-        }
-        let stuck = self.state.lock().expect("delivery state lock").queue_stuck;
+            s.queue_stuck
+        };
         let mut full_since: Option<std::time::Instant> = None;
         loop {
             match self.producer.send(record) {
