@@ -342,6 +342,40 @@ fn a_long_output_outage_pauses_input_and_keeps_memory_bounded() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+fn big_doc_producer(brokers: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("batch.size", "100000")
+        .create()
+        .unwrap()
+}
+
+/// Produces documents `{tag}{i}` of about 10 KB each (the mock broker keeps
+/// 5 MB per partition, so 600 of them no longer fit), of type `kind(i)`.
+fn produce_big(
+    producer: &BaseProducer,
+    topic: &str,
+    partition: Option<i32>,
+    range: std::ops::Range<usize>,
+    tag: &str,
+    kind: impl Fn(usize) -> &'static str,
+) {
+    for i in range {
+        let d = format!(
+            r##"{{"id": "{tag}{i}", "type": "{}", "text": "#rstats number {i} {}"}}"##,
+            kind(i),
+            "padding ".repeat(1250)
+        );
+        let mut record = BaseRecord::<(), _>::to(topic).payload(&d);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        producer.send(record).unwrap();
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
 /// Retention deletes backlog messages of a stored drain job before its
 /// classes read them: the drain reports the deleted range (metric, job)
 /// instead of jumping silently, and drains everything still in the log.
@@ -356,29 +390,15 @@ fn backlog_deleted_by_retention_before_the_drain_read_it_is_reported() {
         )
         .unwrap()
     };
-    // About 10 KB each: the mock broker keeps 5 MB per partition, so 600
-    // of them no longer fit.
-    let doc = |i: usize| {
-        let kind = if i % 10 == 0 { "dm" } else { "post" };
-        format!(
-            r##"{{"id": "r{i}", "type": "{kind}", "text": "#rstats number {i} {}"}}"##,
-            "padding ".repeat(1250)
-        )
-    };
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("batch.size", "100000")
-        .create()
-        .unwrap();
+    let producer = big_doc_producer(&brokers);
     let produce = |range: std::ops::Range<usize>| {
-        for i in range {
-            let d = doc(i);
-            producer
-                .send(BaseRecord::<(), _>::to("ret-in").payload(&d))
-                .unwrap();
-            producer.poll(Duration::ZERO);
-        }
-        producer.flush(Duration::from_secs(30)).unwrap();
+        produce_big(&producer, "ret-in", None, range, "r", |i| {
+            if i % 10 == 0 {
+                "dm"
+            } else {
+                "post"
+            }
+        });
     };
     produce(0..300);
 
@@ -468,30 +488,9 @@ fn backlog_deleted_by_retention_before_the_drain_read_it_is_reported() {
 fn starting_at_latest_with_a_truncated_log_reports_no_false_loss() {
     let (cluster, dir) = cluster(1, "lat", 2);
     let brokers = cluster.bootstrap_servers();
-    let doc = |i: usize, tag: &str| {
-        format!(
-            r##"{{"id": "{tag}{i}", "type": "post", "text": "#rstats number {i} {}"}}"##,
-            "padding ".repeat(1250)
-        )
-    };
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("batch.size", "100000")
-        .create()
-        .unwrap();
+    let producer = big_doc_producer(&brokers);
     let produce = |partition: i32, range: std::ops::Range<usize>, tag: &str| {
-        for i in range {
-            let d = doc(i, tag);
-            producer
-                .send(
-                    BaseRecord::<(), _>::to("lat-in")
-                        .partition(partition)
-                        .payload(&d),
-                )
-                .unwrap();
-            producer.poll(Duration::ZERO);
-        }
-        producer.flush(Duration::from_secs(30)).unwrap();
+        produce_big(&producer, "lat-in", Some(partition), range, tag, |_| "post");
     };
     // More than the mock broker keeps: both logs start past 0.
     produce(0, 0..600, "a-old");
