@@ -109,13 +109,18 @@ mod tests {
     #[test]
     fn a_thread_that_panics_is_reported_down_with_its_message() {
         let c = Arc::new(Components::default());
-        spawn(&c, "ok", || {
-            std::thread::sleep(std::time::Duration::from_millis(300))
+        // "ok" runs until the test lets it go (no timing involved).
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let ok = spawn(&c, "ok", move || {
+            let _ = hold.recv();
         })
         .unwrap();
         spawn(&c, "bad", || panic!("boom")).unwrap().join().unwrap();
         let down = c.down_now();
         assert_eq!(down, vec![("bad", "panicked: boom".to_string())]);
         assert_eq!(c.snapshot().len(), 2);
+        drop(release);
+        ok.join().unwrap();
+        assert_eq!(c.down_now().len(), 2, "a thread that ends is down too");
     }
 }
