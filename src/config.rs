@@ -75,6 +75,9 @@ impl RawConfig {
     pub fn for_status(mut self) -> RawConfig {
         let k = &mut self.kafka;
         k.brokers.get_or_insert_with(|| "unused:9092".into());
+        // `status` never connects to Kafka: its secrets need not be at hand.
+        k.client_secret_files.clear();
+        k.client_secret_env.clear();
         k.group_id.get_or_insert_with(|| "unused".into());
         k.input_topics.get_or_insert_with(|| vec!["unused".into()]);
         self.output.target.get_or_insert_with(|| "stdout".into());
@@ -133,7 +136,16 @@ pub struct RawKafka {
     /// Stable `group.instance.id` (static membership), optional; empty:
     /// dynamic membership.
     pub instance_id: Option<String>,
-    /// librdkafka properties for the consumer, applied last.
+    /// librdkafka properties for every client (TLS, SASL, …).
+    #[serde(default)]
+    pub client: BTreeMap<String, String>,
+    /// librdkafka property → file holding its value (secrets).
+    #[serde(default)]
+    pub client_secret_files: BTreeMap<String, PathBuf>,
+    /// librdkafka property → environment variable holding its value.
+    #[serde(default)]
+    pub client_secret_env: BTreeMap<String, String>,
+    /// librdkafka properties for the consumers, applied last.
     #[serde(default)]
     pub consumer: BTreeMap<String, String>,
     /// librdkafka properties for the producers (output, dead letters).
@@ -265,8 +277,8 @@ pub enum StartPosition {
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Bootstrap brokers.
-    pub brokers: String,
+    /// The brokers and the properties of every Kafka client.
+    pub kafka: crate::kafka_client::KafkaClients,
     /// Consumer group.
     pub group_id: String,
     /// Input topics.
@@ -275,10 +287,6 @@ pub struct Config {
     pub start: StartPosition,
     /// Static membership id.
     pub instance_id: Option<String>,
-    /// Consumer property overrides.
-    pub consumer_overrides: BTreeMap<String, String>,
-    /// Producer property overrides.
-    pub producer_overrides: BTreeMap<String, String>,
     /// Match records.
     pub output: Target,
     /// Bad messages.
@@ -514,14 +522,21 @@ impl RawConfig {
             Some(v) => Ok(v),
             None => Ok(default),
         };
-        Ok(Config {
+        let kafka = crate::kafka_client::KafkaClients::new(
             brokers,
+            self.kafka.client,
+            self.kafka.client_secret_files,
+            self.kafka.client_secret_env,
+            self.kafka.consumer,
+            self.kafka.producer,
+        )
+        .map_err(ConfigError::Invalid)?;
+        Ok(Config {
+            kafka,
             group_id,
             input_topics,
             start,
             instance_id: self.kafka.instance_id,
-            consumer_overrides: self.kafka.consumer,
-            producer_overrides: self.kafka.producer,
             output,
             dead_letter,
             state_dir,
@@ -588,7 +603,7 @@ mod tests {
         let c = shipped("docker.toml");
         assert_eq!(c.input_topics, vec!["social.owned", "social.posts"]);
         assert_eq!(c.classes.names(), ["critical", "high", "low"]);
-        assert_eq!(c.brokers, "kafka:29092");
+        assert_eq!(c.kafka.brokers, "kafka:29092");
     }
 
     #[test]

@@ -45,6 +45,8 @@
 //! * [`record`] — the match record written per (document, topic).
 //! * [`config`] — the TOML configuration and command-line overrides,
 //!   validated in two stages.
+//! * [`kafka_client`] — the brokers, TLS/SASL properties and secrets every
+//!   Kafka client shares, with per-role overrides.
 //! * [`classes`] — priority classes and the catch-up policy.
 //! * [`state_store`] — the RocksDB state: offsets, drain jobs, searches
 //!   versions.
@@ -62,6 +64,7 @@ pub mod config;
 pub mod demo;
 pub mod document;
 pub mod engine;
+pub mod kafka_client;
 pub mod produce;
 pub mod query;
 pub mod record;

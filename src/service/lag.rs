@@ -41,8 +41,10 @@ const ROUND: Duration = Duration::from_secs(5);
 ///
 /// When its client or thread cannot be created.
 pub fn spawn(config: &Config, metrics: Arc<Metrics>, shutdown: Shutdown) -> anyhow::Result<()> {
-    let client: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
+    let client: BaseConsumer = config
+        .kafka
+        .config(crate::kafka_client::Role::Consumer, &[])
+        .remove("group.instance.id")
         .set("group.id", format!("{}-lag-monitor", config.group_id))
         .create()
         .context("cannot create the lag monitor's client")?;

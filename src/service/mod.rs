@@ -115,7 +115,7 @@ fn start_with(
         Arc::new(StateStore::open(&config.state_dir).context("cannot open the state store")?);
     let searches = reload::SearchVersions::open(
         config.searches.clone(),
-        &config.brokers,
+        &config.kafka,
         store.clone(),
         metrics.clone(),
     )

@@ -76,12 +76,10 @@ pub fn replay_ranges(
     if to_ms <= from_ms {
         return Err("--to must be after --from".into());
     }
-    let mut cfg = rdkafka::ClientConfig::new();
-    for (k, v) in &config.consumer_overrides {
-        cfg.set(k, v);
-    }
-    cfg.set("bootstrap.servers", &config.brokers)
-        .set("group.id", format!("{}.replay", config.group_id))
+    let mut cfg = config
+        .kafka
+        .config(crate::kafka_client::Role::Consumer, &[]);
+    cfg.set("group.id", format!("{}.replay", config.group_id))
         .remove("group.instance.id")
         .set("enable.auto.commit", "false");
     let consumer: BaseConsumer = cfg.create().map_err(|e| e.to_string())?;

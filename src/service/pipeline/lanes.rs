@@ -193,12 +193,10 @@ impl Lanes {
 
 /// A consumer outside the group, for one drain lane.
 pub(super) fn lane_consumer(config: &Config) -> Result<BaseConsumer, KafkaError> {
-    let mut cfg = ClientConfig::new();
-    for (k, v) in &config.consumer_overrides {
-        cfg.set(k, v);
-    }
-    cfg.set("bootstrap.servers", &config.brokers)
-        .set("group.id", format!("{}.drain", config.group_id))
+    let mut cfg = config
+        .kafka
+        .config(crate::kafka_client::Role::Consumer, &[]);
+    cfg.set("group.id", format!("{}.drain", config.group_id))
         .remove("group.instance.id")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

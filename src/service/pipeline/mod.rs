@@ -86,7 +86,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
+use crate::kafka_client::Role;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
@@ -252,13 +252,9 @@ impl Pipeline {
             Some(id) => id.clone(),
             None => store.instance_id(&config.group_id)?,
         };
-        let output = sink::open(&config.output, &config.brokers, &config.producer_overrides)?;
+        let output = sink::open(&config.output, &config.kafka)?;
         let dead = DeadLetters::new(
-            sink::open(
-                &config.dead_letter,
-                &config.brokers,
-                &config.producer_overrides,
-            )?,
+            sink::open(&config.dead_letter, &config.kafka)?,
             !matches!(config.dead_letter, Target::Kafka(_)),
             metrics.clone(),
         );
@@ -287,32 +283,31 @@ impl Pipeline {
             fault_panic_doc: guard::fault_panic_doc_from_env(),
             output_target: config.output.clone(),
         }));
-        let mut cfg = ClientConfig::new();
-        cfg.set("bootstrap.servers", &config.brokers)
-            .set("group.id", &config.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "error")
+        // Static membership (KIP-345): a restarted instance gets its
+        // partitions back at once instead of after the session timeout.
+        let mut defaults = vec![
             // Eager assignment works with every broker; cooperative-sticky
             // (handled too, see `rebalance`) can be set in [kafka.consumer]
             // where the broker supports incremental rebalancing.
-            .set("partition.assignment.strategy", "range")
-            .set("enable.partition.eof", "false")
-            .set("queued.max.messages.kbytes", "16384")
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000")
-            .set("max.poll.interval.ms", "300000");
-        // Static membership (KIP-345): a restarted instance gets its
-        // partitions back at once instead of after the session timeout.
+            ("partition.assignment.strategy", "range"),
+            ("enable.partition.eof", "false"),
+            ("queued.max.messages.kbytes", "16384"),
+            ("session.timeout.ms", "10000"),
+            ("heartbeat.interval.ms", "1000"),
+            ("max.poll.interval.ms", "300000"),
+        ];
         if instance_id.is_empty() {
             tracing::info!("dynamic group membership (no instance id)");
         } else {
-            cfg.set("group.instance.id", &instance_id);
+            defaults.push(("group.instance.id", &instance_id));
             tracing::info!(instance_id = %instance_id, "group member id");
         }
-        for (k, v) in &config.consumer_overrides {
-            cfg.set(k, v);
-        }
+        let mut cfg = config.kafka.config(Role::Consumer, &defaults);
+        // What the acknowledgement protocol cannot work without.
+        cfg.set("group.id", &config.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "error");
         let consumer: BaseConsumer<RebalanceContext> =
             cfg.create_with_context(RebalanceContext {
                 shared: shared.clone(),

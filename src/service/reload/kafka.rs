@@ -3,7 +3,7 @@
 
 use super::{Candidate, ReloadError, SearchVersions, TopicSpec, Weak, WorkerTask};
 use crate::searches::SearchesFile;
-use rdkafka::config::ClientConfig;
+use crate::kafka_client::{KafkaClients, Role};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -78,7 +78,7 @@ impl State {
 
 pub(super) struct Source {
     topic: String,
-    brokers: String,
+    clients: KafkaClients,
     state: Arc<Mutex<State>>,
     consumer: Mutex<Option<BaseConsumer>>,
     /// The newest state read and not yet taken by the worker: a flood of
@@ -102,12 +102,13 @@ fn kafka_err(e: impl std::fmt::Display) -> ReloadError {
 impl Source {
     /// Connects and assigns every partition of `topic` from the start.
     pub(super) fn connect(
-        brokers: &str,
+        clients: &KafkaClients,
         topic: &str,
         metrics: Arc<crate::service::metrics::Metrics>,
     ) -> Result<Source, ReloadError> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
+        let consumer: BaseConsumer = clients
+            .config(Role::Consumer, &[])
+            .remove("group.instance.id")
             .set("group.id", "topic-matcher-searches-reader")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
@@ -133,7 +134,7 @@ impl Source {
         consumer.assign(&tpl).map_err(kafka_err)?;
         Ok(Source {
             topic: topic.to_string(),
-            brokers: brokers.to_string(),
+            clients: clients.clone(),
             state: Arc::default(),
             consumer: Mutex::new(Some(consumer)),
             pending: Arc::default(),
@@ -280,8 +281,9 @@ impl Source {
         if n == 0 {
             return Ok(0);
         }
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
+        let producer: BaseProducer = self
+            .clients
+            .config(Role::Producer, &[])
             .set("enable.idempotence", "true")
             .create()
             .map_err(|e| perr(&e))?;

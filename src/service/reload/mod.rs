@@ -261,7 +261,7 @@ impl SearchVersions {
     /// back on and the sources are invalid; store and Kafka failures.
     pub fn open(
         config: SearchesConfig,
-        brokers: &str,
+        kafka_clients: &crate::kafka_client::KafkaClients,
         store: Arc<StateStore>,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<SearchVersions>, ReloadError> {
@@ -271,7 +271,7 @@ impl SearchVersions {
             None => empty_version(),
         };
         let kafka = match &config.kafka_topic {
-            Some(topic) => Some(kafka::Source::connect(brokers, topic, metrics.clone())?),
+            Some(topic) => Some(kafka::Source::connect(kafka_clients, topic, metrics.clone())?),
             None => None,
         };
         let (tx, rx) = mpsc::channel();

@@ -46,7 +46,7 @@ fn open(d: &Path, watch: bool) -> Result<Arc<SearchVersions>, ReloadError> {
     let mut config = SearchesConfig::file(d.join("searches.json"));
     config.watch = watch;
     config.debounce = Duration::from_millis(50);
-    SearchVersions::open(config, "", store, Arc::default())
+    SearchVersions::open(config, &Default::default(), store, Arc::default())
 }
 
 fn block<T>(f: impl std::future::Future<Output = T>) -> T {
@@ -346,7 +346,7 @@ fn stored_versions_are_pruned_but_never_the_active_one_or_its_rollback_target() 
     let mut config = SearchesConfig::file(d.join("searches.json"));
     config.watch = false;
     config.keep_versions = 3;
-    let s = SearchVersions::open(config, "", store, Arc::default()).unwrap();
+    let s = SearchVersions::open(config, &Default::default(), store, Arc::default()).unwrap();
     for i in 0..6 {
         let body = doc(&[("a", "alpha"), ("b", &format!("beta{i}"))]);
         let c = block(s.put(body.into_bytes(), false)).unwrap();

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
+use crate::kafka_client::{KafkaClients, Role};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Message};
@@ -112,32 +112,31 @@ pub(super) struct KafkaSink {
 impl KafkaSink {
     pub(super) fn new(
         topic: &str,
-        brokers: &str,
-        overrides: &std::collections::BTreeMap<String, String>,
+        clients: &KafkaClients,
     ) -> Result<KafkaSink, SinkError> {
-        let mut cfg = ClientConfig::new();
-        cfg.set("bootstrap.servers", brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            // Never give up on a record: the service stops taking input while
-            // the output is down instead (docs/operations.md §5.5).
-            .set("message.timeout.ms", "0")
-            // Few, large produce requests: a batch is flushed at its end
-            // anyway, so lingering costs no latency beyond the batch's.
-            .set("linger.ms", "50")
-            .set("batch.size", "1048576")
-            .set("batch.num.messages", "100000")
-            // Uncompressed by default: records are small and a broker that
-            // re-encodes batches pays for decompression on the shared cores
-            // (on the test broker lz4 cost a fifth of the throughput,
-            // BENCHMARKS.md). Set `compression.type` under
-            // `[kafka.producer]` where bandwidth is the scarce resource.
-            .set("compression.type", "none");
-        for (k, v) in overrides {
-            cfg.set(k, v);
-        }
-        let max_message = overrides
-            .get("message.max.bytes")
+        let cfg = clients.config(
+            Role::Producer,
+            &[
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                // Never give up on a record: the service stops taking input
+                // while the output is down instead (docs/operations.md §5.5).
+                ("message.timeout.ms", "0"),
+                // Few, large produce requests: a batch is flushed at its end
+                // anyway, so lingering costs no latency beyond the batch's.
+                ("linger.ms", "50"),
+                ("batch.size", "1048576"),
+                ("batch.num.messages", "100000"),
+                // Uncompressed by default: records are small and a broker
+                // that re-encodes batches pays for decompression on the
+                // shared cores (on the test broker lz4 cost a fifth of the
+                // throughput, BENCHMARKS.md). Set `compression.type` under
+                // `[kafka.producer]` where bandwidth is the scarce resource.
+                ("compression.type", "none"),
+            ],
+        );
+        let max_message = clients
+            .get(Role::Producer, "message.max.bytes")
             .and_then(|v| v.trim().parse::<usize>().ok())
             .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES);
         let state = Arc::new(Mutex::new(DeliveryState::default()));
@@ -356,7 +355,7 @@ mod tests {
             let mut o = std::collections::BTreeMap::new();
             o.insert("queue.buffering.max.messages".to_string(), "5".to_string());
             o.insert("message.timeout.ms".to_string(), "600000".to_string());
-            let mut s = open(&Target::Kafka("t".into()), "127.0.0.1:1", &o).unwrap();
+            let mut s = open(&Target::Kafka("t".into()), &crate::kafka_client::KafkaClients::with_producer("127.0.0.1:1", o)).unwrap();
             let t = std::time::Instant::now();
             for i in 0..30 {
                 s.send(b"k", format!("{{\"i\":{i}}}").as_bytes(), &[])

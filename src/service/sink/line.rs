@@ -156,7 +156,7 @@ mod tests {
     fn file_sink_appends_and_syncs_on_flush() {
         let p = std::env::temp_dir().join(format!("tm-sink-{}.jsonl", std::process::id()));
         let _ = std::fs::remove_file(&p);
-        let mut s = open(&Target::File(p.clone()), "", &Default::default()).unwrap();
+        let mut s = open(&Target::File(p.clone()), &Default::default()).unwrap();
         s.send(b"k", b"{\"a\":1}", &[]).unwrap();
         assert_eq!(s.pending_bytes(), 8);
         assert_eq!(std::fs::read(&p).unwrap(), b"");
@@ -170,7 +170,7 @@ mod tests {
     fn a_file_cut_by_a_crash_is_cut_back_to_its_last_complete_line() {
         let p = std::env::temp_dir().join(format!("tm-sink-cut-{}.jsonl", std::process::id()));
         std::fs::write(&p, b"{\"a\":1}\n{\"b\":").unwrap();
-        let mut s = open(&Target::File(p.clone()), "", &Default::default()).unwrap();
+        let mut s = open(&Target::File(p.clone()), &Default::default()).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"{\"a\":1}\n");
         s.send(b"k", b"{\"b\":2}", &[]).unwrap();
         s.flush(Duration::from_secs(1)).unwrap();
@@ -185,7 +185,7 @@ mod tests {
             return;
         };
         let p = fs.0.join("out.jsonl");
-        let mut s = open(&Target::File(p.clone()), "", &Default::default()).unwrap();
+        let mut s = open(&Target::File(p.clone()), &Default::default()).unwrap();
         s.send(b"k", b"{\"first\":1}", &[]).unwrap();
         let g1 = s.seal().unwrap();
         assert!(s.is_acked(g1).unwrap());

@@ -147,8 +147,7 @@ pub fn is_permanent(code: rdkafka::types::RDKafkaErrorCode) -> bool {
 /// When the file cannot be opened or the producer cannot be created.
 pub fn open(
     target: &Target,
-    brokers: &str,
-    overrides: &std::collections::BTreeMap<String, String>,
+    clients: &crate::kafka_client::KafkaClients,
 ) -> Result<Box<dyn Sink>, SinkError> {
     Ok(match target {
         Target::Stdout => Box::new(LineSink::stdout()),
@@ -158,7 +157,7 @@ pub fn open(
             }
             Box::new(LineSink::file(p)?)
         }
-        Target::Kafka(topic) => Box::new(KafkaSink::new(topic, brokers, overrides)?),
+        Target::Kafka(topic) => Box::new(KafkaSink::new(topic, clients)?),
     })
 }
 
@@ -229,12 +228,11 @@ mod tests {
     fn a_kafka_sink_sizes_records_by_message_max_bytes() {
         let mut o = std::collections::BTreeMap::new();
         o.insert("message.max.bytes".to_string(), "200000".to_string());
-        let s = open(&Target::Kafka("t".into()), "127.0.0.1:1", &o).unwrap();
+        let s = open(&Target::Kafka("t".into()), &crate::kafka_client::KafkaClients::with_producer("127.0.0.1:1", o)).unwrap();
         assert_eq!(s.max_record_bytes(), Some(200_000 - RECORD_OVERHEAD));
         let d = open(
             &Target::Kafka("t".into()),
-            "127.0.0.1:1",
-            &Default::default(),
+            &crate::kafka_client::KafkaClients::plain("127.0.0.1:1"),
         )
         .unwrap();
         assert_eq!(
@@ -242,7 +240,7 @@ mod tests {
             Some(DEFAULT_MESSAGE_MAX_BYTES - RECORD_OVERHEAD)
         );
         let p = std::env::temp_dir().join(format!("tm-sink-max-{}.jsonl", std::process::id()));
-        let f = open(&Target::File(p.clone()), "", &Default::default()).unwrap();
+        let f = open(&Target::File(p.clone()), &Default::default()).unwrap();
         assert_eq!(f.max_record_bytes(), None);
         let _ = std::fs::remove_file(&p);
     }
