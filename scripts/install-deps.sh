@@ -3,6 +3,11 @@
 # toolchain:
 #  * libclang (bindgen for the rocksdb crate) and a C/C++ toolchain with
 #    make (rocksdb and librdkafka compile from source);
+#  * OpenSSL's headers and pkg-config (librdkafka's TLS and SASL/SCRAM);
+#  * for the tests: openssl (the TLS test makes its certificate authority),
+#    stunnel4 (the TLS terminator in front of the test broker), prometheus
+#    (promtool checks the alert rules; a real Prometheus evaluates them),
+#    python3 (reads the test broker's storage);
 #  * with --broker: the tansu broker (a Kafka-compatible broker from
 #    crates.io) that the integration tests run; its build takes about 10
 #    minutes once.
@@ -14,6 +19,12 @@ missing=()
 dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v make >/dev/null 2>&1 || missing+=(make)
+dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v stunnel4 >/dev/null 2>&1 || command -v stunnel >/dev/null 2>&1 || missing+=(stunnel4)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing ${missing[*]}"
     SUDO=""

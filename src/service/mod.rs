@@ -109,6 +109,11 @@ fn start_with(
     replay: Option<(ReplayPlanner, std::sync::mpsc::Sender<Result<u64, String>>)>,
 ) -> Result<Running, StartError> {
     let metrics = Arc::new(metrics::Metrics::default());
+    tracing::info!(
+        brokers = %config.kafka.brokers,
+        security_protocol = config.kafka.security_protocol(),
+        "kafka clients"
+    );
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create {}", config.state_dir.display()))?;
     let store =

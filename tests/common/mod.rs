@@ -62,6 +62,11 @@ fn tansu_bin() -> PathBuf {
 pub struct Broker {
     pub port: u16,
     pub dir: PathBuf,
+    /// The port advertised to clients (default: `port`); a TLS terminator
+    /// in front of the broker listens there.
+    pub advertised: Option<u16>,
+    /// Extra arguments of `tansu broker` (e.g. `--authentication`).
+    pub args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -71,6 +76,22 @@ impl Broker {
         let mut b = Broker {
             port: free_port(),
             dir: temp_dir(&format!("broker-{name}")),
+            advertised: None,
+            args: Vec::new(),
+            child: None,
+        };
+        b.restart();
+        b
+    }
+
+    /// Starts a broker that advertises `advertised` (where a TLS terminator
+    /// will listen) instead of its own port.
+    pub fn start_advertising(name: &str, advertised: u16) -> Broker {
+        let mut b = Broker {
+            port: free_port(),
+            dir: temp_dir(&format!("broker-{name}")),
+            advertised: Some(advertised),
+            args: Vec::new(),
             child: None,
         };
         b.restart();
@@ -84,10 +105,12 @@ impl Broker {
     /// (Re)starts the broker process on the same port and storage.
     pub fn restart(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised.unwrap_or(self.port));
+        let args = self.args.join(" ");
         // The watchdog shell kills the broker when the test process is gone.
         let script = format!(
-            "'{}' broker --listener-url {url} --advertised-listener-url {url} --storage-engine sqlite://broker.db \
-             >broker.log 2>&1 & b=$!; echo $b >broker.pid; while kill -0 {} 2>/dev/null && kill -0 $b 2>/dev/null; do sleep 0.5; done; kill -9 $b 2>/dev/null",
+            "'{}' broker --listener-url {url} --advertised-listener-url {advertised} --storage-engine sqlite://broker.db {args} \
+             >>broker.log 2>&1 & b=$!; echo $b >broker.pid; while kill -0 {} 2>/dev/null && kill -0 $b 2>/dev/null; do sleep 0.5; done; kill -9 $b 2>/dev/null",
             tansu_bin().display(),
             std::process::id()
         );
