@@ -68,6 +68,10 @@ impl Default for Classes {
 /// The field names a `when` rule may use.
 pub const WHEN_FIELDS: [&str; 5] = ["source", "type", "lang", "country", "author"];
 
+/// One `[[classes]]` entry as configured: name, topics, and field →
+/// accepted values.
+pub type ConfiguredClass = (String, Vec<String>, Vec<(String, Vec<String>)>);
+
 impl Classes {
     /// Validates configured classes: unique non-empty names, known fields,
     /// non-empty value lists. Adds a rule-less `default` class at the end
@@ -76,9 +80,7 @@ impl Classes {
     /// # Errors
     ///
     /// The first problem, naming the class.
-    pub fn new(
-        configured: Vec<(String, Vec<String>, Vec<(String, Vec<String>)>)>,
-    ) -> Result<Classes, String> {
+    pub fn new(configured: Vec<ConfiguredClass>) -> Result<Classes, String> {
         if configured.is_empty() {
             return Ok(Classes::default());
         }

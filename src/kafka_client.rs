@@ -96,8 +96,12 @@ impl KafkaClients {
         let mut resolved = client;
         let mut secret_keys = Vec::new();
         for (key, path) in secret_files {
-            let value = read_secret_file(&path)
-                .map_err(|e| format!("kafka.client_secret_files.\"{key}\": {}: {e}", path.display()))?;
+            let value = read_secret_file(&path).map_err(|e| {
+                format!(
+                    "kafka.client_secret_files.\"{key}\": {}: {e}",
+                    path.display()
+                )
+            })?;
             secret_keys.push(key.clone());
             if resolved.insert(key.clone(), value).is_some() {
                 return Err(format!(
@@ -107,7 +111,9 @@ impl KafkaClients {
         }
         for (key, var) in secret_env {
             let value = std::env::var(&var).map_err(|_| {
-                format!("kafka.client_secret_env.\"{key}\": the environment variable {var} is not set")
+                format!(
+                    "kafka.client_secret_env.\"{key}\": the environment variable {var} is not set"
+                )
             })?;
             secret_keys.push(key.clone());
             if resolved.insert(key.clone(), value).is_some() {
@@ -124,7 +130,9 @@ impl KafkaClients {
             }
         }
         if resolved.contains_key("bootstrap.servers") {
-            return Err("kafka.client.\"bootstrap.servers\": set the brokers with kafka.brokers".into());
+            return Err(
+                "kafka.client.\"bootstrap.servers\": set the brokers with kafka.brokers".into(),
+            );
         }
         Ok(KafkaClients {
             brokers,
@@ -190,7 +198,14 @@ impl KafkaClients {
             m.iter()
                 .map(|(k, v)| {
                     let secret = self.secret_keys.contains(k) || is_secret_property(k);
-                    (k.clone(), if secret { "<redacted>".into() } else { v.clone() })
+                    (
+                        k.clone(),
+                        if secret {
+                            "<redacted>".into()
+                        } else {
+                            v.clone()
+                        },
+                    )
                 })
                 .collect()
         };
@@ -286,7 +301,10 @@ mod tests {
         std::env::set_var("TM_TEST_KEY_PASSWORD", "env-s3cret");
         let c = KafkaClients::new(
             "b:9092".into(),
-            map(&[("sasl.username", "matcher"), ("ssl.keystore.password", "plain-s3cret")]),
+            map(&[
+                ("sasl.username", "matcher"),
+                ("ssl.keystore.password", "plain-s3cret"),
+            ]),
             BTreeMap::from([("sasl.password".to_string(), file.clone())]),
             map(&[("ssl.key.password", "TM_TEST_KEY_PASSWORD")]),
             BTreeMap::new(),
@@ -319,7 +337,10 @@ mod tests {
             BTreeMap::new(),
         )
         .unwrap_err();
-        assert!(unreadable.contains("absent") && unreadable.contains("sasl.password"), "{unreadable}");
+        assert!(
+            unreadable.contains("absent") && unreadable.contains("sasl.password"),
+            "{unreadable}"
+        );
         std::fs::write(&file, vec![b'x'; 70_000]).unwrap();
         let huge = KafkaClients::new(
             "b:9092".into(),

@@ -545,7 +545,8 @@ mod tests {
             let s = StateStore::open(&dir).unwrap();
             assert_eq!(s.get(&a).unwrap(), None);
             s.commit(&[(a.clone(), 10), (b.clone(), 7)], &[]).unwrap();
-            s.commit(&[(a.clone(), 12)], &[b.clone()]).unwrap();
+            s.commit(&[(a.clone(), 12)], std::slice::from_ref(&b))
+                .unwrap();
         }
         let s = StateStore::open(&dir).unwrap();
         assert_eq!(s.get(&a).unwrap(), Some(12));

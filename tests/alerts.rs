@@ -123,7 +123,11 @@ impl Prometheus {
         let path = format!("/api/v1/query?query={}", url_encode(expr));
         let (_, body) = self.get(&path).unwrap_or_default();
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        format!("{} {}", v["status"].as_str().unwrap_or("no answer"), v["error"])
+        format!(
+            "{} {}",
+            v["status"].as_str().unwrap_or("no answer"),
+            v["error"]
+        )
     }
 }
 
@@ -305,6 +309,9 @@ fn a_real_prometheus_raises_output_down_lag_growing_and_instance_down() {
         || prom.alerts(),
         |a| want(a, "TopicMatcherDown"),
     );
-    assert!(want(&seen, "TopicMatcherDown"), "instance down not raised: {seen:?}");
+    assert!(
+        want(&seen, "TopicMatcherDown"),
+        "instance down not raised: {seen:?}"
+    );
     std::fs::remove_file(filler).unwrap();
 }

@@ -667,7 +667,7 @@ fn replay_backfills_a_new_search_over_exactly_its_window() {
             .as_array()
             .into_iter()
             .flatten()
-            .any(|j| j["id"].to_string() == id && j["state"] == "cancelled")
+            .any(|j| j["id"] == id && j["state"] == "cancelled")
     });
     let at_cancel = replayed_d(&output(&dir));
     std::thread::sleep(Duration::from_secs(2));

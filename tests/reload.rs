@@ -210,7 +210,7 @@ fn broken_file_rollback_restart_and_authorization() {
     let problems = st["searches_detail"]["last_error"]["problems"].to_string();
     assert!(problems.contains("column"), "{problems}");
     produce(&brokers, "reload-admin-in", &docs("x", 0, 1, "alpha beta"));
-    let r = wait_records(&out, Duration::from_secs(30), |r| r.len() >= 1);
+    let r = wait_records(&out, Duration::from_secs(30), |r| !r.is_empty());
     assert_eq!(
         (r.len(), &r[0]["topic_id"], &r[0]["searches_version"]),
         (1, &"a".into(), &1.into())

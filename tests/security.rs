@@ -37,12 +37,31 @@ fn make_certificates(dir: &Path) -> PathBuf {
         );
     };
     run(&[
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-        "-days", "2", "-subj", "/CN=topic-matcher test CA",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=topic-matcher test CA",
     ]);
     run(&[
-        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-        "-subj", "/CN=localhost",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
     ]);
     std::fs::write(
         dir.join("ext.cnf"),
@@ -50,8 +69,21 @@ fn make_certificates(dir: &Path) -> PathBuf {
     )
     .unwrap();
     run(&[
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf",
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
     ]);
     dir.join("ca.pem")
 }
@@ -229,7 +261,8 @@ fn the_service_runs_over_tls_and_sasl_scram_with_zstd_in_and_out() {
     // Every expected record arrives, read back through TLS and SASL.
     let mut cc = ClientConfig::new();
     secure(&mut cc, &brokers, &ca);
-    cc.set("group.id", "sec-reader").set("enable.auto.commit", "false");
+    cc.set("group.id", "sec-reader")
+        .set("enable.auto.commit", "false");
     let reader: BaseConsumer = cc.create().unwrap();
     let mut tpl = TopicPartitionList::new();
     for part in 0..3 {
@@ -251,7 +284,11 @@ fn the_service_runs_over_tls_and_sasl_scram_with_zstd_in_and_out() {
         |n| *n >= total,
     );
     assert_eq!(got, total, "records read back over TLS");
-    assert_eq!(match_ids(&records), want, "the records are the expected ones");
+    assert_eq!(
+        match_ids(&records),
+        want,
+        "the records are the expected ones"
+    );
 
     // The lag monitor reached the broker too (it would read unknown, not a
     // number, if it could not connect), and the group caught up.
@@ -262,7 +299,10 @@ fn the_service_runs_over_tls_and_sasl_scram_with_zstd_in_and_out() {
         |v| *v == Some(0.0),
     );
     assert_eq!(lag, Some(0.0), "lag through TLS");
-    assert!(tls.accepted() >= 3, "clients went through the TLS terminator");
+    assert!(
+        tls.accepted() >= 3,
+        "clients went through the TLS terminator"
+    );
 
     // The output batches were stored zstd-compressed (the record batch's
     // compression attribute, 4 = zstd, as the broker keeps it).

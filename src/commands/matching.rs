@@ -84,7 +84,7 @@ pub fn run(
             break;
         }
         line_no += 1;
-        if line_no % 512 == 0 {
+        if line_no.is_multiple_of(512) {
             matched_at = now_rfc3339();
         }
         let trimmed = trim_line(&line);

@@ -258,7 +258,7 @@ fn show(progress: &[ClassProgress], tty: bool, shown: usize) -> usize {
         shown
     } else {
         let mut err = std::io::stderr().lock();
-        if shown % 10 == 0 {
+        if shown.is_multiple_of(10) {
             let line: Vec<String> = progress
                 .iter()
                 .map(|p| {

@@ -593,9 +593,9 @@ impl Compiled {
                 .map_err(regex_err)?;
             let each = regex_patterns
                 .iter()
-                .map(|p| Regex::new(p))
+                .map(|p| Regex::new(p).map_err(Box::new))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(regex_err)?;
+                .map_err(|e| regex_err(*e))?;
             (Some(set), each)
         };
 

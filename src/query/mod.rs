@@ -160,7 +160,8 @@ mod tests {
 
     #[test]
     fn errors_have_columns() {
-        let cases: &[(&str, usize, fn(&QueryErrorKind) -> bool)] = &[
+        type Case = (&'static str, usize, fn(&QueryErrorKind) -> bool);
+        let cases: &[Case] = &[
             ("acme OR", 6, |k| {
                 matches!(k, QueryErrorKind::MissingOperand { .. })
             }),

@@ -93,8 +93,13 @@ pub fn run(opts: &ReloadBenchOptions, out: &mut dyn Write) -> anyhow::Result<Out
     let store = Arc::new(StateStore::open(&dir.join("state"))?);
     let mut config = SearchesConfig::file(&file);
     config.watch = false;
-    let searches = SearchVersions::open(config, &crate::kafka_client::KafkaClients::default(), store, Arc::default())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let searches = SearchVersions::open(
+        config,
+        &crate::kafka_client::KafkaClients::default(),
+        store,
+        Arc::default(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let start = t.elapsed();
     let m = searches.current().meta.clone();
     writeln!(

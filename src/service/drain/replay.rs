@@ -54,6 +54,10 @@ pub struct Inbox {
     pub requests: std::sync::Mutex<Vec<Request>>,
 }
 
+/// The partition ranges `(partition, from offset, to offset)` a replay
+/// reads, and notes on what the lookup found.
+pub type ReplayRanges = (Vec<(TopicPartition, i64, i64)>, Vec<String>);
+
 /// Finds the offsets of the window [from, to) of every partition of
 /// `topics` by message timestamp (Kafka's offsets for times). A bound after
 /// the newest message means the high watermark, and a note says so (some
@@ -67,7 +71,7 @@ pub fn replay_ranges(
     config: &crate::config::Config,
     from_ms: i64,
     to_ms: i64,
-) -> Result<(Vec<(TopicPartition, i64, i64)>, Vec<String>), String> {
+) -> Result<ReplayRanges, String> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
     use rdkafka::Message;

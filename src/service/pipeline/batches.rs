@@ -232,9 +232,7 @@ impl LoopState {
         let mut parts = self.metrics.partitions.lock().expect("status lock");
         parts.retain(|k, _| self.owned.contains(k));
         for tp in &self.owned {
-            let e = parts
-                .entry(tp.clone())
-                .or_insert_with(PartitionStatus::default);
+            let e = parts.entry(tp.clone()).or_default();
             e.checkpoint = self.checkpointed.get(tp).copied();
             e.last_message_ms = self.last_message_ms.get(tp).copied();
         }

@@ -97,7 +97,7 @@ use rdkafka::{ClientContext, Message};
 use super::dead_letters::{Coords, DeadLetters};
 use super::drain::{Advance, CancelError, Finish, Inbox, JobKind, Jobs, LanePlan, Request, SLICE};
 use super::guard::{self, DocRecords, Outcome};
-use super::metrics::{Metrics, PartitionStatus};
+use super::metrics::Metrics;
 use super::reload::{Active, ActiveScratch, Masks, SearchVersions};
 use super::shutdown::Shutdown;
 use super::sink::{self, Sink, SinkError};
@@ -452,14 +452,15 @@ impl Pipeline {
                     );
                     return Err(PipelineError::Fatal(reason));
                 }
-                Some(Err(e)) => {
-                    // Broker down, transport errors: librdkafka reconnects by
-                    // itself; report at most every 10 s.
-                    if last_poll_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                        tracing::warn!(error = %e, "consumer error (retrying)");
-                        last_poll_error = Some(Instant::now());
-                    }
+                // Broker down, transport errors: librdkafka reconnects by
+                // itself; report at most every 10 s.
+                Some(Err(e))
+                    if last_poll_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) =>
+                {
+                    tracing::warn!(error = %e, "consumer error (retrying)");
+                    last_poll_error = Some(Instant::now());
                 }
+                Some(Err(_)) => {}
                 None if draining => {
                     let n = lanes.slice(&self.shared, &mut m)?;
                     if n > 0 {

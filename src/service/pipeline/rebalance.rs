@@ -64,7 +64,10 @@ impl ConsumerContext for RebalanceContext {
                             tracing::info!(partition = %tp, checkpoint = ours, group = moved,
                                 "another instance processed this partition since; continuing from the group's offset");
                             let dropped = s.jobs.drop_partitions(|t| *t != tp);
-                            if let Err(e) = s.store.commit_with_jobs(&[], &[tp.clone()], &dropped) {
+                            if let Err(e) =
+                                s.store
+                                    .commit_with_jobs(&[], std::slice::from_ref(&tp), &dropped)
+                            {
                                 tracing::error!(error = %e, "cannot store the drain jobs");
                             }
                             let _ = without.add_partition(&tp.topic, tp.partition);

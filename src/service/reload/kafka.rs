@@ -2,8 +2,8 @@
 //! local changes published as the records that differ.
 
 use super::{Candidate, ReloadError, SearchVersions, TopicSpec, Weak, WorkerTask};
-use crate::searches::SearchesFile;
 use crate::kafka_client::{KafkaClients, Role};
+use crate::searches::SearchesFile;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};

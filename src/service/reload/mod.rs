@@ -271,7 +271,11 @@ impl SearchVersions {
             None => empty_version(),
         };
         let kafka = match &config.kafka_topic {
-            Some(topic) => Some(kafka::Source::connect(kafka_clients, topic, metrics.clone())?),
+            Some(topic) => Some(kafka::Source::connect(
+                kafka_clients,
+                topic,
+                metrics.clone(),
+            )?),
             None => None,
         };
         let (tx, rx) = mpsc::channel();

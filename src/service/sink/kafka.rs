@@ -110,10 +110,7 @@ pub(super) struct KafkaSink {
 }
 
 impl KafkaSink {
-    pub(super) fn new(
-        topic: &str,
-        clients: &KafkaClients,
-    ) -> Result<KafkaSink, SinkError> {
+    pub(super) fn new(topic: &str, clients: &KafkaClients) -> Result<KafkaSink, SinkError> {
         let cfg = clients.config(
             Role::Producer,
             &[
@@ -355,7 +352,11 @@ mod tests {
             let mut o = std::collections::BTreeMap::new();
             o.insert("queue.buffering.max.messages".to_string(), "5".to_string());
             o.insert("message.timeout.ms".to_string(), "600000".to_string());
-            let mut s = open(&Target::Kafka("t".into()), &crate::kafka_client::KafkaClients::with_producer("127.0.0.1:1", o)).unwrap();
+            let mut s = open(
+                &Target::Kafka("t".into()),
+                &crate::kafka_client::KafkaClients::with_producer("127.0.0.1:1", o),
+            )
+            .unwrap();
             let t = std::time::Instant::now();
             for i in 0..30 {
                 s.send(b"k", format!("{{\"i\":{i}}}").as_bytes(), &[])

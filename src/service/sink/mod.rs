@@ -228,7 +228,11 @@ mod tests {
     fn a_kafka_sink_sizes_records_by_message_max_bytes() {
         let mut o = std::collections::BTreeMap::new();
         o.insert("message.max.bytes".to_string(), "200000".to_string());
-        let s = open(&Target::Kafka("t".into()), &crate::kafka_client::KafkaClients::with_producer("127.0.0.1:1", o)).unwrap();
+        let s = open(
+            &Target::Kafka("t".into()),
+            &crate::kafka_client::KafkaClients::with_producer("127.0.0.1:1", o),
+        )
+        .unwrap();
         assert_eq!(s.max_record_bytes(), Some(200_000 - RECORD_OVERHEAD));
         let d = open(
             &Target::Kafka("t".into()),
