@@ -19,6 +19,14 @@ fi
 ./scripts/install-deps.sh --broker
 export PATH="$HOME/.cargo/bin:$PATH"
 
+echo "== format and lints"
+if cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1; then
+    cargo fmt --check
+    cargo clippy --release --locked --all-targets -- -D warnings
+else
+    echo "warning: rustfmt or clippy is not installed with this toolchain (rustup component add rustfmt clippy): format and lints not checked" >&2
+fi
+
 echo "== build (release, locked)"
 cargo build --release --locked --all-targets
 
