@@ -17,6 +17,18 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+impl Cli {
+    /// The `--config` file of the command, if it takes one.
+    pub(crate) fn config_path(&self) -> Option<&std::path::Path> {
+        match &self.command {
+            Command::Run { args } | Command::Status { args } => args.common.config.as_deref(),
+            Command::Replay { args, .. } => args.common.config.as_deref(),
+            Command::Searches { config, .. } => config.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 /// The command-line overrides of the configuration (docs/operations.md §4) shared by
 /// `run`, `status` and `replay`; the searches file flag differs (see
 /// [`ServiceArgs`], [`ReplayArgs`]).
@@ -100,16 +112,15 @@ impl CommonArgs {
     }
 }
 
-/// The configuration file, or the defaults without one.
+/// The configuration file (or none) with the `TOPIC_MATCHER__…`
+/// environment variables applied.
 ///
 /// # Errors
 ///
-/// [`Invalid`] when the file cannot be read or parsed.
+/// [`Invalid`] when the file cannot be read or parsed, or a variable is
+/// wrong.
 pub(crate) fn read_config(path: Option<&std::path::Path>) -> anyhow::Result<RawConfig> {
-    match path {
-        Some(p) => RawConfig::from_file(p).map_err(|e| Invalid(format!("error: {e}")).into()),
-        None => Ok(RawConfig::default()),
-    }
+    RawConfig::load(path).map_err(|e| Invalid(format!("error: {e}")).into())
 }
 
 impl ServiceArgs {

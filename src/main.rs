@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use topic_matcher::commands::{self, bench::engine::BenchOptions, matching::MatchOptions, Outcome};
-use topic_matcher::config::RawConfig;
+use topic_matcher::config::{LogFormat, RawConfig};
 use topic_matcher::query::Limits;
 
 mod cli;
@@ -47,15 +47,25 @@ fn main() -> ExitCode {
     } else {
         "info"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default_filter.into()),
-        )
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| default_filter.into());
+    // The format is read before the command loads its configuration; an
+    // invalid file or value is reported by the command itself.
+    let format = RawConfig::load(cli.config_path())
+        .ok()
+        .and_then(|raw| raw.log.format)
+        .and_then(|f| LogFormat::parse(&f).ok())
+        .unwrap_or_default();
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         // Log lines scroll above the progress bars of a catch-up.
-        .with_writer(topic_matcher::terminal::log_line)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(topic_matcher::terminal::log_line);
+    match format {
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     match run(cli) {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::InvalidInput) => ExitCode::from(1),
@@ -146,9 +156,12 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             let addr = admin_addr
                 .or(raw.admin.addr)
                 .unwrap_or_else(|| "127.0.0.1:9464".into());
-            let Ok(addr) = addr.parse() else {
-                eprintln!("error: admin address `{addr}` is not HOST:PORT");
-                return Ok(Outcome::InvalidInput);
+            let addr = match topic_matcher::config::resolve_addr(&addr) {
+                Ok(a) => a,
+                Err(why) => {
+                    eprintln!("error: admin address {why}");
+                    return Ok(Outcome::InvalidInput);
+                }
             };
             let ep = Endpoint {
                 addr,

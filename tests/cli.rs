@@ -536,3 +536,83 @@ fn status_reads_the_state_directory_when_the_service_is_not_running() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("admin.addr"));
 }
+
+/// `run` configured only by a file's `[log]` section and environment
+/// variables (docs/operations.md §4.2): JSON log lines, the admin address
+/// given by host name, a wrong variable named with exit 1.
+#[test]
+fn run_logs_json_and_takes_its_keys_from_the_environment() {
+    use std::io::BufRead;
+    let dir = std::env::temp_dir().join(format!("tm-cli-env-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("c.toml"), "[log]\nformat = \"json\"\n").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let vars = [
+        ("TOPIC_MATCHER__KAFKA__BROKERS", "127.0.0.1:1".to_string()),
+        ("TOPIC_MATCHER__KAFKA__GROUP_ID", "1234".to_string()),
+        ("TOPIC_MATCHER__KAFKA__INPUT_TOPICS", "[\"in\"]".to_string()),
+        ("TOPIC_MATCHER__OUTPUT__TARGET", "stdout".to_string()),
+        (
+            "TOPIC_MATCHER__DEAD_LETTER__TARGET",
+            format!("file:{}", dir.join("dead.jsonl").display()),
+        ),
+        ("TOPIC_MATCHER__STATE__DIR", dir.join("state").display().to_string()),
+        (
+            "TOPIC_MATCHER__SEARCHES__FILE",
+            repo("samples/searches.json").display().to_string(),
+        ),
+        ("TOPIC_MATCHER__ADMIN__ADDR", format!("localhost:{port}")),
+    ];
+    let mut child = bin()
+        .args(["run", "--config"])
+        .arg(dir.join("c.toml"))
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut listening = None;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while listening.is_none() && std::time::Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(1)) else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+        if v["fields"]["message"] == "admin API listening" {
+            listening = v["fields"]["admin_addr"].as_str().map(String::from);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(listening, Some(format!("127.0.0.1:{port}")));
+
+    let out = bin()
+        .args(["run", "--config"])
+        .arg(dir.join("c.toml"))
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("TOPIC_MATCHER__LIMITS__BATCH_MAX_MESSAGEZ", "5")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("TOPIC_MATCHER__LIMITS__BATCH_MAX_MESSAGEZ"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod env;
+
 /// Why a configuration is invalid (exit 1).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -65,6 +67,42 @@ pub struct RawConfig {
     /// `[catch_up]`
     #[serde(default)]
     pub catch_up: RawCatchUp,
+    /// `[log]`
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+/// `[log]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `text` (default) or `json` (one JSON object per line).
+    pub format: Option<String>,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields).
+    Json,
+}
+
+impl LogFormat {
+    /// Parses `text` or `json`.
+    ///
+    /// # Errors
+    ///
+    /// Any other value, named.
+    pub fn parse(s: &str) -> Result<LogFormat, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("log.format: `{other}` is not text or json")),
+        }
+    }
 }
 
 impl RawConfig {
@@ -319,6 +357,8 @@ pub struct Config {
     pub classes: crate::classes::Classes,
     /// Catch-up policy and threshold.
     pub catch_up: crate::classes::CatchUp,
+    /// How log lines are written.
+    pub log_format: LogFormat,
 }
 
 /// The searches sources (docs/operations.md §5.6).
@@ -391,6 +431,34 @@ impl RawConfig {
             path: path.into(),
             message,
         })
+    }
+
+    /// The file (if any) with the environment's `TOPIC_MATCHER__…`
+    /// variables applied on top ([`env`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`RawConfig::from_file`]; a variable naming no key or holding a
+    /// value its key cannot take.
+    pub fn load(path: Option<&Path>) -> Result<RawConfig, ConfigError> {
+        let table = match path {
+            Some(p) => {
+                // Parsed typed first: the file's own errors keep their line.
+                let raw = RawConfig::from_file(p)?;
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.into(),
+                    source,
+                })?;
+                match text.parse::<toml::Table>() {
+                    Ok(t) => t,
+                    Err(_) => return Ok(raw),
+                }
+            }
+            None => toml::Table::new(),
+        };
+        let vars = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        env::apply(table, vars).map_err(ConfigError::Invalid)
     }
 
     /// Parses TOML text.
@@ -497,9 +565,12 @@ impl RawConfig {
             },
         };
         let addr = self.admin.addr.unwrap_or_else(|| "127.0.0.1:9464".into());
-        let admin_addr: SocketAddr = addr
-            .parse()
-            .map_err(|_| ConfigError::Invalid(format!("admin.addr: `{addr}` is not HOST:PORT")))?;
+        let admin_addr = resolve_addr(&addr)
+            .map_err(|why| ConfigError::Invalid(format!("admin.addr: {why}")))?;
+        let log_format = match self.log.format.as_deref() {
+            Some(f) => LogFormat::parse(f).map_err(ConfigError::Invalid)?,
+            None => LogFormat::Text,
+        };
         let classes = crate::classes::Classes::new(
             self.classes
                 .into_iter()
@@ -571,8 +642,38 @@ impl RawConfig {
             drain_deadline: Duration::from_millis(l.drain_deadline_ms.unwrap_or(10_000)),
             classes,
             catch_up,
+            log_format,
         })
     }
+}
+
+/// `HOST:PORT` with an IP address or a host name (`localhost:9464`,
+/// `matcher-1:9464`), resolved once; an IPv4 address is preferred.
+///
+/// # Errors
+///
+/// Not `HOST:PORT`, or a host name that does not resolve.
+pub fn resolve_addr(addr: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = addr.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err(format!("`{addr}` is not HOST:PORT"));
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("`{addr}` is not HOST:PORT"));
+    }
+    use std::net::ToSocketAddrs;
+    let found: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("`{addr}`: {e}"))?
+        .collect();
+    found
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| found.first())
+        .copied()
+        .ok_or_else(|| format!("`{addr}`: the host name has no address"))
 }
 
 #[cfg(test)]
