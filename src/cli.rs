@@ -21,7 +21,7 @@ impl Cli {
     /// The `--config` file of the command, if it takes one.
     pub(crate) fn config_path(&self) -> Option<&std::path::Path> {
         match &self.command {
-            Command::Run { args } | Command::Status { args } => args.common.config.as_deref(),
+            Command::Run { args } | Command::Status { args, .. } => args.common.config.as_deref(),
             Command::Replay { args, .. } => args.common.config.as_deref(),
             Command::Searches { config, .. } => config.as_deref(),
             _ => None,
@@ -205,6 +205,10 @@ pub(crate) enum Command {
     Status {
         #[command(flatten)]
         args: ServiceArgs,
+        /// One JSON object on standard output, live or from the state
+        /// directory (`"source"` says which).
+        #[arg(long)]
+        json: bool,
     },
     /// Admin operations on the searches of a running service.
     Searches {

@@ -139,11 +139,11 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             };
             commands::replay::run(&config, &o, &mut std::io::stdout().lock())
         }
-        Command::Status { args } => {
+        Command::Status { args, json } => {
             let config = args
                 .common
                 .load_with(args.searches, RawConfig::for_status)?;
-            commands::status::run(&config, &mut std::io::stdout().lock())
+            commands::status::run(&config, json, &mut std::io::stdout().lock())
         }
         Command::Searches {
             action,

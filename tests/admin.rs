@@ -125,3 +125,45 @@ fn connections_are_limited_and_slow_headers_are_cut_off() {
     );
     assert_eq!(code, 200);
 }
+
+/// `status --json` (docs/operations.md §4) against the live service, with
+/// its token: one JSON object whose `source` is `live` and whose `status`
+/// is the service's `/status`; without the token it says the token is
+/// missing (exit 1) instead of falling back to the state directory.
+#[test]
+fn status_json_reads_the_live_service_with_the_token() {
+    let svc = start("adm-status", "");
+    let status = |token: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_topic-matcher"));
+        cmd.args(["status", "--json", "--admin-addr"])
+            .arg(format!("localhost:{}", svc.admin))
+            .arg("--state-dir")
+            .arg(&svc.state)
+            .env_remove("TOPIC_MATCHER_ADMIN_TOKEN");
+        if let Some(t) = token {
+            cmd.args(["--admin-token", t]);
+        }
+        cmd.output().unwrap()
+    };
+    let out = status(Some(TOKEN));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let live: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(live["source"], "live", "{live}");
+    let keys = |v: &serde_json::Value| {
+        v.as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert!(!keys(&live["status"]).is_empty(), "{live}");
+    assert_eq!(keys(&live["status"]), keys(&svc.status()), "{live}");
+
+    let out = status(None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--admin-token"), "{err}");
+}

@@ -505,6 +505,26 @@ fn status_reads_the_state_directory_when_the_service_is_not_running() {
         s.contains("social.posts/2") && s.contains("next offset 1234"),
         "{s}"
     );
+    // The same as one JSON object, for scripts.
+    let out = bin()
+        .args([
+            "status",
+            "--json",
+            "--admin-addr",
+            "127.0.0.1:1",
+            "--state-dir",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["source"], "state_dir", "{v}");
+    assert_eq!(
+        v["checkpoints"][0],
+        serde_json::json!({"topic": "social.posts", "partition": 2, "next_offset": 1234}),
+        "{v}"
+    );
     // The same from a config file that gives only those two; a wrong
     // value in it is still refused.
     let config = dir.with_extension("toml");
@@ -561,7 +581,10 @@ fn run_logs_json_and_takes_its_keys_from_the_environment() {
             "TOPIC_MATCHER__DEAD_LETTER__TARGET",
             format!("file:{}", dir.join("dead.jsonl").display()),
         ),
-        ("TOPIC_MATCHER__STATE__DIR", dir.join("state").display().to_string()),
+        (
+            "TOPIC_MATCHER__STATE__DIR",
+            dir.join("state").display().to_string(),
+        ),
         (
             "TOPIC_MATCHER__SEARCHES__FILE",
             repo("samples/searches.json").display().to_string(),
@@ -592,7 +615,10 @@ fn run_logs_json_and_takes_its_keys_from_the_environment() {
         };
         let v: serde_json::Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
-        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
         if v["fields"]["message"] == "admin API listening" {
             listening = v["fields"]["admin_addr"].as_str().map(String::from);
         }

@@ -76,12 +76,24 @@ fn the_image_and_compose_health_checks_ask_a_real_service() {
         Option::is_some,
     );
     assert!(up.is_some(), "the service did not answer");
-    assert!(run_health_check(&image_check, svc.admin), "Dockerfile HEALTHCHECK failed");
-    assert!(run_health_check(&compose_check, svc.admin), "compose healthcheck failed");
+    assert!(
+        run_health_check(&image_check, svc.admin),
+        "Dockerfile HEALTHCHECK failed"
+    );
+    assert!(
+        run_health_check(&compose_check, svc.admin),
+        "compose healthcheck failed"
+    );
     drop(svc);
     let dead = free_port();
-    assert!(!run_health_check(&image_check, dead), "healthy without a service");
-    assert!(!run_health_check(&compose_check, dead), "healthy without a service");
+    assert!(
+        !run_health_check(&image_check, dead),
+        "healthy without a service"
+    );
+    assert!(
+        !run_health_check(&compose_check, dead),
+        "healthy without a service"
+    );
 }
 
 #[test]
@@ -94,7 +106,10 @@ fn compose_mounts_existing_files_and_publishes_on_loopback_only() {
         let t = line.trim();
         if let Some(m) = t.strip_prefix("- ./") {
             let src = m.split(':').next().unwrap();
-            assert!(repo(src).exists(), "compose mounts ./{src}, which does not exist");
+            assert!(
+                repo(src).exists(),
+                "compose mounts ./{src}, which does not exist"
+            );
             mounts += 1;
         }
         if t == "ports:" {
@@ -104,14 +119,20 @@ fn compose_mounts_existing_files_and_publishes_on_loopback_only() {
         if in_ports {
             if let Some(p) = t.strip_prefix("- ") {
                 let p = p.trim_matches('"');
-                assert!(p.starts_with("127.0.0.1:"), "port {p} is published on every interface");
+                assert!(
+                    p.starts_with("127.0.0.1:"),
+                    "port {p} is published on every interface"
+                );
                 ports += 1;
             } else if !t.starts_with('#') {
                 in_ports = false;
             }
         }
     }
-    assert!(mounts >= 6 && ports >= 4, "{mounts} mounts, {ports} ports read");
+    assert!(
+        mounts >= 6 && ports >= 4,
+        "{mounts} mounts, {ports} ports read"
+    );
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! `status`: the service's `/status` from its admin API when it runs, else
-//! the checkpoints in its state directory (read-only).
+//! the checkpoints in its state directory (read-only). With `--json` both
+//! are one JSON object on standard output, `"source"` saying which
+//! (`"live"` or `"state_dir"`), for scripts.
 
 use std::io::Write;
 
@@ -22,17 +24,34 @@ fn snake(v: impl serde::Serialize) -> String {
 /// # Errors
 ///
 /// When neither the admin API nor the state directory can be read.
-pub fn run(config: &Config, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    if let Ok((200, body)) = super::admin_client::http(
+pub fn run(config: &Config, json: bool, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let answer = super::admin_client::http(
         config.admin_addr,
         "GET",
         "/status",
         config.admin_token.as_deref(),
         &[],
-    ) {
+    );
+    if let Ok((401 | 403, _)) = answer {
+        eprintln!(
+            "error: the service at {} refuses /status without its token: give --admin-token (or TOPIC_MATCHER_ADMIN_TOKEN, or admin.token in --config)",
+            config.admin_addr
+        );
+        return Ok(Outcome::InvalidInput);
+    }
+    if let Ok((200, body)) = answer {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
-            writeln!(out, "service at {} (live):", config.admin_addr)?;
-            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+            if json {
+                let doc = serde_json::json!({
+                    "source": "live",
+                    "admin_addr": config.admin_addr.to_string(),
+                    "status": v,
+                });
+                writeln!(out, "{doc}")?;
+            } else {
+                writeln!(out, "service at {} (live):", config.admin_addr)?;
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+            }
             return Ok(Outcome::Success);
         }
     }
@@ -42,6 +61,9 @@ pub fn run(config: &Config, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             config.admin_addr
         )
     })?;
+    if json {
+        return stored_json(config, &store, out);
+    }
     writeln!(
         out,
         "service not answering on {}; checkpoints in {}:",
@@ -108,5 +130,57 @@ pub fn run(config: &Config, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             "running jobs resume when the service starts (standalone replays: `replay --resume`)"
         )?;
     }
+    Ok(Outcome::Success)
+}
+
+/// The state directory's checkpoints and drain jobs as one JSON object.
+fn stored_json(
+    config: &Config,
+    store: &StateStore,
+    out: &mut dyn Write,
+) -> anyhow::Result<Outcome> {
+    let checkpoints: Vec<serde_json::Value> = store
+        .all()?
+        .into_iter()
+        .map(|(tp, next)| {
+            serde_json::json!({"topic": tp.topic, "partition": tp.partition, "next_offset": next})
+        })
+        .collect();
+    let jobs: Vec<serde_json::Value> = store
+        .jobs()?
+        .into_iter()
+        .map(
+            |(id, bytes)| match serde_json::from_slice::<crate::service::drain::Job>(&bytes) {
+                Ok(job) => serde_json::json!({
+                    "id": id,
+                    "kind": snake(job.kind),
+                    "state": snake(job.state),
+                    "policy": job.policy.to_string(),
+                    "messages": job.total(),
+                    "partitions": job.ranges.len(),
+                    "created_at": job.created_at,
+                    "from_ms": job.from_ms,
+                    "to_ms": job.to_ms,
+                    "searches": job.searches,
+                    "deleted_messages": job.deleted_messages,
+                    "classes": job.classes.iter().enumerate().map(|(c, name)| serde_json::json!({
+                        "name": name,
+                        "messages_left": job.remaining(c),
+                        "documents": job.emitted[c],
+                        "finished_after_seconds": job.class_finished_s[c],
+                    })).collect::<Vec<_>>(),
+                }),
+                Err(e) => serde_json::json!({"id": id, "unreadable": e.to_string()}),
+            },
+        )
+        .collect();
+    let doc = serde_json::json!({
+        "source": "state_dir",
+        "admin_addr": config.admin_addr.to_string(),
+        "state_dir": config.state_dir.display().to_string(),
+        "checkpoints": checkpoints,
+        "jobs": jobs,
+    });
+    writeln!(out, "{doc}")?;
     Ok(Outcome::Success)
 }

@@ -90,11 +90,14 @@ fn key_path(name: &str) -> Result<Vec<String>, String> {
             "environment variable {name}: expected {PREFIX}SECTION__KEY"
         ));
     }
-    let dotted = parts.len() == 3
-        && parts[0] == "kafka"
-        && PROPERTY_TABLES.contains(&parts[1].as_str());
+    let dotted =
+        parts.len() == 3 && parts[0] == "kafka" && PROPERTY_TABLES.contains(&parts[1].as_str());
     Ok(if dotted {
-        vec![parts[0].clone(), parts[1].clone(), parts[2].replace('_', ".")]
+        vec![
+            parts[0].clone(),
+            parts[1].clone(),
+            parts[2].replace('_', "."),
+        ]
     } else {
         parts
     })
@@ -141,7 +144,10 @@ mod tests {
                 ("topic_matcher__kafka__group_id", "1234"),
                 ("TOPIC_MATCHER__LIMITS__BATCH_MAX_MESSAGES", "5000"),
                 ("TOPIC_MATCHER__SEARCHES__WATCH", "false"),
-                ("TOPIC_MATCHER__KAFKA__CLIENT__SECURITY_PROTOCOL", "SASL_SSL"),
+                (
+                    "TOPIC_MATCHER__KAFKA__CLIENT__SECURITY_PROTOCOL",
+                    "SASL_SSL",
+                ),
                 ("TOPIC_MATCHER__KAFKA__PRODUCER__COMPRESSION_TYPE", "zstd"),
                 ("TOPIC_MATCHER__ADMIN__ADDR", "localhost:9464"),
                 ("UNRELATED", "x"),
@@ -155,11 +161,17 @@ mod tests {
         assert_eq!(raw.limits.batch_max_messages, Some(5000));
         assert_eq!(raw.searches.watch, Some(false));
         assert_eq!(
-            raw.kafka.client.get("security.protocol").map(String::as_str),
+            raw.kafka
+                .client
+                .get("security.protocol")
+                .map(String::as_str),
             Some("SASL_SSL")
         );
         assert_eq!(
-            raw.kafka.producer.get("compression.type").map(String::as_str),
+            raw.kafka
+                .producer
+                .get("compression.type")
+                .map(String::as_str),
             Some("zstd")
         );
         let digits = apply(
@@ -185,7 +197,10 @@ mod tests {
             vars(&[("TOPIC_MATCHER__LIMITS__BATCH_MAX_MESSAGES", "many")]),
         )
         .unwrap_err();
-        assert!(e.contains("TOPIC_MATCHER__LIMITS__BATCH_MAX_MESSAGES"), "{e}");
+        assert!(
+            e.contains("TOPIC_MATCHER__LIMITS__BATCH_MAX_MESSAGES"),
+            "{e}"
+        );
         let e = apply(toml::Table::new(), vars(&[("TOPIC_MATCHER__KAFKA", "x")])).unwrap_err();
         assert!(e.contains("SECTION__KEY"), "{e}");
     }
