@@ -250,6 +250,32 @@ fn a_real_prometheus_raises_output_down_lag_growing_and_instance_down() {
     }
     let unknown: Vec<_> = named.difference(&exported).collect();
     assert!(unknown.is_empty(), "named but not exported: {unknown:?}");
+    // And the exposition follows Prometheus's naming conventions
+    // (`promtool check metrics`: counters end in _total, gauges do not, …).
+    let lint = {
+        use std::io::Write;
+        let mut child = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let text = svc.get("/metrics").unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    assert!(
+        lint.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
 
     let prom = Prometheus::start(&dir, svc.admin);
     let up = poll_until(

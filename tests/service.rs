@@ -326,3 +326,52 @@ fn a_checkpoint_that_another_instance_moved_past_is_not_resumed() {
         "the stale checkpoint was not noticed"
     );
 }
+
+/// More members than partitions: the spare member, with no partition, is
+/// ready (it is in the group and takes over when the other leaves), and
+/// `/readyz` says why (docs/operations.md §6).
+#[test]
+fn a_spare_member_without_partitions_is_ready() {
+    let b = shared_broker();
+    let brokers = b.addr();
+    b.create_topic("sp.in", 1);
+    let dir = temp_dir("sp");
+    let opts = |n: &str| ServiceOpts {
+        brokers: &brokers,
+        group: "sp",
+        input: "sp.in",
+        output: format!("file:{}", dir.join(format!("out-{n}.jsonl")).display()),
+        dead_letter: format!("file:{}", dir.join(format!("dead-{n}.jsonl")).display()),
+        state: dir.join(format!("state-{n}")),
+        log: dir.join(format!("service-{n}.log")),
+    };
+    let first = Service::start(&opts("a"));
+    first.wait_ready(Duration::from_secs(60));
+    let second = Service::start(&opts("b"));
+    second.wait_ready(Duration::from_secs(90));
+    // Once the group settled, one owns the partition and the other is spare.
+    let settled = poll_until(
+        Duration::from_secs(90),
+        Duration::from_millis(300),
+        || {
+            (
+                metric(&first, "assigned_partitions"),
+                metric(&second, "assigned_partitions"),
+            )
+        },
+        |(a, b)| matches!((a, b), (Some(x), Some(y)) if x + y == 1.0),
+    );
+    assert!(
+        matches!(settled, (Some(x), Some(y)) if x + y == 1.0),
+        "partitions: {settled:?}"
+    );
+    let spare = if settled.0 == Some(0.0) {
+        &first
+    } else {
+        &second
+    };
+    let (code, body) = spare.request("GET", "/readyz", None, &[]);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("no partitions"), "{body}");
+    assert_eq!(spare.status()["ready"], true);
+}

@@ -137,25 +137,38 @@ async fn healthz(State(s): State<AdminState>) -> impl IntoResponse {
     (StatusCode::SERVICE_UNAVAILABLE, body)
 }
 
-async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
-    if s.metrics.state_store_down.load(Relaxed) == 1 {
+/// Whether the instance is ready, and why (docs/operations.md §6): the
+/// state store writable, not stuck without partitions, and a member of the
+/// group — with partitions, or a spare when the group has more members
+/// than partitions.
+pub fn readiness(m: &super::metrics::Metrics) -> (bool, &'static str) {
+    if m.state_store_down.load(Relaxed) == 1 {
         (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "state store not writable: checkpoints and input paused\n",
+            false,
+            "state store not writable: checkpoints and input paused",
         )
-    } else if s.metrics.stuck_without_partitions.load(Relaxed) == 1 {
+    } else if m.stuck_without_partitions.load(Relaxed) == 1 {
         (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no partitions while the group has lag nobody drains: rejoining the group\n",
+            false,
+            "no partitions while the group has lag nobody drains: rejoining the group",
         )
-    } else if s.metrics.assigned_partitions.load(Relaxed) > 0 {
-        (StatusCode::OK, "ready\n")
+    } else if m.assigned_partitions.load(Relaxed) > 0 {
+        (true, "ready")
+    } else if m.group_joined.load(Relaxed) == 1 {
+        (true, "ready: member of the group, no partitions")
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no partitions assigned yet\n",
-        )
+        (false, "not yet a member of the group")
     }
+}
+
+async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
+    let (ready, why) = readiness(&s.metrics);
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, format!("{why}\n"))
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
@@ -172,7 +185,7 @@ pub fn status_json(s: &AdminState) -> serde_json::Value {
         "group": s.group,
         "input_topics": s.input_topics,
         "output": s.output,
-        "ready": m.assigned_partitions.load(Relaxed) > 0,
+        "ready": readiness(m).0,
         "output_down": m.output_down.load(Relaxed) == 1,
         "searches": m.searches.load(Relaxed),
         "searches_version": m.searches_version.load(Relaxed),

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use super::process_metrics::escape_label;
 use crate::record::now_ms;
 use crate::state_store::TopicPartition;
 
@@ -71,6 +72,8 @@ pub struct Metrics {
     pub state_store_errors: AtomicU64,
     /// Assigned partitions.
     pub assigned_partitions: AtomicI64,
+    /// 1 once the group gave this member an assignment, even an empty one.
+    pub group_joined: AtomicU64,
     /// 1 while this instance has no partitions and its group has lag that
     /// nobody drains (the pipeline rejoins the group).
     pub stuck_without_partitions: AtomicU64,
@@ -283,7 +286,11 @@ impl Metrics {
                 );
                 for p in &progress {
                     if let Some(x) = v(p) {
-                        let _ = writeln!(o, "topic_matcher_{name}{{class=\"{}\"}} {x}", p.class);
+                        let _ = writeln!(
+                            o,
+                            "topic_matcher_{name}{{class=\"{}\"}} {x}",
+                            escape_label(&p.class)
+                        );
                     }
                 }
             };
@@ -313,8 +320,8 @@ impl Metrics {
             &|p| p.eta_seconds,
         );
         per_class(
-            "backlog_documents_total",
-            "Backlog documents of each class matched by running jobs.",
+            "backlog_documents",
+            "Backlog documents of each class matched by running jobs (a gauge: it restarts with each job).",
             &|p| Some(p.documents as f64),
         );
         let _ = writeln!(
@@ -324,7 +331,8 @@ impl Metrics {
         for (name, down) in self.components.snapshot() {
             let _ = writeln!(
                 o,
-                "topic_matcher_component_up{{component=\"{name}\"}} {}",
+                "topic_matcher_component_up{{component=\"{}\"}} {}",
+                escape_label(name),
                 u8::from(down.is_none())
             );
         }
@@ -348,6 +356,7 @@ impl Metrics {
             self.batch_sum_us.load(Relaxed) as f64 / 1e6
         );
         let _ = writeln!(o, "topic_matcher_batch_latency_seconds_count {count}");
+        super::process_metrics::render(&mut o);
         o
     }
 }

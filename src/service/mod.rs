@@ -23,6 +23,7 @@ pub mod guard;
 mod lag;
 pub mod metrics;
 pub mod pipeline;
+pub mod process_metrics;
 pub mod reload;
 pub mod shutdown;
 pub mod sink;
@@ -109,6 +110,7 @@ fn start_with(
     replay: Option<(ReplayPlanner, std::sync::mpsc::Sender<Result<u64, String>>)>,
 ) -> Result<Running, StartError> {
     let metrics = Arc::new(metrics::Metrics::default());
+    process_metrics::mark_start();
     tracing::info!(
         brokers = %config.kafka.brokers,
         security_protocol = config.kafka.security_protocol(),

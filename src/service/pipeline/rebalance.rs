@@ -2,6 +2,7 @@
 //! pipeline), and backlogs found at assignment becoming drain jobs.
 
 use super::*;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// The consumer context: rebalances (see the module doc).
 pub(crate) struct RebalanceContext {
@@ -145,6 +146,9 @@ impl ConsumerContext for RebalanceContext {
                     owned = s.owned.len(),
                     "partitions assigned"
                 );
+                // A member of the group now, even with no partitions (more
+                // members than partitions): ready (docs/operations.md §6).
+                s.metrics.group_joined.store(1, Relaxed);
                 s.publish_status();
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
