@@ -226,6 +226,34 @@ impl std::fmt::Debug for KafkaClients {
     }
 }
 
+/// How the service logs librdkafka's client-wide errors (every client's
+/// context calls it): end-of-partition notices of the drain lanes are not
+/// errors (debug); a broker connection lost is retried by librdkafka and
+/// watched by the lag monitor and the alerts (warn); the rest is an error.
+pub fn log_client_error(error: &rdkafka::error::KafkaError, reason: &str) {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    match error.rdkafka_error_code() {
+        Some(C::PartitionEOF) => tracing::debug!("librdkafka: {error}: {reason}"),
+        Some(C::BrokerTransportFailure | C::AllBrokersDown | C::Resolve) => {
+            tracing::warn!("librdkafka: {error}: {reason}");
+        }
+        _ => tracing::error!("librdkafka: {error}: {reason}"),
+    }
+}
+
+/// A client context with the service's error logging ([`log_client_error`])
+/// for clients that need no other callback.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoggingContext;
+
+impl rdkafka::ClientContext for LoggingContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        log_client_error(&error, reason);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for LoggingContext {}
+
 /// Whether a librdkafka property holds a secret by its name.
 #[must_use]
 pub fn is_secret_property(key: &str) -> bool {

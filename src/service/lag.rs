@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
+use crate::kafka_client::LoggingContext;
+
 use super::metrics::Metrics;
 use super::shutdown::Shutdown;
 use crate::config::Config;
@@ -41,12 +43,12 @@ const ROUND: Duration = Duration::from_secs(5);
 ///
 /// When its client or thread cannot be created.
 pub fn spawn(config: &Config, metrics: Arc<Metrics>, shutdown: Shutdown) -> anyhow::Result<()> {
-    let client: BaseConsumer = config
+    let client: BaseConsumer<LoggingContext> = config
         .kafka
         .config(crate::kafka_client::Role::Consumer, &[])
         .remove("group.instance.id")
         .set("group.id", format!("{}-lag-monitor", config.group_id))
-        .create()
+        .create_with_context(LoggingContext)
         .context("cannot create the lag monitor's client")?;
     let components = metrics.components.clone();
     super::components::spawn(&components, COMPONENT, move || {
@@ -86,7 +88,7 @@ pub fn spawn(config: &Config, metrics: Arc<Metrics>, shutdown: Shutdown) -> anyh
 }
 
 /// One round: every assigned partition's watermarks, or the first error.
-fn round(client: &BaseConsumer, metrics: &Metrics) -> Result<(), String> {
+fn round(client: &BaseConsumer<LoggingContext>, metrics: &Metrics) -> Result<(), String> {
     let parts: Vec<(TopicPartition, Option<i64>, Option<i64>)> = metrics
         .partitions
         .lock()

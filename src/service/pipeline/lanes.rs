@@ -2,6 +2,7 @@
 //! class by class.
 
 use super::*;
+use crate::kafka_client::LoggingContext;
 
 /// Longest wait for backlog data when no lane has any fetched: live data
 /// arriving meanwhile waits at most this long.
@@ -17,7 +18,7 @@ const QUANTUM: usize = 16;
 pub(super) struct Lane {
     pub(super) class: usize,
     pub(super) tp: TopicPartition,
-    pub(super) consumer: BaseConsumer,
+    pub(super) consumer: BaseConsumer<LoggingContext>,
 }
 
 /// The drain lanes of the running job (see `drain`).
@@ -192,7 +193,7 @@ impl Lanes {
 }
 
 /// A consumer outside the group, for one drain lane.
-pub(super) fn lane_consumer(config: &Config) -> Result<BaseConsumer, KafkaError> {
+pub(super) fn lane_consumer(config: &Config) -> Result<BaseConsumer<LoggingContext>, KafkaError> {
     let mut cfg = config
         .kafka
         .config(crate::kafka_client::Role::Consumer, &[]);
@@ -204,7 +205,7 @@ pub(super) fn lane_consumer(config: &Config) -> Result<BaseConsumer, KafkaError>
         .set("auto.offset.reset", "error")
         .set("enable.partition.eof", "true")
         .set("queued.max.messages.kbytes", "8192");
-    cfg.create()
+    cfg.create_with_context(LoggingContext)
 }
 
 impl LoopState {

@@ -9,7 +9,11 @@ pub(crate) struct RebalanceContext {
     pub(super) shared: Arc<Mutex<LoopState>>,
 }
 
-impl ClientContext for RebalanceContext {}
+impl ClientContext for RebalanceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        crate::kafka_client::log_client_error(&error, reason);
+    }
+}
 
 impl ConsumerContext for RebalanceContext {
     fn rebalance(

@@ -2,7 +2,7 @@
 //! local changes published as the records that differ.
 
 use super::{Candidate, ReloadError, SearchVersions, TopicSpec, Weak, WorkerTask};
-use crate::kafka_client::{KafkaClients, Role};
+use crate::kafka_client::{KafkaClients, LoggingContext, Role};
 use crate::searches::SearchesFile;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -80,7 +80,7 @@ pub(super) struct Source {
     topic: String,
     clients: KafkaClients,
     state: Arc<Mutex<State>>,
-    consumer: Mutex<Option<BaseConsumer>>,
+    consumer: Mutex<Option<BaseConsumer<LoggingContext>>>,
     /// The newest state read and not yet taken by the worker: a flood of
     /// records makes one compile of the newest state, not one per record.
     pending: Arc<Mutex<Option<Candidate>>>,
@@ -106,13 +106,13 @@ impl Source {
         topic: &str,
         metrics: Arc<crate::service::metrics::Metrics>,
     ) -> Result<Source, ReloadError> {
-        let consumer: BaseConsumer = clients
+        let consumer: BaseConsumer<LoggingContext> = clients
             .config(Role::Consumer, &[])
             .remove("group.instance.id")
             .set("group.id", "topic-matcher-searches-reader")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
-            .create()
+            .create_with_context(LoggingContext)
             .map_err(kafka_err)?;
         let md = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(15))

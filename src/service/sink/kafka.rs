@@ -46,7 +46,11 @@ struct DeliveryContext {
     state: Arc<Mutex<DeliveryState>>,
 }
 
-impl ClientContext for DeliveryContext {}
+impl ClientContext for DeliveryContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        crate::kafka_client::log_client_error(&error, reason);
+    }
+}
 
 impl ProducerContext for DeliveryContext {
     /// The record's group and size.
