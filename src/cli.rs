@@ -123,6 +123,28 @@ pub(crate) fn read_config(path: Option<&std::path::Path>) -> anyhow::Result<RawC
     RawConfig::load(path).map_err(|e| Invalid(format!("error: {e}")).into())
 }
 
+/// The Kafka clients of `bench --brokers`: the brokers given, the client
+/// properties of `--kafka-config` (and the environment's variables).
+///
+/// # Errors
+///
+/// [`Invalid`] when the file or a secret cannot be read.
+pub(crate) fn bench_kafka(
+    brokers: String,
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<topic_matcher::kafka_client::KafkaClients> {
+    let k = read_config(path)?.kafka;
+    topic_matcher::kafka_client::KafkaClients::new(
+        brokers,
+        k.client,
+        k.client_secret_files,
+        k.client_secret_env,
+        k.consumer,
+        k.producer,
+    )
+    .map_err(|e| Invalid(format!("error: {e}")).into())
+}
+
 impl ServiceArgs {
     pub(crate) fn load(self) -> anyhow::Result<Config> {
         self.common.load(self.searches)
@@ -300,6 +322,11 @@ pub(crate) enum Command {
         /// default a new topic on the same broker).
         #[arg(long, requires = "brokers")]
         output: Option<String>,
+        /// With --brokers: a configuration file whose Kafka client
+        /// properties ([kafka.client], its secrets, [kafka.consumer],
+        /// [kafka.producer]) every client of the benchmark uses (TLS, SASL).
+        #[arg(long, value_name = "FILE", requires = "brokers")]
+        kafka_config: Option<PathBuf>,
         /// Benchmark searches changes instead: start, one-search change to
         /// first match, full reload, batch latency during reloads.
         #[arg(long, conflicts_with_all = ["brokers", "searches_file", "input"])]

@@ -260,6 +260,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             seed,
             brokers: Some(brokers),
             output,
+            kafka_config,
             catch_up: true,
             by_topic,
             policy,
@@ -267,7 +268,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             ..
         } => commands::bench::catchup::run(
             &commands::bench::catchup::CatchUpBenchOptions {
-                brokers,
+                kafka: cli::bench_kafka(brokers, kafka_config.as_deref())?,
                 searches,
                 docs,
                 seed,
@@ -284,10 +285,11 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             seed,
             brokers: Some(brokers),
             output,
+            kafka_config,
             ..
         } => {
             let opts = commands::bench::kafka::KafkaBenchOptions {
-                brokers,
+                kafka: cli::bench_kafka(brokers, kafka_config.as_deref())?,
                 searches,
                 docs,
                 seed,

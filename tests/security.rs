@@ -325,6 +325,46 @@ fn the_service_runs_over_tls_and_sasl_scram_with_zstd_in_and_out() {
     let log = std::fs::read_to_string(dir.join("service.log")).unwrap();
     assert!(log.contains("SASL_SSL"), "the start log names the protocol");
     assert!(!log.contains(PASSWORD), "the log shows the password");
+
+    // `bench --brokers` takes the same client properties: its topics, its
+    // producer, its bare consumer and its service all go through TLS and
+    // SASL (the password from the environment this time).
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka.client]\n\"security.protocol\" = \"SASL_SSL\"\n\"ssl.ca.location\" = \"{}\"\n\"sasl.mechanisms\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"{USER}\"\n\
+             [kafka.client_secret_env]\n\"sasl.password\" = \"TM_TEST_KAFKA_PASSWORD\"\n",
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_topic-matcher"))
+        .args([
+            "bench",
+            "--searches",
+            "200",
+            "--docs",
+            "2000",
+            "--brokers",
+            &brokers,
+        ])
+        .arg("--kafka-config")
+        .arg(&config)
+        .env("TM_TEST_KAFKA_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench through TLS and SASL: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("bare consumer: 2000 messages")
+            && text.contains("2000 messages in")
+            && text.contains("ratio service / bare consumer"),
+        "{text}"
+    );
 }
 
 /// The distinct compression codecs of `topic`'s stored records, read from

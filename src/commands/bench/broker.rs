@@ -5,18 +5,20 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use crate::kafka_client::{KafkaClients, Role};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 /// Creates `names` with `partitions` partitions each (an existing topic is
 /// fine).
-pub(super) fn create_topics(brokers: &str, names: &[&str], partitions: i32) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
+pub(super) fn create_topics(
+    kafka: &KafkaClients,
+    names: &[&str],
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = kafka.config(Role::Admin, &[]).create()?;
     let topics: Vec<NewTopic<'_>> = names
         .iter()
         .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
@@ -42,13 +44,13 @@ pub(super) fn create_topics(brokers: &str, names: &[&str], partitions: i32) -> a
 /// Reads the `n` messages of `topics` (3 partitions each) from the start
 /// with a bare consumer; the seconds from the first message to the last.
 pub(super) fn bare_read(
-    brokers: &str,
+    kafka: &KafkaClients,
     topics: &[&str],
     n: usize,
     tag: &str,
 ) -> anyhow::Result<f64> {
-    let bare: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let bare: BaseConsumer = kafka
+        .config(Role::Consumer, &[])
         .set("group.id", format!("bench-bare-{tag}"))
         .set("enable.auto.commit", "false")
         .create()?;
@@ -76,7 +78,7 @@ pub(super) fn bare_read(
 /// with one bare consumer per partition, all at once (as the drain lanes
 /// read); the seconds from the first message to the last.
 pub(super) fn bare_read_per_partition(
-    brokers: &str,
+    kafka: &KafkaClients,
     topics: &[&str],
     n: usize,
 ) -> anyhow::Result<f64> {
@@ -88,8 +90,8 @@ pub(super) fn bare_read_per_partition(
                 let read = &read;
                 readers.push(
                     scope.spawn(move || -> anyhow::Result<Option<(Instant, Instant)>> {
-                        let c: BaseConsumer = ClientConfig::new()
-                            .set("bootstrap.servers", brokers)
+                        let c: BaseConsumer = kafka
+                            .config(Role::Consumer, &[])
                             .set("group.id", "bench-bare-per-partition")
                             .set("enable.auto.commit", "false")
                             .set("enable.partition.eof", "true")

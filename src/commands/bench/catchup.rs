@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::kafka_client::{KafkaClients, Role};
 use anyhow::Context;
-use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use super::broker::{bare_read, bare_read_per_partition, create_topics, time_service};
@@ -31,8 +31,8 @@ use crate::workload;
 /// Options of the catch-up benchmark.
 #[derive(Clone, Debug)]
 pub struct CatchUpBenchOptions {
-    /// Bootstrap brokers.
-    pub brokers: String,
+    /// The brokers and the client properties (`--kafka-config`).
+    pub kafka: KafkaClients,
     /// Generated searches.
     pub searches: usize,
     /// Backlog documents.
@@ -80,7 +80,7 @@ pub fn run(o: &CatchUpBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outco
         vec![format!("bench.cu.mixed.{tag}")]
     };
     let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-    create_topics(&o.brokers, &refs, 3).context("cannot create the benchmark topics")?;
+    create_topics(&o.kafka, &refs, 3).context("cannot create the benchmark topics")?;
     let searches_json = workload::searches_json(o.searches, o.seed);
     let groups = workload::brand_groups(&searches_json);
     let docs: Vec<(usize, Vec<u8>)> = workload::documents(o.docs, groups, false, o.seed)
@@ -99,8 +99,9 @@ pub fn run(o: &CatchUpBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outco
             &topics[0]
         }
     };
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &o.brokers)
+    let producer: BaseProducer = o
+        .kafka
+        .config(Role::Producer, &[])
         .set("linger.ms", "20")
         .set("batch.size", "1000000")
         .create()?;
@@ -144,7 +145,7 @@ pub fn run(o: &CatchUpBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outco
         RawConfig::from_toml(&toml)
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .validate(Overrides {
-                brokers: Some(o.brokers.clone()),
+                brokers: Some(o.kafka.brokers.clone()),
                 group: Some(format!("bench-cu-{name}-{tag}")),
                 input: Some(topics.join(",")),
                 output: Some(o.output.clone().unwrap_or(format!(
@@ -156,6 +157,10 @@ pub fn run(o: &CatchUpBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outco
                 searches: Some(searches_path.clone()),
                 admin_addr: Some("127.0.0.1:0".into()),
                 admin_token: None,
+            })
+            .map(|mut c| {
+                c.kafka = o.kafka.clone();
+                c
             })
             .map_err(|e| anyhow::anyhow!("{e}"))
     };
@@ -177,14 +182,14 @@ pub fn run(o: &CatchUpBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outco
 
     // One read of the data by a bare consumer: no drain of a class mixed
     // into a shared topic can end sooner.
-    let scan_secs = bare_read(&o.brokers, &refs, docs.len(), &tag)?;
+    let scan_secs = bare_read(&o.kafka, &refs, docs.len(), &tag)?;
     writeln!(
         out,
         "one read by a bare consumer: {} messages in {scan_secs:.2} s = {:.0} msg/s",
         docs.len(),
         docs.len() as f64 / scan_secs
     )?;
-    let parallel_secs = bare_read_per_partition(&o.brokers, &refs, docs.len())?;
+    let parallel_secs = bare_read_per_partition(&o.kafka, &refs, docs.len())?;
     writeln!(
         out,
         "one read by a bare consumer per partition, all at once: {parallel_secs:.2} s = {:.0} msg/s",
@@ -200,12 +205,12 @@ pub fn run(o: &CatchUpBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outco
     }
     let stop = Arc::new(AtomicBool::new(false));
     let live = {
-        let (stop, brokers, rate) = (stop.clone(), o.brokers.clone(), o.live_rate.max(1));
+        let (stop, kafka, rate) = (stop.clone(), o.kafka.clone(), o.live_rate.max(1));
         let topic = topic_of(2).to_string();
         let sample = docs[docs.len() - 1].1.clone();
         std::thread::spawn(move || -> anyhow::Result<u64> {
-            let p: BaseProducer = ClientConfig::new()
-                .set("bootstrap.servers", &brokers)
+            let p: BaseProducer = kafka
+                .config(Role::Producer, &[])
                 .set("linger.ms", "5")
                 .create()?;
             let started = Instant::now();

@@ -16,8 +16,8 @@ use std::io::Write;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use crate::kafka_client::{KafkaClients, Role};
 use anyhow::Context;
-use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use super::broker::{bare_read, create_topics, time_service};
@@ -28,8 +28,8 @@ use crate::workload;
 /// Options of the broker benchmark.
 #[derive(Clone, Debug)]
 pub struct KafkaBenchOptions {
-    /// Bootstrap brokers.
-    pub brokers: String,
+    /// The brokers and the client properties (`--kafka-config`).
+    pub kafka: KafkaClients,
     /// Generated searches.
     pub searches: usize,
     /// Generated documents.
@@ -49,15 +49,16 @@ pub fn run(opts: &KafkaBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outc
     let tag = format!("{}-{}", std::process::id(), crate::record::now_ms());
     let input = format!("bench.in.{tag}");
     let output = format!("bench.out.{tag}");
-    create_topics(&opts.brokers, &[&input, &output], 3)
+    create_topics(&opts.kafka, &[&input, &output], 3)
         .context("cannot create the benchmark topics")?;
 
     let searches_json = workload::searches_json(opts.searches, opts.seed);
     let groups = workload::brand_groups(&searches_json);
     let docs = workload::documents(opts.docs, groups, false, opts.seed);
     let bytes: usize = docs.iter().map(String::len).sum();
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &opts.brokers)
+    let producer: BaseProducer = opts
+        .kafka
+        .config(Role::Producer, &[])
         .set("linger.ms", "20")
         .set("batch.size", "1000000")
         .create()?;
@@ -76,7 +77,7 @@ pub fn run(opts: &KafkaBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outc
     )?;
 
     // Bare consumer.
-    let bare_secs = bare_read(&opts.brokers, &[input.as_str()], docs.len(), &tag)?;
+    let bare_secs = bare_read(&opts.kafka, &[input.as_str()], docs.len(), &tag)?;
     let n = docs.len();
     let bare_rate = n as f64 / bare_secs;
     writeln!(
@@ -89,9 +90,9 @@ pub fn run(opts: &KafkaBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outc
     std::fs::create_dir_all(&dir)?;
     let searches_path = dir.join("searches.json");
     std::fs::write(&searches_path, &searches_json)?;
-    let config = RawConfig::default()
+    let mut config = RawConfig::default()
         .validate(Overrides {
-            brokers: Some(opts.brokers.clone()),
+            brokers: Some(opts.kafka.brokers.clone()),
             group: Some(format!("bench-service-{tag}")),
             input: Some(input.clone()),
             output: Some(opts.output.clone().unwrap_or(format!("kafka:{output}"))),
@@ -102,6 +103,7 @@ pub fn run(opts: &KafkaBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outc
             admin_token: None,
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    config.kafka = opts.kafka.clone();
     let running = crate::service::start(config)?;
     let m = running.metrics.clone();
     let secs = time_service(&m, docs.len() as u64, Duration::from_secs(600));
