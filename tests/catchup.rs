@@ -663,11 +663,9 @@ fn replay_backfills_a_new_search_over_exactly_its_window() {
     let (code, out) = replay(true, &["--cancel", &id]);
     assert_eq!(code, 0, "{out}");
     svc.wait_status(Duration::from_secs(10), |st| {
-        st["jobs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|j| j["id"] == id && j["state"] == "cancelled")
+        st["jobs"].as_array().into_iter().flatten().any(|j| {
+            j["id"].as_u64().is_some_and(|v| v.to_string() == id) && j["state"] == "cancelled"
+        })
     });
     let at_cancel = replayed_d(&output(&dir));
     std::thread::sleep(Duration::from_secs(2));
