@@ -129,6 +129,10 @@ pub enum StoreError {
     /// be opened again yet.
     #[error("state store {0}: closed after a failed write, not reopened yet")]
     Closed(String),
+    /// A write failure injected by a unit test.
+    #[cfg(test)]
+    #[error("state store: injected write failure")]
+    Injected,
 }
 
 /// The checkpoint store.
@@ -147,6 +151,9 @@ pub struct StateStore {
     path: String,
     broken: AtomicBool,
     read_only: bool,
+    /// Writes still to fail (unit tests inject I/O errors with it).
+    #[cfg(test)]
+    inject_failures: std::sync::atomic::AtomicU32,
 }
 
 /// A read guard on the open database.
@@ -222,6 +229,8 @@ impl StateStore {
             path,
             broken: AtomicBool::new(false),
             read_only,
+            #[cfg(test)]
+            inject_failures: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
@@ -268,6 +277,15 @@ impl StateStore {
         }
         let mut w = WriteOptions::default();
         w.set_sync(true);
+        #[cfg(test)]
+        if self
+            .inject_failures
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            self.broken.store(true, Relaxed);
+            return Err(StoreError::Injected);
+        }
         let written = self.db()?.write_opt(batch, &w).map_err(|e| self.err(e));
         self.broken.store(written.is_err(), Relaxed);
         written
@@ -605,6 +623,34 @@ mod full_disk {
     use super::*;
 
     use crate::small_fs::small_fs;
+
+    #[test]
+    fn an_injected_write_failure_reopens_the_store_and_loses_no_earlier_write() {
+        let dir = std::env::temp_dir().join(format!("tm-store-inject-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let s = StateStore::open(&dir).unwrap();
+        let tp = TopicPartition::new("t", 0);
+        s.commit(&[(tp.clone(), 10)], &[]).unwrap();
+        s.inject_failures.store(2, Relaxed);
+        assert!(matches!(
+            s.commit(&[(tp.clone(), 11)], &[]),
+            Err(StoreError::Injected)
+        ));
+        assert!(s.is_broken(), "a failed write marks the store broken");
+        assert!(s.commit(&[(tp.clone(), 12)], &[]).is_err());
+        // Reads still answer the last written value meanwhile.
+        assert_eq!(s.get(&tp).unwrap(), Some(10));
+        // The next write reopens the store (the RocksDB handle is replaced)
+        // and succeeds.
+        s.commit(&[(tp.clone(), 13)], &[]).unwrap();
+        assert!(!s.is_broken());
+        assert_eq!(s.get(&tp).unwrap(), Some(13));
+        drop(s);
+        let s = StateStore::open(&dir).unwrap();
+        assert_eq!(s.get(&tp).unwrap(), Some(13), "durable after a restart");
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_full_disk_fails_the_write_and_it_succeeds_once_space_is_back() {

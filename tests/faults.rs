@@ -298,3 +298,51 @@ fn lag_is_unknown_not_zero_while_the_broker_cannot_be_reached() {
     assert!(log.contains("lag known again"), "{log}");
     let _ = svc.terminate();
 }
+
+/// A drain job in the state store that cannot be decoded (written by
+/// another version, or damaged) stops the start with exit 2 and an error
+/// naming the job, instead of dropping the backlog it still has to drain
+/// (docs/operations.md §5.3); the job is still there afterwards.
+#[test]
+fn an_unreadable_stored_job_stops_the_start_naming_it() {
+    let b = shared_broker();
+    let brokers = b.addr();
+    b.create_topic("uj.in", 1);
+    let dir = temp_dir("uj");
+    {
+        let store = topic_matcher::state_store::StateStore::open(&dir.join("state")).unwrap();
+        store
+            .commit_with_jobs(
+                &[],
+                &[],
+                &[(7, Some(b"{\"kind\": \"catch_up\", \"rang".to_vec()))],
+            )
+            .unwrap();
+    }
+    let mut svc = Service::start(&ServiceOpts {
+        brokers: &brokers,
+        group: "uj",
+        input: "uj.in",
+        output: format!("file:{}", dir.join("out.jsonl").display()),
+        dead_letter: format!("file:{}", dir.join("dead.jsonl").display()),
+        state: dir.join("state"),
+        log: dir.join("service.log"),
+    });
+    let exit = poll_until(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || svc.child.try_wait().ok().flatten().map(|s| s.code()),
+        Option::is_some,
+    );
+    let log = std::fs::read_to_string(dir.join("service.log")).unwrap_or_default();
+    assert_eq!(exit, Some(Some(2)), "exit status; log:\n{log}");
+    assert!(
+        log.contains("drain job 7") && log.contains("cannot be read"),
+        "the error names the job:\n{log}"
+    );
+    let store = topic_matcher::state_store::StateStore::open(&dir.join("state")).unwrap();
+    assert!(
+        store.jobs().unwrap().iter().any(|(id, _)| *id == 7),
+        "the job was kept"
+    );
+}

@@ -83,8 +83,33 @@ pub(super) struct Source {
     consumer: Mutex<Option<BaseConsumer<LoggingContext>>>,
     /// The newest state read and not yet taken by the worker: a flood of
     /// records makes one compile of the newest state, not one per record.
-    pending: Arc<Mutex<Option<Candidate>>>,
+    pending: Arc<Pending<Candidate>>,
     metrics: Arc<crate::service::metrics::Metrics>,
+}
+
+/// The newest value not yet taken: a flood of offers between two takes
+/// leaves only the last one (one compile of the newest searches state, not
+/// one per record).
+pub(super) struct Pending<T>(Mutex<Option<T>>);
+
+impl<T> Default for Pending<T> {
+    fn default() -> Self {
+        Pending(Mutex::new(None))
+    }
+}
+
+impl<T> Pending<T> {
+    /// Replaces what is waiting with `v`; true when nothing was waiting
+    /// (the taker must be woken), false when `v` replaced a value the taker
+    /// has not taken yet (it is already awake for it).
+    pub(super) fn offer(&self, v: T) -> bool {
+        self.0.lock().expect("pending lock").replace(v).is_none()
+    }
+
+    /// The newest value offered since the last take.
+    pub(super) fn take(&self) -> Option<T> {
+        self.0.lock().expect("pending lock").take()
+    }
 }
 
 /// Logs and counts a record that was ignored.
@@ -188,7 +213,7 @@ impl Source {
 
     /// The newest state read from the topic that the worker has not taken.
     pub(super) fn take_pending(&self) -> Option<Candidate> {
-        self.pending.lock().expect("pending lock").take()
+        self.pending.take()
     }
 
     /// Keeps reading on a thread; after each quiet moment with changes,
@@ -228,11 +253,7 @@ impl Source {
                     None if dirty => {
                         dirty = false;
                         let c = state.lock().expect("state lock").candidate(&topic);
-                        // Replace what the worker has not taken yet; wake
-                        // it only when nothing was waiting.
-                        let was_waiting =
-                            pending.lock().expect("pending lock").replace(c).is_some();
-                        if !was_waiting {
+                        if pending.offer(c) {
                             s.send(WorkerTask::FromKafka);
                         }
                     }
@@ -334,5 +355,30 @@ mod tests {
         assert!(c.problems.is_empty(), "{:?}", c.problems);
         let ids: Vec<&str> = c.file.topics.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, vec!["a", "c"]);
+    }
+
+    #[test]
+    fn a_flood_of_changes_leaves_one_pending_candidate_the_newest() {
+        let mut st = State::default();
+        let pending: Pending<Candidate> = Pending::default();
+        let mut wakes = 0;
+        // 500 records, each followed by a quiet moment, before the worker
+        // takes anything: one wake, and only the newest state waits.
+        for i in 0..500 {
+            let id = format!("t{i}");
+            st.apply(0, i, Some(id.as_bytes()), Some(&topic(&id)))
+                .unwrap();
+            if pending.offer(st.candidate("searches")) {
+                wakes += 1;
+            }
+        }
+        assert_eq!(wakes, 1, "the worker is woken once");
+        let c = pending.take().expect("a candidate waits");
+        assert_eq!(c.file.topics.len(), 500, "the newest state");
+        assert!(pending.take().is_none(), "nothing else waits");
+        // After the take, the next change wakes the worker again.
+        st.apply(0, 500, Some(b"t0"), None).unwrap();
+        assert!(pending.offer(st.candidate("searches")));
+        assert_eq!(pending.take().unwrap().file.topics.len(), 499);
     }
 }
