@@ -11,6 +11,14 @@
 //! `adversarial_1mb` matches each hostile 1 MB document of
 //! `workload::adversarial` against the search that used to be slow on it.
 //!
+//! `match_real_posts` matches real posts against searches drawn from their
+//! own vocabulary (`workload::realistic`): the bundled sample of 2,198
+//! tweets always, and the corpus of `scripts/fetch-real-posts.py` (80,000
+//! tweets, Reddit comments and news articles) when it is cached in
+//! `~/.cache/topic-matcher/real-posts/posts.jsonl` (set `TM_REAL_POSTS` to
+//! another path). Real text is far less kind than the generator: many
+//! searches wake up per post.
+//!
 //! `cargo bench --bench engine` runs all; `TM_BENCH_QUICK=1` limits it to
 //! 1k and 10k searches.
 
@@ -179,5 +187,66 @@ fn bench_adversarial(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_engine, bench_adversarial);
+/// The real-posts corpus: the fetched one when cached, else the bundled
+/// sample.
+fn real_posts() -> (String, Vec<String>) {
+    let cached = std::env::var_os("TM_REAL_POSTS")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| {
+                std::path::PathBuf::from(h).join(".cache/topic-matcher/real-posts/posts.jsonl")
+            })
+        });
+    let (name, path) = match cached.filter(|p| p.exists()) {
+        Some(p) => ("fetched", p),
+        None => (
+            "sample",
+            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/tweets.jsonl")),
+        ),
+    };
+    let text = std::fs::read_to_string(&path).expect("the real posts");
+    (name.to_string(), text.lines().map(String::from).collect())
+}
+
+fn bench_real_posts(c: &mut Criterion) {
+    let (corpus, lines) = real_posts();
+    let vocabulary = workload::realistic::Vocabulary::of(&lines);
+    let docs: Vec<Document<'_>> = lines
+        .iter()
+        .filter_map(|l| Document::parse(l.as_bytes(), 1 << 24).ok())
+        .collect();
+    // At most 20,000 posts per iteration: tweets and comments first.
+    let docs = &docs[..docs.len().min(20_000)];
+    for n in sizes() {
+        let catalog = Catalog::from_json(
+            vocabulary.searches_json(n, SEED).as_bytes(),
+            &Limits::default(),
+        )
+        .expect("generated searches are valid");
+        let matcher = Matcher::new(&catalog).unwrap();
+        let reference = Reference::new(&catalog);
+        let expected = checked_count(
+            &matcher,
+            &reference,
+            docs,
+            if n >= 100_000 { 10 } else { 100 },
+        );
+        let mut g = c.benchmark_group(format!("match_real_posts_{corpus}"));
+        g.throughput(Throughput::Elements(docs.len() as u64));
+        g.sample_size(10);
+        let mut scratch = matcher.scratch();
+        g.bench_function(BenchmarkId::new("engine", n), |b| {
+            b.iter(|| {
+                let count: usize = docs
+                    .iter()
+                    .map(|d| matcher.match_document(black_box(d), &mut scratch).len())
+                    .sum();
+                assert_eq!(count, expected);
+            })
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench_engine, bench_adversarial, bench_real_posts);
 criterion_main!(benches);

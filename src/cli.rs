@@ -300,6 +300,11 @@ pub(crate) enum Command {
         /// Generate long-form documents (articles) instead of tweets.
         #[arg(long)]
         long_form: bool,
+        /// With --input: generate the --searches searches from the
+        /// documents' own vocabulary across the frequency range (real posts:
+        /// scripts/fetch-real-posts.py) instead of invented brands.
+        #[arg(long, requires = "input", conflicts_with = "searches_file")]
+        realistic: bool,
         /// Seed of the workload generator.
         #[arg(long, default_value_t = 1)]
         seed: u64,

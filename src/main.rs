@@ -307,6 +307,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             baseline_docs,
             passes,
             emit_workload,
+            realistic,
             brokers: None,
             ..
         } => {
@@ -320,6 +321,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 baseline_docs,
                 passes,
                 emit: emit_workload,
+                realistic,
             };
             Ok(commands::bench::engine::run(&opts, &mut std::io::stdout().lock())?.0)
         }

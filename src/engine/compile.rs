@@ -128,6 +128,12 @@ pub(crate) struct Compiled {
     pub post: Vec<u32>,
     /// Search → its distinct positive leaves, for highlights.
     pub positive: Postings,
+    /// Search → its confirm groups, each written as its length then its
+    /// features: when the root is an AND, the anchor sets of the children
+    /// that were not chosen as the anchor. A candidate is evaluated only
+    /// when every group has a feature in the document (see `engine`'s
+    /// module doc, step 3).
+    pub confirm: Postings,
     pub stats: CompileStats,
 }
 
@@ -389,6 +395,43 @@ impl Costs<'_> {
         }
     }
 
+    /// Most confirm groups kept per search.
+    const MAX_CONFIRM_GROUPS: usize = 3;
+
+    /// The confirm groups of a search whose root is an AND: the anchor
+    /// sets of its children other than the cheapest (which [`Costs::anchors`]
+    /// chose to wake the search), cheapest first, at most
+    /// [`Costs::MAX_CONFIRM_GROUPS`], encoded as length then features. Each
+    /// child must match for the search to match, and a child that matches
+    /// has a feature of its anchor set in the document: so a document
+    /// lacking every feature of a group cannot match, and the search is not
+    /// evaluated on it.
+    fn confirm_groups(&self, c: &Compiled, root: u32) -> Vec<u32> {
+        let Node::And { start, len } = c.nodes[root as usize] else {
+            return Vec::new();
+        };
+        let mut sets: Vec<(f64, Vec<FeatureId>)> = c.children
+            [start as usize..(start + len) as usize]
+            .iter()
+            .filter_map(|&child| {
+                let mut set = Vec::new();
+                let cost = self.anchors(c, child, &mut set)?;
+                set.sort_unstable();
+                set.dedup();
+                Some((cost, set))
+            })
+            .collect();
+        // Stable: the first of equally cheap children is the anchor, as in
+        // `anchors`.
+        sets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut out = Vec::new();
+        for (_, set) in sets.into_iter().skip(1).take(Self::MAX_CONFIRM_GROUPS) {
+            out.push(set.len() as u32);
+            out.extend(set);
+        }
+        out
+    }
+
     /// An anchor set of the node, with its cost; `None` when the node can
     /// match without any positive text.
     fn anchors(&self, c: &Compiled, node: u32, out: &mut Vec<FeatureId>) -> Option<f64> {
@@ -626,6 +669,7 @@ impl Compiled {
             post_off: Vec::new(),
             post: Vec::new(),
             positive: Postings::default(),
+            confirm: Postings::default(),
             stats: CompileStats::default(),
         };
 
@@ -670,6 +714,12 @@ impl Compiled {
             })
             .collect();
         c.positive = Postings::from_lists(&positive);
+        let confirm: Vec<Vec<u32>> = c
+            .searches
+            .iter()
+            .map(|s| costs.confirm_groups(&c, s.root))
+            .collect();
+        c.confirm = Postings::from_lists(&confirm);
 
         c.stats = CompileStats {
             topics: c.topics.len(),
@@ -709,6 +759,7 @@ impl Compiled {
             + self.prefix_wilds.heap_bytes()
             + self.frag_wilds.heap_bytes()
             + self.positive.heap_bytes()
+            + self.confirm.heap_bytes()
             + self.cjk_ac.as_ref().map_or(0, AhoCorasick::memory_usage)
             + self.regex_set.as_ref().map_or(0, Regex::memory_usage)
             + self.regexes.iter().map(Regex::memory_usage).sum::<usize>()

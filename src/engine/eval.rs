@@ -93,6 +93,10 @@ pub struct Scratch {
     occs: Vec<Occ>,
     /// `cand_stamp[s] == stamp` when search `s` is already a candidate.
     cand_stamp: Vec<u32>,
+    /// `feat_stamp[f] == stamp` when feature `f` occurs in the document.
+    feat_stamp: Vec<u32>,
+    /// Candidates that passed their confirm groups and were evaluated.
+    evaluated: usize,
     leaf_stamp: Vec<u32>,
     leaf_value: Vec<bool>,
     stamp: u32,
@@ -140,6 +144,8 @@ impl Scratch {
             folded: FoldedField::default(),
             occs: Vec::with_capacity(64),
             cand_stamp: vec![0; c.searches.len()],
+            feat_stamp: vec![0; c.post_off.len().saturating_sub(1)],
+            evaluated: 0,
             leaf_stamp: vec![0; c.leaves.len()],
             leaf_value: vec![false; c.leaves.len()],
             stamp: 0,
@@ -188,6 +194,7 @@ impl Scratch {
         self.stamp = self.stamp.wrapping_add(1);
         if self.stamp == 0 {
             self.cand_stamp.fill(0);
+            self.feat_stamp.fill(0);
             self.leaf_stamp.fill(0);
             self.frag_seen.fill(0);
             self.stamp = 1;
@@ -198,6 +205,12 @@ impl Scratch {
     /// whose anchors occurred), a measure of the work per document.
     pub fn last_candidates(&self) -> usize {
         self.candidates.len()
+    }
+
+    /// How many of the last document's candidates had a feature of every
+    /// confirm group and were evaluated.
+    pub fn last_evaluated(&self) -> usize {
+        self.evaluated
     }
 
     /// How many feature occurrences the last document had.
@@ -236,6 +249,7 @@ impl Scratch {
         }
         self.occs.clear();
         self.candidates.clear();
+        self.evaluated = 0;
         self.index(c, doc);
         self.work += self.occs.len() as u64;
         if self.work > budget {
@@ -259,6 +273,7 @@ impl Scratch {
             }
             last = o.feature;
             let f = o.feature as usize;
+            self.feat_stamp[f] = self.stamp;
             for &s in &c.post[c.post_off[f] as usize..c.post_off[f + 1] as usize] {
                 if self.cand_stamp[s as usize] != self.stamp {
                     self.cand_stamp[s as usize] = self.stamp;
@@ -295,6 +310,10 @@ impl Scratch {
             if search.filters.as_ref().is_some_and(|f| !f.admits(doc)) {
                 continue;
             }
+            if !confirmed(c.confirm.get(s as usize), &self.feat_stamp, self.stamp) {
+                continue;
+            }
+            self.evaluated += 1;
             self.current = Some(s);
             e.work += 1;
             let before = e.work;
@@ -747,4 +766,19 @@ pub(crate) fn spans_near(a: &Span, b: &Span, max_gap: u32, ordered: bool) -> boo
         return a.pos - b.pos_end - 1 <= max_gap;
     }
     false
+}
+
+/// Whether every confirm group (length, then features) has a feature that
+/// occurs in the document.
+#[inline]
+fn confirmed(groups: &[u32], feat_stamp: &[u32], stamp: u32) -> bool {
+    let mut rest = groups;
+    while let Some((&len, tail)) = rest.split_first() {
+        let (group, next) = tail.split_at(len as usize);
+        if !group.iter().any(|&f| feat_stamp[f as usize] == stamp) {
+            return false;
+        }
+        rest = next;
+    }
+    true
 }

@@ -190,3 +190,29 @@ fn restricted_matching_only_uses_the_chosen_searches() {
         vec!["y"]
     );
 }
+
+/// Confirm groups (compile's `confirm_groups`): a search woken by one
+/// conjunct's anchor is evaluated only when every other conjunct has a
+/// feature in the document, and the result is the same as without them.
+#[test]
+fn conjuncts_without_a_feature_in_the_document_skip_the_evaluation() {
+    let catalog = one_search("(acme OR zentrix) AND (outage OR down*) AND NOT job");
+    let m = Matcher::new(&catalog).unwrap();
+    let reference = Reference::new(&catalog);
+    let mut s = m.scratch();
+    for (text, evaluated, matches) in [
+        // Woken by one conjunct, the other absent: not evaluated.
+        ("acme zentrix news", 0, false),
+        ("outage everywhere", 0, false),
+        // Both present: evaluated, and matched unless the NOT vetoes.
+        ("acme outage today", 1, true),
+        ("zentrix downtime", 1, true),
+        ("acme outage job", 1, false),
+    ] {
+        let doc = Document::with_text("d", text);
+        let got = m.match_document(&doc, &mut s).to_vec();
+        assert_eq!(s.last_evaluated(), evaluated, "{text}");
+        assert_eq!(!got.is_empty(), matches, "{text}");
+        assert_eq!(got, reference.match_document(&doc), "{text}");
+    }
+}

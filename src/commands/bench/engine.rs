@@ -41,6 +41,9 @@ pub struct BenchOptions {
     /// Write the workload (`searches.json`, `documents.jsonl`) to this
     /// directory instead of benchmarking, for `check` and `match`.
     pub emit: Option<PathBuf>,
+    /// Generate the searches from the vocabulary of the `input` documents
+    /// ([`workload::realistic`]) instead of the brand generator.
+    pub realistic: bool,
 }
 
 /// Figures of one run, also printed.
@@ -70,12 +73,46 @@ pub struct BenchReport {
 ///
 /// When inputs cannot be read or the engine cannot be built.
 pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> anyhow::Result<(Outcome, BenchReport)> {
-    let (searches_json, what) = match &opts.searches_file {
-        Some(p) => (
+    let input_lines: Option<Vec<String>> = match &opts.input {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string)
+                .collect(),
+        ),
+        None => None,
+    };
+    let (searches_json, what) = match (&opts.searches_file, &input_lines) {
+        (Some(p), _) => (
             std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
             format!("searches from {}", p.display()),
         ),
-        None => (
+        (None, Some(lines)) if opts.realistic => {
+            let vocabulary = workload::realistic::Vocabulary::of(lines);
+            anyhow::ensure!(
+                vocabulary.is_usable(),
+                "too few documents to draw searches from every frequency band"
+            );
+            (
+                vocabulary
+                    .searches_json(opts.searches, opts.seed)
+                    .into_bytes(),
+                format!(
+                    "{} searches from the documents' vocabulary (seed {}; {} rare, {} mid, {} common words)",
+                    opts.searches,
+                    opts.seed,
+                    vocabulary.rare.len(),
+                    vocabulary.mid.len(),
+                    vocabulary.common.len()
+                ),
+            )
+        }
+        (None, None) if opts.realistic => {
+            anyhow::bail!("--realistic needs --input FILE (scripts/fetch-real-posts.py makes one)")
+        }
+        (None, _) => (
             workload::searches_json(opts.searches, opts.seed).into_bytes(),
             format!("{} generated searches (seed {})", opts.searches, opts.seed),
         ),
@@ -87,13 +124,8 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> anyhow::Result<(Outcome,
             return Ok((Outcome::InvalidInput, BenchReport::default()));
         }
     };
-    let lines: Vec<String> = match &opts.input {
-        Some(p) => std::fs::read_to_string(p)
-            .with_context(|| format!("cannot read {}", p.display()))?
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(str::to_string)
-            .collect(),
+    let lines: Vec<String> = match input_lines {
+        Some(lines) => lines,
         None => {
             let groups = workload::brand_groups(std::str::from_utf8(&searches_json).unwrap_or(""));
             workload::documents(opts.docs, groups.max(1), opts.long_form, opts.seed)
@@ -151,17 +183,25 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> anyhow::Result<(Outcome,
     // Engine: warm-up pass, then timed passes with per-document latency.
     let mut scratch = matcher.scratch();
     let mut matches = 0u64;
-    let (mut candidates, mut occurrences) = (0usize, 0usize);
+    let (mut candidates, mut occurrences, mut matched_searches) = (0usize, 0usize, 0usize);
+    let mut evaluated = 0usize;
     for d in &docs {
-        matches += matcher.match_document(d, &mut scratch).len() as u64;
+        let found = matcher.match_document(d, &mut scratch);
+        matches += found.len() as u64;
+        matched_searches += found.iter().map(|t| t.searches.len()).sum::<usize>();
         candidates += scratch.last_candidates();
+        evaluated += scratch.last_evaluated();
         occurrences += scratch.last_occurrences();
     }
+    let per_doc = |n: usize| n as f64 / docs.len() as f64;
     writeln!(
         out,
-        "work:     {:.2} candidate searches and {:.1} feature occurrences per document",
-        candidates as f64 / docs.len() as f64,
-        occurrences as f64 / docs.len() as f64
+        "work:     {:.2} candidate searches woken, {:.2} evaluated, {:.2} matched searches, {:.2} match records and {:.1} feature occurrences per document",
+        per_doc(candidates),
+        per_doc(evaluated),
+        per_doc(matched_searches),
+        matches as f64 / docs.len() as f64,
+        per_doc(occurrences)
     )?;
     let mut lat = Vec::with_capacity(docs.len() * opts.passes.max(1));
     let started = Instant::now();

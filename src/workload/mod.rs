@@ -18,6 +18,8 @@
 //!   distributed, so a few brands are hot), and carry hashtags, mentions,
 //!   emoji, URLs and some accented words.
 
+pub mod realistic;
+
 /// A small deterministic generator (SplitMix64).
 #[derive(Clone, Debug)]
 pub struct Rng(u64);
