@@ -404,3 +404,11 @@ fn generators_give_accepted_rejected_and_matching_queries() {
         "{accepted} {rejected} {matching}"
     );
 }
+
+/// Found by `any_string_parses_or_errs`: a CJK term that folds to nothing
+/// (a lone halfwidth voiced sound mark) is accepted and matches nothing, in
+/// the engine and in the reference evaluator alike (which used to panic).
+#[test]
+fn a_term_that_folds_to_nothing_matches_nothing() {
+    parse_and_compare("\u{ff9e}".into(), vec!["acme corp".into(), "ﾞ ｶﾞ".into()]).unwrap();
+}

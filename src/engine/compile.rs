@@ -128,11 +128,9 @@ pub(crate) struct Compiled {
     pub post: Vec<u32>,
     /// Search → its distinct positive leaves, for highlights.
     pub positive: Postings,
-    /// Search → its confirm groups, each written as its length then its
-    /// features: when the root is an AND, the anchor sets of the children
-    /// that were not chosen as the anchor. A candidate is evaluated only
-    /// when every group has a feature in the document (see `engine`'s
-    /// module doc, step 3).
+    /// Search → its confirm branches (see `Costs::confirm_branches`): a
+    /// candidate is evaluated only when some branch has a feature of each
+    /// of its groups in the document (`engine`'s module doc, step 3).
     pub confirm: Postings,
     pub stats: CompileStats,
 }
@@ -398,18 +396,10 @@ impl Costs<'_> {
     /// Most confirm groups kept per search.
     const MAX_CONFIRM_GROUPS: usize = 3;
 
-    /// The confirm groups of a search whose root is an AND: the anchor
-    /// sets of its children other than the cheapest (which [`Costs::anchors`]
-    /// chose to wake the search), cheapest first, at most
-    /// [`Costs::MAX_CONFIRM_GROUPS`], encoded as length then features. Each
-    /// child must match for the search to match, and a child that matches
-    /// has a feature of its anchor set in the document: so a document
-    /// lacking every feature of a group cannot match, and the search is not
-    /// evaluated on it.
-    fn confirm_groups(&self, c: &Compiled, root: u32) -> Vec<u32> {
-        let Node::And { start, len } = c.nodes[root as usize] else {
-            return Vec::new();
-        };
+    /// The anchor sets of an AND's anchored children, cheapest first
+    /// (stable: the first of equally cheap children is the one
+    /// [`Costs::anchors`] chose).
+    fn child_sets(&self, c: &Compiled, start: u32, len: u32) -> Vec<Vec<FeatureId>> {
         let mut sets: Vec<(f64, Vec<FeatureId>)> = c.children
             [start as usize..(start + len) as usize]
             .iter()
@@ -421,13 +411,68 @@ impl Costs<'_> {
                 Some((cost, set))
             })
             .collect();
-        // Stable: the first of equally cheap children is the anchor, as in
-        // `anchors`.
         sets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        sets.into_iter().map(|(_, set)| set).collect()
+    }
+
+    /// The confirm branches of a search, encoded for `eval::confirmed`: per
+    /// branch its number of groups, then each group as its length and its
+    /// features. The search can match only if some branch has a feature of
+    /// every one of its groups in the document; an empty encoding admits
+    /// every document.
+    ///
+    /// * Root AND: one branch, the anchor sets of the children other than
+    ///   the cheapest (whose set woke the search), at most
+    ///   [`Costs::MAX_CONFIRM_GROUPS`]. Every child must match, and a child
+    ///   that matches has a feature of its anchor set in the document.
+    /// * Root OR: one branch per child — its anchor set (the search was
+    ///   woken by the union of them, maybe by another child's), and when
+    ///   the child is an AND its own confirm groups as above. Some child
+    ///   must match.
+    /// * Anything else: nothing to check beyond the anchor.
+    fn confirm_branches(&self, c: &Compiled, root: u32) -> Vec<u32> {
         let mut out = Vec::new();
-        for (_, set) in sets.into_iter().skip(1).take(Self::MAX_CONFIRM_GROUPS) {
-            out.push(set.len() as u32);
-            out.extend(set);
+        let push_groups = |out: &mut Vec<u32>, groups: &[Vec<FeatureId>]| {
+            out.push(groups.len() as u32);
+            for g in groups {
+                out.push(g.len() as u32);
+                out.extend_from_slice(g);
+            }
+        };
+        match c.nodes[root as usize] {
+            Node::And { start, len } => {
+                let sets = self.child_sets(c, start, len);
+                let rest: Vec<Vec<FeatureId>> = sets
+                    .into_iter()
+                    .skip(1)
+                    .take(Self::MAX_CONFIRM_GROUPS)
+                    .collect();
+                if !rest.is_empty() {
+                    push_groups(&mut out, &rest);
+                }
+            }
+            Node::Or { start, len } => {
+                for &child in &c.children[start as usize..(start + len) as usize] {
+                    let mut own = Vec::new();
+                    if self.anchors(c, child, &mut own).is_none() {
+                        // A branch that needs no text: nothing can be ruled out.
+                        return Vec::new();
+                    }
+                    own.sort_unstable();
+                    own.dedup();
+                    let mut groups = vec![own];
+                    if let Node::And { start, len } = c.nodes[child as usize] {
+                        groups.extend(
+                            self.child_sets(c, start, len)
+                                .into_iter()
+                                .skip(1)
+                                .take(Self::MAX_CONFIRM_GROUPS),
+                        );
+                    }
+                    push_groups(&mut out, &groups);
+                }
+            }
+            _ => {}
         }
         out
     }
@@ -717,7 +762,7 @@ impl Compiled {
         let confirm: Vec<Vec<u32>> = c
             .searches
             .iter()
-            .map(|s| costs.confirm_groups(&c, s.root))
+            .map(|s| costs.confirm_branches(&c, s.root))
             .collect();
         c.confirm = Postings::from_lists(&confirm);
 

@@ -469,6 +469,11 @@ impl Scratch {
                 text::fold_with_offsets(text, &mut self.folded);
                 for m in ac.find_overlapping_iter(self.folded.text.as_str()) {
                     self.work += 1;
+                    // A CJK term that folds to nothing (a lone halfwidth
+                    // sound mark) is an empty pattern: it occurs nowhere.
+                    if m.is_empty() {
+                        continue;
+                    }
                     let (start, end) = self.folded.original_range(m.start(), m.end());
                     let (pos, pos_end) = tokens.positions_of(start, end);
                     self.occs.push(Occ {
@@ -768,17 +773,30 @@ pub(crate) fn spans_near(a: &Span, b: &Span, max_gap: u32, ordered: bool) -> boo
     false
 }
 
-/// Whether every confirm group (length, then features) has a feature that
-/// occurs in the document.
+/// Whether the search can match by its confirm branches (compile's
+/// `confirm_branches`: per branch its number of groups, then each group's
+/// length and features): some branch has, for each of its groups, a
+/// feature that occurs in the document. No branches: yes.
 #[inline]
-fn confirmed(groups: &[u32], feat_stamp: &[u32], stamp: u32) -> bool {
-    let mut rest = groups;
-    while let Some((&len, tail)) = rest.split_first() {
-        let (group, next) = tail.split_at(len as usize);
-        if !group.iter().any(|&f| feat_stamp[f as usize] == stamp) {
-            return false;
-        }
-        rest = next;
+fn confirmed(branches: &[u32], feat_stamp: &[u32], stamp: u32) -> bool {
+    if branches.is_empty() {
+        return true;
     }
-    true
+    let mut rest = branches;
+    while let Some((&groups, tail)) = rest.split_first() {
+        rest = tail;
+        let mut all = true;
+        for _ in 0..groups {
+            let Some((&len, tail)) = rest.split_first() else {
+                return true;
+            };
+            let (group, next) = tail.split_at((len as usize).min(tail.len()));
+            all = all && group.iter().any(|&f| feat_stamp[f as usize] == stamp);
+            rest = next;
+        }
+        if all {
+            return true;
+        }
+    }
+    false
 }

@@ -217,6 +217,9 @@ impl Ctx<'_> {
                         }
                     }
                 }
+                // A CJK term that folds to nothing (a lone halfwidth sound
+                // mark, `ﾞ`) occurs nowhere, as in the engine.
+                LeafKind::Cjk(needle) if needle.is_empty() => {}
                 LeafKind::Cjk(needle) => {
                     let mut folded = FoldedField::default();
                     text::fold_with_offsets(text, &mut folded);

@@ -216,3 +216,29 @@ fn conjuncts_without_a_feature_in_the_document_skip_the_evaluation() {
         assert_eq!(got, reference.match_document(&doc), "{text}");
     }
 }
+
+/// Confirm branches of an OR root: each branch is checked on its own (its
+/// anchor set, and an AND branch's other conjuncts), and the search is
+/// evaluated when some branch could hold.
+#[test]
+fn or_branches_without_their_conjuncts_skip_the_evaluation() {
+    let catalog = one_search("\"acme corp\" OR (zentrix AND (outage OR down))");
+    let m = Matcher::new(&catalog).unwrap();
+    let reference = Reference::new(&catalog);
+    let mut s = m.scratch();
+    for (text, evaluated, matches) in [
+        // The AND branch woke it, its other conjunct is absent, and the
+        // phrase branch has no word here: not evaluated.
+        ("zentrix news", 0, false),
+        // The phrase branch could hold (acme occurs): evaluated.
+        ("zentrix acme news", 1, false),
+        ("acme corp news", 1, true),
+        ("zentrix is down", 1, true),
+    ] {
+        let doc = Document::with_text("d", text);
+        let got = m.match_document(&doc, &mut s).to_vec();
+        assert_eq!(s.last_evaluated(), evaluated, "{text}");
+        assert_eq!(!got.is_empty(), matches, "{text}");
+        assert_eq!(got, reference.match_document(&doc), "{text}");
+    }
+}
