@@ -92,6 +92,32 @@ fn checked_count(
     count
 }
 
+/// `group/engine/n`: the engine over `docs`, each iteration checking the
+/// match count.
+fn bench_matching(
+    c: &mut Criterion,
+    group: &str,
+    n: usize,
+    matcher: &Matcher,
+    docs: &[Document<'_>],
+    expected: usize,
+) {
+    let mut g = c.benchmark_group(group);
+    g.throughput(Throughput::Elements(docs.len() as u64));
+    g.sample_size(10);
+    let mut scratch = matcher.scratch();
+    g.bench_function(BenchmarkId::new("engine", n), |b| {
+        b.iter(|| {
+            let count: usize = docs
+                .iter()
+                .map(|d| matcher.match_document(black_box(d), &mut scratch).len())
+                .sum();
+            assert_eq!(count, expected);
+        })
+    });
+    g.finish();
+}
+
 fn bench_engine(c: &mut Criterion) {
     for n in sizes() {
         let f = fixture(n);
@@ -119,20 +145,7 @@ fn bench_engine(c: &mut Criterion) {
             ("match_tweets", &tweets, tweet_count),
             ("match_articles", &articles, article_count),
         ] {
-            let mut g = c.benchmark_group(name);
-            g.throughput(Throughput::Elements(docs.len() as u64));
-            g.sample_size(10);
-            let mut scratch = matcher.scratch();
-            g.bench_function(BenchmarkId::new("engine", n), |b| {
-                b.iter(|| {
-                    let count: usize = docs
-                        .iter()
-                        .map(|d| matcher.match_document(black_box(d), &mut scratch).len())
-                        .sum();
-                    assert_eq!(count, expected);
-                })
-            });
-            g.finish();
+            bench_matching(c, name, n, &matcher, docs, expected);
         }
 
         // The baseline: each search evaluated on its own, on a prefix of the
@@ -231,20 +244,14 @@ fn bench_real_posts(c: &mut Criterion) {
             docs,
             if n >= 100_000 { 10 } else { 100 },
         );
-        let mut g = c.benchmark_group(format!("match_real_posts_{corpus}"));
-        g.throughput(Throughput::Elements(docs.len() as u64));
-        g.sample_size(10);
-        let mut scratch = matcher.scratch();
-        g.bench_function(BenchmarkId::new("engine", n), |b| {
-            b.iter(|| {
-                let count: usize = docs
-                    .iter()
-                    .map(|d| matcher.match_document(black_box(d), &mut scratch).len())
-                    .sum();
-                assert_eq!(count, expected);
-            })
-        });
-        g.finish();
+        bench_matching(
+            c,
+            &format!("match_real_posts_{corpus}"),
+            n,
+            &matcher,
+            docs,
+            expected,
+        );
     }
 }
 

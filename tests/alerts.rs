@@ -7,8 +7,8 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -37,9 +37,8 @@ fn the_alert_rules_pass_promtool_and_their_unit_tests() {
 /// A Prometheus server on a free port; killed when dropped (and by its
 /// watchdog when the test process is gone).
 struct Prometheus {
-    child: Child,
+    _process: Watched,
     port: u16,
-    dir: PathBuf,
 }
 
 impl Prometheus {
@@ -53,23 +52,16 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        let script = format!(
-            "prometheus --config.file=prometheus.yml --storage.tsdb.path=tsdb --web.listen-address=127.0.0.1:{port} >prometheus.log 2>&1 & p=$!; echo $p >prometheus.pid; while kill -0 {} 2>/dev/null && kill -0 $p 2>/dev/null; do sleep 0.5; done; kill -9 $p 2>/dev/null",
-            std::process::id()
+        let process = Watched::spawn(
+            dir,
+            "prometheus",
+            &format!(
+                "prometheus --config.file=prometheus.yml --storage.tsdb.path=tsdb --web.listen-address=127.0.0.1:{port}"
+            ),
         );
-        let child = Command::new("bash")
-            .arg("-c")
-            .arg(script)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus");
         let p = Prometheus {
-            child,
+            _process: process,
             port,
-            dir: dir.to_path_buf(),
         };
         let ready = poll_until(
             Duration::from_secs(60),
@@ -128,16 +120,6 @@ impl Prometheus {
             v["status"].as_str().unwrap_or("no answer"),
             v["error"]
         )
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("prometheus.pid")) {
-            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

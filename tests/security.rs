@@ -9,7 +9,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -91,7 +91,7 @@ fn make_certificates(dir: &Path) -> PathBuf {
 /// stunnel accepting TLS on `accept` and forwarding to `connect`; killed
 /// when dropped (and by its watchdog when the test process is gone).
 struct Terminator {
-    child: Child,
+    _process: Watched,
     dir: PathBuf,
 }
 
@@ -109,19 +109,7 @@ impl Terminator {
         } else {
             "stunnel"
         };
-        let script = format!(
-            "{bin} stunnel.conf >/dev/null 2>&1 & s=$!; echo $s >stunnel.pid; while kill -0 {} 2>/dev/null && kill -0 $s 2>/dev/null; do sleep 0.5; done; kill -9 $s 2>/dev/null",
-            std::process::id()
-        );
-        let child = Command::new("bash")
-            .arg("-c")
-            .arg(script)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start stunnel");
+        let process = Watched::spawn(dir, "stunnel-run", &format!("{bin} stunnel.conf"));
         let up = poll_until(
             Duration::from_secs(20),
             Duration::from_millis(100),
@@ -130,7 +118,7 @@ impl Terminator {
         );
         assert!(up, "stunnel did not listen on {accept}");
         Terminator {
-            child,
+            _process: process,
             dir: dir.to_path_buf(),
         }
     }
@@ -141,16 +129,6 @@ impl Terminator {
             .unwrap_or_default()
             .matches("accepted connection")
             .count()
-    }
-}
-
-impl Drop for Terminator {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("stunnel.pid")) {
-            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

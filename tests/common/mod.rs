@@ -182,6 +182,48 @@ impl Drop for Broker {
     }
 }
 
+/// A helper process of a test (a TLS terminator, Prometheus) started by a
+/// watchdog shell that kills it when the test process is gone; killed when
+/// dropped.
+pub struct Watched {
+    child: Child,
+    pid_file: PathBuf,
+}
+
+impl Watched {
+    /// Runs the shell command line `command` in `dir`, its output in
+    /// `NAME.log`, its pid in `NAME.pid`.
+    pub fn spawn(dir: &Path, name: &str, command: &str) -> Watched {
+        let script = format!(
+            "{command} >{name}.log 2>&1 & p=$!; echo $p >{name}.pid; while kill -0 {} 2>/dev/null && kill -0 $p 2>/dev/null; do sleep 0.5; done; kill -9 $p 2>/dev/null",
+            std::process::id()
+        );
+        let child = Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        Watched {
+            child,
+            pid_file: dir.join(format!("{name}.pid")),
+        }
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.pid_file) {
+            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The broker shared by the tests of one binary.
 pub fn shared_broker() -> &'static Broker {
     static B: OnceLock<Broker> = OnceLock::new();
