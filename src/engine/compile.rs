@@ -354,7 +354,7 @@ impl Builder<'_> {
 
 /// Cost of anchoring on a feature: how many searches use it, weighted by how
 /// expensive its hits are to confirm.
-struct Costs<'a> {
+pub(super) struct Costs<'a> {
     popularity: &'a [u32],
     bases: &'a Bases,
     term_len: &'a [u32],
@@ -393,93 +393,9 @@ impl Costs<'_> {
         }
     }
 
-    /// Most confirm groups kept per search.
-    const MAX_CONFIRM_GROUPS: usize = 3;
-
-    /// The anchor sets of an AND's anchored children, cheapest first
-    /// (stable: the first of equally cheap children is the one
-    /// [`Costs::anchors`] chose).
-    fn child_sets(&self, c: &Compiled, start: u32, len: u32) -> Vec<Vec<FeatureId>> {
-        let mut sets: Vec<(f64, Vec<FeatureId>)> = c.children
-            [start as usize..(start + len) as usize]
-            .iter()
-            .filter_map(|&child| {
-                let mut set = Vec::new();
-                let cost = self.anchors(c, child, &mut set)?;
-                set.sort_unstable();
-                set.dedup();
-                Some((cost, set))
-            })
-            .collect();
-        sets.sort_by(|a, b| a.0.total_cmp(&b.0));
-        sets.into_iter().map(|(_, set)| set).collect()
-    }
-
-    /// The confirm branches of a search, encoded for `eval::confirmed`: per
-    /// branch its number of groups, then each group as its length and its
-    /// features. The search can match only if some branch has a feature of
-    /// every one of its groups in the document; an empty encoding admits
-    /// every document.
-    ///
-    /// * Root AND: one branch, the anchor sets of the children other than
-    ///   the cheapest (whose set woke the search), at most
-    ///   [`Costs::MAX_CONFIRM_GROUPS`]. Every child must match, and a child
-    ///   that matches has a feature of its anchor set in the document.
-    /// * Root OR: one branch per child — its anchor set (the search was
-    ///   woken by the union of them, maybe by another child's), and when
-    ///   the child is an AND its own confirm groups as above. Some child
-    ///   must match.
-    /// * Anything else: nothing to check beyond the anchor.
-    fn confirm_branches(&self, c: &Compiled, root: u32) -> Vec<u32> {
-        let mut out = Vec::new();
-        let push_groups = |out: &mut Vec<u32>, groups: &[Vec<FeatureId>]| {
-            out.push(groups.len() as u32);
-            for g in groups {
-                out.push(g.len() as u32);
-                out.extend_from_slice(g);
-            }
-        };
-        match c.nodes[root as usize] {
-            Node::And { start, len } => {
-                let sets = self.child_sets(c, start, len);
-                let rest: Vec<Vec<FeatureId>> = sets
-                    .into_iter()
-                    .skip(1)
-                    .take(Self::MAX_CONFIRM_GROUPS)
-                    .collect();
-                if !rest.is_empty() {
-                    push_groups(&mut out, &rest);
-                }
-            }
-            Node::Or { start, len } => {
-                for &child in &c.children[start as usize..(start + len) as usize] {
-                    let mut own = Vec::new();
-                    if self.anchors(c, child, &mut own).is_none() {
-                        // A branch that needs no text: nothing can be ruled out.
-                        return Vec::new();
-                    }
-                    own.sort_unstable();
-                    own.dedup();
-                    let mut groups = vec![own];
-                    if let Node::And { start, len } = c.nodes[child as usize] {
-                        groups.extend(
-                            self.child_sets(c, start, len)
-                                .into_iter()
-                                .skip(1)
-                                .take(Self::MAX_CONFIRM_GROUPS),
-                        );
-                    }
-                    push_groups(&mut out, &groups);
-                }
-            }
-            _ => {}
-        }
-        out
-    }
-
     /// An anchor set of the node, with its cost; `None` when the node can
     /// match without any positive text.
-    fn anchors(&self, c: &Compiled, node: u32, out: &mut Vec<FeatureId>) -> Option<f64> {
+    pub(super) fn anchors(&self, c: &Compiled, node: u32, out: &mut Vec<FeatureId>) -> Option<f64> {
         match c.nodes[node as usize] {
             Node::Leaf(l) => {
                 let (f, cost) = self.leaf_anchor(c, l);

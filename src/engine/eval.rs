@@ -310,7 +310,7 @@ impl Scratch {
             if search.filters.as_ref().is_some_and(|f| !f.admits(doc)) {
                 continue;
             }
-            if !confirmed(c.confirm.get(s as usize), &self.feat_stamp, self.stamp) {
+            if !super::confirm::confirmed(c.confirm.get(s as usize), &self.feat_stamp, self.stamp) {
                 continue;
             }
             self.evaluated += 1;
@@ -769,34 +769,6 @@ pub(crate) fn spans_near(a: &Span, b: &Span, max_gap: u32, ordered: bool) -> boo
     }
     if !ordered && b.pos_end < a.pos {
         return a.pos - b.pos_end - 1 <= max_gap;
-    }
-    false
-}
-
-/// Whether the search can match by its confirm branches (compile's
-/// `confirm_branches`: per branch its number of groups, then each group's
-/// length and features): some branch has, for each of its groups, a
-/// feature that occurs in the document. No branches: yes.
-#[inline]
-fn confirmed(branches: &[u32], feat_stamp: &[u32], stamp: u32) -> bool {
-    if branches.is_empty() {
-        return true;
-    }
-    let mut rest = branches;
-    while let Some((&groups, tail)) = rest.split_first() {
-        rest = tail;
-        let mut all = true;
-        for _ in 0..groups {
-            let Some((&len, tail)) = rest.split_first() else {
-                return true;
-            };
-            let (group, next) = tail.split_at((len as usize).min(tail.len()));
-            all = all && group.iter().any(|&f| feat_stamp[f as usize] == stamp);
-            rest = next;
-        }
-        if all {
-            return true;
-        }
     }
     false
 }

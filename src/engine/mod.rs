@@ -60,6 +60,7 @@
 //! each syntax tree directly on the tokens, by a property test.
 
 mod compile;
+mod confirm;
 mod eval;
 mod probe;
 pub mod reference;
