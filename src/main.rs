@@ -2,11 +2,8 @@
 //! the library, map the outcome to an exit code (0 success, 1 invalid input,
 //! 2 runtime failure).
 
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 use topic_matcher::commands::{self, bench::engine::BenchOptions, matching::MatchOptions, Outcome};
 use topic_matcher::config::{LogFormat, RawConfig};
@@ -190,39 +187,12 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 max_reported: 100,
                 max_work_per_document,
             };
-            let stdin = std::io::stdin();
-            let mut reader: Box<dyn std::io::BufRead> = match &input {
-                Some(p) => Box::new(BufReader::with_capacity(
-                    256 * 1024,
-                    File::open(p)
-                        .with_context(|| format!("cannot open the input {}", p.display()))?,
-                )),
-                None => Box::new(BufReader::with_capacity(256 * 1024, stdin.lock())),
-            };
-            let stdout = std::io::stdout();
-            let mut writer: Box<dyn Write> = match &output {
-                Some(p) => Box::new(BufWriter::with_capacity(
-                    256 * 1024,
-                    File::create(p)
-                        .with_context(|| format!("cannot create the output {}", p.display()))?,
-                )),
-                None => Box::new(BufWriter::with_capacity(256 * 1024, stdout.lock())),
-            };
-            let (outcome, summary) =
-                commands::matching::run(&opts, &mut reader, &mut writer, &mut stderr.lock())?;
-            if outcome == Outcome::Success || summary.documents > 0 {
-                let secs = summary.matching.as_secs_f64();
-                tracing::info!(
-                    documents = summary.documents,
-                    bad_lines = summary.bad,
-                    records = summary.records,
-                    searches_load_secs = format!("{:.3}", summary.load.as_secs_f64()),
-                    match_secs = format!("{secs:.3}"),
-                    docs_per_sec = format!("{:.0}", summary.documents as f64 / secs.max(1e-9)),
-                    "match finished"
-                );
-            }
-            Ok(outcome)
+            commands::matching::run_files(
+                &opts,
+                input.as_deref(),
+                output.as_deref(),
+                &mut stderr.lock(),
+            )
         }
         Command::Check { searches } => commands::check::run(
             &searches,

@@ -36,8 +36,13 @@ const CF_OFFSETS: &str = "offsets";
 const CF_META: &str = "meta";
 const CF_VERSIONS: &str = "versions";
 /// A drain job to store with a checkpoint: its id and its encoded form
-/// (`service::drain::Job`), or `None` to delete it.
-pub type JobWrite = (u64, Option<Vec<u8>>);
+/// (`service::drain::Job`). Jobs are never deleted: a finished one stays
+/// as the history `/drain` and the reports read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredJob {
+    pub id: u64,
+    pub bytes: Vec<u8>,
+}
 
 const CF_JOBS: &str = "jobs";
 const FAMILIES: [&str; 4] = [CF_OFFSETS, CF_META, CF_VERSIONS, CF_JOBS];
@@ -492,8 +497,8 @@ impl StateStore {
         self.commit_with_jobs(advance, forget, &[])
     }
 
-    /// [`StateStore::commit`] plus drain jobs to write (`Some`) or delete
-    /// (`None`), all in one synced WriteBatch.
+    /// [`StateStore::commit`] plus drain jobs to write, all in one synced
+    /// WriteBatch.
     ///
     /// # Errors
     ///
@@ -502,7 +507,7 @@ impl StateStore {
         &self,
         advance: &[(TopicPartition, i64)],
         forget: &[TopicPartition],
-        jobs: &[JobWrite],
+        jobs: &[StoredJob],
     ) -> Result<(), StoreError> {
         if advance.is_empty() && forget.is_empty() && jobs.is_empty() {
             return Ok(());
@@ -518,11 +523,8 @@ impl StateStore {
                 batch.delete_cf(offsets, tp.key());
             }
             let jcf = cf(&db, CF_JOBS);
-            for (id, job) in jobs {
-                match job {
-                    Some(bytes) => batch.put_cf(jcf, id.to_be_bytes(), bytes),
-                    None => batch.delete_cf(jcf, id.to_be_bytes()),
-                }
+            for job in jobs {
+                batch.put_cf(jcf, job.id.to_be_bytes(), &job.bytes);
             }
         }
         self.sync_write(batch)
@@ -667,7 +669,10 @@ mod full_disk {
         let mut failed = None;
         let mut last_ok = 1;
         for i in 2..2000 {
-            let big = vec![(i as u64, Some(vec![7u8; 4096]))];
+            let big = vec![StoredJob {
+                id: i as u64,
+                bytes: vec![7u8; 4096],
+            }];
             match s.commit_with_jobs(&[(tp.clone(), i)], &[], &big) {
                 Ok(()) => last_ok = i,
                 Err(e) => {

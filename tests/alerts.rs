@@ -25,12 +25,7 @@ fn the_alert_rules_pass_promtool_and_their_unit_tests() {
             .current_dir(repo("config"))
             .output()
             .expect("promtool (install-deps installs Debian's prometheus)");
-        assert!(
-            out.status.success(),
-            "promtool {args:?}:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok(&out, &format!("promtool {args:?}"));
     }
 }
 
@@ -252,12 +247,7 @@ fn a_real_prometheus_raises_output_down_lag_growing_and_instance_down() {
             .unwrap();
         child.wait_with_output().unwrap()
     };
-    assert!(
-        lint.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&lint.stdout),
-        String::from_utf8_lossy(&lint.stderr)
-    );
+    assert_ok(&lint, "promtool check metrics");
 
     let prom = Prometheus::start(&dir, svc.admin);
     let up = poll_until(

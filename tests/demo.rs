@@ -1,7 +1,11 @@
 //! The main job as a new user runs it: `demo` on its embedded Kafka, with
 //! an outage in the middle.
 
+mod common;
+
 use std::process::Command;
+
+use common::assert_ok;
 
 /// `(class, documents, seconds after which it was in)` from the drain
 /// report's summary lines.
@@ -36,11 +40,7 @@ fn the_demo_goes_down_comes_back_drains_by_class_and_loses_nothing() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out, "demo");
     for phase in [
         "*** the matcher goes down for 4 s",
         "MATCHER DOWN",

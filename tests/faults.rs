@@ -310,14 +310,13 @@ fn an_unreadable_stored_job_stops_the_start_naming_it() {
     b.create_topic("uj.in", 1);
     let dir = temp_dir("uj");
     {
-        let store = topic_matcher::state_store::StateStore::open(&dir.join("state")).unwrap();
-        store
-            .commit_with_jobs(
-                &[],
-                &[],
-                &[(7, Some(b"{\"kind\": \"catch_up\", \"rang".to_vec()))],
-            )
-            .unwrap();
+        use topic_matcher::state_store::{StateStore, StoredJob};
+        let store = StateStore::open(&dir.join("state")).unwrap();
+        let truncated = StoredJob {
+            id: 7,
+            bytes: b"{\"kind\": \"catch_up\", \"rang".to_vec(),
+        };
+        store.commit_with_jobs(&[], &[], &[truncated]).unwrap();
     }
     let mut svc = Service::start(&ServiceOpts {
         brokers: &brokers,

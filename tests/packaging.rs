@@ -17,12 +17,7 @@ fn rust_versions_follow_the_lockfile() {
     let out = Command::new(repo("scripts/check-toolchain.sh"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out, "scripts/check-toolchain.sh");
 }
 
 /// The JSON array after `marker` on one line of `text` (the exec form of a
@@ -151,10 +146,5 @@ fn the_prometheus_configuration_is_valid_with_the_shipped_rules() {
         .current_dir(&dir)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out, "promtool check config");
 }

@@ -30,11 +30,7 @@ fn make_certificates(dir: &Path) -> PathBuf {
             .current_dir(dir)
             .output()
             .expect("openssl (install-deps installs it)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok(&out, &format!("openssl {args:?}"));
     };
     run(&[
         "req",
@@ -150,11 +146,7 @@ fn tansu(broker: &Broker, args: &[&str]) {
         .args(["--broker", &format!("tcp://{}", broker.addr())])
         .output()
         .expect("tansu");
-    assert!(
-        out.status.success(),
-        "tansu {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out, &format!("tansu {args:?}"));
 }
 
 #[test]
@@ -332,11 +324,7 @@ fn the_service_runs_over_tls_and_sasl_scram_with_zstd_in_and_out() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "bench through TLS and SASL: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out, "bench through TLS and SASL");
     assert!(
         text.contains("bare consumer: 2000 messages")
             && text.contains("2000 messages in")
@@ -359,11 +347,7 @@ fn stored_codecs(broker: &Broker, topic: &str) -> Vec<i64> {
         .current_dir(&broker.dir)
         .output()
         .expect("python3");
-    assert!(
-        out.status.success(),
-        "reading the broker's storage: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out, "reading the broker's storage");
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .filter_map(|v| v.parse().ok())

@@ -7,7 +7,11 @@
 //! line number and skipped; the command exits 0 unless `strict` is set. A line longer than the limit is
 //! never held in memory whole: its excess is read and discarded.
 
-use std::io::{BufRead, Write};
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::Path;
+
+use anyhow::Context;
 
 use super::{print_problems, Outcome};
 use crate::document::Document;
@@ -44,6 +48,53 @@ pub struct MatchSummary {
     pub load: std::time::Duration,
     /// Reading, matching and writing the documents.
     pub matching: std::time::Duration,
+}
+
+/// Runs `match` from the file `input` (standard input when `None`) to the
+/// file `output` (standard output when `None`), reporting bad lines to
+/// `err`; logs the counts and the matching time apart from loading the
+/// searches.
+///
+/// # Errors
+///
+/// When a file cannot be opened or created, or [`run`] fails.
+pub fn run_files(
+    opts: &MatchOptions,
+    input: Option<&Path>,
+    output: Option<&Path>,
+    err: &mut dyn Write,
+) -> anyhow::Result<Outcome> {
+    const BUFFER: usize = 256 * 1024;
+    let stdin = std::io::stdin();
+    let mut reader: Box<dyn BufRead> = match input {
+        Some(p) => Box::new(BufReader::with_capacity(
+            BUFFER,
+            File::open(p).with_context(|| format!("cannot open the input {}", p.display()))?,
+        )),
+        None => Box::new(BufReader::with_capacity(BUFFER, stdin.lock())),
+    };
+    let stdout = std::io::stdout();
+    let mut writer: Box<dyn Write> = match output {
+        Some(p) => Box::new(BufWriter::with_capacity(
+            BUFFER,
+            File::create(p).with_context(|| format!("cannot create the output {}", p.display()))?,
+        )),
+        None => Box::new(BufWriter::with_capacity(BUFFER, stdout.lock())),
+    };
+    let (outcome, summary) = run(opts, &mut reader, &mut writer, err)?;
+    if outcome == Outcome::Success || summary.documents > 0 {
+        let secs = summary.matching.as_secs_f64();
+        tracing::info!(
+            documents = summary.documents,
+            bad_lines = summary.bad,
+            records = summary.records,
+            searches_load_secs = format!("{:.3}", summary.load.as_secs_f64()),
+            match_secs = format!("{secs:.3}"),
+            docs_per_sec = format!("{:.0}", summary.documents as f64 / secs.max(1e-9)),
+            "match finished"
+        );
+    }
+    Ok(outcome)
 }
 
 /// Runs `match` from `input` to `output`, reporting to `err`.

@@ -151,25 +151,8 @@ fn stored_json(
         .into_iter()
         .map(
             |(id, bytes)| match serde_json::from_slice::<crate::service::drain::Job>(&bytes) {
-                Ok(job) => serde_json::json!({
-                    "id": id,
-                    "kind": snake(job.kind),
-                    "state": snake(job.state),
-                    "policy": job.policy.to_string(),
-                    "messages": job.total(),
-                    "partitions": job.ranges.len(),
-                    "created_at": job.created_at,
-                    "from_ms": job.from_ms,
-                    "to_ms": job.to_ms,
-                    "searches": job.searches,
-                    "deleted_messages": job.deleted_messages,
-                    "classes": job.classes.iter().enumerate().map(|(c, name)| serde_json::json!({
-                        "name": name,
-                        "messages_left": job.remaining(c),
-                        "documents": job.emitted[c],
-                        "finished_after_seconds": job.class_finished_s[c],
-                    })).collect::<Vec<_>>(),
-                }),
+                // The same shape as the live `/status` jobs.
+                Ok(job) => job.status_json(),
                 Err(e) => serde_json::json!({"id": id, "unreadable": e.to_string()}),
             },
         )

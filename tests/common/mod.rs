@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,18 @@ use rdkafka::Message;
 
 pub fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+/// Asserts that a finished command (`what`) succeeded, showing what it
+/// printed when it did not.
+pub fn assert_ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub fn free_port() -> u16 {
@@ -168,11 +180,7 @@ impl Broker {
             .arg(name)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "topic create {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok(&out, &format!("topic create {name}"));
     }
 }
 

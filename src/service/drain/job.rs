@@ -161,7 +161,35 @@ impl Job {
             .copied()
     }
 
-    pub(super) fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a job serializes")
+    /// What `/status` and `status --json` show of it.
+    pub fn status_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "kind": self.kind,
+            "state": self.state,
+            "created_at": self.created_at,
+            "policy": self.policy,
+            "messages": self.total(),
+            "partitions": self.ranges.len(),
+            "from_ms": self.from_ms,
+            "to_ms": self.to_ms,
+            "searches": self.searches,
+            "classes": self.classes.iter().enumerate().map(|(c, name)| serde_json::json!({
+                "class": name,
+                "remaining": self.remaining(c),
+                "documents": self.emitted[c],
+                "finished_after_seconds": self.class_finished_s[c],
+            })).collect::<Vec<_>>(),
+            "finished_ms": self.finished_ms,
+            "deleted_by_retention": self.deleted_messages,
+        })
+    }
+
+    /// Its stored form (JSON, keyed by id).
+    pub(super) fn stored(&self) -> StoredJob {
+        StoredJob {
+            id: self.id,
+            bytes: serde_json::to_vec(self).expect("a job serializes"),
+        }
     }
 }

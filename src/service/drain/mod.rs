@@ -102,7 +102,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::classes::{CatchUp, Classes, Policy, PolicyName};
 use crate::record::{now_ms, now_rfc3339, rfc3339_ms};
-use crate::state_store::{JobWrite, TopicPartition};
+use crate::state_store::{StoredJob, TopicPartition};
 
 pub use job::{Job, JobKind, JobState, Range};
 pub use progress::ClassProgress;

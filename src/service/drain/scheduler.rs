@@ -156,7 +156,7 @@ impl Jobs {
     /// A new job over `ranges` ([start, end) per partition): every class
     /// starts at the range start, except where the partition's topic fixes
     /// the class (the other classes start at the end) or the class is not
-    /// wanted. Returns its id and stored form; it runs from now on.
+    /// wanted. Returns its stored form (with its id); it runs from now on.
     pub fn create(
         &mut self,
         kind: JobKind,
@@ -165,7 +165,7 @@ impl Jobs {
         searches: Option<Vec<String>>,
         only_classes: Option<&[usize]>,
         live_docs: u64,
-    ) -> (u64, Vec<u8>) {
+    ) -> StoredJob {
         let id = self.next_id;
         self.next_id += 1;
         let n = self.classes.len();
@@ -225,16 +225,16 @@ impl Jobs {
             job.state = JobState::Done;
             job.finished_ms = Some(now);
         }
-        let bytes = job.to_bytes();
+        let stored = job.stored();
         tracing::info!(job = id, kind = ?kind, messages = job.total(), partitions = job.ranges.len(), policy = policy.as_str(), "drain job created");
         self.push(job, live_docs);
-        (id, bytes)
+        stored
     }
 
     /// Drops the catch-up ranges of partitions this instance no longer
     /// owns (their next owner catches up from the group's low-water mark).
     /// Returns the jobs to store.
-    pub fn drop_partitions(&mut self, keep: impl Fn(&TopicPartition) -> bool) -> Vec<JobWrite> {
+    pub fn drop_partitions(&mut self, keep: impl Fn(&TopicPartition) -> bool) -> Vec<StoredJob> {
         let mut out = Vec::new();
         for run in &mut self.runs {
             if run.job.kind != JobKind::CatchUp || run.job.state != JobState::Running {
@@ -254,7 +254,7 @@ impl Jobs {
                     run.job.state = JobState::Cancelled;
                     run.job.finished_ms = Some(now_ms());
                 }
-                out.push((run.job.id, Some(run.job.to_bytes())));
+                out.push(run.job.stored());
                 run.dirty = false;
                 self.generation += 1;
             }
@@ -274,7 +274,7 @@ impl Jobs {
     /// # Errors
     ///
     /// No such running job, or a catch-up (which may not be cancelled).
-    pub fn cancel(&mut self, id: u64) -> Result<JobWrite, CancelRefused> {
+    pub fn cancel(&mut self, id: u64) -> Result<StoredJob, CancelRefused> {
         let run = self
             .runs
             .iter_mut()
@@ -291,17 +291,17 @@ impl Jobs {
         run.dirty = false;
         self.generation += 1;
         tracing::info!(job = id, "replay cancelled");
-        Ok((id, Some(run.job.to_bytes())))
+        Ok(run.job.stored())
     }
 
     /// The stored forms of jobs changed since the last call.
-    pub fn snapshot(&mut self) -> Vec<JobWrite> {
+    pub fn snapshot(&mut self) -> Vec<StoredJob> {
         self.runs
             .iter_mut()
             .filter(|r| r.dirty)
             .map(|r| {
                 r.dirty = false;
-                (r.job.id, Some(r.job.to_bytes()))
+                r.job.stored()
             })
             .collect()
     }
@@ -545,7 +545,7 @@ impl Jobs {
     /// The batch holding the last records of these classes and jobs is
     /// acknowledged: they are in. Stamps their finish times (the drain
     /// report's "by when was it in") and returns the jobs to store.
-    pub fn stamp(&mut self, finishes: &[Finish]) -> Vec<JobWrite> {
+    pub fn stamp(&mut self, finishes: &[Finish]) -> Vec<StoredJob> {
         let mut touched = BTreeSet::new();
         for &(job, class) in finishes {
             let Some(run) = self.runs.iter_mut().find(|r| r.job.id == job) else {
@@ -568,7 +568,7 @@ impl Jobs {
         self.runs
             .iter()
             .filter(|r| touched.contains(&r.job.id))
-            .map(|r| (r.job.id, Some(r.job.to_bytes())))
+            .map(|r| r.job.stored())
             .collect()
     }
 
@@ -582,29 +582,7 @@ impl Jobs {
             .runs
             .iter()
             .rev()
-            .map(|r| {
-                let j = &r.job;
-                serde_json::json!({
-                    "id": j.id,
-                    "kind": j.kind,
-                    "state": j.state,
-                    "created_at": j.created_at,
-                    "policy": j.policy,
-                    "messages": j.total(),
-                    "partitions": j.ranges.len(),
-                    "from_ms": j.from_ms,
-                    "to_ms": j.to_ms,
-                    "searches": j.searches,
-                    "classes": j.classes.iter().enumerate().map(|(c, name)| serde_json::json!({
-                        "class": name,
-                        "remaining": j.remaining(c),
-                        "documents": j.emitted[c],
-                        "finished_after_seconds": j.class_finished_s[c],
-                    })).collect::<Vec<_>>(),
-                    "finished_ms": j.finished_ms,
-                    "deleted_by_retention": j.deleted_messages,
-                })
-            })
+            .map(|r| r.job.status_json())
             .collect();
         serde_json::Value::Array(jobs)
     }

@@ -32,7 +32,7 @@ fn jobs(policy: Policy) -> Jobs {
 
 /// A catch-up job over `ranges`; its id.
 fn catch_up(j: &mut Jobs, ranges: Vec<(TopicPartition, i64, i64)>) -> u64 {
-    j.create(JobKind::CatchUp, ranges, None, None, None, 0).0
+    j.create(JobKind::CatchUp, ranges, None, None, None, 0).id
 }
 
 #[test]
@@ -100,14 +100,16 @@ fn cursors_advance_classes_finish_in_turn_and_the_job_ends() {
 #[test]
 fn weighted_serves_the_class_furthest_behind_its_weight() {
     let mut j = jobs(Policy::Weighted(vec![60, 30, 10]));
-    let (id, _) = j.create(
-        JobKind::Replay,
-        vec![(TopicPartition::new("social", 0), 0, 1000)],
-        Some((0, 1)),
-        None,
-        None,
-        0,
-    );
+    let id = j
+        .create(
+            JobKind::Replay,
+            vec![(TopicPartition::new("social", 0), 0, 1000)],
+            Some((0, 1)),
+            None,
+            None,
+            0,
+        )
+        .id;
     for (class, n) in [(1, 30), (2, 5)] {
         for offset in 0..n {
             let Advance::Take(r) = j.look(id, class, "social", 0, offset) else {
@@ -196,10 +198,10 @@ fn a_catch_up_cannot_be_cancelled_a_replay_can() {
             None,
             0,
         )
-        .0;
-    let (id, stored) = j.cancel(replay).unwrap();
-    assert_eq!(id, replay);
-    let stored: Job = serde_json::from_slice(&stored.unwrap()).unwrap();
+        .id;
+    let stored = j.cancel(replay).unwrap();
+    assert_eq!(stored.id, replay);
+    let stored: Job = serde_json::from_slice(&stored.bytes).unwrap();
     assert_eq!(stored.state, JobState::Cancelled);
     assert_eq!(j.cancel(replay), Err(CancelRefused::NotRunning));
     assert_eq!(j.cancel(999), Err(CancelRefused::NotRunning));
@@ -209,10 +211,10 @@ fn a_catch_up_cannot_be_cancelled_a_replay_can() {
 fn a_stored_job_that_cannot_be_decoded_stops_the_load_naming_it() {
     let mut j = jobs(Policy::Strict);
     let tp = TopicPartition::new("social", 0);
-    let (_, good) = j.create(JobKind::CatchUp, vec![(tp, 0, 100)], None, None, None, 0);
+    let good = j.create(JobKind::CatchUp, vec![(tp, 0, 100)], None, None, None, 0);
     let err = Jobs::load(
         vec![
-            (1, good),
+            (1, good.bytes),
             (7, b"{\"id\": 7, \"kind\": \"catch_up\"".to_vec()),
         ],
         classes(),

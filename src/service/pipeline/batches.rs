@@ -10,7 +10,7 @@ pub(super) struct Sealed {
     pub(super) dead: u64,
     pub(super) offsets: Vec<(TopicPartition, i64)>,
     /// The drain jobs this batch advanced, as they stood when it closed.
-    pub(super) jobs: Vec<JobWrite>,
+    pub(super) jobs: Vec<StoredJob>,
     /// Low-water marks of the catch-up ranges at that moment.
     pub(super) lows: BTreeMap<TopicPartition, i64>,
     /// Classes and jobs whose last records are in this batch.
@@ -61,7 +61,7 @@ impl LoopState {
             match self.sealed.back_mut() {
                 Some(newest) => newest.finishes.extend(finishes),
                 None => {
-                    let stamped = self.jobs.stamp(&finishes).into_iter().collect();
+                    let stamped = by_id(self.jobs.stamp(&finishes)).collect();
                     let lows = self.jobs.low_waters();
                     if self
                         .write_checkpoint(consumer, Vec::new(), stamped, &lows, CommitMode::Async)
@@ -79,7 +79,7 @@ impl LoopState {
         while let Some(front) = self.sealed.front() {
             if self.output.is_acked(front.output)? && self.dead.sink.is_acked(front.dead)? {
                 let mut s = self.sealed.pop_front().expect("front exists");
-                jobs.extend(std::mem::take(&mut s.jobs));
+                jobs.extend(by_id(std::mem::take(&mut s.jobs)));
                 finishes.append(&mut s.finishes);
                 done = Some(s);
             } else {
@@ -88,7 +88,7 @@ impl LoopState {
         }
         let mut store_failed = false;
         if let Some(s) = done {
-            jobs.extend(self.jobs.stamp(&finishes));
+            jobs.extend(by_id(self.jobs.stamp(&finishes)));
             store_failed = self
                 .write_checkpoint(consumer, s.offsets, jobs, &s.lows, CommitMode::Async)
                 .is_err();
@@ -111,16 +111,16 @@ impl LoopState {
         self.output.flush(timeout)?;
         self.reroute_refused()?;
         self.dead.sink.flush(timeout)?;
-        let mut jobs: BTreeMap<u64, Option<Vec<u8>>> = BTreeMap::new();
+        let mut jobs: BTreeMap<u64, StoredJob> = BTreeMap::new();
         let mut finishes = Vec::new();
         for mut s in self.sealed.drain(..) {
-            jobs.extend(s.jobs);
+            jobs.extend(by_id(s.jobs));
             finishes.append(&mut s.finishes);
         }
-        jobs.extend(self.jobs.snapshot());
+        jobs.extend(by_id(self.jobs.snapshot()));
         // Everything read so far is acknowledged now.
         finishes.extend(self.jobs.take_finishes());
-        jobs.extend(self.jobs.stamp(&finishes));
+        jobs.extend(by_id(self.jobs.stamp(&finishes)));
         self.batch_open = false;
         let offsets = self
             .processed
@@ -140,7 +140,7 @@ impl LoopState {
         &mut self,
         consumer: &BaseConsumer<RebalanceContext>,
         offsets: Vec<(TopicPartition, i64)>,
-        jobs: BTreeMap<u64, Option<Vec<u8>>>,
+        jobs: BTreeMap<u64, StoredJob>,
         lows: &BTreeMap<TopicPartition, i64>,
         mode: CommitMode,
     ) -> Result<(), StoreError> {
@@ -148,7 +148,7 @@ impl LoopState {
         // the same jobs replace them.
         let mut all = std::mem::take(&mut self.unwritten_jobs);
         all.extend(jobs);
-        let jobs: Vec<JobWrite> = all.into_iter().collect();
+        let jobs: Vec<StoredJob> = all.into_values().collect();
         let advance: Vec<(TopicPartition, i64)> = offsets
             .into_iter()
             .filter(|(tp, next)| {
@@ -162,7 +162,7 @@ impl LoopState {
             // Not checkpointed: the records are delivered, so a crash now
             // only re-emits them (same match ids). The offsets come again
             // with the next write (they only grow); the jobs are kept.
-            self.unwritten_jobs.extend(jobs);
+            self.unwritten_jobs.extend(by_id(jobs));
             if !self.store_down {
                 self.store_down = true;
                 self.metrics.state_store_down.store(1, Relaxed);
@@ -240,4 +240,10 @@ impl LoopState {
             .assigned_partitions
             .store(self.owned.len() as i64, Relaxed);
     }
+}
+
+/// Jobs keyed by id, so that a newer state of a job replaces an older one
+/// when batches are checkpointed together.
+fn by_id(jobs: Vec<StoredJob>) -> impl Iterator<Item = (u64, StoredJob)> {
+    jobs.into_iter().map(|j| (j.id, j))
 }

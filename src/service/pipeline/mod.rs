@@ -104,7 +104,7 @@ use super::sink::{self, Sink, SinkError};
 use crate::config::{Config, StartPosition, Target};
 use crate::document::Document;
 use crate::record::{now_ms, now_rfc3339, InputCoords, RecordContext};
-use crate::state_store::{JobWrite, StateStore, StoreError, TopicPartition};
+use crate::state_store::{StateStore, StoreError, StoredJob, TopicPartition};
 
 use batches::Sealed;
 use lanes::Lanes;
@@ -168,7 +168,7 @@ struct LoopState {
     pub(super) output_down: bool,
     /// Drain-job states a failed checkpoint write did not store (written
     /// with the next one).
-    pub(super) unwritten_jobs: BTreeMap<u64, Option<Vec<u8>>>,
+    pub(super) unwritten_jobs: BTreeMap<u64, StoredJob>,
     /// The last checkpoint write failed (input paused until one succeeds).
     pub(super) store_down: bool,
     /// Closed batches waiting for their acknowledgements, oldest first.
@@ -514,7 +514,7 @@ impl Pipeline {
             match r {
                 Request::Replay { spec, reply } => {
                     let live_docs = s.live_docs;
-                    let (id, job) = s.jobs.create(
+                    let job = s.jobs.create(
                         JobKind::Replay,
                         spec.ranges,
                         Some((spec.from_ms, spec.to_ms)),
@@ -522,7 +522,8 @@ impl Pipeline {
                         spec.classes.as_deref(),
                         live_docs,
                     );
-                    let stored = s.store.commit_with_jobs(&[], &[], &[(id, Some(job))]);
+                    let id = job.id;
+                    let stored = s.store.commit_with_jobs(&[], &[], &[job]);
                     let _ = reply.send(stored.map(|()| id).map_err(|e| e.to_string()));
                 }
                 Request::Cancel { id, reply } => {

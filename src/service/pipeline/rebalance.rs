@@ -280,10 +280,11 @@ impl LoopState {
             .iter()
             .map(|(tp, _, high)| (tp.clone(), *high))
             .collect();
-        let (id, job) =
-            self.jobs
-                .create(JobKind::CatchUp, ranges, None, None, None, self.live_docs);
-        if let Err(e) = self.store.commit_with_jobs(&heads, &[], &[(id, Some(job))]) {
+        let job = self
+            .jobs
+            .create(JobKind::CatchUp, ranges, None, None, None, self.live_docs);
+        let id = job.id;
+        if let Err(e) = self.store.commit_with_jobs(&heads, &[], &[job]) {
             tracing::error!(error = %e, "cannot store the catch-up job; consuming the backlog in order instead");
             self.jobs.discard_unstored(id);
             return;
