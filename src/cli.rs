@@ -272,6 +272,10 @@ pub(crate) enum Command {
         /// spends more is reported and skipped.
         #[arg(long, default_value_t = topic_matcher::engine::DEFAULT_WORK_BUDGET)]
         max_work_per_document: u64,
+        /// Threads that match (default: one per core). Records come out in
+        /// input order whatever the number.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: Option<u16>,
     },
     /// Compile and validate searches; print every error, or counts and sizes.
     Check {

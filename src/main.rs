@@ -179,6 +179,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             strict,
             max_line_bytes,
             max_work_per_document,
+            threads,
         } => {
             let opts = MatchOptions {
                 searches,
@@ -186,6 +187,10 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 strict,
                 max_reported: 100,
                 max_work_per_document,
+                threads: threads.map_or_else(
+                    || std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    usize::from,
+                ),
             };
             commands::matching::run_files(
                 &opts,

@@ -4,8 +4,19 @@
 //! Bad lines (not UTF-8, not JSON, no `id`, no text, longer than the limit)
 //! and documents that spend the matching work budget (`too expensive`, with
 //! the search that spent it) are reported on the error stream with their
-//! line number and skipped; the command exits 0 unless `strict` is set. A line longer than the limit is
-//! never held in memory whole: its excess is read and discarded.
+//! line number and skipped; the command exits 0 unless `strict` is set. A
+//! line longer than the limit is never held in memory whole: its excess is
+//! read and discarded.
+//!
+//! # Threads
+//!
+//! This thread reads the input in chunks (up to 1,024 lines or 1 MiB,
+//! numbered), `threads` workers each match whole chunks with their own
+//! scratch space into a record buffer, and this thread writes the buffers
+//! and the bad-line reports in chunk order, so the output is the same
+//! bytes (but `matched_at`) for any number of threads. At most two chunks
+//! per worker wait to be matched: memory is bounded by the chunk size,
+//! not the input. With one thread no worker is started.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -33,6 +44,9 @@ pub struct MatchOptions {
     pub max_reported: usize,
     /// Work budget of one document ([`crate::engine::DEFAULT_WORK_BUDGET`]).
     pub max_work_per_document: u64,
+    /// Threads that match (1: this thread alone). Output order is the
+    /// input's whatever the number.
+    pub threads: usize,
 }
 
 /// Counts of one run.
@@ -117,28 +131,130 @@ pub fn run(
         }
     };
     let matcher = Matcher::new(&catalog)?;
-    let mut scratch = matcher.scratch();
-    scratch.set_budget(opts.max_work_per_document);
     let mut summary = MatchSummary {
         load: started.elapsed(),
         ..MatchSummary::default()
     };
     let started = std::time::Instant::now();
-    let mut line = Vec::with_capacity(4096);
-    let mut out = Vec::with_capacity(64 * 1024);
-    let mut matched_at = now_rfc3339();
-    let mut line_no = 0u64;
-    loop {
-        line.clear();
-        let (read, overflow) = read_line_limited(input, &mut line, opts.max_line_bytes)?;
-        if read == 0 {
-            break;
+    let mut written = Written {
+        output,
+        err,
+        summary: &mut summary,
+        max_reported: opts.max_reported as u64,
+    };
+    if opts.threads <= 1 {
+        let mut scratch = matcher.scratch();
+        scratch.set_budget(opts.max_work_per_document);
+        let mut reader = ChunkReader {
+            input,
+            limit: opts.max_line_bytes,
+            seq: 0,
+            next_line: 1,
+        };
+        while let Some(chunk) = reader.next()? {
+            written.write(match_chunk(&matcher, &mut scratch, opts, &chunk))?;
         }
-        line_no += 1;
-        if line_no.is_multiple_of(512) {
-            matched_at = now_rfc3339();
+    } else {
+        match_in_parallel(&matcher, opts, input, &mut written)?;
+    }
+    output_done(&mut written)?;
+    summary.matching = started.elapsed();
+    let outcome = if opts.strict && summary.bad > 0 {
+        Outcome::InvalidInput
+    } else {
+        Outcome::Success
+    };
+    Ok((outcome, summary))
+}
+
+/// Lines read together and matched as a unit by one thread.
+struct Chunk {
+    /// Its place in the input (results are written in this order).
+    seq: u64,
+    /// Line number of its first line (1-based).
+    first_line: u64,
+    /// The lines' bytes, one after another (a line longer than the limit
+    /// cut after `limit + 2` bytes).
+    data: Vec<u8>,
+    /// Per line: its end in `data`, its full length and whether it was
+    /// longer than the limit.
+    lines: Vec<(usize, usize, bool)>,
+}
+
+/// What matching a chunk produced, to be written in input order.
+struct ChunkResult {
+    seq: u64,
+    records: Vec<u8>,
+    /// Bad lines, in order: (line number, why).
+    problems: Vec<(u64, String)>,
+    documents: u64,
+    written: u64,
+}
+
+/// A chunk closes at this many lines or bytes.
+const CHUNK_LINES: usize = 1024;
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Cuts the input into chunks, numbering them and their lines.
+struct ChunkReader<'a> {
+    input: &'a mut dyn BufRead,
+    limit: usize,
+    seq: u64,
+    next_line: u64,
+}
+
+impl ChunkReader<'_> {
+    /// The next chunk (`None` at the end of the input).
+    fn next(&mut self) -> std::io::Result<Option<Chunk>> {
+        let mut data = Vec::with_capacity(64 * 1024);
+        let mut lines = Vec::new();
+        while lines.len() < CHUNK_LINES && data.len() < CHUNK_BYTES {
+            let (read, overflow) = read_line_limited(self.input, &mut data, self.limit)?;
+            if read == 0 {
+                break;
+            }
+            lines.push((data.len(), read, overflow));
         }
-        let trimmed = trim_line(&line);
+        if lines.is_empty() {
+            return Ok(None);
+        }
+        let chunk = Chunk {
+            seq: self.seq,
+            first_line: self.next_line,
+            data,
+            lines,
+        };
+        self.seq += 1;
+        self.next_line += chunk.lines.len() as u64;
+        Ok(Some(chunk))
+    }
+}
+
+/// Parses and matches every line of `chunk`, writing its records.
+fn match_chunk(
+    matcher: &Matcher,
+    scratch: &mut crate::engine::Scratch,
+    opts: &MatchOptions,
+    chunk: &Chunk,
+) -> ChunkResult {
+    let matched_at = now_rfc3339();
+    let ctx = RecordContext {
+        matched_at: &matched_at,
+        ..RecordContext::default()
+    };
+    let mut result = ChunkResult {
+        seq: chunk.seq,
+        records: Vec::with_capacity(64 * 1024),
+        problems: Vec::new(),
+        documents: 0,
+        written: 0,
+    };
+    let mut start = 0;
+    for (i, &(end, read, overflow)) in chunk.lines.iter().enumerate() {
+        let line = &chunk.data[start..end];
+        start = end;
+        let line_no = chunk.first_line + i as u64;
+        let trimmed = trim_line(line);
         if trimmed.is_empty() && !overflow {
             continue; // blank lines separate nothing in JSONL; not an error
         }
@@ -153,57 +269,129 @@ pub fn run(
         let doc = match parsed {
             Ok(d) => d,
             Err(e) => {
-                summary.bad += 1;
-                if summary.bad <= opts.max_reported as u64 {
-                    writeln!(err, "line {line_no}: skipped: {e}")?;
-                }
+                result.problems.push((line_no, e.to_string()));
                 continue;
             }
         };
-        let ctx = RecordContext {
-            matched_at: &matched_at,
-            ..RecordContext::default()
-        };
-        let matches = match matcher.try_match_document(&doc, None, &mut scratch) {
-            Ok(m) => m,
+        match matcher.try_match_document(&doc, None, scratch) {
+            Ok(matches) => {
+                result.documents += 1;
+                for m in matches {
+                    write_record(&mut result.records, matcher, &doc, m, &ctx);
+                    result.written += 1;
+                }
+            }
             Err(e) => {
-                summary.bad += 1;
-                if summary.bad <= opts.max_reported as u64 {
-                    let search = e.search.map_or("(indexing)", |s| matcher.search_id(s));
-                    writeln!(
-                        err,
-                        "line {line_no}: skipped: too expensive: {e} (search `{search}`)"
-                    )?;
-                }
-                continue;
+                let search = e.search.map_or("(indexing)", |s| matcher.search_id(s));
+                result
+                    .problems
+                    .push((line_no, format!("too expensive: {e} (search `{search}`)")));
             }
-        };
-        summary.documents += 1;
-        for m in matches {
-            write_record(&mut out, &matcher, &doc, m, &ctx);
-            summary.records += 1;
-        }
-        if out.len() >= 60 * 1024 {
-            output.write_all(&out)?;
-            out.clear();
         }
     }
-    output.write_all(&out)?;
-    output.flush()?;
-    summary.matching = started.elapsed();
-    if summary.bad > opts.max_reported as u64 {
+    result
+}
+
+/// Matches chunks on `opts.threads` threads while this one reads the
+/// input and writes the results in input order. At most two chunks per
+/// thread wait to be matched, so memory stays bounded however long the
+/// input is.
+fn match_in_parallel(
+    matcher: &Matcher,
+    opts: &MatchOptions,
+    input: &mut dyn BufRead,
+    written: &mut Written<'_>,
+) -> anyhow::Result<()> {
+    use std::sync::{mpsc, Mutex};
+    let (work_tx, work_rx) = mpsc::sync_channel::<Chunk>(opts.threads * 2);
+    let work_rx = Mutex::new(work_rx);
+    let (done_tx, done_rx) = mpsc::channel::<ChunkResult>();
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        for _ in 0..opts.threads {
+            let done_tx = done_tx.clone();
+            let work_rx = &work_rx;
+            scope.spawn(move || {
+                let mut scratch = matcher.scratch();
+                scratch.set_budget(opts.max_work_per_document);
+                loop {
+                    let next = work_rx.lock().map(|rx| rx.recv());
+                    let Ok(Ok(chunk)) = next else { return };
+                    if done_tx
+                        .send(match_chunk(matcher, &mut scratch, opts, &chunk))
+                        .is_err()
+                    {
+                        return; // the writer stopped
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let mut reader = ChunkReader {
+            input,
+            limit: opts.max_line_bytes,
+            seq: 0,
+            next_line: 1,
+        };
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next_seq = 0;
+        let mut write_ready = |r: ChunkResult, written: &mut Written<'_>| -> anyhow::Result<()> {
+            waiting.insert(r.seq, r);
+            while let Some(r) = waiting.remove(&next_seq) {
+                written.write(r)?;
+                next_seq += 1;
+            }
+            Ok(())
+        };
+        // On an error the channels close and the threads end.
+        while let Some(chunk) = reader.next()? {
+            work_tx.send(chunk).ok();
+            while let Ok(r) = done_rx.try_recv() {
+                write_ready(r, written)?;
+            }
+        }
+        drop(work_tx);
+        for r in done_rx {
+            write_ready(r, written)?;
+        }
+        Ok(())
+    })
+}
+
+/// Where results go, in input order.
+struct Written<'a> {
+    output: &'a mut dyn Write,
+    err: &'a mut dyn Write,
+    summary: &'a mut MatchSummary,
+    max_reported: u64,
+}
+
+impl Written<'_> {
+    fn write(&mut self, r: ChunkResult) -> std::io::Result<()> {
+        self.output.write_all(&r.records)?;
+        self.summary.documents += r.documents;
+        self.summary.records += r.written;
+        for (line_no, why) in r.problems {
+            self.summary.bad += 1;
+            if self.summary.bad <= self.max_reported {
+                writeln!(self.err, "line {line_no}: skipped: {why}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Flushes the output and says how many bad lines were not shown.
+fn output_done(written: &mut Written<'_>) -> std::io::Result<()> {
+    written.output.flush()?;
+    let bad = written.summary.bad;
+    if bad > written.max_reported {
         writeln!(
-            err,
+            written.err,
             "… {} more bad lines not shown",
-            summary.bad - opts.max_reported as u64
+            bad - written.max_reported
         )?;
     }
-    let outcome = if opts.strict && summary.bad > 0 {
-        Outcome::InvalidInput
-    } else {
-        Outcome::Success
-    };
-    Ok((outcome, summary))
+    Ok(())
 }
 
 fn trim_line(line: &[u8]) -> &[u8] {
@@ -214,13 +402,15 @@ fn trim_line(line: &[u8]) -> &[u8] {
     l
 }
 
-/// Reads one line into `buf`, keeping at most `limit + 1` bytes; returns the
+/// Reads one line onto the end of `buf`, keeping at most `limit + 2` of its
+/// bytes; returns the
 /// line's full length (0 at end of input) and whether it exceeded `limit`.
 fn read_line_limited(
     input: &mut dyn BufRead,
     buf: &mut Vec<u8>,
     limit: usize,
 ) -> std::io::Result<(usize, bool)> {
+    let base = buf.len();
     let mut total = 0;
     loop {
         let chunk = match input.fill_buf() {
@@ -235,13 +425,15 @@ fn read_line_limited(
             Some(i) => (i + 1, true),
             None => (chunk.len(), false),
         };
-        let room = (limit + 2).saturating_sub(buf.len());
+        let room = (limit + 2).saturating_sub(buf.len() - base);
         buf.extend_from_slice(&chunk[..take.min(room)]);
         total += take;
         input.consume(take);
         if done {
             // The newline (and a CR before it) do not count toward the limit.
-            let content = total - 1 - usize::from(buf.len() >= 2 && buf[buf.len() - 2] == b'\r');
+            let kept = buf.len() - base;
+            let cr = kept >= 2 && buf[buf.len() - 2] == b'\r';
+            let content = total - 1 - usize::from(cr);
             return Ok((total, content > limit));
         }
     }
@@ -254,6 +446,83 @@ fn memchr_newline(b: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Records and bad-line reports, with `matched_at` blanked.
+    fn run_with(
+        threads: usize,
+        input: &[u8],
+        max_reported: usize,
+    ) -> (String, String, MatchSummary) {
+        let opts = MatchOptions {
+            searches: concat!(env!("CARGO_MANIFEST_DIR"), "/samples/searches.json").into(),
+            max_line_bytes: 4096,
+            strict: false,
+            max_reported,
+            max_work_per_document: crate::engine::DEFAULT_WORK_BUDGET,
+            threads,
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let (outcome, summary) = run(&opts, &mut &input[..], &mut out, &mut err).unwrap();
+        assert_eq!(outcome, Outcome::Success);
+        let records: Vec<String> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["matched_at"] = serde_json::Value::Null;
+                v.to_string()
+            })
+            .collect();
+        (records.join("\n"), String::from_utf8(err).unwrap(), summary)
+    }
+
+    #[test]
+    fn every_thread_count_writes_the_same_records_and_reports_in_input_order() {
+        let tweets =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/tweets.jsonl"))
+                .unwrap();
+        // Enough lines for several chunks, with bad, blank and too long
+        // lines spread through them.
+        let mut input = String::new();
+        for round in 0..6 {
+            for (i, line) in tweets.lines().enumerate() {
+                match (round * 7 + i) % 97 {
+                    0 => input.push_str("not json\n"),
+                    1 => input.push('\n'),
+                    2 => input.push_str(&format!(
+                        "{{\"id\": \"long\", \"text\": \"{}\"}}\n",
+                        "a".repeat(5000)
+                    )),
+                    _ => {}
+                }
+                let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+                v["id"] = format!("{round}-{i}").into();
+                input.push_str(&v.to_string());
+                input.push('\n');
+            }
+        }
+        let one = run_with(1, input.as_bytes(), 1000);
+        assert!(one.2.documents > CHUNK_LINES as u64 * 2, "{:?}", one.2);
+        assert!(one.2.records > 0 && one.2.bad > 10, "{:?}", one.2);
+        let numbers: Vec<u64> = one
+            .1
+            .lines()
+            .map(|l| l["line ".len()..l.find(':').unwrap()].parse().unwrap())
+            .collect();
+        assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
+        for threads in [2, 3, 8] {
+            let many = run_with(threads, input.as_bytes(), 1000);
+            assert_eq!(many.2.documents, one.2.documents, "{threads} threads");
+            assert_eq!(many.2.records, one.2.records, "{threads} threads");
+            assert_eq!(many.2.bad, one.2.bad, "{threads} threads");
+            assert!(many.0 == one.0, "{threads} threads: records differ");
+            assert_eq!(many.1, one.1, "{threads} threads: reports differ");
+        }
+        // The report limit counts across chunks.
+        let few = run_with(2, input.as_bytes(), 3);
+        assert_eq!(few.1.lines().count(), 4, "{}", few.1);
+        assert!(few.1.ends_with("more bad lines not shown\n"), "{}", few.1);
+    }
 
     #[test]
     fn long_lines_are_cut_and_flagged() {
