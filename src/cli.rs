@@ -175,6 +175,22 @@ pub(crate) enum SearchesAction {
         #[arg(long)]
         force: bool,
     },
+    /// Add one topic, or replace the topic with its id; the others stay.
+    SetTopic {
+        /// One topic as in the searches file (JSON with its `id`).
+        file: PathBuf,
+        /// Accept a change that removes more topics than searches.max_shrink.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete one topic; the others stay.
+    DeleteTopic {
+        /// The topic's id.
+        id: String,
+        /// Accept a change that removes more topics than searches.max_shrink.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -169,6 +169,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 SearchesAction::Rollback { to } => Action::Rollback { to },
                 SearchesAction::History => Action::History,
                 SearchesAction::Put { file, force } => Action::Put { file, force },
+                SearchesAction::SetTopic { file, force } => Action::SetTopic { file, force },
+                SearchesAction::DeleteTopic { id, force } => Action::DeleteTopic { id, force },
             };
             commands::searches::run(&ep, &action, &mut std::io::stdout().lock())
         }

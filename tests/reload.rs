@@ -269,6 +269,128 @@ fn broken_file_rollback_restart_and_authorization() {
     drop(svc);
 }
 
+/// `PUT`/`DELETE /searches/topics/{id}` and `searches set-topic` /
+/// `delete-topic`: one topic changes, the others stay, each change is live
+/// when the request returns, and a bad request changes nothing.
+#[test]
+fn one_topic_set_and_deleted_through_the_api_and_the_cli() {
+    let broker = shared_broker();
+    let brokers = broker.addr();
+    broker.create_topic("reload-topic-in", 1);
+    let dir = temp_dir("reload-topic");
+    let file = dir.join("searches.json");
+    let four = [
+        ("a", "alpha"),
+        ("b", "beta"),
+        ("c", "gamma"),
+        ("d", "delta"),
+    ];
+    std::fs::write(&file, searches(&four)).unwrap();
+    let o = opts(&brokers, "reload-topic", "reload-topic-in", &dir, "svc");
+    let out = dir.join("svc-out.jsonl");
+    let svc = Service::start_with(&o, &file, &["--admin-token", TOKEN]);
+    svc.wait_ready(Duration::from_secs(60));
+    assert_eq!(svc.status()["searches_version"], 1);
+
+    let topic_e = r#"{"id": "e", "searches": [{"id": "e-s", "query": "epsilon"}]}"#;
+    // Refused, and nothing changes: no token, an id unlike the address's,
+    // an invalid query, an unknown key, a search id another topic has.
+    assert_eq!(
+        svc.request("PUT", "/searches/topics/e", None, topic_e.as_bytes())
+            .0,
+        401
+    );
+    assert_eq!(
+        svc.request("DELETE", "/searches/topics/a", None, &[]).0,
+        401
+    );
+    let (code, text) = svc.request("PUT", "/searches/topics/x", Some(TOKEN), topic_e.as_bytes());
+    assert_eq!(code, 422, "{text}");
+    assert!(text.contains("is not the id"), "{text}");
+    let bad = r#"{"id": "e", "searches": [{"id": "e-s", "query": "epsilon AND"}]}"#;
+    let (code, text) = svc.request("PUT", "/searches/topics/e", Some(TOKEN), bad.as_bytes());
+    assert_eq!(code, 422, "{text}");
+    assert!(text.contains("column"), "{text}");
+    let typo = r#"{"id": "e", "serches": []}"#;
+    assert_eq!(
+        svc.request("PUT", "/searches/topics/e", Some(TOKEN), typo.as_bytes())
+            .0,
+        422
+    );
+    let clash = r#"{"id": "e", "searches": [{"id": "a-s", "query": "epsilon"}]}"#;
+    let (code, text) = svc.request("PUT", "/searches/topics/e", Some(TOKEN), clash.as_bytes());
+    assert_eq!(code, 422, "{text}");
+    assert!(text.contains("a-s"), "{text}");
+    let (code, text) = svc.request("DELETE", "/searches/topics/nope", Some(TOKEN), &[]);
+    assert_eq!(code, 404, "{text}");
+    assert_eq!(svc.status()["searches_version"], 1);
+
+    // Added through the CLI: live when it answers.
+    let e_file = dir.join("e.json");
+    std::fs::write(&e_file, topic_e).unwrap();
+    let (code, text) = cli(&svc, &["set-topic", e_file.to_str().unwrap()], Some(TOKEN));
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("now active: version 2 (5 topics"), "{text}");
+    produce(
+        &brokers,
+        "reload-topic-in",
+        &docs("p", 0, 1, "alpha epsilon"),
+    );
+    let r = wait_records(&out, Duration::from_secs(30), |r| r.len() >= 2);
+    let got: Vec<(String, u64)> = r
+        .iter()
+        .map(|r| {
+            (
+                r["topic_id"].as_str().unwrap().into(),
+                r["searches_version"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, vec![("a".into(), 2), ("e".into(), 2)]);
+
+    // Replaced through the API, deleted through the CLI.
+    let a2 = r#"{"id": "a", "searches": [{"id": "a-s", "query": "omega"}]}"#;
+    let (code, text) = svc.request("PUT", "/searches/topics/a", Some(TOKEN), a2.as_bytes());
+    assert_eq!(code, 200, "{text}");
+    let (code, text) = cli(&svc, &["delete-topic", "e"], Some(TOKEN));
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("now active: version 4 (4 topics"), "{text}");
+    let (code, text) = cli(&svc, &["delete-topic", "e"], Some(TOKEN));
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("no topic \"e\""), "{text}");
+    produce(
+        &brokers,
+        "reload-topic-in",
+        &docs("q", 0, 1, "alpha epsilon omega"),
+    );
+    let r = wait_records(&out, Duration::from_secs(30), |r| r.len() >= 3);
+    assert_eq!(
+        (
+            &r[2]["doc_id"],
+            &r[2]["topic_id"],
+            &r[2]["searches_version"]
+        ),
+        (&"q-0".into(), &"a".into(), &4.into())
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(records(&out).len(), 3, "nothing else matched");
+    let (code, doc) = svc.request("GET", "/searches", Some(TOKEN), &[]);
+    assert_eq!(code, 200);
+    let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    let ids: Vec<&str> = doc["document"]["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a", "b", "c", "d"]);
+    assert_eq!(
+        doc["document"]["topics"][0]["searches"][0]["query"],
+        "omega"
+    );
+    drop(svc);
+}
+
 #[test]
 fn two_instances_converge_on_the_kafka_searches_topic() {
     let broker = shared_broker();

@@ -1,4 +1,5 @@
-//! `searches reload | rollback | history | put` (docs/operations.md §4, §6): the admin
+//! `searches reload | rollback | history | put | set-topic | delete-topic`
+//! (docs/operations.md §4, §6): the admin
 //! operations of a running service, through its admin API.
 //!
 //! The address and token come from the flags, else the configuration
@@ -37,6 +38,43 @@ pub enum Action {
         /// Accept a change that removes many topics.
         force: bool,
     },
+    /// Add or replace one topic.
+    SetTopic {
+        /// One topic's JSON.
+        file: PathBuf,
+        /// Accept a change that removes many topics.
+        force: bool,
+    },
+    /// Delete one topic.
+    DeleteTopic {
+        /// The topic's id.
+        id: String,
+        /// Accept a change that removes many topics.
+        force: bool,
+    },
+}
+
+/// `?force=true` or nothing.
+fn force_query(force: bool) -> &'static str {
+    if force {
+        "?force=true"
+    } else {
+        ""
+    }
+}
+
+/// `s` as one path segment: every byte but the unreserved ones
+/// percent-encoded (RFC 3986 §2.3).
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn describe(v: &serde_json::Value) -> String {
@@ -62,10 +100,7 @@ pub fn run(ep: &Endpoint, action: &Action, out: &mut dyn Write) -> anyhow::Resul
     let (method, path, body) = match action {
         Action::Reload { force } => (
             "POST",
-            format!(
-                "/searches/reload{}",
-                if *force { "?force=true" } else { "" }
-            ),
+            format!("/searches/reload{}", force_query(*force)),
             Vec::new(),
         ),
         Action::Rollback { to } => (
@@ -79,8 +114,41 @@ pub fn run(ep: &Endpoint, action: &Action, out: &mut dyn Write) -> anyhow::Resul
         Action::History => ("GET", "/searches/history".into(), Vec::new()),
         Action::Put { file, force } => (
             "PUT",
-            format!("/searches{}", if *force { "?force=true" } else { "" }),
+            format!("/searches{}", force_query(*force)),
             std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?,
+        ),
+        Action::SetTopic { file, force } => {
+            let body =
+                std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let id = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["id"].as_str().map(str::to_string));
+            let Some(id) = id else {
+                writeln!(
+                    out,
+                    "error: {} is not a topic: a JSON object with a string \"id\" (docs/formats.md §2.2)",
+                    file.display()
+                )?;
+                return Ok(Outcome::InvalidInput);
+            };
+            (
+                "PUT",
+                format!(
+                    "/searches/topics/{}{}",
+                    path_segment(&id),
+                    force_query(*force)
+                ),
+                body,
+            )
+        }
+        Action::DeleteTopic { id, force } => (
+            "DELETE",
+            format!(
+                "/searches/topics/{}{}",
+                path_segment(id),
+                force_query(*force)
+            ),
+            Vec::new(),
         ),
     };
     let (code, text) = http(ep.addr, method, &path, token, &body)
@@ -122,4 +190,16 @@ pub fn run(ep: &Endpoint, action: &Action, out: &mut dyn Write) -> anyhow::Resul
         }
     }
     Ok(Outcome::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_ids_are_one_encoded_path_segment() {
+        assert_eq!(path_segment("acme-1_x.y~z"), "acme-1_x.y~z");
+        assert_eq!(path_segment("a/b c?d#e%"), "a%2Fb%20c%3Fd%23e%25");
+        assert_eq!(path_segment("café"), "caf%C3%A9");
+    }
 }

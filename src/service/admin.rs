@@ -1,7 +1,9 @@
 //! The admin HTTP API (docs/operations.md §6): `/healthz`, `/readyz`, `/metrics`,
 //! `/status`, and the searches: `GET /searches`, `GET /searches/history`,
 //! `POST /searches/reload[?force=true]`, `PUT /searches[?force=true]`
-//! (body: a whole searches document), `POST /searches/rollback[?to=N]`.
+//! (body: a whole searches document), `PUT /searches/topics/{id}[?force=true]`
+//! (body: one topic as in the searches file), `DELETE
+//! /searches/topics/{id}[?force=true]`, `POST /searches/rollback[?to=N]`.
 //!
 //! Binds 127.0.0.1 by default. Mutating endpoints require
 //! `Authorization: Bearer <admin.token>`: without it (or with a wrong one)
@@ -84,6 +86,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/status", get(status))
         .route("/searches", get(searches_get).put(searches_put))
         .route("/searches/history", get(searches_history))
+        .route(
+            "/searches/topics/{id}",
+            axum::routing::put(topic_put).delete(topic_delete),
+        )
         .route("/searches/reload", post(searches_reload))
         .route("/searches/rollback", post(searches_rollback))
         .route("/replays", get(replays_get).post(replays_post))
@@ -319,6 +325,23 @@ async fn searches_put(
     body: axum::body::Bytes,
 ) -> Response {
     change_reply(s.searches.put(body.to_vec(), q.force).await)
+}
+
+async fn topic_put(
+    State(s): State<AdminState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Query(q): Query<ForceParam>,
+    body: axum::body::Bytes,
+) -> Response {
+    change_reply(s.searches.set_topic(&id, &body, q.force).await)
+}
+
+async fn topic_delete(
+    State(s): State<AdminState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Query(q): Query<ForceParam>,
+) -> Response {
+    change_reply(s.searches.delete_topic(&id, q.force).await)
 }
 
 async fn searches_rollback(State(s): State<AdminState>, Query(q): Query<ToParam>) -> Response {

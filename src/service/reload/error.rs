@@ -31,6 +31,9 @@ pub enum ReloadError {
     /// No such stored version.
     #[error("no searches version {0}")]
     UnknownVersion(u64),
+    /// No topic with this id in the active version.
+    #[error("no topic {0:?} in the active searches")]
+    UnknownTopic(String),
     /// Rollback without an earlier version.
     #[error("no version before {0} to roll back to")]
     NoPrevious(u64),
@@ -71,7 +74,9 @@ impl ReloadError {
         match self {
             ReloadError::Invalid { .. } => 422,
             ReloadError::Shrink { .. } | ReloadError::NoPrevious(_) => 409,
-            ReloadError::UnknownVersion(_) | ReloadError::NoSource(_) => 404,
+            ReloadError::UnknownVersion(_)
+            | ReloadError::UnknownTopic(_)
+            | ReloadError::NoSource(_) => 404,
             ReloadError::Publish(_) => 502,
             ReloadError::Stopped => 503,
             ReloadError::Store(_) | ReloadError::Compile(_) => 500,
@@ -84,6 +89,7 @@ impl ReloadError {
             ReloadError::Invalid { .. } => "invalid",
             ReloadError::Shrink { .. } => "shrink_guard",
             ReloadError::UnknownVersion(_) => "unknown_version",
+            ReloadError::UnknownTopic(_) => "unknown_topic",
             ReloadError::NoPrevious(_) => "no_previous_version",
             ReloadError::NoSource(_) => "no_source",
             ReloadError::Store(_) => "store",

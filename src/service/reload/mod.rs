@@ -168,11 +168,26 @@ enum WorkerTask {
         force: bool,
         reply: Reply,
     },
+    /// One topic set or deleted, the others kept.
+    Topic {
+        change: TopicChange,
+        force: bool,
+        reply: Reply,
+    },
     /// Back to an earlier version.
     Rollback { to: Option<u64>, reply: Reply },
     /// New searches-topic content waits in `kafka::Source::take_pending`
     /// (one task for any number of records read meanwhile).
     FromKafka,
+}
+
+/// A change to one topic (`PUT`/`DELETE /searches/topics/{id}`).
+#[derive(Clone, Debug)]
+pub enum TopicChange {
+    /// Add the topic, or replace the one with its id.
+    Set(TopicSpec),
+    /// Remove the topic with this id.
+    Delete(String),
 }
 
 /// A reported rejection, for `/status`.
@@ -449,6 +464,57 @@ impl SearchVersions {
         .await
     }
 
+    /// Sets one topic (`PUT /searches/topics/{id}`): `body` is the topic's
+    /// JSON as in the searches file, and its `id` must be `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`ReloadError::Invalid`] for a body that is not such a topic, and
+    /// every error of a change.
+    pub async fn set_topic(
+        &self,
+        id: &str,
+        body: &[u8],
+        force: bool,
+    ) -> Result<Change, ReloadError> {
+        let problem = |message: String| {
+            ReloadError::invalid(
+                "api",
+                &CatalogError {
+                    problems: vec![crate::searches::Problem::File(message)],
+                },
+            )
+        };
+        let topic: TopicSpec =
+            serde_json::from_slice(body).map_err(|e| problem(format!("not a valid topic: {e}")))?;
+        if topic.id != id {
+            return Err(problem(format!(
+                "the topic's id {:?} is not the id {id:?} of the address",
+                topic.id
+            )));
+        }
+        self.submit(|reply| WorkerTask::Topic {
+            change: TopicChange::Set(topic),
+            force,
+            reply,
+        })
+        .await
+    }
+
+    /// Deletes one topic (`DELETE /searches/topics/{id}`).
+    ///
+    /// # Errors
+    ///
+    /// [`ReloadError::UnknownTopic`], and every error of a change.
+    pub async fn delete_topic(&self, id: &str, force: bool) -> Result<Change, ReloadError> {
+        self.submit(|reply| WorkerTask::Topic {
+            change: TopicChange::Delete(id.to_string()),
+            force,
+            reply,
+        })
+        .await
+    }
+
     /// Returns to the previous version, or to version `to`.
     pub async fn rollback(&self, to: Option<u64>) -> Result<Change, ReloadError> {
         self.submit(|reply| WorkerTask::Rollback { to, reply })
@@ -523,6 +589,16 @@ impl SearchVersions {
                     "uploaded searches parsed"
                 );
                 let r = c.and_then(|c| self.change(c, force));
+                self.finish(r, Some(reply));
+            }
+            WorkerTask::Topic {
+                change,
+                force,
+                reply,
+            } => {
+                let r = self
+                    .topic_candidate(change)
+                    .and_then(|c| self.change(c, force));
                 self.finish(r, Some(reply));
             }
             WorkerTask::Rollback { to, reply } => {
@@ -601,6 +677,33 @@ impl SearchVersions {
         *last = Some(fp);
         drop(last);
         Candidate::parse(&source, &bytes).map(Some)
+    }
+
+    /// The active version's topics with one topic set or deleted.
+    fn topic_candidate(&self, change: TopicChange) -> Result<Candidate, ReloadError> {
+        let active = self.current();
+        let mut topics = active.file.topics.clone();
+        match change {
+            TopicChange::Set(topic) => match topics.iter_mut().find(|t| t.id == topic.id) {
+                Some(t) => *t = topic,
+                None => topics.push(topic),
+            },
+            TopicChange::Delete(id) => {
+                let before = topics.len();
+                topics.retain(|t| t.id != id);
+                if topics.len() == before {
+                    return Err(ReloadError::UnknownTopic(id));
+                }
+            }
+        }
+        let canonical = SearchesFile::canonical_json(&topics);
+        Ok(Candidate {
+            source: "api".into(),
+            file: SearchesFile { topics },
+            canonical,
+            number: None,
+            problems: Vec::new(),
+        })
     }
 
     /// A local change: applied here, or published to the searches topic.
