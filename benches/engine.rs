@@ -126,6 +126,23 @@ fn bench_engine(c: &mut Criterion) {
         let tweets = parse(&f.tweets);
         let articles = parse(&f.articles);
         let check = if n >= 100_000 { 20 } else { 200 };
+        // The same catalog with a regex leaf in 1% of its searches.
+        let with_regex = Catalog::from_json(
+            workload::with_regex_leaves(&workload::searches_json(n, SEED), 1).as_bytes(),
+            &Limits::default(),
+        )
+        .expect("generated searches are valid");
+        let regex_matcher = Matcher::new(&with_regex).unwrap();
+        let regex_count =
+            checked_count(&regex_matcher, &Reference::new(&with_regex), &tweets, check);
+        bench_matching(
+            c,
+            "match_tweets_regex_1pct",
+            n,
+            &regex_matcher,
+            &tweets,
+            regex_count,
+        );
         let tweet_count = checked_count(&matcher, &reference, &tweets, check);
         let article_count = checked_count(&matcher, &reference, &articles, check / 10);
 

@@ -325,6 +325,10 @@ pub(crate) enum Command {
         /// scripts/fetch-real-posts.py) instead of invented brands.
         #[arg(long, requires = "input", conflicts_with = "searches_file")]
         realistic: bool,
+        /// Give this percent of the generated searches a regex leaf
+        /// (`(query) OR /brand-?[0-9]{2,4}/`), to compare with 0.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100), conflicts_with_all = ["searches_file", "realistic"])]
+        regex_percent: u32,
         /// Seed of the workload generator.
         #[arg(long, default_value_t = 1)]
         seed: u64,

@@ -285,6 +285,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             passes,
             emit_workload,
             realistic,
+            regex_percent,
             brokers: None,
             ..
         } => {
@@ -299,6 +300,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 passes,
                 emit: emit_workload,
                 realistic,
+                regex_percent,
             };
             Ok(commands::bench::engine::run(&opts, &mut std::io::stdout().lock())?.0)
         }

@@ -54,7 +54,11 @@ pub fn run(
     writeln!(out, "  terms             {}", s.terms)?;
     writeln!(out, "  wildcards         {}", s.wildcards)?;
     writeln!(out, "  CJK substrings    {}", s.cjk)?;
-    writeln!(out, "  regexes           {}", s.regexes)?;
+    writeln!(
+        out,
+        "  regexes           {} ({} run only where their prefix literal occurs)",
+        s.regexes, s.regexes_filtered
+    )?;
     writeln!(out, "  warnings          {}", catalog.warnings().count())?;
     writeln!(
         out,

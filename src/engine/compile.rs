@@ -4,9 +4,9 @@
 use std::time::Instant;
 
 use aho_corasick::{AhoCorasick, MatchKind};
-use regex_automata::meta::Regex;
 use rustc_hash::FxHashMap;
 
+use super::regexes::RegexLeaves;
 use super::CompileStats;
 use crate::query::{Expr, Fields, Leaf, LeafKind, MetaField, Wildcard};
 use crate::searches::{Catalog, Filters, TopicIdx};
@@ -118,8 +118,7 @@ pub(crate) struct Compiled {
     pub wild_ac: Option<AhoCorasick>,
     pub frag_wilds: Postings,
     pub cjk_ac: Option<AhoCorasick>,
-    pub regex_set: Option<Regex>,
-    pub regexes: Vec<Regex>,
+    pub regexes: RegexLeaves,
     pub wild_base: FeatureId,
     pub cjk_base: FeatureId,
     pub regex_base: FeatureId,
@@ -580,28 +579,7 @@ impl Compiled {
         let cjk_refs: Vec<&str> = cjk.iter().map(String::as_str).collect();
         let cjk_ac = build_ac("CJK", &cjk_refs)?;
 
-        let regex_err = |e: regex_automata::meta::BuildError| EngineError::Regex {
-            count: regex_patterns.len(),
-            message: e.to_string(),
-        };
-        let (regex_set, regexes) = if regex_patterns.is_empty() {
-            (None, Vec::new())
-        } else {
-            let set = Regex::builder()
-                .configure(
-                    Regex::config()
-                        .match_kind(regex_automata::MatchKind::All)
-                        .nfa_size_limit(Some(256 << 20)),
-                )
-                .build_many(&regex_patterns)
-                .map_err(regex_err)?;
-            let each = regex_patterns
-                .iter()
-                .map(|p| Regex::new(p).map_err(Box::new))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| regex_err(*e))?;
-            (Some(set), each)
-        };
+        let regexes = RegexLeaves::build(&regex_patterns)?;
 
         let mut c = Compiled {
             topics: catalog
@@ -622,7 +600,6 @@ impl Compiled {
             wild_ac,
             frag_wilds,
             cjk_ac,
-            regex_set,
             regexes,
             wild_base: bases.wild,
             cjk_base: bases.cjk,
@@ -691,6 +668,7 @@ impl Compiled {
             wildcards: c.wildcards.len(),
             cjk: cjk.len(),
             regexes: c.regexes.len(),
+            regexes_filtered: c.regexes.filtered(),
             heap_bytes: c.heap_bytes(),
             compile_time: started.elapsed(),
         };
@@ -722,8 +700,7 @@ impl Compiled {
             + self.positive.heap_bytes()
             + self.confirm.heap_bytes()
             + self.cjk_ac.as_ref().map_or(0, AhoCorasick::memory_usage)
-            + self.regex_set.as_ref().map_or(0, Regex::memory_usage)
-            + self.regexes.iter().map(Regex::memory_usage).sum::<usize>()
+            + self.regexes.memory_usage()
     }
 }
 

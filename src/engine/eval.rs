@@ -1,6 +1,6 @@
 //! Matching one document: index its fields, collect candidates, evaluate.
 
-use regex_automata::{Input, PatternSet};
+use super::regexes::RegexScratch;
 
 use super::compile::{CLeaf, CLeafKind, Compiled, FeatureId, Node, PTok};
 use super::slop::SlopScratch;
@@ -108,7 +108,7 @@ pub struct Scratch {
     /// Per wildcard-fragment pattern: the (document stamp, field, token)
     /// last verified for it, packed by [`frag_key`]; no reset per document.
     frag_seen: Vec<u64>,
-    patterns: Option<PatternSet>,
+    regex: RegexScratch,
     results: Vec<TopicMatch>,
     n_results: usize,
     /// Work units each document may spend ([`DEFAULT_WORK_BUDGET`]).
@@ -155,10 +155,7 @@ impl Scratch {
             spans2: Vec::new(),
             slop: SlopScratch::default(),
             frag_seen: vec![0; c.frag_wilds.len()],
-            patterns: c
-                .regex_set
-                .as_ref()
-                .map(|r| PatternSet::new(r.pattern_len())),
+            regex: c.regexes.scratch(),
             results: Vec::new(),
             n_results: 0,
             budget: DEFAULT_WORK_BUDGET,
@@ -487,16 +484,15 @@ impl Scratch {
                     });
                 }
             }
-            if let (Some(set), Some(patterns)) = (&c.regex_set, &mut self.patterns) {
-                patterns.clear();
-                set.which_overlapping_matches(&Input::new(text), patterns);
-                for p in patterns.iter() {
-                    for m in c.regexes[p.as_usize()].find_iter(text) {
-                        self.work += 1;
-                        let (start, end) = (m.start() as u32, m.end() as u32);
+            if !c.regexes.is_empty() {
+                let (work, occs) = (&mut self.work, &mut self.occs);
+                c.regexes
+                    .for_each_match(text, &mut self.regex, |r, start, end| {
+                        *work += 1;
+                        let (start, end) = (start as u32, end as u32);
                         let (pos, pos_end) = tokens.positions_of(start, end);
-                        self.occs.push(Occ {
-                            feature: c.regex_base + p.as_u32(),
+                        occs.push(Occ {
+                            feature: c.regex_base + r,
                             field,
                             pos,
                             pos_end,
@@ -504,8 +500,7 @@ impl Scratch {
                             end,
                             kind: TokenKind::Word,
                         });
-                    }
-                }
+                    });
             }
         }
     }

@@ -64,6 +64,7 @@ mod confirm;
 mod eval;
 mod probe;
 pub mod reference;
+mod regexes;
 mod slop;
 
 use std::time::Duration;
@@ -127,6 +128,9 @@ pub struct CompileStats {
     pub cjk: usize,
     /// Regex patterns.
     pub regexes: usize,
+    /// Of those, the ones run only where one of their prefix literals
+    /// occurs (the others scan every text).
+    pub regexes_filtered: usize,
     /// Approximate heap bytes of the term table, automata and programs.
     pub heap_bytes: usize,
     /// Wall time of the compilation.

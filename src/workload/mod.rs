@@ -171,6 +171,31 @@ pub fn searches_json(n: usize, seed: u64) -> String {
     serde_json::json!({ "topics": topics }).to_string()
 }
 
+/// `json` (a searches file) with a regex leaf added to `percent` of its
+/// searches (every search whose index is a multiple of `100 / percent`):
+/// `(query) OR /brand-?[0-9]{2,4}/`, the model numbers customers catch with
+/// a regex, built from the topic's name. Everything else stays, so the
+/// catalog with and without them compare one to one.
+pub fn with_regex_leaves(json: &str, percent: u32) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(json).expect("a searches file");
+    if percent == 0 {
+        return json.to_string();
+    }
+    let every = (100 / percent.min(100)) as usize;
+    let mut i = 0usize;
+    for t in v["topics"].as_array_mut().into_iter().flatten() {
+        let name = t["name"].as_str().unwrap_or("x").to_lowercase();
+        for s in t["searches"].as_array_mut().into_iter().flatten() {
+            if i.is_multiple_of(every) {
+                let q = s["query"].as_str().unwrap_or_default().to_string();
+                s["query"] = format!("({q}) OR /{name}-?[0-9]{{2,4}}/").into();
+            }
+            i += 1;
+        }
+    }
+    v.to_string()
+}
+
 fn search_query(rng: &mut Rng, b: &str) -> String {
     let product = rng.pick(PRODUCT);
     let common = |rng: &mut Rng| COMMON[20 + rng.below(COMMON.len() - 20)];

@@ -44,6 +44,9 @@ pub struct BenchOptions {
     /// Generate the searches from the vocabulary of the `input` documents
     /// ([`workload::realistic`]) instead of the brand generator.
     pub realistic: bool,
+    /// Percent of the generated searches given a regex leaf
+    /// ([`workload::with_regex_leaves`]).
+    pub regex_percent: u32,
 }
 
 /// Figures of one run, also printed.
@@ -113,8 +116,21 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> anyhow::Result<(Outcome,
             anyhow::bail!("--realistic needs --input FILE (scripts/fetch-real-posts.py makes one)")
         }
         (None, _) => (
-            workload::searches_json(opts.searches, opts.seed).into_bytes(),
-            format!("{} generated searches (seed {})", opts.searches, opts.seed),
+            workload::with_regex_leaves(
+                &workload::searches_json(opts.searches, opts.seed),
+                opts.regex_percent,
+            )
+            .into_bytes(),
+            format!(
+                "{} generated searches (seed {}{})",
+                opts.searches,
+                opts.seed,
+                if opts.regex_percent > 0 {
+                    format!("; a regex leaf in {}% of them", opts.regex_percent)
+                } else {
+                    String::new()
+                }
+            ),
         ),
     };
     let catalog = match Catalog::from_json(&searches_json, &Limits::default()) {
@@ -170,12 +186,13 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> anyhow::Result<(Outcome,
     let stats = matcher.stats().clone();
     writeln!(
         out,
-        "compile:  {:.3} s for {} searches ({} terms, {} wildcards, {} regexes), automaton {}, peak memory {}",
+        "compile:  {:.3} s for {} searches ({} terms, {} wildcards, {} regexes, {} of them literal-filtered), automaton {}, peak memory {}",
         stats.compile_time.as_secs_f64(),
         stats.searches,
         stats.terms,
         stats.wildcards,
         stats.regexes,
+        stats.regexes_filtered,
         human_bytes(stats.heap_bytes as u64),
         peak_rss_bytes().map_or("unknown".into(), human_bytes)
     )?;

@@ -142,6 +142,39 @@ pub fn run(opts: &ReloadBenchOptions, out: &mut dyn Write) -> anyhow::Result<Out
         opts.repeats
     )?;
 
+    // 2b. One topic added through the per-topic path (`PUT
+    // /searches/topics/{id}`), spaced the same way.
+    let mut topic_change = Vec::new();
+    for i in 0..opts.repeats {
+        let term = format!("zqxbenchtopic{i}");
+        let id = format!("bench-topic-{i}");
+        let topic =
+            serde_json::json!({"id": id, "searches": [{"id": format!("{id}-s"), "query": term}]});
+        let probe = format!("{{\"id\":\"probe-t{i}\",\"text\":\"news: {term} today\"}}");
+        while searches.current().delta.is_some() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let t = Instant::now();
+        rt.block_on(searches.set_topic(&id, topic.to_string().as_bytes(), false))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let active = searches.current();
+        let d = Document::parse(probe.as_bytes(), 1 << 20).expect("probe parses");
+        let mut scratch = active.scratch();
+        let mut hit = false;
+        active.for_each_match(&d, &mut scratch, |matcher, m| {
+            hit |= matcher.topic_id(m.topic) == id;
+        })?;
+        topic_change.push(t.elapsed());
+        anyhow::ensure!(hit, "the new topic did not match its probe document");
+    }
+    writeln!(
+        out,
+        "one-topic change (PUT /searches/topics/ID) -> first match: median {}, max {} ({} changes)",
+        ms(percentile(&mut topic_change, 0.5)),
+        ms(*topic_change.last().unwrap_or(&Duration::ZERO)),
+        opts.repeats
+    )?;
+
     // 3. Full reload: another set of the same size (after the last small
     // change has been merged, as in step 2).
     let other = workload::searches_json(opts.searches, opts.seed + 1);
