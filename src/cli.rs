@@ -325,6 +325,10 @@ pub(crate) enum Command {
         /// scripts/fetch-real-posts.py) instead of invented brands.
         #[arg(long, requires = "input", conflicts_with = "searches_file")]
         realistic: bool,
+        /// Choose anchors by the terms' document frequencies, learnt from
+        /// the first N documents (0: by how many searches use a term).
+        #[arg(long, default_value_t = 0)]
+        learn_frequencies: usize,
         /// Give this percent of the generated searches a regex leaf
         /// (`(query) OR /brand-?[0-9]{2,4}/`), to compare with 0.
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100), conflicts_with_all = ["searches_file", "realistic"])]

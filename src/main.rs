@@ -286,6 +286,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             emit_workload,
             realistic,
             regex_percent,
+            learn_frequencies,
             brokers: None,
             ..
         } => {
@@ -301,6 +302,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 emit: emit_workload,
                 realistic,
                 regex_percent,
+                learn_frequencies,
             };
             Ok(commands::bench::engine::run(&opts, &mut std::io::stdout().lock())?.0)
         }

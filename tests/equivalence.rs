@@ -234,14 +234,10 @@ fn check(queries: &[String], docs: &[Doc], filters: bool) -> Result<(), TestCase
     if catalog.searches.is_empty() {
         return Ok(());
     }
-    let matcher = Matcher::new(&catalog).unwrap();
-    let reference = Reference::new(&catalog);
-    let mut scratch = matcher.scratch();
-    for d in docs {
-        if d.title.is_none() && d.text.is_none() {
-            continue;
-        }
-        let doc = Document {
+    let docs: Vec<Document<'_>> = docs
+        .iter()
+        .filter(|d| d.title.is_some() || d.text.is_some())
+        .map(|d| Document {
             id: "d".into(),
             title: d.title.as_deref().map(Cow::Borrowed),
             text: d.text.as_deref().map(Cow::Borrowed),
@@ -250,10 +246,27 @@ fn check(queries: &[String], docs: &[Doc], filters: bool) -> Result<(), TestCase
             author: d.author.map(Cow::Borrowed),
             url: d.url.map(Cow::Borrowed),
             ..Document::default()
-        };
-        let got = matcher.match_document(&doc, &mut scratch).to_vec();
-        let want = reference.match_document(&doc);
-        prop_assert_eq!(got, want, "searches {:?}\ndoc {:?}", queries, d);
+        })
+        .collect();
+    let matcher = Matcher::new(&catalog).unwrap();
+    // Anchors chosen by the documents' own term frequencies must not
+    // change a result either.
+    let frequencies = matcher.learn_frequencies(&docs);
+    let by_frequency = Matcher::with_frequencies(&catalog, &frequencies).unwrap();
+    let reference = Reference::new(&catalog);
+    let (mut scratch, mut scratch2) = (matcher.scratch(), by_frequency.scratch());
+    for doc in &docs {
+        let want = reference.match_document(doc);
+        let got = matcher.match_document(doc, &mut scratch).to_vec();
+        prop_assert_eq!(&got, &want, "searches {:?}\ndoc {:?}", queries, doc);
+        let got = by_frequency.match_document(doc, &mut scratch2).to_vec();
+        prop_assert_eq!(
+            got,
+            want,
+            "by frequency: searches {:?}\ndoc {:?}",
+            queries,
+            doc
+        );
     }
     Ok(())
 }

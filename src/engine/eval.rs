@@ -210,6 +210,12 @@ impl Scratch {
         self.evaluated
     }
 
+    /// The features of the last document's occurrences, in feature order
+    /// (a feature once per occurrence).
+    pub(super) fn occurrence_features(&self) -> impl Iterator<Item = FeatureId> + '_ {
+        self.occs.iter().map(|o| o.feature)
+    }
+
     /// How many feature occurrences the last document had.
     pub fn last_occurrences(&self) -> usize {
         self.occs.len()

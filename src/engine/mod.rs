@@ -62,6 +62,7 @@
 mod compile;
 mod confirm;
 mod eval;
+mod frequencies;
 mod probe;
 pub mod reference;
 mod regexes;
@@ -71,6 +72,7 @@ use std::time::Duration;
 
 pub use compile::EngineError;
 pub use eval::{Scratch, TooExpensive, DEFAULT_WORK_BUDGET};
+pub use frequencies::TermFrequencies;
 pub use probe::{ProbeFailure, PROBE_SEARCH_BUDGET};
 
 use crate::searches::{SearchIdx, TopicIdx};

@@ -242,3 +242,58 @@ fn or_branches_without_their_conjuncts_skip_the_evaluation() {
         assert_eq!(got, reference.match_document(&doc), "{text}");
     }
 }
+
+/// Anchors by document frequency: a word most documents hold stops
+/// waking the search once the frequencies say so; results do not change.
+#[test]
+fn anchors_follow_document_frequencies_with_the_same_results() {
+    let json = r#"{"topics": [
+        {"id": "a", "searches": [{"id": "a1", "query": "news AND zentrix"}]},
+        {"id": "b", "searches": [{"id": "b1", "query": "zentrix OR acme"},
+                                 {"id": "b2", "query": "zentrix NEAR/2 outage"}]}
+    ]}"#;
+    let catalog = Catalog::from_json(json.as_bytes(), &Limits::default()).unwrap();
+    let texts = [
+        "news today",
+        "more news here",
+        "news about zentrix",
+        "weather news",
+        "acme news",
+        "zentrix outage news",
+    ];
+    let ids: Vec<String> = (0..texts.len()).map(|i| format!("d{i}")).collect();
+    let docs: Vec<Document<'_>> = ids
+        .iter()
+        .zip(texts)
+        .map(|(id, t)| Document::with_text(id, t))
+        .collect();
+    let plain = Matcher::new(&catalog).unwrap();
+    let frequencies = plain.learn_frequencies(&docs);
+    assert_eq!(frequencies.documents(), 6);
+    assert_eq!(frequencies.share("news"), Some(1.0));
+    assert_eq!(frequencies.share("zentrix"), Some(2.0 / 6.0));
+    assert_eq!(frequencies.share("never"), Some(0.5 / 6.0), "smoothed");
+    let learnt = Matcher::with_frequencies(&catalog, &frequencies).unwrap();
+    let (mut s1, mut s2) = (plain.scratch(), learnt.scratch());
+    // Fewest searches use `news`: without frequencies it anchors a1.
+    plain.match_document(&docs[0], &mut s1);
+    assert_eq!(s1.last_candidates(), 1);
+    learnt.match_document(&docs[0], &mut s2);
+    assert_eq!(s2.last_candidates(), 0, "every document has news");
+    let reference = Reference::new(&catalog);
+    for d in &docs {
+        let want = reference.match_document(d);
+        assert_eq!(
+            plain.match_document(d, &mut s1),
+            want.as_slice(),
+            "{}",
+            d.id
+        );
+        assert_eq!(
+            learnt.match_document(d, &mut s2),
+            want.as_slice(),
+            "{}",
+            d.id
+        );
+    }
+}

@@ -44,6 +44,9 @@ pub struct BenchOptions {
     /// Generate the searches from the vocabulary of the `input` documents
     /// ([`workload::realistic`]) instead of the brand generator.
     pub realistic: bool,
+    /// Learn the terms' document frequencies from the first this many
+    /// documents and choose anchors by them (0: by search counts).
+    pub learn_frequencies: usize,
     /// Percent of the generated searches given a regex leaf
     /// ([`workload::with_regex_leaves`]).
     pub regex_percent: u32,
@@ -182,7 +185,22 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> anyhow::Result<(Outcome,
         text_bytes / docs.len()
     )?;
 
-    let matcher = Matcher::new(&catalog)?;
+    let mut matcher = Matcher::new(&catalog)?;
+    if opts.learn_frequencies > 0 {
+        let sample = &docs[..opts.learn_frequencies.min(docs.len())];
+        let started = Instant::now();
+        let frequencies = matcher.learn_frequencies(sample);
+        let learnt = started.elapsed();
+        matcher = Matcher::with_frequencies(&catalog, &frequencies)?;
+        writeln!(
+            out,
+            "anchors:  by document frequency, learnt from the first {} documents ({} of the catalog's terms seen) in {:.3} s",
+            frequencies.documents(),
+            frequencies.terms(),
+            learnt.as_secs_f64()
+        )?;
+    }
+    let matcher = matcher;
     let stats = matcher.stats().clone();
     writeln!(
         out,
