@@ -363,7 +363,7 @@ pub(super) struct Costs<'a> {
 }
 
 impl Costs<'_> {
-    fn cost(&self, f: FeatureId) -> f64 {
+    pub(super) fn cost(&self, f: FeatureId) -> f64 {
         let pop = f64::from(self.popularity[f as usize].max(1));
         if let Some(share) = self.term_share.filter(|_| f < self.bases.wild) {
             // Documents woken per thousand, the search count breaking ties:
@@ -390,7 +390,7 @@ impl Costs<'_> {
     }
 
     /// The cheapest anchor set of a leaf: one feature.
-    fn leaf_anchor(&self, c: &Compiled, leaf: u32) -> (FeatureId, f64) {
+    pub(super) fn leaf_anchor(&self, c: &Compiled, leaf: u32) -> (FeatureId, f64) {
         match c.leaves[leaf as usize].kind {
             CLeafKind::Tokens { start, len, .. } => c.ptoks[start as usize..(start + len) as usize]
                 .iter()

@@ -4,29 +4,80 @@
 //! checked per candidate against the document's feature stamps
 //! ([`confirmed`]).
 
-use super::compile::{Compiled, Costs, FeatureId, Node};
+use super::compile::{CLeafKind, Compiled, Costs, FeatureId, Node};
 
 impl Costs<'_> {
-    /// Most confirm groups kept per search.
-    const MAX_CONFIRM_GROUPS: usize = 3;
+    /// Most confirm groups kept per branch.
+    const MAX_CONFIRM_GROUPS: usize = 4;
 
-    /// The anchor sets of an AND's anchored children, cheapest first
-    /// (stable: the first of equally cheap children is the one
-    /// [`Costs::anchors`] chose).
-    fn child_sets(&self, c: &Compiled, start: u32, len: u32) -> Vec<Vec<FeatureId>> {
-        let mut sets: Vec<(f64, Vec<FeatureId>)> = c.children
-            [start as usize..(start + len) as usize]
-            .iter()
-            .filter_map(|&child| {
+    /// Groups of features of which `node` needs one each to match, with
+    /// their costs: every word of a phrase, the groups of every child of an
+    /// AND, both sides of a NEAR, the anchor set of an OR; nothing for NOT
+    /// and metadata.
+    fn required(&self, c: &Compiled, node: u32, out: &mut Vec<(f64, Vec<FeatureId>)>) {
+        match c.nodes[node as usize] {
+            Node::Leaf(l) => match c.leaves[l as usize].kind {
+                CLeafKind::Tokens { start, len, .. } => {
+                    for p in &c.ptoks[start as usize..(start + len) as usize] {
+                        out.push((self.cost(p.feature), vec![p.feature]));
+                    }
+                }
+                CLeafKind::Feature(f) => out.push((self.cost(f), vec![f])),
+            },
+            Node::Meta(_) | Node::Not(_) => {}
+            Node::And { start, len } => {
+                for &child in &c.children[start as usize..(start + len) as usize] {
+                    self.required(c, child, out);
+                }
+            }
+            Node::Or { .. } => {
                 let mut set = Vec::new();
-                let cost = self.anchors(c, child, &mut set)?;
-                set.sort_unstable();
-                set.dedup();
-                Some((cost, set))
-            })
-            .collect();
-        sets.sort_by(|a, b| a.0.total_cmp(&b.0));
-        sets.into_iter().map(|(_, set)| set).collect()
+                if let Some(cost) = self.anchors(c, node, &mut set) {
+                    out.push((cost, set));
+                }
+            }
+            Node::Near {
+                left,
+                left_len,
+                right_len,
+                ..
+            } => {
+                for (from, n) in [(left, left_len), (left + left_len, right_len)] {
+                    let leaves = &c.children[from as usize..(from + n) as usize];
+                    let (mut cost, mut set) = (0.0, Vec::new());
+                    for &l in leaves {
+                        let (f, fc) = self.leaf_anchor(c, l);
+                        cost += fc;
+                        set.push(f);
+                    }
+                    out.push((cost, set));
+                }
+            }
+        }
+    }
+
+    /// The cheapest [`Costs::MAX_CONFIRM_GROUPS`] required groups of
+    /// `node`, without `woken_by` (the set that woke the search holds).
+    fn confirm_groups(
+        &self,
+        c: &Compiled,
+        node: u32,
+        woken_by: &[FeatureId],
+    ) -> Vec<Vec<FeatureId>> {
+        let mut groups = Vec::new();
+        self.required(c, node, &mut groups);
+        for g in &mut groups {
+            g.1.sort_unstable();
+            g.1.dedup();
+        }
+        groups.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        groups.dedup_by(|a, b| a.1 == b.1);
+        groups
+            .into_iter()
+            .map(|(_, g)| g)
+            .filter(|g| g.as_slice() != woken_by)
+            .take(Self::MAX_CONFIRM_GROUPS)
+            .collect()
     }
 
     /// The confirm branches of a search, encoded for `eval::confirmed`: per
@@ -35,15 +86,13 @@ impl Costs<'_> {
     /// every one of its groups in the document; an empty encoding admits
     /// every document.
     ///
-    /// * Root AND: one branch, the anchor sets of the children other than
-    ///   the cheapest (whose set woke the search), at most
-    ///   [`Costs::MAX_CONFIRM_GROUPS`]. Every child must match, and a child
-    ///   that matches has a feature of its anchor set in the document.
-    /// * Root OR: one branch per child — its anchor set (the search was
-    ///   woken by the union of them, maybe by another child's), and when
-    ///   the child is an AND its own confirm groups as above. Some child
-    ///   must match.
-    /// * Anything else: nothing to check beyond the anchor.
+    /// * Root OR: one branch per child, with the child's required groups
+    ///   ([`Costs::required`]: every word of a phrase, every conjunct of an
+    ///   AND, both sides of a NEAR), the cheapest first. Some child must
+    ///   match. A child that needs no text rules nothing out.
+    /// * Any other root: one branch, its required groups but the anchor
+    ///   set that woke the search. A phrase search (`"w1 w2"`, anchored on
+    ///   its rarer word) is then evaluated only when every word occurs.
     pub(super) fn confirm_branches(&self, c: &Compiled, root: u32) -> Vec<u32> {
         let mut out = Vec::new();
         let push_groups = |out: &mut Vec<u32>, groups: &[Vec<FeatureId>]| {
@@ -53,40 +102,24 @@ impl Costs<'_> {
                 out.extend_from_slice(g);
             }
         };
-        match c.nodes[root as usize] {
-            Node::And { start, len } => {
-                let sets = self.child_sets(c, start, len);
-                let rest: Vec<Vec<FeatureId>> = sets
-                    .into_iter()
-                    .skip(1)
-                    .take(Self::MAX_CONFIRM_GROUPS)
-                    .collect();
-                if !rest.is_empty() {
-                    push_groups(&mut out, &rest);
+        if let Node::Or { start, len } = c.nodes[root as usize] {
+            for &child in &c.children[start as usize..(start + len) as usize] {
+                let groups = self.confirm_groups(c, child, &[]);
+                if groups.is_empty() {
+                    // A branch that needs no text: nothing can be ruled out.
+                    return Vec::new();
                 }
+                push_groups(&mut out, &groups);
             }
-            Node::Or { start, len } => {
-                for &child in &c.children[start as usize..(start + len) as usize] {
-                    let mut own = Vec::new();
-                    if self.anchors(c, child, &mut own).is_none() {
-                        // A branch that needs no text: nothing can be ruled out.
-                        return Vec::new();
-                    }
-                    own.sort_unstable();
-                    own.dedup();
-                    let mut groups = vec![own];
-                    if let Node::And { start, len } = c.nodes[child as usize] {
-                        groups.extend(
-                            self.child_sets(c, start, len)
-                                .into_iter()
-                                .skip(1)
-                                .take(Self::MAX_CONFIRM_GROUPS),
-                        );
-                    }
-                    push_groups(&mut out, &groups);
-                }
+        } else {
+            let mut woken_by = Vec::new();
+            self.anchors(c, root, &mut woken_by);
+            woken_by.sort_unstable();
+            woken_by.dedup();
+            let groups = self.confirm_groups(c, root, &woken_by);
+            if !groups.is_empty() {
+                push_groups(&mut out, &groups);
             }
-            _ => {}
         }
         out
     }

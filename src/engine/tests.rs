@@ -217,9 +217,9 @@ fn conjuncts_without_a_feature_in_the_document_skip_the_evaluation() {
     }
 }
 
-/// Confirm branches of an OR root: each branch is checked on its own (its
-/// anchor set, and an AND branch's other conjuncts), and the search is
-/// evaluated when some branch could hold.
+/// Confirm branches of an OR root: each branch is checked on its own (every
+/// word of a phrase, every conjunct of an AND), and the search is evaluated
+/// when some branch could hold.
 #[test]
 fn or_branches_without_their_conjuncts_skip_the_evaluation() {
     let catalog = one_search("\"acme corp\" OR (zentrix AND (outage OR down))");
@@ -230,8 +230,10 @@ fn or_branches_without_their_conjuncts_skip_the_evaluation() {
         // The AND branch woke it, its other conjunct is absent, and the
         // phrase branch has no word here: not evaluated.
         ("zentrix news", 0, false),
-        // The phrase branch could hold (acme occurs): evaluated.
-        ("zentrix acme news", 1, false),
+        // The phrase branch needs both of its words: one is not enough.
+        ("zentrix acme news", 0, false),
+        // Both words, apart: evaluated, no match.
+        ("corp news about acme", 1, false),
         ("acme corp news", 1, true),
         ("zentrix is down", 1, true),
     ] {
@@ -294,6 +296,33 @@ fn anchors_follow_document_frequencies_with_the_same_results() {
             want.as_slice(),
             "{}",
             d.id
+        );
+    }
+}
+
+/// A phrase (alone or in a NEAR) is evaluated only when all its words occur.
+#[test]
+fn phrases_are_evaluated_only_when_every_word_occurs() {
+    for (query, text, evaluated, matches) in [
+        ("\"acme corp\"", "acme news", 0, false),
+        ("\"acme corp\"", "corp of acme", 1, false),
+        ("\"acme corp\"", "acme corp news", 1, true),
+        ("\"acme big corp\"~2 AND -job", "big acme corp", 1, true),
+        ("\"acme big corp\"~2 AND -job", "acme corp", 0, false),
+        ("acme NEAR/2 (outage OR down)", "acme news", 0, false),
+        ("acme NEAR/2 (outage OR down)", "acme is down", 1, true),
+    ] {
+        let catalog = one_search(query);
+        let m = Matcher::new(&catalog).unwrap();
+        let mut s = m.scratch();
+        let doc = Document::with_text("d", text);
+        let got = m.match_document(&doc, &mut s).to_vec();
+        assert_eq!(s.last_evaluated(), evaluated, "{query} on {text}");
+        assert_eq!(!got.is_empty(), matches, "{query} on {text}");
+        assert_eq!(
+            got,
+            Reference::new(&catalog).match_document(&doc),
+            "{query} on {text}"
         );
     }
 }
