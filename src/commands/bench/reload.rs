@@ -65,6 +65,19 @@ fn with_extra_search(json: &str, i: usize) -> (Vec<u8>, String) {
     (v.to_string().into_bytes(), term)
 }
 
+/// Whether the active version matches the JSON document `probe` to
+/// `topic`.
+fn matches_topic(searches: &SearchVersions, probe: &str, topic: &str) -> anyhow::Result<bool> {
+    let active = searches.current();
+    let d = Document::parse(probe.as_bytes(), 1 << 20).expect("probe parses");
+    let mut scratch = active.scratch();
+    let mut hit = false;
+    active.for_each_match(&d, &mut scratch, |matcher, m| {
+        hit |= matcher.topic_id(m.topic) == topic;
+    })?;
+    Ok(hit)
+}
+
 /// Runs the benchmark.
 ///
 /// # Errors
@@ -122,14 +135,7 @@ pub fn run(opts: &ReloadBenchOptions, out: &mut dyn Write) -> anyhow::Result<Out
         let t = Instant::now();
         rt.block_on(searches.put(doc, false))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let active = searches.current();
-        let d = Document::parse(probe.as_bytes(), 1 << 20).expect("probe parses");
-        let mut scratch = active.scratch();
-        let want = format!("bench-extra-{i}");
-        let mut hit = false;
-        active.for_each_match(&d, &mut scratch, |matcher, m| {
-            hit |= matcher.topic_id(m.topic) == want;
-        })?;
+        let hit = matches_topic(&searches, &probe, &format!("bench-extra-{i}"))?;
         change.push(t.elapsed());
         anyhow::ensure!(hit, "the new search did not match its probe document");
     }
@@ -157,13 +163,7 @@ pub fn run(opts: &ReloadBenchOptions, out: &mut dyn Write) -> anyhow::Result<Out
         let t = Instant::now();
         rt.block_on(searches.set_topic(&id, topic.to_string().as_bytes(), false))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let active = searches.current();
-        let d = Document::parse(probe.as_bytes(), 1 << 20).expect("probe parses");
-        let mut scratch = active.scratch();
-        let mut hit = false;
-        active.for_each_match(&d, &mut scratch, |matcher, m| {
-            hit |= matcher.topic_id(m.topic) == id;
-        })?;
+        let hit = matches_topic(&searches, &probe, &id)?;
         topic_change.push(t.elapsed());
         anyhow::ensure!(hit, "the new topic did not match its probe document");
     }
