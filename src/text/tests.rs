@@ -1,0 +1,140 @@
+//! Unit tests of tokenizing and folding.
+
+use super::*;
+
+fn toks(text: &str) -> Vec<(TokenKind, String, &str)> {
+    let mut t = Tokens::new();
+    t.analyze(text);
+    (0..t.len())
+        .map(|i| {
+            let tok = t.tokens[i];
+            (
+                tok.kind,
+                t.folded_body(i).to_string(),
+                &text[tok.start as usize..tok.end as usize],
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn folding_matches_the_spec_examples() {
+    assert_eq!(fold("Café"), fold("cafe"));
+    assert_eq!(fold("CAFÉ"), "cafe");
+    assert_eq!(fold("Straße"), "strasse");
+    assert_eq!(fold("naïve"), "naive");
+    assert_eq!(fold("ＡＣＭＥ"), "acme"); // full width, by NFKC
+    assert_eq!(fold("ﬁle"), "file"); // ligature, by NFKC
+    assert_eq!(fold("ΣΑΣ"), fold("σας")); // final sigma
+    assert_eq!(fold("İstanbul"), "istanbul");
+}
+
+#[test]
+fn folding_is_idempotent_on_samples() {
+    for s in [
+        "Ǆemal",
+        "ᾈ",
+        "Ωhm",
+        "한국어",
+        "ｶﾀｶﾅ",
+        "e\u{301}te\u{301}",
+        "ǅ",
+    ] {
+        let once = fold(s);
+        assert_eq!(fold(&once), once, "{s}");
+    }
+}
+
+#[test]
+fn tokens_have_kinds_and_original_offsets() {
+    let text = "Can't upload images in #acme today… @Jdoe $ACME e-mail 😡😡 x#no";
+    let got = toks(text);
+    let kinds: Vec<_> = got
+        .iter()
+        .map(|(k, b, raw)| (*k, b.as_str(), *raw))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (TokenKind::Word, "can't", "Can't"),
+            (TokenKind::Word, "upload", "upload"),
+            (TokenKind::Word, "images", "images"),
+            (TokenKind::Word, "in", "in"),
+            (TokenKind::Hashtag, "acme", "#acme"),
+            (TokenKind::Word, "today", "today"),
+            (TokenKind::Mention, "jdoe", "@Jdoe"),
+            (TokenKind::Cashtag, "acme", "$ACME"),
+            (TokenKind::Word, "e", "e"),
+            (TokenKind::Word, "mail", "mail"),
+            (TokenKind::Emoji, "😡", "😡"),
+            (TokenKind::Emoji, "😡", "😡"),
+            (TokenKind::Word, "x", "x"),
+            (TokenKind::Word, "no", "no"),
+        ]
+    );
+}
+
+#[test]
+fn emoji_variation_selectors_fold_away() {
+    assert_eq!(fold("❤️"), fold("❤"));
+    let got = toks("I ❤️ it");
+    assert_eq!(got[1].0, TokenKind::Emoji);
+}
+
+#[test]
+fn folded_field_maps_back() {
+    let mut f = FoldedField::default();
+    fold_with_offsets("Ｘ東京タワー", &mut f);
+    let at = f.text.find("東京").unwrap();
+    let (s, e) = f.original_range(at, at + "東京".len());
+    assert_eq!(&"Ｘ東京タワー"[s as usize..e as usize], "東京");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(3000))]
+    #[test]
+    fn ascii_fast_path_equals_uax29(s in "[a-cA-C0-2_:.',;#@$ \\-]{0,24}") {
+        let (mut fast, mut fast_folded) = (Vec::new(), String::new());
+        tokenize_ascii(s.as_bytes(), 0, s.len(), &mut fast, &mut fast_folded);
+        let (mut slow, mut slow_folded, mut cjk) = (Vec::new(), String::new(), false);
+        tokenize_unicode(&s, 0, &mut slow, &mut slow_folded, &mut cjk);
+        proptest::prop_assert_eq!(fast, slow);
+        proptest::prop_assert_eq!(fast_folded, slow_folded);
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(3000))]
+    #[test]
+    fn chunked_tokenizing_equals_uax29(parts in proptest::collection::vec(proptest::sample::select(vec![
+        "a", "B", "1", "_", "'", ".", ",", ":", "#", "@", "$", " ", "  ", "\t", "\n", "-", "é", "e\u{301}",
+        "\u{301}", "\u{903}", "😡", "\u{200d}", "❤\u{fe0f}", "東", "タ", "ß", "\u{ff21}", "🇧🇪",
+    ]), 0..16)) {
+        let s: String = parts.concat();
+        let (mut fast, mut fast_folded, mut cjk1) = (Vec::new(), String::new(), false);
+        tokenize_into(&s, &mut fast, &mut fast_folded, &mut cjk1);
+        let (mut slow, mut slow_folded, mut cjk2) = (Vec::new(), String::new(), false);
+        tokenize_unicode(&s, 0, &mut slow, &mut slow_folded, &mut cjk2);
+        proptest::prop_assert_eq!(fast, slow);
+        proptest::prop_assert_eq!(fast_folded, slow_folded);
+        proptest::prop_assert_eq!(cjk1, cjk2);
+    }
+}
+
+#[test]
+fn uax29_joins_seen_in_ascii() {
+    let bodies = |s: &str| toks(s).into_iter().map(|t| t.1).collect::<Vec<_>>();
+    assert_eq!(
+        bodies("can't e.g. 3.14 1,000 a:b x_y a.1 #a.b"),
+        ["can't", "e.g", "3.14", "1,000", "a:b", "x_y", "a", "1", "a.b"]
+    );
+}
+
+#[test]
+fn cjk_is_detected() {
+    let mut t = Tokens::new();
+    t.analyze("hello 東京");
+    assert!(t.has_cjk);
+    t.analyze("hello world");
+    assert!(!t.has_cjk);
+}
