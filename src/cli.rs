@@ -293,6 +293,24 @@ pub(crate) enum Command {
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
         threads: Option<u16>,
     },
+    /// Why a document matches its searches, or why one search does not.
+    Explain {
+        /// The searches file (JSON, docs/formats.md §2.2).
+        #[arg(long)]
+        searches: PathBuf,
+        /// Explain this search whatever its verdict (default: every search that matches).
+        #[arg(long)]
+        search: Option<String>,
+        /// The document's text.
+        #[arg(long, conflicts_with = "input", required_unless_present = "input")]
+        text: Option<String>,
+        /// The document as a JSON file (docs/formats.md §2.1).
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Print the explanations as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Compile and validate searches; print every error, or counts and sizes.
     Check {
         /// The searches file (JSON, docs/formats.md §2.2).

@@ -201,6 +201,23 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 &mut stderr.lock(),
             )
         }
+        Command::Explain {
+            searches,
+            search,
+            text,
+            input,
+            json,
+        } => commands::explain::run(
+            &commands::explain::ExplainOptions {
+                searches,
+                search,
+                text,
+                input,
+                json,
+            },
+            &mut std::io::stdout().lock(),
+            &mut stderr.lock(),
+        ),
         Command::Check { searches } => commands::check::run(
             &searches,
             &Limits::default(),

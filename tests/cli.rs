@@ -642,3 +642,61 @@ fn run_logs_json_and_takes_its_keys_from_the_environment() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn explain_shows_why_a_search_matches_and_why_another_does_not() {
+    let searches = temp_file(
+        "explain-searches.json",
+        br#"{"topics": [{"id": "acme", "searches": [
+            {"id": "outage", "query": "acme NEAR/2 (outage OR down)"},
+            {"id": "hiring", "query": "acme -job*"}]}]}"#,
+    );
+    let s = searches.to_str().unwrap();
+    let out = bin()
+        .args([
+            "explain",
+            "--searches",
+            s,
+            "--text",
+            "acme is down, job ads too",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("search outage: MATCHES"), "{text}");
+    assert!(text.contains("«down»"), "{text}");
+    assert!(
+        !text.contains("search hiring"),
+        "only matches without --search: {text}"
+    );
+    let out = bin()
+        .args([
+            "explain",
+            "--searches",
+            s,
+            "--search",
+            "hiring",
+            "--text",
+            "acme is down, job ads too",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("search hiring: does not match"), "{text}");
+    assert!(text.contains("vetoed: job* occurs"), "{text}");
+    let out = bin()
+        .args([
+            "explain",
+            "--searches",
+            s,
+            "--search",
+            "nope",
+            "--text",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no search \"nope\""));
+}

@@ -388,6 +388,49 @@ fn one_topic_set_and_deleted_through_the_api_and_the_cli() {
         doc["document"]["topics"][0]["searches"][0]["query"],
         "omega"
     );
+
+    // POST /explain reads the running version (the token's read rules).
+    let ask = |body: serde_json::Value, token| {
+        svc.request("POST", "/explain", token, body.to_string().as_bytes())
+    };
+    let doc = serde_json::json!({"id": "x", "text": "omega and beta news"});
+    assert_eq!(ask(serde_json::json!({"document": doc}), None).0, 401);
+    let (code, text) = ask(serde_json::json!({"document": doc}), Some(TOKEN));
+    assert_eq!(code, 200, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["version"], 4, "{v}");
+    let matched: Vec<&str> = v["explanations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["topic"].as_str().unwrap())
+        .collect();
+    assert_eq!(matched, ["a", "b"], "{v}");
+    let (code, text) = ask(
+        serde_json::json!({"document": doc, "search": "c-s"}),
+        Some(TOKEN),
+    );
+    assert_eq!(code, 200, "{text}");
+    assert!(
+        text.contains("\"matched\":false") && text.contains("not in the document"),
+        "{text}"
+    );
+    let draft = serde_json::json!({"document": doc, "query": "omega NEAR/0 beta"});
+    let (code, text) = ask(draft, Some(TOKEN));
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("more than the 0 allowed"), "{text}");
+    let (code, text) = ask(
+        serde_json::json!({"document": doc, "query": "omega AND"}),
+        Some(TOKEN),
+    );
+    assert_eq!(code, 422, "{text}");
+    assert!(text.contains("column"), "{text}");
+    let big = serde_json::json!({"id": "x", "text": "omega ".repeat(10_000)});
+    assert_eq!(
+        ask(serde_json::json!({"document": big}), Some(TOKEN)).0,
+        400
+    );
+    assert_eq!(ask(serde_json::json!({"doc": doc}), Some(TOKEN)).0, 400);
     drop(svc);
 }
 

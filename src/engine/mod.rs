@@ -64,6 +64,7 @@
 mod compile;
 mod confirm;
 mod eval;
+pub mod explain;
 mod frequencies;
 mod probe;
 pub mod reference;

@@ -19,7 +19,7 @@ use crate::searches::{Catalog, SearchIdx};
 use crate::text::{self, FoldedField, Tokens};
 
 /// An occurrence: field, first and last token position, byte range.
-type Occurrence = (u8, u32, u32, u32, u32);
+pub(super) type Occurrence = (u8, u32, u32, u32, u32);
 
 /// Evaluates each search of a catalog separately.
 pub struct Reference<'c> {
@@ -43,17 +43,33 @@ impl<'c> Reference<'c> {
         Reference { catalog, regexes }
     }
 
-    /// The matches of `doc`, in the engine's output form and order.
-    pub fn match_document(&self, doc: &Document<'_>) -> Vec<TopicMatch> {
+    /// The catalog it evaluates.
+    pub(super) fn catalog(&self) -> &Catalog {
+        self.catalog
+    }
+
+    /// `doc`'s title and text, tokenized.
+    pub(super) fn tokens(doc: &Document<'_>) -> [Tokens; 2] {
         let mut fields = [Tokens::new(), Tokens::new()];
         for (i, f) in fields.iter_mut().enumerate() {
             f.analyze(doc.field(i).unwrap_or(""));
         }
-        let ctx = Ctx {
+        fields
+    }
+
+    /// An evaluation context over `doc` and its `fields` ([`Reference::tokens`]).
+    pub(super) fn context<'a>(&'a self, doc: &'a Document<'a>, fields: &'a [Tokens; 2]) -> Ctx<'a> {
+        Ctx {
             doc,
-            fields: &fields,
+            fields,
             regexes: &self.regexes,
-        };
+        }
+    }
+
+    /// The matches of `doc`, in the engine's output form and order.
+    pub fn match_document(&self, doc: &Document<'_>) -> Vec<TopicMatch> {
+        let fields = Reference::tokens(doc);
+        let ctx = self.context(doc, &fields);
         let mut out: Vec<TopicMatch> = Vec::new();
         let mut order: Vec<usize> = (0..self.catalog.searches.len()).collect();
         order.sort_by(|&a, &b| {
@@ -99,14 +115,19 @@ impl<'c> Reference<'c> {
     }
 }
 
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     doc: &'a Document<'a>,
     fields: &'a [Tokens; 2],
     regexes: &'a HashMap<String, Regex>,
 }
 
 impl Ctx<'_> {
-    fn eval(&self, e: &Expr) -> bool {
+    /// The document evaluated.
+    pub(super) fn doc(&self) -> &Document<'_> {
+        self.doc
+    }
+
+    pub(super) fn eval(&self, e: &Expr) -> bool {
         match e {
             Expr::Or(c) => c.iter().any(|e| self.eval(e)),
             Expr::And(c) => c.iter().all(|e| self.eval(e)),
@@ -147,7 +168,7 @@ impl Ctx<'_> {
         !case_sensitive || f.raw_body(self.doc.field(field as usize).unwrap_or(""), pos) == q.raw
     }
 
-    fn occurrences(&self, leaf: &Leaf) -> Vec<Occurrence> {
+    pub(super) fn occurrences(&self, leaf: &Leaf) -> Vec<Occurrence> {
         let mut out = Vec::new();
         for field in 0..2u8 {
             if !leaf.fields.allows(field) {
@@ -190,7 +211,7 @@ impl Ctx<'_> {
                         let end = (s + width).min(f.len());
                         if let Some(e) = (s..end).find(|&e| {
                             let mut used = vec![false; e - s + 1];
-                            assign(tokens, 0, s, &mut used, &|p, q| {
+                            assign(tokens, s, &mut used, &|p, q| {
                                 self.token_is(field, p, q, *case_sensitive)
                             })
                         }) {
@@ -244,26 +265,51 @@ impl Ctx<'_> {
     }
 }
 
-/// Tries to give query tokens `i..` distinct positions of the window
-/// starting at `s` (`used` has one slot per window position).
+/// Whether every query token can have its own position of the window
+/// starting at `s` (`used` has one slot per window position, all free):
+/// a bipartite matching, found by augmenting paths (Kuhn's algorithm), so
+/// it takes polynomial time even when it fails — a depth-first search
+/// over assignments took hours on a repeated word.
 fn assign(
     tokens: &[QueryToken],
-    i: usize,
     s: usize,
-    used: &mut Vec<bool>,
+    used: &mut [bool],
     is: &dyn Fn(usize, &QueryToken) -> bool,
 ) -> bool {
-    if i == tokens.len() {
-        return true;
+    if tokens.len() > used.len() {
+        return false;
     }
-    for k in 0..used.len() {
-        if !used[k] && is(s + k, &tokens[i]) {
-            used[k] = true;
-            if assign(tokens, i + 1, s, used, is) {
+    // owner[k]: the query token holding window position k.
+    let mut owner: Vec<Option<usize>> = vec![None; used.len()];
+    fn augment(
+        t: usize,
+        tokens: &[QueryToken],
+        s: usize,
+        seen: &mut [bool],
+        owner: &mut [Option<usize>],
+        is: &dyn Fn(usize, &QueryToken) -> bool,
+    ) -> bool {
+        for k in 0..owner.len() {
+            if seen[k] || !is(s + k, &tokens[t]) {
+                continue;
+            }
+            seen[k] = true;
+            let free = match owner[k] {
+                None => true,
+                Some(other) => augment(other, tokens, s, seen, owner, is),
+            };
+            if free {
+                owner[k] = Some(t);
                 return true;
             }
-            used[k] = false;
+        }
+        false
+    }
+    for t in 0..tokens.len() {
+        used.fill(false);
+        if !augment(t, tokens, s, used, &mut owner, is) {
+            return false;
         }
     }
-    false
+    true
 }

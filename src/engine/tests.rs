@@ -326,3 +326,109 @@ fn phrases_are_evaluated_only_when_every_word_occurs() {
         );
     }
 }
+
+/// `explain`'s verdict is the matcher's, search by search, on the sample
+/// tweets and searches.
+#[test]
+fn explain_agrees_with_the_matcher_on_every_sample() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let catalog = Catalog::from_path(
+        &std::path::Path::new(root).join("samples/searches.json"),
+        &Limits::default(),
+    )
+    .unwrap();
+    let m = Matcher::new(&catalog).unwrap();
+    let reference = Reference::new(&catalog);
+    let mut s = m.scratch();
+    let tweets = std::fs::read_to_string(format!("{root}/samples/tweets.jsonl")).unwrap();
+    let mut matched = 0;
+    for line in tweets.lines().take(600) {
+        let doc = Document::parse(line.as_bytes(), 1 << 20).unwrap();
+        let want: std::collections::BTreeSet<u32> = m
+            .match_document(&doc, &mut s)
+            .iter()
+            .flat_map(|t| t.searches.iter().map(|x| x.0))
+            .collect();
+        let got: std::collections::BTreeSet<u32> = (0..catalog.searches.len() as u32)
+            .filter(|&i| {
+                reference
+                    .explain(&doc, crate::searches::SearchIdx(i))
+                    .matched
+            })
+            .collect();
+        assert_eq!(got, want, "{}", doc.id);
+        matched += want.len();
+    }
+    assert!(matched > 20, "the samples must match sometimes: {matched}");
+}
+
+/// The why of each operator.
+#[test]
+fn explain_says_why_each_operator_holds_or_fails() {
+    for (query, text, matched, whys) in [
+        (
+            "acme -job*",
+            "acme jobs",
+            false,
+            vec!["fails on NOT job*", "vetoed: job* occurs", "found once"],
+        ),
+        (
+            "acme NEAR/1 outage",
+            "acme had a big outage",
+            false,
+            vec!["closest 3 tokens apart, more than the 1 allowed"],
+        ),
+        (
+            "acme ONEAR/5 outage",
+            "outage at acme",
+            false,
+            vec!["never acme before outage"],
+        ),
+        (
+            "acme OR zentrix",
+            "zentrix news",
+            true,
+            vec!["holds by zentrix", "not in the document"],
+        ),
+        (
+            "\"acme corp\"",
+            "corp acme",
+            false,
+            vec!["not in the document"],
+        ),
+    ] {
+        let catalog = one_search(query);
+        let r = Reference::new(&catalog);
+        let e = r.explain(
+            &Document::with_text("d", text),
+            crate::searches::SearchIdx(0),
+        );
+        assert_eq!(e.matched, matched, "{query}");
+        let all = serde_json::to_string(&e).unwrap();
+        for why in whys {
+            assert!(all.contains(why), "{query} on {text}: {why} not in {all}");
+        }
+    }
+}
+
+/// A long sloppy phrase of one repeated word on a run of that word: the
+/// reference (and so `explain`) decides it by matching, not by trying
+/// every assignment (which took hours).
+#[test]
+fn a_sloppy_phrase_of_one_repeated_word_is_decided_quickly() {
+    let phrase = vec!["acme"; 16].join(" ");
+    let catalog = one_search(&format!("\"{phrase}\"~40"));
+    let r = Reference::new(&catalog);
+    let text = vec!["acme"; 400].join(" ");
+    let e = r.explain(
+        &Document::with_text("d", &text),
+        crate::searches::SearchIdx(0),
+    );
+    assert!(e.matched);
+    let short = vec!["acme"; 15].join(" ");
+    let e = r.explain(
+        &Document::with_text("d", &short),
+        crate::searches::SearchIdx(0),
+    );
+    assert!(!e.matched, "15 words cannot hold 16");
+}

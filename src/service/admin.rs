@@ -3,14 +3,15 @@
 //! `POST /searches/reload[?force=true]`, `PUT /searches[?force=true]`
 //! (body: a whole searches document), `PUT /searches/topics/{id}[?force=true]`
 //! (body: one topic as in the searches file), `DELETE
-//! /searches/topics/{id}[?force=true]`, `POST /searches/rollback[?to=N]`.
+//! /searches/topics/{id}[?force=true]`, `POST /searches/rollback[?to=N]`;
+//! `POST /explain` (`service::explain`: why a document matches).
 //!
 //! Binds 127.0.0.1 by default. Mutating endpoints require
 //! `Authorization: Bearer <admin.token>`: without it (or with a wrong one)
 //! they answer 401 and change nothing; when no token is configured they
 //! answer 403 — nobody can mutate a service that has no token. When a token
 //! is configured, reading customer data (`/status`, `/searches`,
-//! `/searches/history`, `/replays`) needs it too; `/healthz`, `/readyz` and
+//! `/searches/history`, `/replays`, `POST /explain`) needs it too; `/healthz`, `/readyz` and
 //! `/metrics` stay open for probes and scrapers. The token is checked by a
 //! middleware before any handler reads a body.
 //!
@@ -92,6 +93,7 @@ pub fn router(state: AdminState) -> Router {
         )
         .route("/searches/reload", post(searches_reload))
         .route("/searches/rollback", post(searches_rollback))
+        .route("/explain", post(explain_post))
         .route("/replays", get(replays_get).post(replays_post))
         .route("/replays/{id}", axum::routing::delete(replays_delete))
         // Checked before any handler reads a body.
@@ -116,10 +118,12 @@ async fn require_token(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    // POST /explain sends a document to read the searches with; it
+    // changes nothing.
     let reading = matches!(
         *req.method(),
         axum::http::Method::GET | axum::http::Method::HEAD
-    );
+    ) || req.uri().path() == "/explain";
     if reading && s.token.is_none() {
         return next.run(req).await;
     }
@@ -361,6 +365,18 @@ struct ReplayBody {
     to: String,
     searches: Option<Vec<String>>,
     classes: Option<Vec<String>>,
+}
+
+async fn explain_post(State(s): State<AdminState>, body: axum::body::Bytes) -> Response {
+    let active = s.searches.current();
+    tokio::task::spawn_blocking(move || super::explain::explain(&active, &body))
+        .await
+        .unwrap_or_else(|e| {
+            json_error(
+                500,
+                serde_json::json!({"error": "internal", "message": e.to_string()}),
+            )
+        })
 }
 
 async fn replays_post(State(s): State<AdminState>, body: axum::body::Bytes) -> Response {

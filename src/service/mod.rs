@@ -19,6 +19,7 @@ pub mod admin;
 pub mod components;
 pub mod dead_letters;
 pub mod drain;
+pub mod explain;
 pub mod guard;
 mod lag;
 pub mod metrics;
