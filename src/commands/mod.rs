@@ -1,5 +1,5 @@
 //! The commands of docs/operations.md §4 other than `run` and `demo`: the
-//! offline ones (`match`, `check`, `bench`) and the clients of a running
+//! offline ones (`match`, `check`, `explain`, `bench`) and the clients of a running
 //! service (`replay`, `searches`, `status`, through [`admin_client`]). Each
 //! takes typed options, writes to the given streams and returns an
 //! [`Outcome`], so `main` only maps outcomes to exit codes and tests can

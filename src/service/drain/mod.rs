@@ -109,7 +109,7 @@ pub use progress::ClassProgress;
 pub use replay::*;
 use report::write_report;
 use scheduler::Run;
-pub use scheduler::{Advance, CancelRefused, Finish, Jobs, LanePlan, UnreadableJob};
+pub use scheduler::{CancelRefused, Finish, Jobs, LanePlan, Lookup, UnreadableJob};
 
 /// Lane messages handled per turn before live messages are looked at again.
 pub const SLICE: usize = 256;

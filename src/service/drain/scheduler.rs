@@ -396,11 +396,11 @@ impl Jobs {
         order
     }
 
-    /// Records that class `class` of job `job` looked at the message at
-    /// `offset` of (topic, partition), with timestamp `ts_ms`; `document`
-    /// when it was one of this class's documents. Returns
-    /// [`Advance::Stale`] for a message before the cursor (re-fetched) or
-    /// outside the range, [`Advance::Take`] for one to handle.
+    /// Where the message at `offset` of (topic, partition), read by the
+    /// lane of class `class` of job `job`, belongs: [`Lookup::Stale`] for
+    /// a message before the class's cursor (re-fetched) or outside every
+    /// range (a range it ends is finished), [`Lookup::Take`] with the range
+    /// to handle it in. Nothing moves until [`Jobs::handled`].
     pub fn look(
         &mut self,
         job: u64,
@@ -408,31 +408,33 @@ impl Jobs {
         topic: &str,
         partition: i32,
         offset: i64,
-    ) -> Advance {
+    ) -> Lookup {
         let Some(run) = self
             .runs
             .iter_mut()
             .find(|r| r.job.id == job && r.job.state == JobState::Running)
         else {
-            return Advance::Stale;
+            return Lookup::Stale;
         };
         let Some(r) = run.job.ranges.iter().position(|g| g.is(topic, partition)) else {
-            return Advance::Stale;
+            return Lookup::Stale;
         };
         let g = &run.job.ranges[r];
         if offset < g.cursors[class] {
-            return Advance::Stale;
+            return Lookup::Stale;
         }
         if offset >= g.end {
             // Past the range (a gap at its end): this class is done here.
             self.finish_range(job, r, class);
-            return Advance::Stale;
+            return Lookup::Stale;
         }
-        Advance::Take(r)
+        Lookup::Take(r)
     }
 
-    /// After [`Jobs::look`] returned `Take(range)`: the message is handled.
-    pub fn advance(
+    /// After [`Jobs::look`] returned `Take(range)`: the message is handled
+    /// (`emitted`: it was one of this class's documents; `ts_ms`: its
+    /// timestamp); moves the class's cursor past it.
+    pub fn handled(
         &mut self,
         job: u64,
         range: usize,
@@ -588,9 +590,9 @@ impl Jobs {
     }
 }
 
-/// The outcome of [`Jobs::look`].
+/// Where [`Jobs::look`] puts a message.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Advance {
+pub enum Lookup {
     /// Skip the message.
     Stale,
     /// Handle it; it belongs to this range index.

@@ -71,13 +71,13 @@ fn cursors_advance_classes_finish_in_turn_and_the_job_ends() {
     for class in [1, 2] {
         assert_eq!(j.running(id).unwrap().current_classes(), vec![class]);
         for offset in 0..3 {
-            let Advance::Take(r) = j.look(id, class, "social", 1, offset) else {
+            let Lookup::Take(r) = j.look(id, class, "social", 1, offset) else {
                 panic!("offset {offset} not taken");
             };
-            j.advance(id, r, class, offset, Some(1_000), offset == 1);
+            j.handled(id, r, class, offset, Some(1_000), offset == 1);
         }
         // A re-fetched message before the cursor is skipped.
-        assert_eq!(j.look(id, class, "social", 1, 0), Advance::Stale);
+        assert_eq!(j.look(id, class, "social", 1, 0), Lookup::Stale);
     }
     assert!(j.running(id).is_none(), "the job ended");
     // Read to the end, but in only once the output acknowledged it.
@@ -112,10 +112,10 @@ fn weighted_serves_the_class_furthest_behind_its_weight() {
         .id;
     for (class, n) in [(1, 30), (2, 5)] {
         for offset in 0..n {
-            let Advance::Take(r) = j.look(id, class, "social", 0, offset) else {
+            let Lookup::Take(r) = j.look(id, class, "social", 0, offset) else {
                 panic!()
             };
-            j.advance(id, r, class, offset, None, true);
+            j.handled(id, r, class, offset, None, true);
         }
     }
     // emitted / weight: dm 30/30 = 1, rest 5/10 = 0.5 → rest first;
@@ -134,10 +134,10 @@ fn messages_deleted_before_a_class_read_them_are_skipped_and_counted_once() {
     let id = catch_up(&mut j, vec![(TopicPartition::new("social", 0), 100, 200)]);
     // dm read up to 130, then the log start moved to 150.
     for offset in 100..130 {
-        let Advance::Take(r) = j.look(id, 1, "social", 0, offset) else {
+        let Lookup::Take(r) = j.look(id, 1, "social", 0, offset) else {
             panic!("offset {offset} not taken");
         };
-        j.advance(id, r, 1, offset, None, false);
+        j.handled(id, r, 1, offset, None, false);
     }
     assert_eq!(
         j.skip_deleted(id, 1, "social", 0, 150),

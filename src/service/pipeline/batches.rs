@@ -50,7 +50,7 @@ impl LoopState {
     /// Checkpoints every closed batch whose records are all acknowledged
     /// (without waiting); returns whether the oldest one still waiting has
     /// waited longer than [`STALL`] or too many are waiting.
-    pub(super) fn advance(
+    pub(super) fn checkpoint_acknowledged(
         &mut self,
         consumer: &BaseConsumer<RebalanceContext>,
     ) -> Result<bool, SinkError> {

@@ -95,7 +95,7 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Message};
 
 use super::dead_letters::{Coords, DeadLetters};
-use super::drain::{Advance, CancelError, Finish, Inbox, JobKind, Jobs, LanePlan, Request, SLICE};
+use super::drain::{CancelError, Finish, Inbox, JobKind, Jobs, LanePlan, Lookup, Request, SLICE};
 use super::guard::{self, DocRecords, Outcome};
 use super::metrics::Metrics;
 use super::reload::{Active, ActiveScratch, Masks, SearchVersions};
@@ -341,7 +341,7 @@ impl Pipeline {
         let mut matched_at_refreshed = Instant::now();
         let mut batch_started: Option<Instant> = None;
         let mut in_batch = 0usize;
-        let mut last_advance = Instant::now();
+        let mut last_ack_check = Instant::now();
         let mut last_poll_error: Option<Instant> = None;
         let mut lanes = Lanes::default();
         let mut last_tick = Instant::now() - Duration::from_secs(2);
@@ -474,10 +474,10 @@ impl Pipeline {
                 || in_batch >= self.config.batch_max_messages;
             // Acknowledgements are looked at every few milliseconds, not per
             // message: serving delivery reports has a cost of its own.
-            if !due && last_advance.elapsed() < Duration::from_millis(5) {
+            if !due && last_ack_check.elapsed() < Duration::from_millis(5) {
                 continue;
             }
-            last_advance = Instant::now();
+            last_ack_check = Instant::now();
             let mut s = lock(&self.shared);
             if due {
                 s.seal()?;
@@ -488,7 +488,7 @@ impl Pipeline {
             // Checkpoint what the output has acknowledged; when it lags too
             // far (stalled, too many batches or bytes waiting), stop taking
             // input and wait for it, pausing if it is down.
-            let stalled = s.advance(&self.consumer)?
+            let stalled = s.checkpoint_acknowledged(&self.consumer)?
                 || s.output.pending_bytes() >= self.config.max_in_flight_bytes;
             drop(s);
             if stalled {

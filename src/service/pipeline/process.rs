@@ -71,7 +71,7 @@ impl LoopState {
     ) -> Result<bool, SinkError> {
         self.batch_open = true;
         let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
-        let Advance::Take(range) = self.jobs.look(job, class, topic, partition, offset) else {
+        let Lookup::Take(range) = self.jobs.look(job, class, topic, partition, offset) else {
             return Ok(false);
         };
         let Some(j) = self.jobs.running(job) else {
@@ -102,7 +102,7 @@ impl LoopState {
             }
             Err(_) => {}
         }
-        self.jobs.advance(job, range, class, offset, ts, emitted);
+        self.jobs.handled(job, range, class, offset, ts, emitted);
         Ok(emitted)
     }
 
