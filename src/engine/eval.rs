@@ -24,6 +24,22 @@ pub(crate) struct Occ {
     pub kind: TokenKind,
 }
 
+impl Occ {
+    /// The occurrence of `feature` that is token `pos` of `field`.
+    #[inline]
+    fn at_token(feature: FeatureId, field: u8, pos: usize, t: &crate::text::Token) -> Occ {
+        Occ {
+            feature,
+            field,
+            pos: pos as u32,
+            pos_end: pos as u32,
+            start: t.start,
+            end: t.end,
+            kind: t.kind,
+        }
+    }
+}
+
 /// A span a leaf matched: field, token positions, byte range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Span {
@@ -411,15 +427,7 @@ impl Scratch {
             for (pos, t) in tokens.tokens.iter().enumerate() {
                 let body = &tokens.folded[t.folded_start as usize..t.folded_end as usize];
                 if let Some(&feature) = c.terms.get(body) {
-                    self.occs.push(Occ {
-                        feature,
-                        field,
-                        pos: pos as u32,
-                        pos_end: pos as u32,
-                        start: t.start,
-                        end: t.end,
-                        kind: t.kind,
-                    });
+                    self.occs.push(Occ::at_token(feature, field, pos, t));
                 }
             }
             // A wildcard occurrence at token `pos`, if the pattern holds.
@@ -428,15 +436,7 @@ impl Scratch {
                 let wc = &c.wildcards[w as usize];
                 let body = &tokens.folded[t.folded_start as usize..t.folded_end as usize];
                 if accepts_kind(wc.kind, t.kind) && wc.matches(body) {
-                    occs.push(Occ {
-                        feature: c.wild_base + w,
-                        field,
-                        pos: pos as u32,
-                        pos_end: pos as u32,
-                        start: t.start,
-                        end: t.end,
-                        kind: t.kind,
-                    });
+                    occs.push(Occ::at_token(c.wild_base + w, field, pos, &t));
                 }
             };
             if let Some(trie) = &c.prefix_trie {
