@@ -6,6 +6,7 @@ use std::time::Instant;
 use aho_corasick::{AhoCorasick, MatchKind};
 use rustc_hash::FxHashMap;
 
+use super::anchors::Costs;
 use super::frequencies::TermFrequencies;
 use super::regexes::RegexLeaves;
 use super::CompileStats;
@@ -234,10 +235,11 @@ impl Features {
     }
 }
 
-struct Bases {
-    wild: u32,
-    cjk: u32,
-    regex: u32,
+/// Where each kind of feature starts among the feature ids.
+pub(super) struct Bases {
+    pub(super) wild: u32,
+    pub(super) cjk: u32,
+    pub(super) regex: u32,
 }
 
 impl Bases {
@@ -349,109 +351,6 @@ impl Builder<'_> {
         };
         self.nodes.push(node);
         (self.nodes.len() - 1) as u32
-    }
-}
-
-/// Cost of anchoring on a feature: how many searches use it, weighted by how
-/// expensive its hits are to confirm.
-pub(super) struct Costs<'a> {
-    popularity: &'a [u32],
-    bases: &'a Bases,
-    term_len: &'a [u32],
-    /// Per term: the share of documents holding it, when learnt.
-    term_share: Option<&'a [f64]>,
-}
-
-impl Costs<'_> {
-    pub(super) fn cost(&self, f: FeatureId) -> f64 {
-        let pop = f64::from(self.popularity[f as usize].max(1));
-        if let Some(share) = self.term_share.filter(|_| f < self.bases.wild) {
-            // Documents woken per thousand, the search count breaking ties:
-            // a term in 0.1% of posts costs about what a feature of one
-            // search costs without frequencies.
-            return share[f as usize] * 1000.0 + pop * 1e-6;
-        }
-        let weight = if f < self.bases.wild {
-            // Very short terms are frequent in text even when few searches
-            // use them.
-            if self.term_len[f as usize] <= 2 {
-                4.0
-            } else {
-                1.0
-            }
-        } else if f < self.bases.cjk {
-            4.0
-        } else if f < self.bases.regex {
-            2.0
-        } else {
-            16.0
-        };
-        pop * weight
-    }
-
-    /// The cheapest anchor set of a leaf: one feature.
-    pub(super) fn leaf_anchor(&self, c: &Compiled, leaf: u32) -> (FeatureId, f64) {
-        match c.leaves[leaf as usize].kind {
-            CLeafKind::Tokens { start, len, .. } => c.ptoks[start as usize..(start + len) as usize]
-                .iter()
-                .map(|p| (p.feature, self.cost(p.feature)))
-                .min_by(|a, b| a.1.total_cmp(&b.1))
-                .expect("a token leaf has tokens"),
-            CLeafKind::Feature(f) => (f, self.cost(f)),
-        }
-    }
-
-    /// An anchor set of the node, with its cost; `None` when the node can
-    /// match without any positive text.
-    pub(super) fn anchors(&self, c: &Compiled, node: u32, out: &mut Vec<FeatureId>) -> Option<f64> {
-        match c.nodes[node as usize] {
-            Node::Leaf(l) => {
-                let (f, cost) = self.leaf_anchor(c, l);
-                out.push(f);
-                Some(cost)
-            }
-            Node::Meta(_) | Node::Not(_) => None,
-            Node::Or { start, len } => {
-                let mut total = 0.0;
-                for &child in &c.children[start as usize..(start + len) as usize] {
-                    total += self.anchors(c, child, out)?;
-                }
-                Some(total)
-            }
-            Node::And { start, len } => {
-                let mut best: Option<(f64, Vec<FeatureId>)> = None;
-                for &child in &c.children[start as usize..(start + len) as usize] {
-                    let mut set = Vec::new();
-                    if let Some(cost) = self.anchors(c, child, &mut set) {
-                        if best.as_ref().is_none_or(|(b, _)| cost < *b) {
-                            best = Some((cost, set));
-                        }
-                    }
-                }
-                let (cost, set) = best?;
-                out.extend(set);
-                Some(cost)
-            }
-            Node::Near {
-                left,
-                left_len,
-                right_len,
-                ..
-            } => {
-                let side = |from: u32, n: u32| {
-                    let leaves = &c.children[from as usize..(from + n) as usize];
-                    let set: Vec<(FeatureId, f64)> =
-                        leaves.iter().map(|&l| self.leaf_anchor(c, l)).collect();
-                    let cost = set.iter().map(|x| x.1).sum::<f64>();
-                    (cost, set)
-                };
-                let (lc, ls) = side(left, left_len);
-                let (rc, rs) = side(left + left_len, right_len);
-                let (cost, set) = if lc <= rc { (lc, ls) } else { (rc, rs) };
-                out.extend(set.into_iter().map(|x| x.0));
-                Some(cost)
-            }
-        }
     }
 }
 

@@ -4,7 +4,8 @@
 //! checked per candidate against the document's feature stamps
 //! ([`confirmed`]).
 
-use super::compile::{CLeafKind, Compiled, Costs, FeatureId, Node};
+use super::anchors::Costs;
+use super::compile::{CLeafKind, Compiled, FeatureId, Node};
 
 impl Costs<'_> {
     /// Most confirm groups kept per branch.

@@ -2,8 +2,9 @@
 
 use super::regexes::RegexScratch;
 
-use super::compile::{CLeaf, CLeafKind, Compiled, FeatureId, Node, PTok};
+use super::compile::{Compiled, FeatureId, PTok};
 use super::slop::SlopScratch;
+use super::tree::Eval;
 use super::{Highlight, TopicMatch, MAX_HIGHLIGHTS};
 use crate::document::Document;
 use crate::query::accepts_kind;
@@ -51,7 +52,7 @@ pub(crate) struct Span {
 }
 
 impl Span {
-    fn of(o: &Occ) -> Span {
+    pub(super) fn of(o: &Occ) -> Span {
         Span {
             field: o.field,
             pos: o.pos,
@@ -64,9 +65,9 @@ impl Span {
 
 /// The indexed document: tokens of both fields and the sorted occurrences.
 pub(crate) struct DocIndex<'d> {
-    doc: &'d Document<'d>,
+    pub(super) doc: &'d Document<'d>,
     pub fields: &'d [Tokens; 2],
-    occs: &'d [Occ],
+    pub(super) occs: &'d [Occ],
 }
 
 impl DocIndex<'_> {
@@ -92,7 +93,7 @@ impl DocIndex<'_> {
     }
 
     /// Whether token `pos` of `field` satisfies `p`.
-    fn token_accepts(&self, p: &PTok, field: u8, pos: u32) -> Option<Occ> {
+    pub(super) fn token_accepts(&self, p: &PTok, field: u8, pos: u32) -> Option<Occ> {
         let occs = self.occs_of(p.feature);
         let i = occs.partition_point(|o| (o.field, o.pos) < (field, pos));
         occs.get(i)
@@ -550,226 +551,4 @@ fn walk_prefixes(
             }
         }
     }
-}
-
-struct Eval<'a> {
-    c: &'a Compiled,
-    d: DocIndex<'a>,
-    leaf_stamp: &'a mut Vec<u32>,
-    leaf_value: &'a mut Vec<bool>,
-    stamp: u32,
-    spans: &'a mut Vec<Span>,
-    spans2: &'a mut Vec<Span>,
-    slop: &'a mut SlopScratch,
-    /// Work units spent so far on this document.
-    work: u64,
-    /// Past this, every node evaluates to false at once and the caller
-    /// reports the document as too expensive.
-    budget: u64,
-}
-
-impl Eval<'_> {
-    fn over_budget(&self) -> bool {
-        self.work > self.budget
-    }
-
-    fn node(&mut self, n: u32) -> bool {
-        match self.c.nodes[n as usize] {
-            Node::Or { start, len } => {
-                (start..start + len).any(|i| self.node(self.c.children[i as usize]))
-            }
-            Node::And { start, len } => {
-                (start..start + len).all(|i| self.node(self.c.children[i as usize]))
-            }
-            Node::Not(ch) => !self.node(ch),
-            Node::Leaf(l) => self.leaf(l),
-            Node::Meta(m) => {
-                let (field, value) = &self.c.metas[m as usize];
-                self.d.doc.meta_matches(*field, value)
-            }
-            Node::Near {
-                left,
-                left_len,
-                right_len,
-                max_gap,
-                ordered,
-            } => self.near(left, left_len, right_len, max_gap, ordered),
-        }
-    }
-
-    fn leaf(&mut self, l: u32) -> bool {
-        if self.leaf_stamp[l as usize] == self.stamp {
-            return self.leaf_value[l as usize];
-        }
-        if self.over_budget() {
-            return false;
-        }
-        let mut out = std::mem::take(self.spans);
-        out.clear();
-        self.leaf_spans(l, &mut out, 1);
-        let v = !out.is_empty();
-        *self.spans = out;
-        self.leaf_stamp[l as usize] = self.stamp;
-        self.leaf_value[l as usize] = v;
-        v
-    }
-
-    /// `left NEAR/max_gap right`: the spans of both sides, then for each
-    /// left span the nearest right span after it (and, unordered, before
-    /// it) by binary search — O((|L| + |R|) log |R|), never |L| × |R|.
-    fn near(
-        &mut self,
-        left: u32,
-        left_len: u32,
-        right_len: u32,
-        max_gap: u32,
-        ordered: bool,
-    ) -> bool {
-        if self.over_budget() {
-            return false;
-        }
-        let mut a = std::mem::take(self.spans);
-        let mut b = std::mem::take(self.spans2);
-        a.clear();
-        b.clear();
-        for i in left..left + left_len {
-            self.leaf_spans(self.c.children[i as usize], &mut a, usize::MAX);
-        }
-        let mut found = false;
-        if !a.is_empty() {
-            for i in left + left_len..left + left_len + right_len {
-                self.leaf_spans(self.c.children[i as usize], &mut b, usize::MAX);
-            }
-        }
-        if !b.is_empty() {
-            self.work += (a.len() + b.len()) as u64;
-            found = near_any(&a, &mut b, max_gap, ordered);
-        }
-        *self.spans = a;
-        *self.spans2 = b;
-        found
-    }
-
-    /// Appends the spans where leaf `l` matches, in (field, start) order,
-    /// stopping after `limit` (and the spans that share the last one's
-    /// position, so that the first `limit` by start are all there).
-    fn leaf_spans(&mut self, l: u32, out: &mut Vec<Span>, limit: usize) {
-        let c = self.c;
-        let leaf: &CLeaf = &c.leaves[l as usize];
-        let base = out.len();
-        // Whether `next` may still be added after the limit was reached.
-        let full = |out: &Vec<Span>, next: &Occ| {
-            out.len() - base >= limit
-                && (limit == 1
-                    || out
-                        .last()
-                        .is_some_and(|p| (p.field, p.pos) != (next.field, next.pos)))
-        };
-        match leaf.kind {
-            CLeafKind::Feature(f) => {
-                let occs = self.d.occs_of(f);
-                let mut visited = 0;
-                for o in occs {
-                    visited += 1;
-                    if leaf.fields.allows(o.field) {
-                        if full(out, o) {
-                            break;
-                        }
-                        out.push(Span::of(o));
-                    }
-                }
-                self.work += visited;
-            }
-            CLeafKind::Tokens {
-                start,
-                len,
-                slop: None,
-            } => {
-                let toks = &c.ptoks[start as usize..(start + len) as usize];
-                let mut visited = 0;
-                for o in self.d.occs_of(toks[0].feature) {
-                    visited += len as u64;
-                    if !leaf.fields.allows(o.field) || !self.d.accepts(&toks[0], o) {
-                        continue;
-                    }
-                    let mut last = *o;
-                    let all = toks[1..].iter().enumerate().all(|(i, p)| {
-                        match self.d.token_accepts(p, o.field, o.pos + 1 + i as u32) {
-                            Some(x) => {
-                                last = x;
-                                true
-                            }
-                            None => false,
-                        }
-                    });
-                    if all {
-                        if full(out, o) {
-                            break;
-                        }
-                        out.push(Span {
-                            field: o.field,
-                            pos: o.pos,
-                            pos_end: last.pos,
-                            start: o.start,
-                            end: last.end,
-                        });
-                    }
-                }
-                self.work += visited;
-            }
-            CLeafKind::Tokens {
-                start,
-                len,
-                slop: Some(slop),
-            } => {
-                let toks = &c.ptoks[start as usize..(start + len) as usize];
-                for field in 0..2u8 {
-                    if !leaf.fields.allows(field) {
-                        continue;
-                    }
-                    let want = limit.saturating_sub(out.len() - base);
-                    if want == 0 {
-                        return;
-                    }
-                    self.work += self.slop.spans(&self.d, toks, slop, field, out, want);
-                }
-            }
-        }
-    }
-}
-
-/// Whether some span of `a` is within `max_gap` tokens of some span of `b`
-/// (in the same field, not overlapping; with `ordered`, `a` first). Sorts
-/// `b`.
-fn near_any(a: &[Span], b: &mut [Span], max_gap: u32, ordered: bool) -> bool {
-    // After: the first right span starting past the left one's end.
-    b.sort_unstable_by_key(|y| (y.field, y.pos));
-    let after = a.iter().any(|x| {
-        let i = b.partition_point(|y| (y.field, y.pos) <= (x.field, x.pos_end));
-        b.get(i).is_some_and(|y| spans_near(x, y, max_gap, true))
-    });
-    if after || ordered {
-        return after;
-    }
-    // Before: the last right span ending before the left one's start.
-    b.sort_unstable_by_key(|y| (y.field, y.pos_end));
-    a.iter().any(|x| {
-        let i = b.partition_point(|y| (y.field, y.pos_end) < (x.field, x.pos));
-        i > 0 && spans_near(x, &b[i - 1], max_gap, false)
-    })
-}
-
-/// NEAR between two spans: same field, not overlapping, at most `max_gap`
-/// tokens between them; with `ordered`, `a` first.
-pub(crate) fn spans_near(a: &Span, b: &Span, max_gap: u32, ordered: bool) -> bool {
-    if a.field != b.field {
-        return false;
-    }
-    if a.pos_end < b.pos {
-        return b.pos - a.pos_end - 1 <= max_gap;
-    }
-    if !ordered && b.pos_end < a.pos {
-        return a.pos - b.pos_end - 1 <= max_gap;
-    }
-    false
 }

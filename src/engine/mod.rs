@@ -61,6 +61,7 @@
 //! Correctness (docs/query-language.md §3.6) is checked against [`reference`], which evaluates
 //! each syntax tree directly on the tokens, by a property test.
 
+mod anchors;
 mod compile;
 mod confirm;
 mod eval;
@@ -70,6 +71,7 @@ mod probe;
 pub mod reference;
 mod regexes;
 mod slop;
+mod tree;
 
 use std::time::Duration;
 
