@@ -93,7 +93,8 @@ fn checked_count(
 }
 
 /// `group/engine/n`: the engine over `docs`, each iteration checking the
-/// match count.
+/// match count; with `with_costs` also `group/engine_costs/n`, the same
+/// with per-search costs counted as the service counts them.
 fn bench_matching(
     c: &mut Criterion,
     group: &str,
@@ -101,6 +102,7 @@ fn bench_matching(
     matcher: &Matcher,
     docs: &[Document<'_>],
     expected: usize,
+    with_costs: bool,
 ) {
     let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements(docs.len() as u64));
@@ -115,6 +117,25 @@ fn bench_matching(
             assert_eq!(count, expected);
         })
     });
+    if with_costs {
+        // As the service counts: every evaluation, one document in 64
+        // timed, the counts taken once per pass (the service: once a
+        // second).
+        let mut scratch = matcher.scratch();
+        scratch.count_costs(64);
+        g.bench_function(BenchmarkId::new("engine_costs", n), |b| {
+            b.iter(|| {
+                let count: usize = docs
+                    .iter()
+                    .map(|d| matcher.match_document(black_box(d), &mut scratch).len())
+                    .sum();
+                let mut evaluated = 0u64;
+                scratch.take_costs(|_, c| evaluated += c.evaluations);
+                assert_eq!(count, expected);
+                assert!(evaluated >= count as u64);
+            })
+        });
+    }
     g.finish();
 }
 
@@ -142,6 +163,7 @@ fn bench_engine(c: &mut Criterion) {
             &regex_matcher,
             &tweets,
             regex_count,
+            false,
         );
         let tweet_count = checked_count(&matcher, &reference, &tweets, check);
         let article_count = checked_count(&matcher, &reference, &articles, check / 10);
@@ -162,7 +184,7 @@ fn bench_engine(c: &mut Criterion) {
             ("match_tweets", &tweets, tweet_count),
             ("match_articles", &articles, article_count),
         ] {
-            bench_matching(c, name, n, &matcher, docs, expected);
+            bench_matching(c, name, n, &matcher, docs, expected, name == "match_tweets");
         }
 
         // The baseline: each search evaluated on its own, on a prefix of the
@@ -268,6 +290,7 @@ fn bench_real_posts(c: &mut Criterion) {
             &matcher,
             docs,
             expected,
+            true,
         );
     }
 }

@@ -7,7 +7,8 @@
 #  * for the tests: openssl (the TLS test makes its certificate authority),
 #    stunnel4 (the TLS terminator in front of the test broker), prometheus
 #    (promtool checks the alert rules; a real Prometheus evaluates them),
-#    python3 (reads the test broker's storage);
+#    python3 (reads the test broker's storage), chromium (the console's
+#    browser tests drive it headless);
 #  * with --broker: the tansu broker (a Kafka-compatible broker from
 #    crates.io) that the integration tests run; its build takes about 10
 #    minutes once.
@@ -25,6 +26,7 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v stunnel4 >/dev/null 2>&1 || command -v stunnel >/dev/null 2>&1 || missing+=(stunnel4)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing ${missing[*]}"
     SUDO=""

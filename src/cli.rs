@@ -316,6 +316,13 @@ pub(crate) enum Command {
         /// The searches file (JSON, docs/formats.md §2.2).
         #[arg(long)]
         searches: PathBuf,
+        /// Also rank the searches by what they cost on these sample
+        /// documents (JSONL, docs/formats.md §2.1): work, evaluations, matches.
+        #[arg(long, value_name = "DOCS.jsonl")]
+        cost: Option<PathBuf>,
+        /// How many searches each cost ranking lists.
+        #[arg(long, default_value_t = 20, requires = "cost")]
+        top: usize,
     },
     /// Throughput benchmark on generated or given searches and documents.
     Bench {

@@ -89,7 +89,7 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<()> {
         catalog.searches.len()
     )?;
 
-    let config = RawConfig::from_toml(DEMO_CLASSES)
+    let mut config = RawConfig::from_toml(DEMO_CLASSES)
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .validate(Overrides {
             brokers: Some(brokers.clone()),
@@ -104,9 +104,12 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<()> {
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let running = crate::service::start(config.clone())?;
+    // After the outage the service comes back on the same address, so the
+    // console stays open in the browser through it.
+    config.admin_addr = running.admin_addr;
     writeln!(
         out,
-        "service running; admin API on http://{}/metrics",
+        "service running; console on http://{}/ (live numbers, catch-up bars, playground), metrics on /metrics",
         running.admin_addr
     )?;
 

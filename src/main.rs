@@ -218,8 +218,13 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             &mut std::io::stdout().lock(),
             &mut stderr.lock(),
         ),
-        Command::Check { searches } => commands::check::run(
+        Command::Check {
+            searches,
+            cost,
+            top,
+        } => commands::check::run(
             &searches,
+            cost.as_deref().map(|docs| (docs, top)),
             &Limits::default(),
             &mut std::io::stdout().lock(),
             &mut stderr.lock(),

@@ -180,6 +180,61 @@ fn check_warns_about_mixed_precedence_without_rejecting() {
     assert!(err.contains("read as: a OR (b AND NOT c)"), "{err}");
 }
 
+/// `check --cost`: the searches ranked by work and by matches on sample
+/// documents; the noisiest search's matches are the records `match` writes
+/// for it.
+#[test]
+fn check_cost_ranks_searches_by_work_and_by_matches() {
+    let docs = temp_file(
+        "cost-docs.jsonl",
+        b"{\"id\": \"1\", \"text\": \"#rstats and ggplot2\"}\n{\"id\": \"2\", \"text\": \"more #rstats\"}\nnot json\n{\"id\": \"3\", \"text\": \"kfc is closed\"}\n",
+    );
+    let out = bin()
+        .args(["check", "--searches"])
+        .arg(repo("samples/searches.json"))
+        .arg("--cost")
+        .arg(&docs)
+        .args(["--top", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("cost on 3 documents (1 bad lines skipped, 0 too expensive)"),
+        "{text}"
+    );
+    let section = |title: &str| -> Vec<Vec<String>> {
+        text.split(title)
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {title:?} in {text}"))
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with("  "))
+            .map(|l| l.split_whitespace().map(String::from).collect())
+            .collect()
+    };
+    let expensive = section("most expensive");
+    assert_eq!(expensive.len(), 2, "{text}");
+    let work = |row: &Vec<String>| row[3].parse::<u64>().unwrap();
+    assert!(work(&expensive[0]) >= work(&expensive[1]), "{text}");
+    let noisy = section("noisiest");
+    assert_eq!(noisy[0][1], "rstats-tags", "{text}");
+    assert_eq!(noisy[0][3], "2", "{text}");
+    // --top needs --cost.
+    let out = bin()
+        .args(["check", "--searches"])
+        .arg(repo("samples/searches.json"))
+        .args(["--top", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
 #[test]
 fn missing_or_broken_searches_files_exit_1() {
     let out = bin()

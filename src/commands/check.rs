@@ -1,8 +1,12 @@
-//! `check --searches F`: compile, validate and probe (the engine's hostile
-//! documents); print every error, or on success the counts, automaton
-//! size, compile time and memory.
+//! `check --searches F [--cost DOCS.jsonl [--top N]]`: compile, validate
+//! and probe (the engine's hostile documents); print every error, or on
+//! success the counts, automaton size, compile time and memory — and with
+//! `--cost`, the searches ranked by what they cost on the documents
+//! (`commands::cost`).
 
 use std::io::Write;
+
+use anyhow::Context;
 use std::path::Path;
 
 use super::{human_bytes, peak_rss_bytes, print_problems, Outcome};
@@ -17,6 +21,7 @@ use crate::searches::Catalog;
 /// When the file cannot be read or the automata cannot be built.
 pub fn run(
     searches: &Path,
+    cost: Option<(&Path, usize)>,
     limits: &Limits,
     out: &mut dyn Write,
     err: &mut dyn Write,
@@ -72,6 +77,13 @@ pub fn run(
     )?;
     if let Some(peak) = peak_rss_bytes() {
         writeln!(out, "  peak memory       {}", human_bytes(peak))?;
+    }
+    if let Some((docs, top)) = cost {
+        let file = std::fs::File::open(docs)
+            .with_context(|| format!("cannot open the documents {}", docs.display()))?;
+        let mut input = std::io::BufReader::with_capacity(256 * 1024, file);
+        writeln!(out)?;
+        super::cost::rank(&matcher, &mut input, 1 << 20, top, out)?;
     }
     Ok(Outcome::Success)
 }

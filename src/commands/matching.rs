@@ -405,7 +405,7 @@ fn trim_line(line: &[u8]) -> &[u8] {
 /// Reads one line onto the end of `buf`, keeping at most `limit + 2` of its
 /// bytes; returns the
 /// line's full length (0 at end of input) and whether it exceeded `limit`.
-fn read_line_limited(
+pub(super) fn read_line_limited(
     input: &mut dyn BufRead,
     buf: &mut Vec<u8>,
     limit: usize,

@@ -8,6 +8,7 @@
 pub mod admin_client;
 pub mod bench;
 pub mod check;
+pub mod cost;
 pub mod explain;
 pub mod matching;
 pub mod replay;

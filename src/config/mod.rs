@@ -259,6 +259,9 @@ pub struct RawLimits {
     /// Work units one document may spend in matching before it is
     /// dead-lettered as `too_expensive`.
     pub max_work_per_document: Option<u64>,
+    /// Work units one evaluation of one search may spend before the search
+    /// is logged as slow (the slow-search log).
+    pub slow_search_work: Option<u64>,
 }
 
 /// Where records go.
@@ -351,6 +354,8 @@ pub struct Config {
     pub max_in_flight_bytes: usize,
     /// Matching work budget of one document (`too_expensive` past it).
     pub max_work_per_document: u64,
+    /// One search's evaluation past this many work units is logged as slow.
+    pub slow_search_work: u64,
     /// Drain deadline for shutdown and rebalance.
     pub drain_deadline: Duration,
     /// Priority classes.
@@ -638,6 +643,11 @@ impl RawConfig {
                 l.max_work_per_document.map(|v| v as usize),
                 crate::engine::DEFAULT_WORK_BUDGET as usize,
                 "max_work_per_document",
+            )? as u64,
+            slow_search_work: positive(
+                l.slow_search_work.map(|v| v as usize),
+                crate::engine::DEFAULT_SLOW_SEARCH_WORK as usize,
+                "slow_search_work",
             )? as u64,
             drain_deadline: Duration::from_millis(l.drain_deadline_ms.unwrap_or(10_000)),
             classes,

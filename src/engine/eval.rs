@@ -1,5 +1,6 @@
 //! Matching one document: index its fields, collect candidates, evaluate.
 
+use super::cost::{CostCounters, SearchCost};
 use super::regexes::RegexScratch;
 
 use super::compile::{Compiled, FeatureId, PTok};
@@ -136,12 +137,19 @@ pub struct Scratch {
     current: Option<u32>,
     /// When set, (search, work) of each evaluated search (the probe).
     pub(crate) search_work: Option<Vec<(u32, u64)>>,
+    /// When set, what each search cost ([`Scratch::count_costs`]).
+    costs: Option<CostCounters>,
 }
 
 /// Work units one document may spend by default: about 100 ms of matching
 /// on one core (BENCHMARKS.md), thousands of times what a post of normal
 /// size needs against 100,000 searches.
 pub const DEFAULT_WORK_BUDGET: u64 = 20_000_000;
+
+/// Work units past which one evaluation of one search counts as slow (the
+/// service's slow-search log): a twentieth of the document budget, about
+/// 5 ms on one core.
+pub const DEFAULT_SLOW_SEARCH_WORK: u64 = DEFAULT_WORK_BUDGET / 20;
 
 /// A document whose matching spent its work budget.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -179,7 +187,22 @@ impl Scratch {
             work: 0,
             current: None,
             search_work: None,
+            costs: None,
         }
+    }
+
+    /// Counts from now on what each search costs (module `cost`): its
+    /// evaluations, matches and work units, and the wall time of every
+    /// evaluation on one document in `sample_every`.
+    pub fn count_costs(&mut self, sample_every: u32) {
+        self.costs = Some(CostCounters::new(self.cand_stamp.len(), sample_every));
+    }
+
+    /// Calls `f` with every search evaluated since the last call and what it
+    /// cost, resets the counts, and returns how many documents were counted
+    /// (0 when costs are not counted).
+    pub fn take_costs(&mut self, f: impl FnMut(SearchIdx, &SearchCost)) -> u64 {
+        self.costs.as_mut().map_or(0, |c| c.take(f))
     }
 
     /// Sets the work budget of each later document (`u64::MAX`: none).
@@ -270,6 +293,9 @@ impl Scratch {
         self.occs.clear();
         self.candidates.clear();
         self.evaluated = 0;
+        if let Some(costs) = &mut self.costs {
+            costs.begin_document();
+        }
         self.index(c, doc);
         self.work += self.occs.len() as u64;
         if self.work > budget {
@@ -337,7 +363,13 @@ impl Scratch {
             self.current = Some(s);
             e.work += 1;
             let before = e.work;
+            let started = self.costs.as_ref().and_then(CostCounters::start);
             let matched = e.node(search.root);
+            if let Some(costs) = &mut self.costs {
+                // Its evaluation's unit counts too (leaves another search
+                // already evaluated on this document cost nothing more).
+                costs.record(s, e.work - before + 1, matched, started);
+            }
             if let Some(log) = &mut self.search_work {
                 log.push((s, e.work - before));
             }

@@ -64,6 +64,7 @@
 mod anchors;
 mod compile;
 mod confirm;
+mod cost;
 mod eval;
 pub mod explain;
 mod frequencies;
@@ -76,7 +77,8 @@ mod tree;
 use std::time::Duration;
 
 pub use compile::EngineError;
-pub use eval::{Scratch, TooExpensive, DEFAULT_WORK_BUDGET};
+pub use cost::SearchCost;
+pub use eval::{Scratch, TooExpensive, DEFAULT_SLOW_SEARCH_WORK, DEFAULT_WORK_BUDGET};
 pub use frequencies::TermFrequencies;
 pub use probe::{ProbeFailure, PROBE_SEARCH_BUDGET};
 
@@ -226,6 +228,11 @@ impl Matcher {
     /// The id of a search.
     pub fn search_id(&self, s: SearchIdx) -> &str {
         &self.c.searches[s.0 as usize].id
+    }
+
+    /// The topic a search belongs to.
+    pub fn search_topic(&self, s: SearchIdx) -> TopicIdx {
+        self.c.searches[s.0 as usize].topic
     }
 
     /// The index of the search with that id.

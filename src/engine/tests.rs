@@ -430,3 +430,50 @@ fn a_sloppy_phrase_of_one_repeated_word_is_decided_quickly() {
     );
     assert!(!e.matched, "15 words cannot hold 16");
 }
+
+/// Costs (module `cost`): each evaluated search's evaluations, matches and
+/// work; searches never evaluated are not listed; taking resets.
+#[test]
+fn costs_count_each_searchs_evaluations_matches_and_work() {
+    let json = br#"{"topics": [{"id": "t", "searches": [{"id": "a", "query": "acme AND outage"}, {"id": "b", "query": "acme"}, {"id": "c", "query": "zebra"}]}, {"id": "u", "searches": [{"id": "d", "query": "acme NOT fine"}]}]}"#;
+    let catalog = Catalog::from_json(json, &Limits::default()).unwrap();
+    let m = Matcher::new(&catalog).unwrap();
+    let mut scratch = m.scratch();
+    scratch.count_costs(1);
+    for text in ["acme outage today", "acme is fine", "nothing here"] {
+        m.match_document(&Document::with_text("1", text), &mut scratch);
+    }
+    let mut got = std::collections::BTreeMap::new();
+    let documents = scratch.take_costs(|s, c| {
+        got.insert(
+            (
+                m.topic_id(m.search_topic(s)).to_string(),
+                m.search_id(s).to_string(),
+            ),
+            *c,
+        );
+    });
+    assert_eq!(documents, 3);
+    let cost = |t: &str, s: &str| got[&(t.to_string(), s.to_string())];
+    // `a` is evaluated only where both words occur (its confirm groups).
+    assert_eq!((cost("t", "a").evaluations, cost("t", "a").matches), (1, 1));
+    assert_eq!((cost("t", "b").evaluations, cost("t", "b").matches), (2, 2));
+    assert_eq!((cost("u", "d").evaluations, cost("u", "d").matches), (2, 1));
+    assert!(
+        !got.keys().any(|(_, s)| s == "c"),
+        "never evaluated: {got:?}"
+    );
+    for c in got.values() {
+        assert!(c.work >= c.evaluations && c.max_work > 0, "{c:?}");
+        // Sampling every document: every evaluation timed.
+        assert_eq!(c.timed_evaluations, c.evaluations);
+    }
+    assert_eq!(
+        scratch.take_costs(|s, c| panic!("{s:?} {c:?} after a take")),
+        0
+    );
+    // Without counting, nothing is counted.
+    let mut plain = m.scratch();
+    m.match_document(&Document::with_text("1", "acme"), &mut plain);
+    assert_eq!(plain.take_costs(|_, _| panic!("not counted")), 0);
+}

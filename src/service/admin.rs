@@ -4,15 +4,21 @@
 //! (body: a whole searches document), `PUT /searches/topics/{id}[?force=true]`
 //! (body: one topic as in the searches file), `DELETE
 //! /searches/topics/{id}[?force=true]`, `POST /searches/rollback[?to=N]`;
-//! `POST /explain` (`service::explain`: why a document matches).
+//! `GET /searches/cost[?top=N]` (`service::cost`: what each search costs),
+//! `GET /searches/diff?from=A[&to=B]` (topics added, removed, changed);
+//! `POST /explain` (`service::explain`: why a document matches); `GET
+//! /reports` and `/reports/{id}` (drain reports) and `GET /` (the console
+//! page; `service::console`).
 //!
 //! Binds 127.0.0.1 by default. Mutating endpoints require
 //! `Authorization: Bearer <admin.token>`: without it (or with a wrong one)
 //! they answer 401 and change nothing; when no token is configured they
 //! answer 403 — nobody can mutate a service that has no token. When a token
-//! is configured, reading customer data (`/status`, `/searches`,
-//! `/searches/history`, `/replays`, `POST /explain`) needs it too; `/healthz`, `/readyz` and
-//! `/metrics` stay open for probes and scrapers. The token is checked by a
+//! is configured, reading customer data (`/status`, `/searches…`,
+//! `/replays`, `/reports…`, `POST /explain`) needs it too; `/healthz`,
+//! `/readyz` and `/metrics` stay open for probes and scrapers, and `/`
+//! (the console page, which holds no data and sends the token it is
+//! given). The token is checked by a
 //! middleware before any handler reads a body.
 //!
 //! The server is bounded ([`AdminLimits`]): request bodies, connections
@@ -93,7 +99,11 @@ pub fn router(state: AdminState) -> Router {
         )
         .route("/searches/reload", post(searches_reload))
         .route("/searches/rollback", post(searches_rollback))
+        .route("/searches/cost", get(searches_cost))
+        .route("/searches/diff", get(searches_diff))
         .route("/explain", post(explain_post))
+        .route("/reports", get(super::console::reports))
+        .route("/reports/{id}", get(super::console::report))
         .route("/replays", get(replays_get).post(replays_post))
         .route("/replays/{id}", axum::routing::delete(replays_delete))
         // Checked before any handler reads a body.
@@ -101,7 +111,9 @@ pub fn router(state: AdminState) -> Router {
             state.clone(),
             require_token,
         ))
-        // For scrapers and probes: always open.
+        // For scrapers and probes: always open. The console page holds
+        // no data; it asks for the token and sends it with each request.
+        .route("/", get(super::console::page))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -316,6 +328,39 @@ async fn searches_history(State(s): State<AdminState>) -> Response {
         }))
         .into_response(),
         Err(e) => json_error(e.http_status(), e.to_json()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TopParam {
+    top: Option<usize>,
+}
+
+/// Most entries `/searches/cost` lists per ranking.
+const MAX_COST_TOP: usize = 1000;
+
+async fn searches_cost(State(s): State<AdminState>, Query(q): Query<TopParam>) -> Response {
+    let top = q.top.unwrap_or(20).min(MAX_COST_TOP);
+    Json(s.metrics.costs.top_json(top)).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct DiffParam {
+    from: u64,
+    to: Option<u64>,
+}
+
+/// `to` defaults to the active version.
+async fn searches_diff(State(s): State<AdminState>, Query(q): Query<DiffParam>) -> Response {
+    let to = q.to.unwrap_or_else(|| s.searches.current().meta.version);
+    let versions = s.searches.clone();
+    match tokio::task::spawn_blocking(move || versions.diff(q.from, to)).await {
+        Ok(Ok(d)) => Json(d).into_response(),
+        Ok(Err(e)) => json_error(e.http_status(), e.to_json()),
+        Err(e) => json_error(
+            500,
+            serde_json::json!({"error": "internal", "message": e.to_string()}),
+        ),
     }
 }
 

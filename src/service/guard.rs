@@ -108,9 +108,7 @@ pub fn match_document(
         Err(payload) => {
             out.records.clear();
             let search = active.current_search(scratch);
-            let budget = scratch.budget();
-            *scratch = active.scratch();
-            scratch.set_budget(budget);
+            active.reset_scratch(scratch);
             let message = payload
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())

@@ -37,6 +37,8 @@ pub struct PartitionStatus {
 /// All metrics of one service.
 #[derive(Default)]
 pub struct Metrics {
+    /// What each search cost (`/searches/cost`).
+    pub costs: super::cost::CostBook,
     /// Messages read from the input.
     pub documents_in: AtomicU64,
     /// Bad messages sent to the dead letters.

@@ -17,6 +17,8 @@
 
 pub mod admin;
 pub mod components;
+pub mod console;
+pub mod cost;
 pub mod dead_letters;
 pub mod drain;
 pub mod explain;

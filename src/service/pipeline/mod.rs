@@ -326,6 +326,15 @@ impl Pipeline {
         })
     }
 
+    /// Scratch space for matching with `active`: the work budget set,
+    /// costs counted (`service::cost`).
+    fn scratch_for(&self, active: &Active) -> ActiveScratch {
+        let mut scratch = active.scratch();
+        scratch.set_budget(self.config.max_work_per_document);
+        scratch.count_costs(crate::service::cost::SAMPLE_EVERY);
+        scratch
+    }
+
     /// Runs until `shutdown` is set, then shuts down in the documented
     /// order.
     ///
@@ -334,8 +343,7 @@ impl Pipeline {
     /// Unrecoverable output errors (a file that cannot be written).
     pub fn run(self, shutdown: Shutdown) -> Result<(), PipelineError> {
         let mut active = self.searches.current();
-        let mut scratch = active.scratch();
-        scratch.set_budget(self.config.max_work_per_document);
+        let mut scratch = self.scratch_for(&active);
         let mut buf = Vec::with_capacity(4096);
         let mut matched_at = now_rfc3339();
         let mut matched_at_refreshed = Instant::now();
@@ -361,9 +369,11 @@ impl Pipeline {
                         "matching with the new searches version"
                     );
                 }
+                self.metrics
+                    .costs
+                    .collect(&active, &mut scratch, self.config.slow_search_work);
                 active = next;
-                scratch = active.scratch();
-                scratch.set_budget(self.config.max_work_per_document);
+                scratch = self.scratch_for(&active);
                 lanes.masks = None;
             }
             if last_tick.elapsed() >= Duration::from_secs(1) {
@@ -377,6 +387,9 @@ impl Pipeline {
                     }
                 }
                 self.serve_inbox();
+                self.metrics
+                    .costs
+                    .collect(&active, &mut scratch, self.config.slow_search_work);
                 let mut s = lock(&self.shared);
                 let live_docs = s.live_docs;
                 let progress = s.jobs.tick(live_docs);

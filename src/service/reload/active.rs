@@ -35,6 +35,8 @@ pub struct Masks {
 pub struct ActiveScratch {
     base: crate::engine::Scratch,
     delta: Option<crate::engine::Scratch>,
+    /// Set when costs are counted: one document in this many is timed.
+    cost_sample: Option<u32>,
 }
 
 impl ActiveScratch {
@@ -50,6 +52,15 @@ impl ActiveScratch {
     pub fn budget(&self) -> u64 {
         self.base.budget()
     }
+
+    /// Counts what each search costs from now on (engine `count_costs`).
+    pub fn count_costs(&mut self, sample_every: u32) {
+        self.cost_sample = Some(sample_every);
+        self.base.count_costs(sample_every);
+        if let Some(d) = &mut self.delta {
+            d.count_costs(sample_every);
+        }
+    }
 }
 
 impl Active {
@@ -58,6 +69,19 @@ impl Active {
         ActiveScratch {
             base: self.matcher.scratch(),
             delta: self.delta.as_ref().map(|d| d.matcher.scratch()),
+            cost_sample: None,
+        }
+    }
+
+    /// Replaces `scratch` (left in an unknown state by a caught panic) with
+    /// a fresh one of the same budget and cost counting; the counts it
+    /// held are lost.
+    pub fn reset_scratch(&self, scratch: &mut ActiveScratch) {
+        let (budget, sample) = (scratch.budget(), scratch.cost_sample);
+        *scratch = self.scratch();
+        scratch.set_budget(budget);
+        if let Some(every) = sample {
+            scratch.count_costs(every);
         }
     }
 
@@ -145,6 +169,25 @@ impl Active {
             }
         }
         Ok(())
+    }
+
+    /// Calls `f` with (search id, topic id, cost) of every search `scratch`
+    /// evaluated since the last call, resets the counts, and returns the
+    /// documents counted. `scratch` must be this version's.
+    pub fn take_costs(
+        &self,
+        scratch: &mut ActiveScratch,
+        mut f: impl FnMut(&str, &str, &crate::engine::SearchCost),
+    ) -> u64 {
+        let m = &self.matcher;
+        let documents = scratch
+            .base
+            .take_costs(|s, c| f(m.search_id(s), m.topic_id(m.search_topic(s)), c));
+        if let (Some(d), Some(ds)) = (&self.delta, scratch.delta.as_mut()) {
+            let m = &d.matcher;
+            ds.take_costs(|s, c| f(m.search_id(s), m.topic_id(m.search_topic(s)), c));
+        }
+        documents
     }
 
     /// The id of the search that was being evaluated when matching with

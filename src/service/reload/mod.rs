@@ -111,6 +111,7 @@ use crate::state_store::{StateStore, StoreError, VersionMeta};
 
 mod active;
 mod apply;
+mod diff;
 mod error;
 mod kafka;
 #[cfg(test)]
@@ -421,7 +422,16 @@ impl SearchVersions {
     ///
     /// Store errors.
     pub fn document(&self) -> Result<Vec<u8>, ReloadError> {
-        let n = self.current().meta.version;
+        self.version_document(self.current().meta.version)
+    }
+
+    /// The document of version `n` (canonical JSON; version 0 holds no
+    /// topics).
+    ///
+    /// # Errors
+    ///
+    /// Unknown versions (never stored, or no longer kept) and store errors.
+    pub fn version_document(&self, n: u64) -> Result<Vec<u8>, ReloadError> {
         if n == 0 {
             return Ok(SearchesFile::canonical_json([]));
         }
