@@ -358,6 +358,11 @@ pub(crate) enum Command {
         /// (`(query) OR /brand-?[0-9]{2,4}/`), to compare with 0.
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100), conflicts_with_all = ["searches_file", "realistic"])]
         regex_percent: u32,
+        /// Also measure the overhead of counting per-search costs (as the
+        /// service does): this many pairs of passes, without and with,
+        /// alternating (0: skip).
+        #[arg(long, default_value_t = 0)]
+        cost_overhead_pairs: usize,
         /// Seed of the workload generator.
         #[arg(long, default_value_t = 1)]
         seed: u64,

@@ -309,6 +309,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             realistic,
             regex_percent,
             learn_frequencies,
+            cost_overhead_pairs,
             brokers: None,
             ..
         } => {
@@ -325,6 +326,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 realistic,
                 regex_percent,
                 learn_frequencies,
+                cost_overhead_pairs,
             };
             Ok(commands::bench::engine::run(&opts, &mut std::io::stdout().lock())?.0)
         }

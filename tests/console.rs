@@ -234,7 +234,7 @@ fn live_and_catch_up_views_follow_an_outage_and_the_report_lists_classes_in_orde
     open_console(&mut b, addr, "catchup");
     b.wait_for(
         "document.querySelectorAll('#catchup-bars .bar').length === 3 && document.querySelector('#catchup-bars .bar:not(.done)')",
-        Duration::from_secs(60),
+        Duration::from_secs(120),
     );
     let classes = b.eval(
         "[...document.querySelectorAll('#catchup-bars .bar')].map(e => e.dataset.class).join(',')",

@@ -1,4 +1,4 @@
-//! The console (docs/operations.md §6.1): one self-contained page on the
+//! The console (docs/operations.md §6.2): one self-contained page on the
 //! admin port, and the drain reports it shows.
 //!
 //! # Design

@@ -47,6 +47,46 @@ struct Book {
     slow_searches: u64,
 }
 
+impl Book {
+    /// Adds what `search` (of `topic`) cost; logs it when one evaluation
+    /// spent more than `slow_work`.
+    fn add(&mut self, search: &str, topic: &str, cost: &SearchCost, slow_work: u64, now: Instant) {
+        if !self.searches.contains_key(search) && self.searches.len() >= MAX_SEARCHES {
+            self.dropped += 1;
+            return;
+        }
+        let e = self
+            .searches
+            .entry(search.to_string())
+            .or_insert_with(|| Entry {
+                topic: topic.to_string(),
+                cost: SearchCost::default(),
+                slow_logged: None,
+            });
+        topic.clone_into(&mut e.topic);
+        e.cost.add(cost);
+        if cost.max_work <= slow_work {
+            return;
+        }
+        if e.slow_logged.is_none() {
+            self.slow_searches += 1;
+        }
+        if e.slow_logged
+            .is_none_or(|t| now.duration_since(t) >= SLOW_LOG_EVERY)
+        {
+            e.slow_logged = Some(now);
+            tracing::warn!(
+                search,
+                topic,
+                work = cost.max_work,
+                slow_search_work = slow_work,
+                evaluations = cost.evaluations,
+                "slow search: one evaluation spent more work than limits.slow_search_work"
+            );
+        }
+    }
+}
+
 struct Entry {
     topic: String,
     cost: SearchCost,
@@ -58,41 +98,9 @@ impl CostBook {
     /// book, logging the searches with an evaluation past `slow_work`.
     pub fn collect(&self, active: &Active, scratch: &mut ActiveScratch, slow_work: u64) {
         let mut b = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let b = &mut *b;
         let now = Instant::now();
         let documents = active.take_costs(scratch, |search, topic, cost| {
-            if !b.searches.contains_key(search) && b.searches.len() >= MAX_SEARCHES {
-                b.dropped += 1;
-                return;
-            }
-            let e = b
-                .searches
-                .entry(search.to_string())
-                .or_insert_with(|| Entry {
-                    topic: topic.to_string(),
-                    cost: SearchCost::default(),
-                    slow_logged: None,
-                });
-            topic.clone_into(&mut e.topic);
-            e.cost.add(cost);
-            if cost.max_work > slow_work {
-                if e.slow_logged.is_none() {
-                    b.slow_searches += 1;
-                }
-                if e.slow_logged
-                    .is_none_or(|t| now.duration_since(t) >= SLOW_LOG_EVERY)
-                {
-                    e.slow_logged = Some(now);
-                    tracing::warn!(
-                        search,
-                        topic,
-                        work = cost.max_work,
-                        slow_search_work = slow_work,
-                        evaluations = cost.evaluations,
-                        "slow search: one evaluation spent more work than limits.slow_search_work"
-                    );
-                }
-            }
+            b.add(search, topic, cost, slow_work, now);
         });
         b.documents += documents;
     }
@@ -101,7 +109,16 @@ impl CostBook {
     /// measure; the sampled time is beside it) and by matches, with the
     /// totals.
     pub fn top_json(&self, top: usize) -> serde_json::Value {
-        let b = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .top_json(top)
+    }
+}
+
+impl Book {
+    fn top_json(&self, top: usize) -> serde_json::Value {
+        let b = self;
         let ranked = |key: fn(&SearchCost) -> (u64, u64)| -> Vec<serde_json::Value> {
             let mut v: Vec<(&String, &Entry)> = b.searches.iter().collect();
             let top = top.min(v.len());
@@ -145,4 +162,60 @@ fn entry_json(id: &str, e: &Entry) -> serde_json::Value {
         "estimated_seconds": c.estimated_nanos() as f64 / 1e9,
         "slow": e.slow_logged.is_some(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cost(evaluations: u64, matches: u64, work: u64, max_work: u64) -> SearchCost {
+        SearchCost {
+            evaluations,
+            matches,
+            work,
+            max_work,
+            timed_evaluations: 1,
+            timed_nanos: 2_000,
+        }
+    }
+
+    #[test]
+    fn searches_add_up_by_id_rank_by_work_and_matches_and_slow_ones_count_once() {
+        let mut b = Book::default();
+        let now = Instant::now();
+        b.add("a", "t1", &cost(10, 1, 500, 90), 100, now);
+        b.add("b", "t1", &cost(5, 5, 50, 10), 100, now);
+        // Under a new version `a` moved to another topic: one entry, the
+        // newest topic.
+        b.add("a", "t2", &cost(10, 2, 600, 150), 100, now);
+        b.add("a", "t2", &cost(1, 0, 200, 200), 100, now);
+        b.add("c", "t3", &cost(1, 0, 20, 20), 100, now);
+        let j = b.top_json(2);
+        let ids = |k: &str| -> Vec<String> {
+            j[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["search"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(ids("by_cost"), ["a", "b"]);
+        assert_eq!(ids("by_matches"), ["b", "a"]);
+        let a = &j["by_cost"][0];
+        assert_eq!(a["topic"], "t2");
+        assert_eq!(
+            (
+                a["evaluations"].as_u64(),
+                a["work"].as_u64(),
+                a["max_work"].as_u64()
+            ),
+            (Some(21), Some(1300), Some(200))
+        );
+        assert_eq!(a["slow"], true);
+        assert_eq!(j["by_cost"][1]["slow"], false);
+        // `a` was slow twice: one slow search.
+        assert_eq!(j["slow_searches"], 1);
+        assert_eq!(j["searches_counted"], 3);
+        assert_eq!(b.top_json(0)["by_cost"].as_array().map(Vec::len), Some(0));
+        assert_eq!(b.top_json(50)["by_cost"].as_array().map(Vec::len), Some(3));
+    }
 }

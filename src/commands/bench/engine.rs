@@ -50,6 +50,9 @@ pub struct BenchOptions {
     /// Percent of the generated searches given a regex leaf
     /// ([`workload::with_regex_leaves`]).
     pub regex_percent: u32,
+    /// Also measure what counting per-search costs costs: passes with and
+    /// without counting, alternating, this many pairs (0: skip).
+    pub cost_overhead_pairs: usize,
 }
 
 /// Figures of one run, also printed.
@@ -276,6 +279,17 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> anyhow::Result<(Outcome,
         100.0 * docs.iter().filter(|d| !matcher.match_document(d, &mut scratch).is_empty()).count() as f64 / docs.len() as f64
     )?;
 
+    if opts.cost_overhead_pairs > 0 {
+        cost_overhead(
+            &matcher,
+            &docs,
+            matches,
+            evaluated,
+            opts.cost_overhead_pairs,
+            out,
+        )?;
+    }
+
     // End to end: parse JSON, match, write records (to memory).
     let started = Instant::now();
     let mut buf = Vec::with_capacity(1 << 20);
@@ -327,4 +341,52 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> anyhow::Result<(Outcome,
         anyhow::ensure!(agree, "the engine and the reference evaluator disagree");
     }
     Ok((Outcome::Success, report))
+}
+
+/// Passes over `docs` without and with per-search costs counted (as the
+/// service counts them: one document in 64 timed, taken once per pass),
+/// alternating `pairs` times; prints each pair's ratio and the median.
+fn cost_overhead(
+    matcher: &Matcher,
+    docs: &[Document<'_>],
+    matches: u64,
+    evaluated: usize,
+    pairs: usize,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let mut plain = matcher.scratch();
+    let mut counting = matcher.scratch();
+    counting.count_costs(crate::service::cost::SAMPLE_EVERY);
+    let pass = |scratch: &mut crate::engine::Scratch| -> anyhow::Result<f64> {
+        let started = Instant::now();
+        let found: u64 = docs
+            .iter()
+            .map(|d| matcher.match_document(d, scratch).len() as u64)
+            .sum();
+        let secs = started.elapsed().as_secs_f64();
+        let mut counted = 0u64;
+        scratch.take_costs(|_, c| counted += c.evaluations);
+        anyhow::ensure!(found == matches, "match count changed between passes");
+        anyhow::ensure!(
+            counted == 0 || counted == evaluated as u64,
+            "costs counted {counted} evaluations, the engine made {evaluated}"
+        );
+        Ok(secs)
+    };
+    let mut ratios = Vec::with_capacity(pairs);
+    for _ in 0..pairs {
+        let without = pass(&mut plain)?;
+        let with = pass(&mut counting)?;
+        ratios.push(with / without);
+    }
+    let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+    ratios.sort_by(f64::total_cmp);
+    writeln!(
+        out,
+        "costs:    counting per-search costs takes {:.3}× the time of not counting (median of {} alternating pairs: {})",
+        ratios[ratios.len() / 2],
+        pairs,
+        shown.join(", ")
+    )?;
+    Ok(())
 }
