@@ -23,6 +23,9 @@ pub struct Active {
 pub struct Delta {
     pub(super) matcher: Matcher,
     pub(super) base_only: Vec<bool>,
+    /// The searches the base matcher was compiled from: the next small
+    /// change is a delta against them too.
+    pub(super) base_file: Arc<SearchesFile>,
 }
 
 /// Which searches of an [`Active`] version may match (per matcher).

@@ -29,6 +29,7 @@ impl SearchVersions {
         let started = Instant::now();
         let previous = self.current();
         let hash = sha256_hex(&c.canonical);
+        let hashed = started.elapsed();
         if !c.problems.is_empty() {
             return Err(ReloadError::Invalid {
                 rendered: c.problems.join("\n"),
@@ -77,6 +78,7 @@ impl SearchVersions {
         self.prune_versions(&stored, version, previous.meta.version);
         tracing::debug!(
             delta = delta.is_some(),
+            hash_ms = hashed.as_millis() as u64,
             built_ms = built.as_millis() as u64,
             stored_ms = started.elapsed().as_millis() as u64,
             "searches version built"
@@ -93,10 +95,11 @@ impl SearchVersions {
         ))
     }
 
-    /// The fast path for a small change (module doc): when `previous` is
-    /// merged and at most [`DELTA_MAX_TOPICS`] topics differ, validates the
-    /// whole file's ids and the changed topics' queries, and compiles only
-    /// those topics. Returns the delta and the version's topic and search
+    /// The fast path for a small change (module doc): when at most
+    /// [`DELTA_MAX_TOPICS`] topics differ from the base version the
+    /// matcher was compiled from (`previous` itself, or the base of its
+    /// unmerged delta), validates the whole file's ids and those topics'
+    /// queries, and compiles only those topics. Returns the delta and the version's topic and search
     /// counts, or `None` for the full path.
     pub(super) fn try_delta(
         &self,
@@ -104,11 +107,16 @@ impl SearchVersions {
         force: bool,
         previous: &Active,
     ) -> Result<Option<(Delta, usize, usize)>, ReloadError> {
-        if previous.delta.is_some() || previous.meta.version == 0 {
+        if previous.meta.version == 0 {
             return Ok(None);
         }
-        let before: rustc_hash::FxHashMap<&str, &TopicSpec> = previous
-            .file
+        // Compared with the base the matcher was compiled from: a change
+        // on top of an unmerged delta is a delta of both.
+        let base_file = previous
+            .delta
+            .as_ref()
+            .map_or_else(|| previous.file.clone(), |d| d.base_file.clone());
+        let before: rustc_hash::FxHashMap<&str, &TopicSpec> = base_file
             .topics
             .iter()
             .map(|t| (t.id.as_str(), t))
@@ -167,45 +175,36 @@ impl SearchVersions {
             .map(|s| !stale.contains(base.topics[s.topic.0 as usize].id.as_str()))
             .collect();
         let matcher = compile_probed(&catalog, &c.source)?;
-        Ok(Some((Delta { matcher, base_only }, topics, searches)))
+        Ok(Some((
+            Delta {
+                matcher,
+                base_only,
+                base_file: base_file.clone(),
+            },
+            topics,
+            searches,
+        )))
     }
 
-    /// Compiles a delta version whole and swaps it in under the same
-    /// number (invisible to matching: same searches).
-    pub(super) fn merge_delta(&self) {
-        let cur = self.current();
-        if cur.delta.is_none() {
+    /// Swaps in `merged`, the whole compile of `of` (a version with a
+    /// delta), under the same number — invisible to matching: same
+    /// searches — unless another version replaced `of` meanwhile (then
+    /// `merged` is dropped; the newer version is merged next).
+    pub(super) fn finish_merge(&self, of: &Arc<Active>, merged: Active, took: Duration) {
+        // Only the worker thread swaps versions: `of` cannot be replaced
+        // between this check and the swap.
+        if !Arc::ptr_eq(&self.current(), of) {
+            tracing::debug!(
+                version = of.meta.version,
+                "searches delta merge dropped: a newer version is active"
+            );
             return;
         }
-        let started = Instant::now();
-        let catalog = match Catalog::from_file_reusing(&cur.file, &self.limits, Some(&cur.catalog))
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!("merging the searches delta: {}", e.render());
-                return;
-            }
-        };
-        let matcher = match Matcher::new(&catalog) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(error = %e, "merging the searches delta");
-                return;
-            }
-        };
-        let merged = Arc::new(Active {
-            matcher: Arc::new(matcher),
-            catalog: Arc::new(catalog),
-            file: cur.file.clone(),
-            delta: None,
-            meta: cur.meta.clone(),
-        });
-        // Only this thread swaps versions, so `cur` is still current.
-        let old = self.current.swap(merged);
+        let old = self.current.swap(Arc::new(merged));
         self.retired.lock().expect("retired lock").push(old);
         tracing::debug!(
-            version = cur.meta.version,
-            ms = started.elapsed().as_millis() as u64,
+            version = of.meta.version,
+            ms = took.as_millis() as u64,
             "searches delta merged"
         );
     }
@@ -434,4 +433,30 @@ pub(super) fn empty_version() -> Active {
             searches: 0,
         },
     }
+}
+
+/// `cur` (a version with a delta) compiled whole, reusing its base's
+/// parsed searches; `None` (logged) when it cannot be.
+pub(super) fn merged(cur: &Active, limits: &Limits) -> Option<Active> {
+    let catalog = match Catalog::from_file_reusing(&cur.file, limits, Some(&cur.catalog)) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("merging the searches delta: {}", e.render());
+            return None;
+        }
+    };
+    let matcher = match Matcher::new(&catalog) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "merging the searches delta");
+            return None;
+        }
+    };
+    Some(Active {
+        matcher: Arc::new(matcher),
+        catalog: Arc::new(catalog),
+        file: cur.file.clone(),
+        delta: None,
+        meta: cur.meta.clone(),
+    })
 }

@@ -66,19 +66,24 @@
 //!
 //! A full rebuild of 100,000 searches takes 1.5–2 s even when unchanged
 //! queries are reused (`Catalog::from_file_reusing`) instead of parsed. So
-//! when at most 64 topics differ from a *merged* version, the change takes
-//! the **delta path**: the whole file's ids are validated, only the changed
-//! topics' queries are parsed and compiled, into a small [`Delta`] matcher;
-//! the main automaton keeps running with the searches of changed and
-//! removed topics masked out (`match_document_only`), and the records of
-//! both are emitted ([`Active::for_each_match`]). Matching the two is the
-//! same as matching the whole version (a unit test compares them). Right
-//! after answering, the worker compiles the version whole and swaps it in
-//! under the same number; a change arriving meanwhile waits for that merge
-//! and then takes the delta path again. Replaced versions are freed on a
-//! separate thread, and the worker and that thread run at a lower priority
-//! (nice 10), so compiling and freeing leave the cores to matching. Figures:
-//! `bench --reload`, BENCHMARKS.md.
+//! when at most 64 topics differ from the *base* version the main matcher
+//! was compiled from, the change takes the **delta path**: the whole
+//! file's ids are validated, only the topics that differ from the base
+//! are parsed and compiled, into a small [`Delta`] matcher; the main
+//! automaton keeps running with the searches of changed and removed
+//! topics masked out (`match_document_only`), and the records of both are
+//! emitted ([`Active::for_each_match`]). Matching the two is the same as
+//! matching the whole version (a unit test compares them). Right after
+//! answering, the worker starts a **merge** on a thread of its own (the
+//! version compiled whole); when it is done and that version is still the
+//! active one, the worker swaps it in under the same number (the same
+//! searches: invisible to matching), else drops it and merges the newer
+//! one. A change arriving while a merge compiles does not wait for it: it
+//! is a delta against the same base (the earlier delta's topics and its
+//! own, compiled together). Replaced versions are freed on a separate
+//! thread; the worker, the merge and that thread run at a lower priority
+//! (nice 10), so compiling and freeing leave the cores to matching.
+//! Figures: `bench --reload`, BENCHMARKS.md.
 
 //!
 //! # Layout
@@ -89,7 +94,7 @@
 //! | `active` | [`Active`] (matcher, delta, masks) and its scratch space |
 //! | `apply` | validate → guard → compile and probe → store → swap; delta, merge, rollback, publish |
 //! | `error` | [`ReloadError`] and its HTTP status |
-//! | `worker` | the worker thread and the freeing of replaced versions |
+//! | `worker` | the worker thread, the merge thread, the freeing of replaced versions |
 //! | `watch` | the file watcher |
 //! | `kafka` | the compacted searches topic: tail and publish |
 
@@ -606,9 +611,14 @@ impl SearchVersions {
                 force,
                 reply,
             } => {
-                let r = self
-                    .topic_candidate(change)
-                    .and_then(|c| self.change(c, force));
+                let started = Instant::now();
+                let r = self.topic_candidate(change).and_then(|c| {
+                    tracing::debug!(
+                        ms = started.elapsed().as_millis() as u64,
+                        "one-topic change: next document built"
+                    );
+                    self.change(c, force)
+                });
                 self.finish(r, Some(reply));
             }
             WorkerTask::Rollback { to, reply } => {

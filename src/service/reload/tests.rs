@@ -230,6 +230,37 @@ fn a_drastic_shrink_needs_force() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// `active` (with its delta) matches each text as its searches compiled
+/// whole do.
+fn assert_matches_as_compiled_whole(active: &Active, texts: &[&str]) {
+    let full =
+        Matcher::new(&Catalog::from_file(&active.file, &Limits::default()).unwrap()).unwrap();
+    let mut scratch = active.scratch();
+    let mut full_scratch = full.scratch();
+    for text in texts {
+        let json = format!("{{\"id\":\"x\",\"text\":\"{text}\"}}");
+        let docu = crate::document::Document::parse(json.as_bytes(), 1 << 20).unwrap();
+        let mut got = Vec::new();
+        active
+            .for_each_match(&docu, &mut scratch, |m, t| {
+                let ids: Vec<&str> = t.searches.iter().map(|x| m.search_id(*x)).collect();
+                got.push(format!("{}:{}", m.topic_id(t.topic), ids.join(",")));
+            })
+            .unwrap();
+        let mut want: Vec<String> = full
+            .match_document(&docu, &mut full_scratch)
+            .iter()
+            .map(|t| {
+                let ids: Vec<&str> = t.searches.iter().map(|x| full.search_id(*x)).collect();
+                format!("{}:{}", full.topic_id(t.topic), ids.join(","))
+            })
+            .collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "{text}");
+    }
+}
+
 #[test]
 fn a_small_change_matches_as_a_full_compile_would() {
     let d = dir("delta");
@@ -252,39 +283,56 @@ fn a_small_change_matches_as_a_full_compile_would() {
         delta: Some(delta),
         meta: prev.meta.clone(),
     };
-    let full =
-        Matcher::new(&Catalog::from_file(&active.file, &Limits::default()).unwrap()).unwrap();
-    let mut scratch = active.scratch();
-    let mut full_scratch = full.scratch();
-    for text in [
-        "alpha beta gamma delta kappa",
-        "gamma",
-        "kappa",
-        "beta",
-        "alpha delta",
-        "nothing",
-    ] {
-        let json = format!("{{\"id\":\"x\",\"text\":\"{text}\"}}");
-        let docu = crate::document::Document::parse(json.as_bytes(), 1 << 20).unwrap();
-        let mut got = Vec::new();
-        active
-            .for_each_match(&docu, &mut scratch, |m, t| {
-                let ids: Vec<&str> = t.searches.iter().map(|x| m.search_id(*x)).collect();
-                got.push(format!("{}:{}", m.topic_id(t.topic), ids.join(",")));
-            })
-            .unwrap();
-        let mut want: Vec<String> = full
-            .match_document(&docu, &mut full_scratch)
-            .iter()
-            .map(|t| {
-                let ids: Vec<&str> = t.searches.iter().map(|x| full.search_id(*x)).collect();
-                format!("{}:{}", full.topic_id(t.topic), ids.join(","))
-            })
-            .collect();
-        got.sort();
-        want.sort();
-        assert_eq!(got, want, "{text}");
-    }
+    assert_matches_as_compiled_whole(
+        &active,
+        &[
+            "alpha beta gamma delta kappa",
+            "gamma",
+            "kappa",
+            "beta",
+            "alpha delta",
+            "nothing",
+        ],
+    );
+    // A change on top of the unmerged delta (a merge still compiling) is a
+    // delta against the same base: both changes' topics, compiled together.
+    let active = Arc::new(active);
+    let next = doc(&[
+        ("a", "alpha OR omega"),
+        ("b", "beta OR kappa"),
+        ("d", "delta"),
+        ("e", "eps"),
+    ]);
+    let c = Candidate::parse("api", next.as_bytes()).unwrap();
+    let (delta, topics, _) = s
+        .try_delta(&c, true, &active)
+        .unwrap()
+        .expect("delta on a delta");
+    assert_eq!(topics, 4);
+    assert_eq!(
+        delta.matcher.search_count(),
+        4,
+        "a, b, d and e against the base"
+    );
+    let second = Active {
+        matcher: active.matcher.clone(),
+        catalog: active.catalog.clone(),
+        file: Arc::new(c.file),
+        delta: Some(delta),
+        meta: prev.meta.clone(),
+    };
+    assert_matches_as_compiled_whole(
+        &second,
+        &[
+            "alpha beta gamma delta kappa eps",
+            "omega",
+            "gamma",
+            "kappa",
+            "eps",
+            "beta",
+            "nothing",
+        ],
+    );
     // A small change is validated like a whole one: its queries, and
     // ids across the whole file.
     let bad = doc(&[("a", "alpha"), ("b", "beta AND"), ("c", "gamma")]);

@@ -16,10 +16,21 @@ pub(super) fn yield_to_matching() {
     }
 }
 
+/// A merge compiling on its own thread: the version it merges and the
+/// compile's result.
+type Merging = (
+    Arc<Active>,
+    Instant,
+    std::thread::JoinHandle<Option<Active>>,
+);
+
 pub(super) fn worker(searches: &Weak<SearchVersions>, jobs: &mpsc::Receiver<WorkerTask>) {
     yield_to_matching();
+    let mut merging: Option<Merging> = None;
     loop {
-        let job = match jobs.recv_timeout(Duration::from_millis(500)) {
+        // While a merge compiles, look at it often.
+        let wait = Duration::from_millis(if merging.is_some() { 50 } else { 500 });
+        let job = match jobs.recv_timeout(wait) {
             Ok(job) => Some(job),
             Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -29,7 +40,7 @@ pub(super) fn worker(searches: &Weak<SearchVersions>, jobs: &mpsc::Receiver<Work
             crate::service::components::fault_point("searches-worker");
             s.handle(job);
         }
-        s.merge_delta();
+        merging = merge_step(&s, merging);
         // Free replaced versions that only this list still holds.
         let mut done = Vec::new();
         s.retired.lock().expect("retired lock").retain(|a| {
@@ -48,6 +59,37 @@ pub(super) fn worker(searches: &Weak<SearchVersions>, jobs: &mpsc::Receiver<Work
                     yield_to_matching();
                     drop(done);
                 });
+        }
+    }
+}
+
+/// Merges a delta away from the worker thread, so that a change arriving
+/// meanwhile is applied at once (as a delta on the delta) instead of
+/// waiting for a whole compile: finishes a merge that is done, and starts
+/// one when the active version has a delta and none runs.
+fn merge_step(s: &SearchVersions, merging: Option<Merging>) -> Option<Merging> {
+    if let Some((of, started, handle)) = merging {
+        if !handle.is_finished() {
+            return Some((of, started, handle));
+        }
+        if let Ok(Some(merged)) = handle.join() {
+            s.finish_merge(&of, merged, started.elapsed());
+        }
+    }
+    let cur = s.current();
+    cur.delta.as_ref()?;
+    let (of, limits) = (cur.clone(), s.limits.clone());
+    let spawned = std::thread::Builder::new()
+        .name("searches-merge".into())
+        .spawn(move || {
+            yield_to_matching();
+            apply::merged(&cur, &limits)
+        });
+    match spawned {
+        Ok(handle) => Some((of, Instant::now(), handle)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the thread that merges the searches delta");
+            None
         }
     }
 }
