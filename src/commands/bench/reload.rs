@@ -175,6 +175,30 @@ pub fn run(opts: &ReloadBenchOptions, out: &mut dyn Write) -> anyhow::Result<Out
         opts.repeats
     )?;
 
+    // 2c. One-topic changes back to back: each arrives while the previous
+    // one's merge compiles (a delta on the delta).
+    let mut back_to_back = Vec::new();
+    for i in 0..opts.repeats {
+        let term = format!("zqxbenchnext{i}");
+        let id = format!("bench-next-{i}");
+        let topic =
+            serde_json::json!({"id": id, "searches": [{"id": format!("{id}-s"), "query": term}]});
+        let probe = format!("{{\"id\":\"probe-n{i}\",\"text\":\"news: {term} today\"}}");
+        let t = Instant::now();
+        rt.block_on(searches.set_topic(&id, topic.to_string().as_bytes(), false))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let hit = matches_topic(&searches, &probe, &id)?;
+        back_to_back.push(t.elapsed());
+        anyhow::ensure!(hit, "the new topic did not match its probe document");
+    }
+    writeln!(
+        out,
+        "one-topic changes back to back (each during the previous one's merge) -> first match: median {}, max {} ({} changes)",
+        ms(percentile(&mut back_to_back, 0.5)),
+        ms(*back_to_back.last().unwrap_or(&Duration::ZERO)),
+        opts.repeats
+    )?;
+
     // 3. Full reload: another set of the same size (after the last small
     // change has been merged, as in step 2).
     let other = workload::searches_json(opts.searches, opts.seed + 1);
