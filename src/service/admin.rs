@@ -350,10 +350,18 @@ struct DiffParam {
     to: Option<u64>,
 }
 
+/// Diffs computed at once: each reads and parses two whole stored
+/// documents (tens of megabytes at a million searches), so more wait
+/// their turn instead of multiplying the memory.
+static DIFFS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// `to` defaults to the active version.
 async fn searches_diff(State(s): State<AdminState>, Query(q): Query<DiffParam>) -> Response {
     let to = q.to.unwrap_or_else(|| s.searches.current().meta.version);
     let versions = s.searches.clone();
+    let Ok(_turn) = DIFFS.acquire().await else {
+        return json_error(503, serde_json::json!({"error": "shutting_down"}));
+    };
     match tokio::task::spawn_blocking(move || versions.diff(q.from, to)).await {
         Ok(Ok(d)) => Json(d).into_response(),
         Ok(Err(e)) => json_error(e.http_status(), e.to_json()),
@@ -412,8 +420,16 @@ struct ReplayBody {
     classes: Option<Vec<String>>,
 }
 
+/// Explanations computed at once (one over a whole catalog of 100,000
+/// searches takes up to a second of a core; the console asks as the user
+/// types): more wait their turn.
+static EXPLAINS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 async fn explain_post(State(s): State<AdminState>, body: axum::body::Bytes) -> Response {
     let active = s.searches.current();
+    let Ok(_turn) = EXPLAINS.acquire().await else {
+        return json_error(503, serde_json::json!({"error": "shutting_down"}));
+    };
     tokio::task::spawn_blocking(move || super::explain::explain(&active, &body))
         .await
         .unwrap_or_else(|e| {
