@@ -33,7 +33,7 @@ const SAMPLE_SEARCHES: &str = include_str!("../samples/searches.json");
 /// The demo's priority classes: replies (customer care) first, then
 /// English posts, then the rest; a backlog above 1,000 messages per
 /// partition starts a catch-up.
-const DEMO_CLASSES: &str = r#"
+pub const DEMO_CLASSES: &str = r#"
 [[classes]]
 name = "critical"
 when = { type = ["reply"] }

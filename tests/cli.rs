@@ -30,6 +30,17 @@ fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
     out
 }
 
+/// The standard output of a command that must have exited 0.
+fn stdout_of_success(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("topic-matcher-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -52,13 +63,7 @@ fn check_accepts_the_bundled_searches_and_reports_sizes() {
         .arg(repo("samples/searches.json"))
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = stdout_of_success(&out);
     for what in [
         "topics",
         "searches",
@@ -197,13 +202,7 @@ fn check_cost_ranks_searches_by_work_and_by_matches() {
         .args(["--top", "2"])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = stdout_of_success(&out);
     assert!(
         text.contains("cost on 3 documents (1 bad lines skipped, 0 too expensive)"),
         "{text}"
@@ -291,12 +290,7 @@ fn match_writes_one_record_per_document_and_topic() {
         bin().args(["match", "--searches"]).arg(&searches),
         input.as_bytes(),
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stdout_of_success(&out);
     let recs = lines(&out.stdout);
     let pairs: Vec<(String, String, Vec<String>)> = recs
         .iter()
@@ -452,13 +446,7 @@ fn bench_runs_a_small_workload_and_agrees_with_the_reference() {
         ])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = String::from_utf8(out.stdout).unwrap();
+    let s = stdout_of_success(&out);
     for what in [
         "docs/s",
         "MB/s",
@@ -549,13 +537,7 @@ fn status_reads_the_state_directory_when_the_service_is_not_running() {
         .arg(&dir)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = String::from_utf8_lossy(&out.stdout);
+    let s = stdout_of_success(&out);
     assert!(
         s.contains("social.posts/2") && s.contains("next offset 1234"),
         "{s}"

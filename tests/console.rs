@@ -20,22 +20,13 @@ use topic_matcher::config::{Overrides, RawConfig};
 
 const TOKEN: &str = "console-test-token";
 
-/// Replies first, then English, then the rest; a backlog above 300
-/// messages per partition starts a catch-up (the demo's classes).
-const CLASSES: &str = r#"
-[[classes]]
-name = "critical"
-when = { type = ["reply"] }
-[[classes]]
-name = "high"
-when = { lang = ["en"] }
-[[classes]]
-name = "low"
-
-[catch_up]
-policy = "strict"
-threshold = 300
-"#;
+/// The demo's classes (replies, then English, then the rest), with a
+/// catch-up from 300 messages per partition.
+fn classes() -> String {
+    let classes = topic_matcher::demo::DEMO_CLASSES.replace("threshold = 1000", "threshold = 300");
+    assert!(classes.contains("threshold = 300"), "{classes}");
+    classes
+}
 
 struct Setup {
     cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
@@ -50,7 +41,7 @@ fn setup(name: &str) -> Setup {
     let dir = std::env::temp_dir().join(format!("tm-console-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let brokers = cluster.bootstrap_servers();
-    let config = RawConfig::from_toml(CLASSES)
+    let config = RawConfig::from_toml(&classes())
         .unwrap()
         .validate(Overrides {
             brokers: Some(brokers),
@@ -229,11 +220,14 @@ fn live_and_catch_up_views_follow_an_outage_and_the_report_lists_classes_in_orde
     // back on the same address, the catch-up view shows one bar per
     // class while the backlog drains.
     running.stop().unwrap();
-    common::produce(&brokers, "console-live-in", &burst(60_000));
+    common::produce(&brokers, "console-live-in", &burst(120_000));
     let running = topic_matcher::service::start(s.config.clone()).unwrap();
     open_console(&mut b, addr, "catchup");
+    // The page refreshes every 2 s on its own; a drain of this size can
+    // take about as long here, so the test also asks it to refresh each
+    // time it looks.
     b.wait_for(
-        "document.querySelectorAll('#catchup-bars .bar').length === 3 && document.querySelector('#catchup-bars .bar:not(.done)')",
+        "(refresh(), document.querySelectorAll('#catchup-bars .bar').length === 3 && document.querySelector('#catchup-bars .bar:not(.done)'))",
         Duration::from_secs(120),
     );
     let classes = b.eval(

@@ -149,55 +149,41 @@ pub fn run(opts: &ReloadBenchOptions, out: &mut dyn Write) -> anyhow::Result<Out
     )?;
 
     // 2b. One topic added through the per-topic path (`PUT
-    // /searches/topics/{id}`), spaced the same way.
-    let mut topic_change = Vec::new();
-    for i in 0..opts.repeats {
-        let term = format!("zqxbenchtopic{i}");
-        let id = format!("bench-topic-{i}");
-        let topic =
-            serde_json::json!({"id": id, "searches": [{"id": format!("{id}-s"), "query": term}]});
-        let probe = format!("{{\"id\":\"probe-t{i}\",\"text\":\"news: {term} today\"}}");
-        while searches.current().delta.is_some() {
-            std::thread::sleep(Duration::from_millis(10));
+    // /searches/topics/{id}`), spaced the same way; 2c. the same back to
+    // back: each arrives while the previous one's merge compiles (a delta
+    // on the delta).
+    for (name, what, wait_for_merge) in [
+        ("topic", "one-topic change (PUT /searches/topics/ID)", true),
+        (
+            "next",
+            "one-topic changes back to back (each during the previous one's merge)",
+            false,
+        ),
+    ] {
+        let mut took = Vec::new();
+        for i in 0..opts.repeats {
+            let term = format!("zqxbench{name}{i}");
+            let id = format!("bench-{name}-{i}");
+            let topic = serde_json::json!({"id": id, "searches": [{"id": format!("{id}-s"), "query": term}]});
+            let probe = format!("{{\"id\":\"probe-{name}{i}\",\"text\":\"news: {term} today\"}}");
+            while wait_for_merge && searches.current().delta.is_some() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let t = Instant::now();
+            rt.block_on(searches.set_topic(&id, topic.to_string().as_bytes(), false))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let hit = matches_topic(&searches, &probe, &id)?;
+            took.push(t.elapsed());
+            anyhow::ensure!(hit, "the new topic did not match its probe document");
         }
-        let t = Instant::now();
-        rt.block_on(searches.set_topic(&id, topic.to_string().as_bytes(), false))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let hit = matches_topic(&searches, &probe, &id)?;
-        topic_change.push(t.elapsed());
-        anyhow::ensure!(hit, "the new topic did not match its probe document");
+        writeln!(
+            out,
+            "{what} -> first match: median {}, max {} ({} changes)",
+            ms(percentile(&mut took, 0.5)),
+            ms(*took.last().unwrap_or(&Duration::ZERO)),
+            opts.repeats
+        )?;
     }
-    writeln!(
-        out,
-        "one-topic change (PUT /searches/topics/ID) -> first match: median {}, max {} ({} changes)",
-        ms(percentile(&mut topic_change, 0.5)),
-        ms(*topic_change.last().unwrap_or(&Duration::ZERO)),
-        opts.repeats
-    )?;
-
-    // 2c. One-topic changes back to back: each arrives while the previous
-    // one's merge compiles (a delta on the delta).
-    let mut back_to_back = Vec::new();
-    for i in 0..opts.repeats {
-        let term = format!("zqxbenchnext{i}");
-        let id = format!("bench-next-{i}");
-        let topic =
-            serde_json::json!({"id": id, "searches": [{"id": format!("{id}-s"), "query": term}]});
-        let probe = format!("{{\"id\":\"probe-n{i}\",\"text\":\"news: {term} today\"}}");
-        let t = Instant::now();
-        rt.block_on(searches.set_topic(&id, topic.to_string().as_bytes(), false))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let hit = matches_topic(&searches, &probe, &id)?;
-        back_to_back.push(t.elapsed());
-        anyhow::ensure!(hit, "the new topic did not match its probe document");
-    }
-    writeln!(
-        out,
-        "one-topic changes back to back (each during the previous one's merge) -> first match: median {}, max {} ({} changes)",
-        ms(percentile(&mut back_to_back, 0.5)),
-        ms(*back_to_back.last().unwrap_or(&Duration::ZERO)),
-        opts.repeats
-    )?;
 
     // 3. Full reload: another set of the same size (after the last small
     // change has been merged, as in step 2).
