@@ -26,6 +26,9 @@ pub struct Delta {
     /// The searches the base matcher was compiled from: the next small
     /// change is a delta against them too.
     pub(super) base_file: Arc<SearchesFile>,
+    /// The ids of the topics that differ from the base (set, changed or
+    /// deleted): what the next small change adds to.
+    pub(super) changed: Vec<String>,
 }
 
 /// Which searches of an [`Active`] version may match (per matcher).

@@ -116,36 +116,68 @@ impl SearchVersions {
             .delta
             .as_ref()
             .map_or_else(|| previous.file.clone(), |d| d.base_file.clone());
-        let before: rustc_hash::FxHashMap<&str, &TopicSpec> = base_file
-            .topics
-            .iter()
-            .map(|t| (t.id.as_str(), t))
-            .collect();
-        let mut changed = Vec::new();
-        for t in &c.file.topics {
-            if before.get(t.id.as_str()) != Some(&t) {
-                if changed.len() == DELTA_MAX_TOPICS {
-                    return Ok(None);
+        // The ids of the topics that differ from the base: for a one-topic
+        // change, the earlier delta's and this one's, no comparison needed;
+        // else found by comparing every topic. Then the id rules: over the
+        // whole file, or, for a one-topic change, the changed topics'
+        // search ids against the base's index.
+        let (ids, whole_file_problems) = match &c.changed {
+            Some(hint) => {
+                let mut ids = previous
+                    .delta
+                    .as_ref()
+                    .map_or_else(Vec::new, |d| d.changed.clone());
+                for id in hint {
+                    if !ids.contains(id) {
+                        ids.push(id.clone());
+                    }
                 }
-                changed.push(t);
+                (ids, None)
             }
-        }
-        let now: rustc_hash::FxHashSet<&str> =
-            c.file.topics.iter().map(|t| t.id.as_str()).collect();
-        let mut stale: rustc_hash::FxHashSet<&str> = before
-            .keys()
-            .copied()
-            .filter(|k| !now.contains(k))
-            .collect();
-        if stale.len() + changed.len() > DELTA_MAX_TOPICS {
+            None => {
+                let before: rustc_hash::FxHashMap<&str, &TopicSpec> = base_file
+                    .topics
+                    .iter()
+                    .map(|t| (t.id.as_str(), t))
+                    .collect();
+                let mut ids = Vec::new();
+                for t in &c.file.topics {
+                    if before.get(t.id.as_str()) != Some(&t) {
+                        if ids.len() == DELTA_MAX_TOPICS {
+                            return Ok(None);
+                        }
+                        ids.push(t.id.clone());
+                    }
+                }
+                let now: rustc_hash::FxHashSet<&str> =
+                    c.file.topics.iter().map(|t| t.id.as_str()).collect();
+                ids.extend(
+                    before
+                        .keys()
+                        .filter(|k| !now.contains(*k))
+                        .map(|k| k.to_string()),
+                );
+                (ids, Some(c.file.id_problems()))
+            }
+        };
+        if ids.len() > DELTA_MAX_TOPICS {
             return Ok(None);
         }
-        stale.extend(changed.iter().map(|t| t.id.as_str()));
-        // Whole-file rules first, then the changed queries (the others
-        // were valid in `previous`, under the same limits).
-        let mut problems = c.file.id_problems();
+        let stale: rustc_hash::FxHashSet<&str> = ids.iter().map(String::as_str).collect();
         let delta_file = SearchesFile {
-            topics: changed.into_iter().cloned().collect(),
+            topics: c
+                .file
+                .topics
+                .iter()
+                .filter(|t| stale.contains(t.id.as_str()))
+                .cloned()
+                .collect(),
+        };
+        // The changed queries are parsed below (the others were valid in
+        // `previous`, under the same limits).
+        let mut problems = match whole_file_problems {
+            Some(p) => p,
+            None => self.changed_id_problems(&base_file, &delta_file, &stale),
         };
         let catalog = match Catalog::from_file(&delta_file, &self.limits) {
             Ok(catalog) => Some(catalog),
@@ -180,17 +212,62 @@ impl SearchVersions {
                 matcher,
                 base_only,
                 base_file: base_file.clone(),
+                changed: ids.clone(),
             },
             topics,
             searches,
         )))
     }
 
+    /// The id problems of a one-topic change: those within the changed
+    /// topics (`delta_file`), and their search ids that a topic of the
+    /// base other than the changed ones (`changed`) already has.
+    fn changed_id_problems(
+        &self,
+        base_file: &Arc<SearchesFile>,
+        delta_file: &SearchesFile,
+        changed: &rustc_hash::FxHashSet<&str>,
+    ) -> Vec<crate::searches::Problem> {
+        let mut problems = delta_file.id_problems();
+        let index = self.base_ids(base_file);
+        for t in &delta_file.topics {
+            for s in &t.searches {
+                let Some(&owner) = index.search_topic.get(s.id.as_str()) else {
+                    continue;
+                };
+                if !changed.contains(base_file.topics[owner as usize].id.as_str()) {
+                    problems.push(crate::searches::Problem::File(format!(
+                        "search id {:?} (topic {:?}) appears more than once; search ids are unique in the whole file",
+                        s.id, t.id
+                    )));
+                }
+            }
+        }
+        problems
+    }
+
+    /// The search-id index of `base_file`: the cached one, or built (and
+    /// cached) now.
+    fn base_ids(&self, base_file: &Arc<SearchesFile>) -> Arc<BaseIds> {
+        let mut cached = self.base_ids.lock().expect("base ids lock");
+        if let Some(b) = cached.as_ref().filter(|b| b.is_of(base_file)) {
+            return b.clone();
+        }
+        let built = Arc::new(BaseIds::of(base_file));
+        *cached = Some(built.clone());
+        built
+    }
+
     /// Swaps in `merged`, the whole compile of `of` (a version with a
     /// delta), under the same number — invisible to matching: same
     /// searches — unless another version replaced `of` meanwhile (then
     /// `merged` is dropped; the newer version is merged next).
-    pub(super) fn finish_merge(&self, of: &Arc<Active>, merged: Active, took: Duration) {
+    pub(super) fn finish_merge(
+        &self,
+        of: &Arc<Active>,
+        (merged, ids): (Active, BaseIds),
+        took: Duration,
+    ) {
         // Only the worker thread swaps versions: `of` cannot be replaced
         // between this check and the swap.
         if !Arc::ptr_eq(&self.current(), of) {
@@ -202,6 +279,7 @@ impl SearchVersions {
         }
         let old = self.current.swap(Arc::new(merged));
         self.retired.lock().expect("retired lock").push(old);
+        *self.base_ids.lock().expect("base ids lock") = Some(Arc::new(ids));
         tracing::debug!(
             version = of.meta.version,
             ms = took.as_millis() as u64,
@@ -435,9 +513,40 @@ pub(super) fn empty_version() -> Active {
     }
 }
 
+/// Where each search id of a searches file is: the index one-topic
+/// changes are validated against, built once per base version (by the
+/// merge that makes it the base, else by the first change on it).
+pub(super) struct BaseIds {
+    /// The file indexed (compared by address; the weak reference keeps
+    /// the address from being reused).
+    file: std::sync::Weak<SearchesFile>,
+    /// Search id → position of its topic in the file.
+    search_topic: rustc_hash::FxHashMap<Box<str>, u32>,
+}
+
+impl BaseIds {
+    fn of(file: &Arc<SearchesFile>) -> BaseIds {
+        let mut search_topic = rustc_hash::FxHashMap::default();
+        for (i, t) in file.topics.iter().enumerate() {
+            for s in &t.searches {
+                search_topic.insert(s.id.as_str().into(), i as u32);
+            }
+        }
+        BaseIds {
+            file: Arc::downgrade(file),
+            search_topic,
+        }
+    }
+
+    fn is_of(&self, file: &Arc<SearchesFile>) -> bool {
+        std::ptr::eq(self.file.as_ptr(), Arc::as_ptr(file))
+    }
+}
+
 /// `cur` (a version with a delta) compiled whole, reusing its base's
-/// parsed searches; `None` (logged) when it cannot be.
-pub(super) fn merged(cur: &Active, limits: &Limits) -> Option<Active> {
+/// parsed searches, with its search-id index; `None` (logged) when it
+/// cannot be.
+pub(super) fn merged(cur: &Active, limits: &Limits) -> Option<(Active, BaseIds)> {
     let catalog = match Catalog::from_file_reusing(&cur.file, limits, Some(&cur.catalog)) {
         Ok(c) => c,
         Err(e) => {
@@ -452,11 +561,14 @@ pub(super) fn merged(cur: &Active, limits: &Limits) -> Option<Active> {
             return None;
         }
     };
-    Some(Active {
-        matcher: Arc::new(matcher),
-        catalog: Arc::new(catalog),
-        file: cur.file.clone(),
-        delta: None,
-        meta: cur.meta.clone(),
-    })
+    Some((
+        Active {
+            matcher: Arc::new(matcher),
+            catalog: Arc::new(catalog),
+            file: cur.file.clone(),
+            delta: None,
+            meta: cur.meta.clone(),
+        },
+        BaseIds::of(&cur.file),
+    ))
 }

@@ -72,6 +72,7 @@ impl State {
             canonical: SearchesFile::canonical_json(self.topics.values()),
             number: Some(self.changed.values().map(|o| *o as u64).sum()),
             problems: Vec::new(),
+            changed: None,
         }
     }
 }

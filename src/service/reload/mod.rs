@@ -224,6 +224,9 @@ pub struct SearchVersions {
     /// freeing 100,000 compiled searches takes a while, and must not
     /// happen on the pipeline thread when it lets go of its reference.
     retired: Mutex<Vec<Arc<Active>>>,
+    /// The search ids of the base catalog in use, for validating one-topic
+    /// changes without a pass over every id (`apply::BaseIds`).
+    base_ids: Mutex<Option<Arc<apply::BaseIds>>>,
 }
 
 /// Hex SHA-256.
@@ -246,6 +249,9 @@ struct Candidate {
     number: Option<u64>,
     /// Problems found before validation (undecodable Kafka records).
     problems: Vec<String>,
+    /// The ids of the topics this candidate sets or deletes against the
+    /// active version (a one-topic change); `None`: unknown, compare.
+    changed: Option<Vec<String>>,
 }
 
 impl Candidate {
@@ -267,6 +273,7 @@ impl Candidate {
             canonical,
             number: None,
             problems: Vec::new(),
+            changed: None,
         })
     }
 }
@@ -312,6 +319,7 @@ impl SearchVersions {
             metrics,
             _watcher: Mutex::new(None),
             retired: Mutex::new(Vec::new()),
+            base_ids: Mutex::new(None),
         });
         searches.publish_metrics();
         if let Some(k) = &searches.kafka {
@@ -703,6 +711,10 @@ impl SearchVersions {
     fn topic_candidate(&self, change: TopicChange) -> Result<Candidate, ReloadError> {
         let active = self.current();
         let mut topics = active.file.topics.clone();
+        let id = match &change {
+            TopicChange::Set(topic) => topic.id.clone(),
+            TopicChange::Delete(id) => id.clone(),
+        };
         match change {
             TopicChange::Set(topic) => match topics.iter_mut().find(|t| t.id == topic.id) {
                 Some(t) => *t = topic,
@@ -723,6 +735,7 @@ impl SearchVersions {
             canonical,
             number: None,
             problems: Vec::new(),
+            changed: Some(vec![id]),
         })
     }
 

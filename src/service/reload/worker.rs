@@ -21,7 +21,7 @@ pub(super) fn yield_to_matching() {
 type Merging = (
     Arc<Active>,
     Instant,
-    std::thread::JoinHandle<Option<Active>>,
+    std::thread::JoinHandle<Option<(Active, apply::BaseIds)>>,
 );
 
 pub(super) fn worker(searches: &Weak<SearchVersions>, jobs: &mpsc::Receiver<WorkerTask>) {
