@@ -121,7 +121,12 @@ impl SearchVersions {
         // else found by comparing every topic. Then the id rules: over the
         // whole file, or, for a one-topic change, the changed topics'
         // search ids against the base's index.
-        let (ids, whole_file_problems) = match &c.changed {
+        let hint = c
+            .changed
+            .as_ref()
+            .filter(|(since, _)| *since == previous.meta.hash)
+            .map(|(_, ids)| ids);
+        let (ids, whole_file_problems) = match hint {
             Some(hint) => {
                 let mut ids = previous
                     .delta

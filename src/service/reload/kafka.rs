@@ -19,6 +19,11 @@ struct State {
     /// Per partition, one past the offset of the last record that
     /// changed `topics`.
     changed: BTreeMap<i32, i64>,
+    /// The hash of the last candidate made, and the topic ids records
+    /// changed since: the next candidate's change hint (a delta needs no
+    /// comparison of every topic while that candidate is the active
+    /// version).
+    since_last: Option<(String, std::collections::BTreeSet<String>)>,
 }
 
 impl State {
@@ -59,20 +64,29 @@ impl State {
         };
         if changed {
             self.changed.insert(partition, offset + 1);
+            if let Some((_, ids)) = &mut self.since_last {
+                ids.insert(key.to_string());
+            }
         }
         Ok(())
     }
 
-    fn candidate(&self, topic: &str) -> Candidate {
+    fn candidate(&mut self, topic: &str) -> Candidate {
+        let canonical = SearchesFile::canonical_json(self.topics.values());
+        let hash = super::sha256_hex(&canonical);
+        let changed = self
+            .since_last
+            .replace((hash, std::collections::BTreeSet::new()))
+            .map(|(since, ids)| (since, ids.into_iter().collect()));
         Candidate {
             source: format!("kafka:{topic}"),
             file: SearchesFile {
                 topics: self.topics.values().cloned().collect(),
             },
-            canonical: SearchesFile::canonical_json(self.topics.values()),
+            canonical,
             number: Some(self.changed.values().map(|o| *o as u64).sum()),
             problems: Vec::new(),
-            changed: None,
+            changed,
         }
     }
 }
@@ -356,6 +370,29 @@ mod tests {
         assert!(c.problems.is_empty(), "{:?}", c.problems);
         let ids: Vec<&str> = c.file.topics.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, vec!["a", "c"]);
+    }
+
+    /// Each candidate names the topics records changed since the one
+    /// before it, and that one's hash: the delta path then compares no
+    /// topic (and falls back to comparing when another version is active).
+    #[test]
+    fn a_candidate_names_the_topics_changed_since_the_previous_one() {
+        let mut st = State::default();
+        st.apply(0, 0, Some(b"a"), Some(&topic("a"))).unwrap();
+        st.apply(0, 1, Some(b"b"), Some(&topic("b"))).unwrap();
+        let first = st.candidate("searches");
+        assert!(first.changed.is_none(), "nothing to be relative to yet");
+        // A topic set again unchanged is no change; a tombstone and a new
+        // topic are.
+        st.apply(0, 2, Some(b"a"), Some(&topic("a"))).unwrap();
+        st.apply(0, 3, Some(b"b"), None).unwrap();
+        st.apply(0, 4, Some(b"c"), Some(&topic("c"))).unwrap();
+        let second = st.candidate("searches");
+        let (since, ids) = second.changed.clone().expect("a hint");
+        assert_eq!(since, super::super::sha256_hex(&first.canonical));
+        assert_eq!(ids, vec!["b".to_string(), "c".to_string()]);
+        let third = st.candidate("searches");
+        assert_eq!(third.changed.map(|(_, ids)| ids), Some(vec![]));
     }
 
     #[test]

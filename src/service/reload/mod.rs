@@ -250,8 +250,10 @@ struct Candidate {
     /// Problems found before validation (undecodable Kafka records).
     problems: Vec<String>,
     /// The ids of the topics this candidate sets or deletes against the
-    /// active version (a one-topic change); `None`: unknown, compare.
-    changed: Option<Vec<String>>,
+    /// version whose hash it names (a one-topic change: the active one; a
+    /// searches-topic candidate: the one before it); used only while that
+    /// version is the active one. `None`: unknown, compare every topic.
+    changed: Option<(String, Vec<String>)>,
 }
 
 impl Candidate {
@@ -735,7 +737,7 @@ impl SearchVersions {
             canonical,
             number: None,
             problems: Vec::new(),
-            changed: Some(vec![id]),
+            changed: Some((active.meta.hash.clone(), vec![id])),
         })
     }
 

@@ -294,6 +294,28 @@ fn a_small_change_matches_as_a_full_compile_would() {
             "nothing",
         ],
     );
+    // A change hint relative to a version that is not the active one is
+    // not trusted: every topic is compared (b changed, c removed, d added).
+    let mut hinted = Candidate::parse("api", next.as_bytes()).unwrap();
+    hinted.changed = Some(("not the active version".into(), vec!["a".into()]));
+    let (stale_hint, _, _) = s
+        .try_delta(&hinted, true, &prev)
+        .unwrap()
+        .expect("delta path");
+    let mut found = stale_hint.changed.clone();
+    found.sort();
+    assert_eq!(found, ["b", "c", "d"]);
+    // Relative to the active version, it is trusted as given.
+    hinted.changed = Some((
+        prev.meta.hash.clone(),
+        vec!["b".into(), "c".into(), "d".into()],
+    ));
+    let (trusted, _, _) = s
+        .try_delta(&hinted, true, &prev)
+        .unwrap()
+        .expect("delta path");
+    assert_eq!(trusted.changed, ["b", "c", "d"]);
+    assert_eq!(trusted.matcher.search_count(), 2, "b and d compiled");
     // A change on top of the unmerged delta (a merge still compiling) is a
     // delta against the same base: both changes' topics, compiled together.
     let active = Arc::new(active);
