@@ -213,7 +213,7 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<()> {
             out,
             "\n*** the matcher is back: live data first, the backlog drained by priority class ***"
         )?;
-        let reports = config.state_dir.join("reports");
+        let reports = crate::service::drain::reports_dir(&config.state_dir);
         let done_before = std::fs::read_dir(&reports).map_or(0, |d| d.count());
         let r = crate::service::start(config.clone())?;
         let new_report = || -> Option<PathBuf> {

@@ -165,7 +165,7 @@ pub fn run(config: &Config, o: &ReplayOptions, out: &mut dyn Write) -> anyhow::R
     writeln!(
         out,
         "drain reports in {}",
-        config.state_dir.join("reports").display()
+        crate::service::drain::reports_dir(&config.state_dir).display()
     )?;
     Ok(Outcome::Success)
 }

@@ -38,6 +38,7 @@ use axum::{Json, Router};
 use super::drain::{plan_replay, CancelError, CancelRefused, Inbox, Request};
 use super::metrics::Metrics;
 use super::reload::{Change, ReloadError, SearchVersions};
+use super::replies::json as json_error;
 use crate::config::Config;
 
 /// What the handlers read.
@@ -102,8 +103,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/searches/cost", get(searches_cost))
         .route("/searches/diff", get(searches_diff))
         .route("/explain", post(explain_post))
-        .route("/reports", get(super::console::reports))
-        .route("/reports/{id}", get(super::console::report))
+        .route("/reports", get(reports))
+        .route("/reports/{id}", get(report))
         .route("/replays", get(replays_get).post(replays_post))
         .route("/replays/{id}", axum::routing::delete(replays_delete))
         // Checked before any handler reads a body.
@@ -242,14 +243,6 @@ async fn status(State(s): State<AdminState>) -> impl IntoResponse {
     Json(status_json(&s))
 }
 
-fn json_error(status: u16, body: serde_json::Value) -> Response {
-    (
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        Json(body),
-    )
-        .into_response()
-}
-
 /// `None` when the request carries the configured token; else the reply.
 fn unauthorized(s: &AdminState, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = &s.token else {
@@ -370,6 +363,24 @@ async fn searches_diff(State(s): State<AdminState>, Query(q): Query<DiffParam>) 
             serde_json::json!({"error": "internal", "message": e.to_string()}),
         ),
     }
+}
+
+async fn reports(State(s): State<AdminState>) -> Response {
+    super::console::reports(super::drain::reports_dir(&s.config.state_dir)).await
+}
+
+#[derive(serde::Deserialize)]
+struct FormatParam {
+    format: Option<String>,
+}
+
+async fn report(
+    State(s): State<AdminState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Query(q): Query<FormatParam>,
+) -> Response {
+    let dir = super::drain::reports_dir(&s.config.state_dir);
+    super::console::report(dir, &id, q.format.as_deref()).await
 }
 
 async fn searches_reload(State(s): State<AdminState>, Query(q): Query<ForceParam>) -> Response {

@@ -28,11 +28,12 @@
 //! JSON with `?format=json`). Ids are numbers: no path comes from the
 //! request.
 
-use axum::extract::{Path, Query, State};
+use std::path::PathBuf;
+
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use super::admin::AdminState;
+use super::replies::error;
 
 /// The page.
 const PAGE: &str = include_str!("console.html");
@@ -58,14 +59,9 @@ pub async fn page() -> Response {
         .into_response()
 }
 
-fn reports_dir(s: &AdminState) -> std::path::PathBuf {
-    s.config.state_dir.join("reports")
-}
-
-/// `GET /reports`: the newest drain reports, newest first, each without
-/// its samples.
-pub async fn reports(State(s): State<AdminState>) -> Response {
-    let dir = reports_dir(&s);
+/// `GET /reports`: the newest drain reports in `dir`, newest first, each
+/// without its samples.
+pub async fn reports(dir: PathBuf) -> Response {
     let listed = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<serde_json::Value>> {
         let mut ids: Vec<u64> = match std::fs::read_dir(&dir) {
             Ok(entries) => entries
@@ -100,21 +96,13 @@ pub async fn reports(State(s): State<AdminState>) -> Response {
     }
 }
 
-#[derive(serde::Deserialize)]
-pub struct FormatParam {
-    format: Option<String>,
-}
-
-/// `GET /reports/{id}`: one drain report, HTML (default) or JSON.
-pub async fn report(
-    State(s): State<AdminState>,
-    Path(id): Path<String>,
-    Query(q): Query<FormatParam>,
-) -> Response {
+/// `GET /reports/{id}[?format=json]`: one drain report of `dir`, HTML
+/// (default) or JSON.
+pub async fn report(dir: PathBuf, id: &str, format: Option<&str>) -> Response {
     let Ok(id) = id.parse::<u64>() else {
         return error(400, "bad_request", "a report id is a number");
     };
-    let json = match q.format.as_deref() {
+    let json = match format {
         None | Some("html") => false,
         Some("json") => true,
         Some(other) => {
@@ -125,7 +113,7 @@ pub async fn report(
             )
         }
     };
-    let path = reports_dir(&s).join(format!("drain-{id}.{}", if json { "json" } else { "html" }));
+    let path = dir.join(format!("drain-{id}.{}", if json { "json" } else { "html" }));
     let read = tokio::task::spawn_blocking(move || std::fs::read(path)).await;
     match read.unwrap_or_else(|e| Err(std::io::Error::other(e.to_string()))) {
         Ok(bytes) => (
@@ -145,13 +133,4 @@ pub async fn report(
         }
         Err(e) => error(500, "io", &format!("cannot read report {id}: {e}")),
     }
-}
-
-fn error(status: u16, code: &str, message: &str) -> Response {
-    (
-        axum::http::StatusCode::from_u16(status)
-            .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
-        axum::Json(serde_json::json!({"error": code, "message": message})),
-    )
-        .into_response()
 }

@@ -118,9 +118,8 @@ impl CostBook {
 
 impl Book {
     fn top_json(&self, top: usize) -> serde_json::Value {
-        let b = self;
         let ranked = |key: fn(&SearchCost) -> (u64, u64)| -> Vec<serde_json::Value> {
-            let mut v: Vec<(&String, &Entry)> = b.searches.iter().collect();
+            let mut v: Vec<(&String, &Entry)> = self.searches.iter().collect();
             let top = top.min(v.len());
             if top == 0 {
                 return Vec::new();
@@ -137,10 +136,10 @@ impl Book {
             v.into_iter().map(|(id, e)| entry_json(id, e)).collect()
         };
         serde_json::json!({
-            "documents": b.documents,
-            "searches_counted": b.searches.len(),
-            "searches_dropped": b.dropped,
-            "slow_searches": b.slow_searches,
+            "documents": self.documents,
+            "searches_counted": self.searches.len(),
+            "searches_dropped": self.dropped,
+            "slow_searches": self.slow_searches,
             "sample_every": SAMPLE_EVERY,
             "by_cost": ranked(|c| (c.work, c.evaluations)),
             "by_matches": ranked(|c| (c.matches, c.evaluations)),

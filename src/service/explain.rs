@@ -12,11 +12,10 @@
 //! admin request by the body limit and the connection limit; a document
 //! over [`MAX_EXPLAIN_BYTES`] is refused (400).
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 
 use super::reload::Active;
+use super::replies::{error, json as reply};
 use crate::document::Document;
 use crate::engine::explain::MAX_EXPLAIN_BYTES;
 use crate::engine::reference::Reference;
@@ -34,21 +33,6 @@ pub struct ExplainRequest {
     query: Option<String>,
 }
 
-fn reply(status: u16, body: serde_json::Value) -> Response {
-    (
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        Json(body),
-    )
-        .into_response()
-}
-
-fn error(status: u16, kind: &str, message: String) -> Response {
-    reply(
-        status,
-        serde_json::json!({"error": kind, "message": message}),
-    )
-}
-
 /// Answers one request against `active` (blocking).
 pub fn explain(active: &Active, body: &[u8]) -> Response {
     let req: ExplainRequest = match serde_json::from_slice(body) {
@@ -57,14 +41,14 @@ pub fn explain(active: &Active, body: &[u8]) -> Response {
             return error(
                 400,
                 "bad_request",
-                format!("expected {{\"document\", \"search\"?, \"query\"?}}: {e}"),
+                &format!("expected {{\"document\", \"search\"?, \"query\"?}}: {e}"),
             )
         }
     };
     let bytes = req.document.to_string();
     let doc = match Document::parse(bytes.as_bytes(), MAX_EXPLAIN_BYTES) {
         Ok(d) => d,
-        Err(e) => return error(400, "bad_document", e.to_string()),
+        Err(e) => return error(400, "bad_document", &e.to_string()),
     };
     let owned = match &req.query {
         Some(q) => {
@@ -85,7 +69,7 @@ pub fn explain(active: &Active, body: &[u8]) -> Response {
         None if active.delta.is_some() => {
             match Catalog::from_file(&active.file, &Limits::default()) {
                 Ok(c) => Some(c),
-                Err(e) => return error(500, "internal", e.render()),
+                Err(e) => return error(500, "internal", &e.render()),
             }
         }
         None => None,
@@ -104,7 +88,7 @@ pub fn explain(active: &Active, body: &[u8]) -> Response {
                 return error(
                     404,
                     "unknown_search",
-                    format!("no search {id:?} in the active version"),
+                    &format!("no search {id:?} in the active version"),
                 )
             }
         },

@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod process_metrics;
 pub mod reload;
+pub mod replies;
 pub mod shutdown;
 pub mod sink;
 

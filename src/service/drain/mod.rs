@@ -107,6 +107,7 @@ use crate::state_store::{StoredJob, TopicPartition};
 pub use job::{Job, JobKind, JobState, Range};
 pub use progress::ClassProgress;
 pub use replay::*;
+pub use report::reports_dir;
 use report::write_report;
 use scheduler::Run;
 pub use scheduler::{CancelRefused, Finish, Jobs, LanePlan, Lookup, UnreadableJob};

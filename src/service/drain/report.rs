@@ -3,6 +3,12 @@
 use super::*;
 
 /// Writes `drain-ID.json` and `drain-ID.html` into `dir`.
+/// Where the drain reports of a service with state directory `state_dir`
+/// are written (`drain-<id>.json` and `.html`).
+pub fn reports_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("reports")
+}
+
 pub(super) fn write_report(
     dir: &Path,
     run: &Run,

@@ -86,7 +86,7 @@ impl Jobs {
             next_id: 1,
             classes,
             catch_up,
-            reports: state_dir.join("reports"),
+            reports: super::reports_dir(state_dir),
             unread_ts: BTreeMap::new(),
             last_log: Instant::now(),
             read_finishes: Vec::new(),
