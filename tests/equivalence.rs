@@ -261,12 +261,27 @@ fn check(queries: &[String], docs: &[Doc], filters: bool) -> Result<(), TestCase
         prop_assert_eq!(&got, &want, "searches {:?}\ndoc {:?}", queries, doc);
         let got = by_frequency.match_document(doc, &mut scratch2).to_vec();
         prop_assert_eq!(
-            got,
-            want,
+            &got,
+            &want,
             "by frequency: searches {:?}\ndoc {:?}",
             queries,
             doc
         );
+        // `explain`'s verdict, search by search, is the matcher's.
+        let matched: std::collections::BTreeSet<u32> = want
+            .iter()
+            .flat_map(|t| t.searches.iter().map(|s| s.0))
+            .collect();
+        for s in 0..catalog.searches.len() as u32 {
+            let e = reference.explain(doc, topic_matcher::searches::SearchIdx(s));
+            prop_assert_eq!(
+                e.matched,
+                matched.contains(&s),
+                "explain of {:?} on {:?}",
+                catalog.searches[s as usize].text,
+                doc
+            );
+        }
     }
     Ok(())
 }
