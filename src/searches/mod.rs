@@ -6,6 +6,7 @@
 //! render errors (the query with a caret under the column).
 
 use std::fmt;
+use std::sync::Arc;
 
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
@@ -16,8 +17,9 @@ use crate::query::{self, Limits, Query, QueryError, QueryWarning};
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchesFile {
-    /// Every topic.
-    pub topics: Vec<TopicSpec>,
+    /// Every topic (shared: a version made by changing one topic shares
+    /// the others with the version before it).
+    pub topics: Vec<Arc<TopicSpec>>,
 }
 
 /// One topic as written. Unknown keys are rejected: a misspelt `languages`

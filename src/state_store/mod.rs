@@ -11,8 +11,11 @@
 //!   (u64 BE) → the searches version in use.
 //! * `versions` — every accepted searches version, immutable:
 //!   `m` + version (u64 BE) → its description ([`VersionMeta`], JSON) and
-//!   `d` + version → the searches document it was compiled from. Adding a
-//!   version and making it active is one synced WriteBatch.
+//!   `d` + version → the searches document it was compiled from, or, for
+//!   a version made by a one-topic change until its merge,
+//!   `p` + version → the version it patches (u64 BE) and the patch (the
+//!   searches service's format). Adding a version and making it active is
+//!   one synced WriteBatch.
 //!
 //! * `jobs` — drain jobs (catch-ups and replays, `service::drain`): job
 //!   id (u64 BE) → the job as JSON (its ranges per partition and cursors
@@ -339,6 +342,54 @@ impl StateStore {
         self.sync_write(batch)
     }
 
+    /// Stores a new version as a patch of version `base` (stored whole),
+    /// and makes it the active one, in one synced WriteBatch. `patch` is
+    /// the caller's; this store only keeps it beside `base`.
+    ///
+    /// # Errors
+    ///
+    /// RocksDB errors; then nothing was written.
+    pub fn add_version_patch(
+        &self,
+        meta: &VersionMeta,
+        base: u64,
+        patch: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        {
+            let db = self.db()?;
+            let versions = cf(&db, CF_VERSIONS);
+            let json = serde_json::to_vec(meta).expect("version meta serializes");
+            batch.put_cf(versions, version_key(b'm', meta.version), json);
+            let mut value = base.to_be_bytes().to_vec();
+            value.extend_from_slice(patch);
+            batch.put_cf(versions, version_key(b'p', meta.version), value);
+            batch.put_cf(
+                cf(&db, CF_META),
+                b"active_version",
+                meta.version.to_be_bytes(),
+            );
+        }
+        self.sync_write(batch)
+    }
+
+    /// Replaces the patch of stored version `version` by its whole
+    /// document (the merge of a delta, or a patch version compiled whole).
+    ///
+    /// # Errors
+    ///
+    /// RocksDB errors; then the patch stays.
+    pub fn make_whole(&self, version: u64, document: &[u8]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        {
+            let db = self.db()?;
+            let versions = cf(&db, CF_VERSIONS);
+            batch.put_cf(versions, version_key(b'd', version), document);
+            batch.delete_cf(versions, version_key(b'p', version));
+        }
+        self.sync_write(batch)
+    }
+
     /// Makes the stored version `version` the active one (rollback).
     ///
     /// # Errors
@@ -371,6 +422,7 @@ impl StateStore {
             for &v in versions {
                 batch.delete_cf(cf, version_key(b'm', v));
                 batch.delete_cf(cf, version_key(b'd', v));
+                batch.delete_cf(cf, version_key(b'p', v));
             }
         }
         self.sync_write(batch)
@@ -408,6 +460,27 @@ impl StateStore {
         let db = self.db()?;
         db.get_cf(cf(&db, CF_VERSIONS), version_key(b'd', version))
             .map_err(|e| self.err(e))
+    }
+
+    /// The patch of stored version `version` and the version it patches,
+    /// if it is stored as a patch.
+    ///
+    /// # Errors
+    ///
+    /// RocksDB errors and corrupt values.
+    pub fn version_patch(&self, version: u64) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let db = self.db()?;
+        let Some(v) = db
+            .get_cf(cf(&db, CF_VERSIONS), version_key(b'p', version))
+            .map_err(|e| self.err(e))?
+        else {
+            return Ok(None);
+        };
+        let base: [u8; 8] = v
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| StoreError::Corrupt(format!("patch of version {version}")))?;
+        Ok(Some((u64::from_be_bytes(base), v[8..].to_vec())))
     }
 
     fn err(&self, source: rocksdb::Error) -> StoreError {

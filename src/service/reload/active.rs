@@ -12,6 +12,8 @@ pub struct Active {
     pub catalog: Arc<Catalog>,
     /// This version's searches as written.
     pub file: Arc<SearchesFile>,
+    /// Their digests, for the hash of the next one-topic change.
+    pub(super) digests: Arc<TopicDigests>,
     /// A small change on top of `matcher`, until merged.
     pub delta: Option<Delta>,
     /// Its description.
@@ -26,6 +28,9 @@ pub struct Delta {
     /// The searches the base matcher was compiled from: the next small
     /// change is a delta against them too.
     pub(super) base_file: Arc<SearchesFile>,
+    /// The number of the version `base_file` is (stored whole: this
+    /// version is stored as a patch of it).
+    pub(super) base_version: u64,
     /// The ids of the topics that differ from the base (set, changed or
     /// deleted): what the next small change adds to.
     pub(super) changed: Vec<String>,

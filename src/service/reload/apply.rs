@@ -28,8 +28,7 @@ impl SearchVersions {
     pub(super) fn apply(&self, c: Candidate, force: bool) -> Result<Change, ReloadError> {
         let started = Instant::now();
         let previous = self.current();
-        let hash = sha256_hex(&c.canonical);
-        let hashed = started.elapsed();
+        let hash = c.hash.clone();
         if !c.problems.is_empty() {
             return Err(ReloadError::Invalid {
                 rendered: c.problems.join("\n"),
@@ -69,16 +68,24 @@ impl SearchVersions {
             version,
             hash,
             created_at: now_rfc3339(),
-            source: c.source,
+            source: c.source.clone(),
             compile_ms: started.elapsed().as_millis() as u64,
             topics,
             searches,
         };
-        self.store.add_version(&meta, &c.canonical)?;
+        // A delta version is stored as a patch of its base (module
+        // `stored`), when that base is stored whole.
+        match &delta {
+            Some(d) if stored::is_whole(&self.store, d.base_version)? => {
+                let patch = stored::patch_json(&c.file, &d.changed);
+                self.store
+                    .add_version_patch(&meta, d.base_version, &patch)?;
+            }
+            _ => self.store.add_version(&meta, &c.canonical())?,
+        }
         self.prune_versions(&stored, version, previous.meta.version);
         tracing::debug!(
             delta = delta.is_some(),
-            hash_ms = hashed.as_millis() as u64,
             built_ms = built.as_millis() as u64,
             stored_ms = started.elapsed().as_millis() as u64,
             "searches version built"
@@ -88,6 +95,7 @@ impl SearchVersions {
                 matcher,
                 catalog,
                 file: Arc::new(c.file),
+                digests: Arc::new(c.digests),
                 delta,
                 meta,
             },
@@ -112,10 +120,10 @@ impl SearchVersions {
         }
         // Compared with the base the matcher was compiled from: a change
         // on top of an unmerged delta is a delta of both.
-        let base_file = previous
-            .delta
-            .as_ref()
-            .map_or_else(|| previous.file.clone(), |d| d.base_file.clone());
+        let (base_file, base_version) = previous.delta.as_ref().map_or_else(
+            || (previous.file.clone(), previous.meta.version),
+            |d| (d.base_file.clone(), d.base_version),
+        );
         // The ids of the topics that differ from the base: for a one-topic
         // change, the earlier delta's and this one's, no comparison needed;
         // else found by comparing every topic. Then the id rules: over the
@@ -143,11 +151,11 @@ impl SearchVersions {
                 let before: rustc_hash::FxHashMap<&str, &TopicSpec> = base_file
                     .topics
                     .iter()
-                    .map(|t| (t.id.as_str(), t))
+                    .map(|t| (t.id.as_str(), &**t))
                     .collect();
                 let mut ids = Vec::new();
                 for t in &c.file.topics {
-                    if before.get(t.id.as_str()) != Some(&t) {
+                    if before.get(t.id.as_str()) != Some(&&**t) {
                         if ids.len() == DELTA_MAX_TOPICS {
                             return Ok(None);
                         }
@@ -217,6 +225,7 @@ impl SearchVersions {
                 matcher,
                 base_only,
                 base_file: base_file.clone(),
+                base_version,
                 changed: ids.clone(),
             },
             topics,
@@ -371,11 +380,11 @@ impl SearchVersions {
             .into_iter()
             .find(|m| m.version == version)
             .ok_or(ReloadError::UnknownVersion(version))?;
-        let doc = store
-            .version_document(version)?
-            .ok_or(ReloadError::UnknownVersion(version))?;
+        let doc = stored::document(store, version)?;
         let source = format!("stored version {version}");
         let c = Candidate::parse(&source, &doc)?;
+        // Compiled whole, it may become the base of patches.
+        stored::make_whole_if_patch(store, version, || doc);
         let catalog = Catalog::from_file_reusing(&c.file, limits, previous)
             .map_err(|e| ReloadError::invalid(&source, &e))?;
         let matcher = Matcher::new(&catalog).map_err(|e| ReloadError::Compile(e.to_string()))?;
@@ -388,6 +397,7 @@ impl SearchVersions {
             matcher: Arc::new(matcher),
             catalog: Arc::new(catalog),
             file: Arc::new(c.file),
+            digests: Arc::new(c.digests),
             delta: None,
             meta,
         })
@@ -418,11 +428,16 @@ impl SearchVersions {
         all.sort_unstable();
         all.dedup();
         let excess = all.len().saturating_sub(keep);
-        let doomed: Vec<u64> = all
-            .into_iter()
+        let mut doomed: Vec<u64> = all
+            .iter()
+            .copied()
             .filter(|&v| v != active && v != rollback_target)
             .take(excess)
             .collect();
+        // The bases of the patch versions kept are kept too.
+        let kept: Vec<u64> = all.into_iter().filter(|v| !doomed.contains(v)).collect();
+        let bases = stored::bases_of(&self.store, &kept);
+        doomed.retain(|v| !bases.contains(v));
         if doomed.is_empty() {
             return;
         }
@@ -456,10 +471,7 @@ impl SearchVersions {
                 .ok_or(ReloadError::NoPrevious(current))?,
         };
         if self.kafka.is_some() {
-            let doc = self
-                .store
-                .version_document(target)?
-                .ok_or(ReloadError::UnknownVersion(target))?;
+            let doc = stored::document(&self.store, target)?;
             let c = Candidate::parse(&format!("rollback to version {target}"), &doc)?;
             return self.publish(c, true);
         }
@@ -470,7 +482,7 @@ impl SearchVersions {
     pub(super) fn publish(&self, c: Candidate, force: bool) -> Result<Change, ReloadError> {
         let k = self.kafka.as_ref().expect("publish needs the Kafka source");
         let previous = self.current();
-        let hash = sha256_hex(&c.canonical);
+        let hash = c.hash.clone();
         self.validate(&c, force, &previous)?;
         let n = k.publish(&c.file.topics)?;
         tracing::info!(records = n, source = %c.source, "searches change published to the searches topic");
@@ -505,10 +517,11 @@ pub(super) fn empty_version() -> Active {
         matcher: Arc::new(Matcher::new(&catalog).expect("the empty catalog compiles")),
         catalog: Arc::new(catalog),
         file: Arc::new(SearchesFile { topics: Vec::new() }),
+        digests: Arc::new(TopicDigests::default()),
         delta: None,
         meta: VersionMeta {
             version: 0,
-            hash: sha256_hex(&SearchesFile::canonical_json([])),
+            hash: TopicDigests::default().hash(),
             created_at: now_rfc3339(),
             source: "none".into(),
             compile_ms: 0,
@@ -551,7 +564,11 @@ impl BaseIds {
 /// `cur` (a version with a delta) compiled whole, reusing its base's
 /// parsed searches, with its search-id index; `None` (logged) when it
 /// cannot be.
-pub(super) fn merged(cur: &Active, limits: &Limits) -> Option<(Active, BaseIds)> {
+pub(super) fn merged(
+    cur: &Active,
+    limits: &Limits,
+    store: &StateStore,
+) -> Option<(Active, BaseIds)> {
     let catalog = match Catalog::from_file_reusing(&cur.file, limits, Some(&cur.catalog)) {
         Ok(c) => c,
         Err(e) => {
@@ -566,11 +583,17 @@ pub(super) fn merged(cur: &Active, limits: &Limits) -> Option<(Active, BaseIds)>
             return None;
         }
     };
+    // The merged version becomes the base of the next changes: stored
+    // whole first (module `stored`).
+    stored::make_whole_if_patch(store, cur.meta.version, || {
+        digests::canonical(cur.file.topics.iter().map(|t| &**t)).1
+    });
     Some((
         Active {
             matcher: Arc::new(matcher),
             catalog: Arc::new(catalog),
             file: cur.file.clone(),
+            digests: cur.digests.clone(),
             delta: None,
             meta: cur.meta.clone(),
         },

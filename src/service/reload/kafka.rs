@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 /// What has been read from the topic.
 #[derive(Default)]
 struct State {
-    topics: BTreeMap<String, TopicSpec>,
+    topics: BTreeMap<String, Arc<TopicSpec>>,
     /// Per partition, one past the offset of the last record that
     /// changed `topics`.
     changed: BTreeMap<i32, i64>,
@@ -47,10 +47,10 @@ impl State {
             None => self.topics.remove(key).is_some(),
             Some(v) => match serde_json::from_slice::<TopicSpec>(v) {
                 Ok(t) if t.id == key => {
-                    if self.topics.get(key) == Some(&t) {
+                    if self.topics.get(key).map(|k| &**k) == Some(&t) {
                         false
                     } else {
-                        self.topics.insert(key.to_string(), t);
+                        self.topics.insert(key.to_string(), Arc::new(t));
                         true
                     }
                 }
@@ -72,22 +72,17 @@ impl State {
     }
 
     fn candidate(&mut self, topic: &str) -> Candidate {
-        let canonical = SearchesFile::canonical_json(self.topics.values());
-        let hash = super::sha256_hex(&canonical);
+        let file = SearchesFile {
+            topics: self.topics.values().cloned().collect(),
+        };
+        let mut c = Candidate::whole(format!("kafka:{topic}"), file);
         let changed = self
             .since_last
-            .replace((hash, std::collections::BTreeSet::new()))
+            .replace((c.hash.clone(), std::collections::BTreeSet::new()))
             .map(|(since, ids)| (since, ids.into_iter().collect()));
-        Candidate {
-            source: format!("kafka:{topic}"),
-            file: SearchesFile {
-                topics: self.topics.values().cloned().collect(),
-            },
-            canonical,
-            number: Some(self.changed.values().map(|o| *o as u64).sum()),
-            problems: Vec::new(),
-            changed,
-        }
+        c.number = Some(self.changed.values().map(|o| *o as u64).sum());
+        c.changed = changed;
+        c
     }
 }
 
@@ -284,13 +279,14 @@ impl Source {
     /// Writes the records that make the topic hold `topics`: changed or
     /// new topics, and tombstones for topics no longer there. Returns
     /// how many.
-    pub(super) fn publish(&self, topics: &[TopicSpec]) -> Result<usize, ReloadError> {
+    pub(super) fn publish(&self, topics: &[Arc<TopicSpec>]) -> Result<usize, ReloadError> {
         let perr = |e: &dyn std::fmt::Display| ReloadError::Publish(e.to_string());
         let (upserts, deletes) = {
             let st = self.state.lock().expect("state lock");
             let upserts: Vec<&TopicSpec> = topics
                 .iter()
-                .filter(|t| st.topics.get(&t.id) != Some(t))
+                .filter(|t| st.topics.get(&t.id) != Some(*t))
+                .map(|t| &**t)
                 .collect();
             let keep: std::collections::BTreeSet<&str> =
                 topics.iter().map(|t| t.id.as_str()).collect();
@@ -389,7 +385,7 @@ mod tests {
         st.apply(0, 4, Some(b"c"), Some(&topic("c"))).unwrap();
         let second = st.candidate("searches");
         let (since, ids) = second.changed.clone().expect("a hint");
-        assert_eq!(since, super::super::sha256_hex(&first.canonical));
+        assert_eq!(since, first.hash);
         assert_eq!(ids, vec!["b".to_string(), "c".to_string()]);
         let third = st.candidate("searches");
         assert_eq!(third.changed.map(|(_, ids)| ids), Some(vec![]));

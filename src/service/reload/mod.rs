@@ -6,11 +6,15 @@
 //!
 //! A version is a searches document in **canonical form**
 //! ([`SearchesFile::canonical_json`]: topics sorted by id, fixed field
-//! order), its SHA-256, and a description ([`VersionMeta`]). Canonical
-//! bytes make the hash a property of the searches, not of the file's
-//! whitespace, and let every instance that holds the same topics compute
-//! the same hash. Versions are stored with the active version's number in
-//! one synced WriteBatch (`state_store`); a rollback only moves the active
+//! order), its hash, and a description ([`VersionMeta`]). The hash is a
+//! SHA-256 over each topic's id and the SHA-256 of its canonical JSON, in
+//! id order (module `digests`): a property of the searches, not of the
+//! file's whitespace, the same on every instance that holds the same
+//! topics, and updated for one changed topic without rehashing the
+//! others. Versions are stored with the active version's number in one
+//! synced WriteBatch (`state_store`), whole or — a version made by the
+//! delta path below — as a patch of the whole version its matcher was
+//! compiled from (module `stored`); a rollback only moves the active
 //! number.
 //!
 //! # Data flow
@@ -80,7 +84,12 @@
 //! searches: invisible to matching), else drops it and merges the newer
 //! one. A change arriving while a merge compiles does not wait for it: it
 //! is a delta against the same base (the earlier delta's topics and its
-//! own, compiled together). Replaced versions are freed on a separate
+//! own, compiled together). A **one-topic change** (`PUT`/`DELETE
+//! /searches/topics/{id}`) does no whole-document work: its topics share
+//! the unchanged topics with the active version, its hash is the active
+//! version's digests with one topic rehashed, and it is stored as a patch
+//! of its base (a few kilobytes; the merge stores the version whole before
+//! it becomes the next base). Replaced versions are freed on a separate
 //! thread; the worker, the merge and that thread run at a lower priority
 //! (nice 10), so compiling and freeing leave the cores to matching.
 //! Figures: `bench --reload`, BENCHMARKS.md.
@@ -93,6 +102,8 @@
 //! | `mod.rs` | the [`SearchVersions`] facade: open, current version, requests to the worker, status |
 //! | `active` | [`Active`] (matcher, delta, masks) and its scratch space |
 //! | `apply` | validate → guard → compile and probe → store → swap; delta, merge, rollback, publish |
+//! | `digests` | the version hash, kept per topic |
+//! | `stored` | versions stored whole or as a patch of a whole one |
 //! | `error` | [`ReloadError`] and its HTTP status |
 //! | `worker` | the worker thread, the merge thread, the freeing of replaced versions |
 //! | `watch` | the file watcher |
@@ -113,12 +124,15 @@ use crate::query::Limits;
 use crate::record::now_rfc3339;
 use crate::searches::{Catalog, CatalogError, SearchesFile, TopicSpec};
 use crate::state_store::{StateStore, StoreError, VersionMeta};
+use digests::TopicDigests;
 
 mod active;
 mod apply;
 mod diff;
+mod digests;
 mod error;
 mod kafka;
+mod stored;
 #[cfg(test)]
 mod tests;
 mod watch;
@@ -231,20 +245,31 @@ pub struct SearchVersions {
 
 /// Hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let d = Sha256::digest(bytes);
-    let mut s = String::with_capacity(64);
-    for b in d {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
         use std::fmt::Write;
         let _ = write!(s, "{b:02x}");
     }
     s
 }
 
-/// A candidate document in canonical form, with its parsed topics.
+/// A candidate version: its topics, their digests and hash (module
+/// `digests`), and its canonical document when it was built.
 struct Candidate {
     source: String,
     file: SearchesFile,
-    canonical: Vec<u8>,
+    digests: TopicDigests,
+    /// The version hash of `digests`.
+    hash: String,
+    /// The canonical document: built with the digests for a whole
+    /// document; `None` for a one-topic change (stored as a patch, or
+    /// built when stored whole).
+    canonical: Option<Vec<u8>>,
     /// A number fixed by the source (the Kafka log), else the next local.
     number: Option<u64>,
     /// Problems found before validation (undecodable Kafka records).
@@ -257,6 +282,21 @@ struct Candidate {
 }
 
 impl Candidate {
+    /// A whole document's candidate: digests and canonical document built.
+    fn whole(source: String, file: SearchesFile) -> Candidate {
+        let (digests, canonical) = digests::canonical(file.topics.iter().map(|t| &**t));
+        Candidate {
+            source,
+            file,
+            hash: digests.hash(),
+            digests,
+            canonical: Some(canonical),
+            number: None,
+            problems: Vec::new(),
+            changed: None,
+        }
+    }
+
     fn parse(source: &str, bytes: &[u8]) -> Result<Candidate, ReloadError> {
         let file: SearchesFile = serde_json::from_slice(bytes).map_err(|e| {
             ReloadError::invalid(
@@ -268,15 +308,17 @@ impl Candidate {
                 },
             )
         })?;
-        let canonical = SearchesFile::canonical_json(&file.topics);
-        Ok(Candidate {
-            source: source.to_string(),
-            file,
-            canonical,
-            number: None,
-            problems: Vec::new(),
-            changed: None,
-        })
+        Ok(Candidate::whole(source.to_string(), file))
+    }
+
+    /// Its canonical document (built now if it was not).
+    fn canonical(&self) -> std::borrow::Cow<'_, [u8]> {
+        match &self.canonical {
+            Some(doc) => std::borrow::Cow::Borrowed(doc),
+            None => {
+                std::borrow::Cow::Owned(digests::canonical(self.file.topics.iter().map(|t| &**t)).1)
+            }
+        }
     }
 }
 
@@ -380,9 +422,9 @@ impl SearchVersions {
             }
             Err(e) => return Err(e),
         };
-        let hash = sha256_hex(&candidate.canonical);
         if stored {
-            if let Some(known) = self.store.versions()?.into_iter().find(|m| m.hash == hash) {
+            let hash = &candidate.hash;
+            if let Some(known) = self.store.versions()?.into_iter().find(|m| m.hash == *hash) {
                 if known.version != self.current().meta.version {
                     tracing::info!(
                         file_version = known.version,
@@ -447,12 +489,7 @@ impl SearchVersions {
     ///
     /// Unknown versions (never stored, or no longer kept) and store errors.
     pub fn version_document(&self, n: u64) -> Result<Vec<u8>, ReloadError> {
-        if n == 0 {
-            return Ok(SearchesFile::canonical_json([]));
-        }
-        self.store
-            .version_document(n)?
-            .ok_or(ReloadError::UnknownVersion(n))
+        stored::document(&self.store, n)
     }
 
     /// `/status`'s view: the active version, its sources and the last
@@ -709,32 +746,37 @@ impl SearchVersions {
         Candidate::parse(&source, &bytes).map(Some)
     }
 
-    /// The active version's topics with one topic set or deleted.
+    /// The active version's topics with one topic set or deleted; the
+    /// other topics are shared with it, and its digests updated for that
+    /// topic only (no canonical document).
     fn topic_candidate(&self, change: TopicChange) -> Result<Candidate, ReloadError> {
         let active = self.current();
         let mut topics = active.file.topics.clone();
-        let id = match &change {
-            TopicChange::Set(topic) => topic.id.clone(),
-            TopicChange::Delete(id) => id.clone(),
-        };
-        match change {
-            TopicChange::Set(topic) => match topics.iter_mut().find(|t| t.id == topic.id) {
-                Some(t) => *t = topic,
-                None => topics.push(topic),
-            },
+        let (id, digests) = match change {
+            TopicChange::Set(topic) => {
+                let digests = active.digests.with_change(&topic.id, Some(&topic));
+                let id = topic.id.clone();
+                match topics.iter_mut().find(|t| t.id == topic.id) {
+                    Some(t) => *t = Arc::new(topic),
+                    None => topics.push(Arc::new(topic)),
+                }
+                (id, digests)
+            }
             TopicChange::Delete(id) => {
                 let before = topics.len();
                 topics.retain(|t| t.id != id);
                 if topics.len() == before {
                     return Err(ReloadError::UnknownTopic(id));
                 }
+                (id.clone(), active.digests.with_change(&id, None))
             }
-        }
-        let canonical = SearchesFile::canonical_json(&topics);
+        };
         Ok(Candidate {
             source: "api".into(),
             file: SearchesFile { topics },
-            canonical,
+            hash: digests.hash(),
+            digests,
+            canonical: None,
             number: None,
             problems: Vec::new(),
             changed: Some((active.meta.hash.clone(), vec![id])),

@@ -280,6 +280,7 @@ fn a_small_change_matches_as_a_full_compile_would() {
         matcher: prev.matcher.clone(),
         catalog: prev.catalog.clone(),
         file: Arc::new(c.file),
+        digests: Arc::new(c.digests),
         delta: Some(delta),
         meta: prev.meta.clone(),
     };
@@ -340,6 +341,7 @@ fn a_small_change_matches_as_a_full_compile_would() {
         matcher: active.matcher.clone(),
         catalog: active.catalog.clone(),
         file: Arc::new(c.file),
+        digests: Arc::new(c.digests),
         delta: Some(delta),
         meta: prev.meta.clone(),
     };
@@ -422,8 +424,21 @@ fn stored_versions_are_pruned_but_never_the_active_one_or_its_rollback_target() 
         let c = block(s.put(body.into_bytes(), false)).unwrap();
         assert_eq!(c.outcome, ChangeOutcome::Activated);
     }
+    // Small changes are stored as patches of the version their matcher
+    // was compiled from: that version is kept while they are.
     let kept: Vec<u64> = s.history().unwrap().iter().map(|m| m.version).collect();
-    assert_eq!(kept, vec![5, 6, 7], "the newest three");
+    for &v in &kept {
+        s.version_document(v)
+            .expect("every kept version reads back");
+    }
+    let bases = stored::bases_of(&s.store, &kept);
+    assert!(
+        [5, 6, 7].iter().all(|v| kept.contains(v))
+            && kept
+                .iter()
+                .all(|v| [5, 6, 7].contains(v) || bases.contains(v)),
+        "the newest three and the bases of patches: {kept:?} (bases {bases:?})"
+    );
     // The rollback target is still there.
     let c = block(s.rollback(None)).unwrap();
     assert_eq!(c.active.version, 6);
@@ -433,6 +448,137 @@ fn stored_versions_are_pruned_but_never_the_active_one_or_its_rollback_target() 
     assert_eq!(c.active.version, 8);
     let kept: Vec<u64> = s.history().unwrap().iter().map(|m| m.version).collect();
     assert!(kept.contains(&8) && kept.contains(&6), "{kept:?}");
-    assert_eq!(kept.len(), 3, "{kept:?}");
+    let bases = stored::bases_of(&s.store, &kept);
+    assert!(
+        kept.iter()
+            .all(|v| [6, 7, 8].contains(v) || bases.contains(v)),
+        "{kept:?} (bases {bases:?})"
+    );
     close(s, &d);
+}
+
+fn meta(version: u64, c: &Candidate) -> VersionMeta {
+    VersionMeta {
+        version,
+        hash: c.hash.clone(),
+        created_at: now_rfc3339(),
+        source: "test".into(),
+        compile_ms: 0,
+        topics: c.file.topics.len(),
+        searches: c.file.topics.len(),
+    }
+}
+
+#[test]
+fn a_version_stored_as_a_patch_reads_back_whole_and_is_made_whole() {
+    let d = dir("patch");
+    let st = store(&d);
+    let base = Candidate::parse(
+        "t",
+        doc(&[("a", "alpha"), ("b", "beta"), ("c", "gamma")]).as_bytes(),
+    )
+    .unwrap();
+    let base_doc = base.canonical.clone().unwrap();
+    st.add_version(&meta(1, &base), &base_doc).unwrap();
+    // b changed, c removed, d added.
+    let next = Candidate::parse(
+        "t",
+        doc(&[("a", "alpha"), ("b", "beta OR kappa"), ("d", "delta")]).as_bytes(),
+    )
+    .unwrap();
+    let next_doc = next.canonical.clone().unwrap();
+    let changed = ["b".to_string(), "c".to_string(), "d".to_string()];
+    let patch = stored::patch_json(&next.file, &changed);
+    assert!(
+        !String::from_utf8_lossy(&patch).contains("alpha"),
+        "a is not in the patch"
+    );
+    st.add_version_patch(&meta(2, &next), 1, &patch).unwrap();
+    assert!(stored::is_whole(&st, 1).unwrap());
+    assert!(!stored::is_whole(&st, 2).unwrap());
+    assert_eq!(stored::document(&st, 2).unwrap(), next_doc, "base + patch");
+    assert_eq!(stored::bases_of(&st, &[1, 2]), vec![1]);
+    // Made whole (the merge): same document, no longer a patch.
+    stored::make_whole_if_patch(&st, 2, || next_doc.clone());
+    assert!(stored::is_whole(&st, 2).unwrap());
+    assert_eq!(stored::document(&st, 2).unwrap(), next_doc);
+    assert!(stored::bases_of(&st, &[1, 2]).is_empty());
+    // A patch whose base is gone is an error that says so, not a panic.
+    st.add_version_patch(&meta(3, &next), 1, &patch).unwrap();
+    st.delete_versions(&[1]).unwrap();
+    let e = stored::document(&st, 3).unwrap_err().to_string();
+    assert!(e.contains("patch of version 1, which is gone"), "{e}");
+    assert!(matches!(
+        stored::document(&st, 9),
+        Err(ReloadError::UnknownVersion(9))
+    ));
+    drop(st);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn one_topic_changes_hash_and_store_as_the_whole_document_would_and_survive_a_restart() {
+    let d = dir("one-topic");
+    std::fs::write(
+        d.join("searches.json"),
+        doc(&[("a", "alpha"), ("b", "beta")]),
+    )
+    .unwrap();
+    let s = open(&d, false).unwrap();
+    let body = br#"{"id":"c","searches":[{"id":"c-s","query":"gamma"}]}"#;
+    let set = block(s.set_topic("c", body, false)).unwrap();
+    assert_eq!(set.active.version, 2);
+    let whole = Candidate::parse(
+        "t",
+        doc(&[("a", "alpha"), ("b", "beta"), ("c", "gamma")]).as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(set.active.hash, whole.hash, "the hash of the same topics");
+    assert_eq!(s.document().unwrap(), whole.canonical.clone().unwrap());
+    let deleted = block(s.delete_topic("a", false)).unwrap();
+    assert_eq!(deleted.active.version, 3);
+    let after = Candidate::parse("t", doc(&[("b", "beta"), ("c", "gamma")]).as_bytes()).unwrap();
+    assert_eq!(deleted.active.hash, after.hash);
+    assert_eq!(s.document().unwrap(), after.canonical.clone().unwrap());
+    // Back to the first topics by two one-topic changes: the hash of
+    // version 1 again.
+    block(s.delete_topic("c", false)).unwrap();
+    let back = block(s.set_topic(
+        "a",
+        br#"{"id":"a","searches":[{"id":"a-s","query":"alpha"}]}"#,
+        false,
+    ))
+    .unwrap();
+    assert_eq!(back.active.version, 1, "the stored version with that hash");
+    // Every version reads back; a restart (whatever the merges had
+    // stored whole by then) compiles the active one from the store.
+    let docs: Vec<(u64, Vec<u8>)> = s
+        .history()
+        .unwrap()
+        .iter()
+        .map(|m| (m.version, s.version_document(m.version).unwrap()))
+        .collect();
+    assert_eq!(docs.len(), 4);
+    close(s, &d);
+    let s = open(&d, false).unwrap();
+    assert_eq!(s.current().meta.version, 1);
+    assert_eq!(topics_of(&s), vec!["a", "b"]);
+    for (v, want) in &docs {
+        assert_eq!(&s.version_document(*v).unwrap(), want);
+    }
+    // A restart on a version stored as a patch compiles it from its base
+    // and the patch.
+    let v5 = block(s.set_topic(
+        "d",
+        br#"{"id":"d","searches":[{"id":"d-s","query":"delta"}]}"#,
+        false,
+    ))
+    .unwrap();
+    assert_eq!(v5.active.version, 5);
+    close(s, &d);
+    let s = open(&d, false).unwrap();
+    assert_eq!(s.current().meta.hash, v5.active.hash);
+    assert_eq!(topics_of(&s), vec!["a", "b", "d"]);
+    close(s, &d);
+    let _ = std::fs::remove_dir_all(&d);
 }

@@ -78,12 +78,12 @@ fn merge_step(s: &SearchVersions, merging: Option<Merging>) -> Option<Merging> {
     }
     let cur = s.current();
     cur.delta.as_ref()?;
-    let (of, limits) = (cur.clone(), s.limits.clone());
+    let (of, limits, store) = (cur.clone(), s.limits.clone(), s.store.clone());
     let spawned = std::thread::Builder::new()
         .name("searches-merge".into())
         .spawn(move || {
             yield_to_matching();
-            apply::merged(&cur, &limits)
+            apply::merged(&cur, &limits, &store)
         });
     match spawned {
         Ok(handle) => Some((of, Instant::now(), handle)),
