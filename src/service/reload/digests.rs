@@ -29,6 +29,11 @@ fn topic_json(t: &TopicSpec) -> Vec<u8> {
     serde_json::to_vec(t).expect("a topic serializes")
 }
 
+/// The SHA-256 of one topic's canonical JSON.
+pub fn topic_digest(t: &TopicSpec) -> [u8; 32] {
+    Sha256::digest(topic_json(t)).into()
+}
+
 impl TopicDigests {
     /// The digests of `topics` (any order), without the document.
     #[cfg(test)]
@@ -36,16 +41,26 @@ impl TopicDigests {
         canonical(topics).0
     }
 
+    /// The digests of topics given in id order with their
+    /// [`topic_digest`]s (the searches topic's reader keeps them so).
+    pub fn from_sorted<'a>(
+        rows: impl IntoIterator<Item = (&'a str, &'a [u8; 32])>,
+    ) -> TopicDigests {
+        TopicDigests {
+            rows: rows.into_iter().map(|(id, d)| (id.into(), *d)).collect(),
+        }
+    }
+
     /// These digests with topic `id` set to `topic` (`None`: removed).
     pub fn with_change(&self, id: &str, topic: Option<&TopicSpec>) -> TopicDigests {
         let mut rows = self.rows.clone();
         let at = rows.binary_search_by(|(k, _)| (**k).cmp(id));
         match (at, topic) {
-            (Ok(i), Some(t)) => rows[i].1 = Sha256::digest(topic_json(t)).into(),
+            (Ok(i), Some(t)) => rows[i].1 = topic_digest(t),
             (Ok(i), None) => {
                 rows.remove(i);
             }
-            (Err(i), Some(t)) => rows.insert(i, (id.into(), Sha256::digest(topic_json(t)).into())),
+            (Err(i), Some(t)) => rows.insert(i, (id.into(), topic_digest(t))),
             (Err(_), None) => {}
         }
         TopicDigests { rows }

@@ -1,6 +1,7 @@
 //! The compacted searches topic: read from the beginning and tailed;
 //! local changes published as the records that differ.
 
+use super::digests::{topic_digest, TopicDigests};
 use super::{Candidate, ReloadError, SearchVersions, TopicSpec, Weak, WorkerTask};
 use crate::kafka_client::{KafkaClients, LoggingContext, Role};
 use crate::searches::SearchesFile;
@@ -16,6 +17,9 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 struct State {
     topics: BTreeMap<String, Arc<TopicSpec>>,
+    /// Each topic's digest (module `digests`), kept with `topics` record
+    /// by record: a candidate's hash needs no pass over every topic's JSON.
+    digests: BTreeMap<String, [u8; 32]>,
     /// Per partition, one past the offset of the last record that
     /// changed `topics`.
     changed: BTreeMap<i32, i64>,
@@ -44,12 +48,16 @@ impl State {
             ));
         };
         let changed = match value {
-            None => self.topics.remove(key).is_some(),
+            None => {
+                self.digests.remove(key);
+                self.topics.remove(key).is_some()
+            }
             Some(v) => match serde_json::from_slice::<TopicSpec>(v) {
                 Ok(t) if t.id == key => {
                     if self.topics.get(key).map(|k| &**k) == Some(&t) {
                         false
                     } else {
+                        self.digests.insert(key.to_string(), topic_digest(&t));
                         self.topics.insert(key.to_string(), Arc::new(t));
                         true
                     }
@@ -71,18 +79,30 @@ impl State {
         Ok(())
     }
 
+    /// The topics read so far as a candidate version: they share their
+    /// topics with the state, and their hash comes from the digests kept
+    /// record by record (no canonical document: built only if the version
+    /// is stored whole).
     fn candidate(&mut self, topic: &str) -> Candidate {
-        let file = SearchesFile {
-            topics: self.topics.values().cloned().collect(),
-        };
-        let mut c = Candidate::whole(format!("kafka:{topic}"), file);
+        let digests =
+            TopicDigests::from_sorted(self.digests.iter().map(|(id, d)| (id.as_str(), d)));
+        let hash = digests.hash();
         let changed = self
             .since_last
-            .replace((c.hash.clone(), std::collections::BTreeSet::new()))
+            .replace((hash.clone(), std::collections::BTreeSet::new()))
             .map(|(since, ids)| (since, ids.into_iter().collect()));
-        c.number = Some(self.changed.values().map(|o| *o as u64).sum());
-        c.changed = changed;
-        c
+        Candidate {
+            source: format!("kafka:{topic}"),
+            file: SearchesFile {
+                topics: self.topics.values().cloned().collect(),
+            },
+            digests,
+            hash,
+            canonical: None,
+            number: Some(self.changed.values().map(|o| *o as u64).sum()),
+            problems: Vec::new(),
+            changed,
+        }
     }
 }
 
@@ -389,6 +409,16 @@ mod tests {
         assert_eq!(ids, vec!["b".to_string(), "c".to_string()]);
         let third = st.candidate("searches");
         assert_eq!(third.changed.map(|(_, ids)| ids), Some(vec![]));
+        // The hash kept record by record is the hash of the same topics
+        // read as one whole document, and the document is built from them.
+        let whole = Candidate::parse(
+            "t",
+            &SearchesFile::canonical_json(second.file.topics.iter().map(|t| &**t)),
+        )
+        .unwrap();
+        assert_eq!(second.hash, whole.hash);
+        assert!(second.canonical.is_none(), "no whole document built");
+        assert_eq!(&*second.canonical(), whole.canonical.as_deref().unwrap());
     }
 
     #[test]
