@@ -118,6 +118,24 @@ impl CostCounters {
         self.timing.then(Instant::now)
     }
 
+    /// Asks the CPU to bring search `s`'s counts into cache while the
+    /// search is evaluated: with 100,000 searches the counters (1.6 MB)
+    /// do not stay in cache, and [`CostCounters::record`] would wait for
+    /// the miss after the evaluation.
+    #[inline]
+    pub(crate) fn prefetch(&self, s: u32) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(h) = self.hot.get(s as usize) {
+            // SAFETY: a prefetch is a hint; it reads nothing and cannot
+            // fault, whatever the address.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    (h as *const Hot).cast(),
+                );
+            }
+        }
+    }
+
     /// One evaluation of search `s`: its work, whether it matched, and the
     /// clock reading [`CostCounters::start`] gave.
     #[inline]
