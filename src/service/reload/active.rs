@@ -13,7 +13,7 @@ pub struct Active {
     /// This version's searches as written.
     pub file: Arc<SearchesFile>,
     /// Their digests, for the hash of the next one-topic change.
-    pub(super) digests: Arc<TopicDigests>,
+    pub(super) digests: TopicDigests,
     /// A small change on top of `matcher`, until merged.
     pub delta: Option<Delta>,
     /// Its description.

@@ -1,7 +1,7 @@
 //! The compacted searches topic: read from the beginning and tailed;
 //! local changes published as the records that differ.
 
-use super::digests::{topic_digest, TopicDigests};
+use super::digests::TopicDigests;
 use super::{Candidate, ReloadError, SearchVersions, TopicSpec, Weak, WorkerTask};
 use crate::kafka_client::{KafkaClients, LoggingContext, Role};
 use crate::searches::SearchesFile;
@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 struct State {
     topics: BTreeMap<String, Arc<TopicSpec>>,
-    /// Each topic's digest (module `digests`), kept with `topics` record
-    /// by record: a candidate's hash needs no pass over every topic's JSON.
-    digests: BTreeMap<String, [u8; 32]>,
+    /// The digests of `topics` (module `digests`), kept record by record:
+    /// a candidate's hash needs no pass over every topic's JSON.
+    digests: TopicDigests,
     /// Per partition, one past the offset of the last record that
     /// changed `topics`.
     changed: BTreeMap<i32, i64>,
@@ -48,17 +48,22 @@ impl State {
             ));
         };
         let changed = match value {
-            None => {
-                self.digests.remove(key);
-                self.topics.remove(key).is_some()
-            }
+            None => match self.topics.remove(key) {
+                Some(old) => {
+                    self.digests.remove(&old);
+                    true
+                }
+                None => false,
+            },
             Some(v) => match serde_json::from_slice::<TopicSpec>(v) {
                 Ok(t) if t.id == key => {
                     if self.topics.get(key).map(|k| &**k) == Some(&t) {
                         false
                     } else {
-                        self.digests.insert(key.to_string(), topic_digest(&t));
-                        self.topics.insert(key.to_string(), Arc::new(t));
+                        self.digests.add(&t);
+                        if let Some(old) = self.topics.insert(key.to_string(), Arc::new(t)) {
+                            self.digests.remove(&old);
+                        }
                         true
                     }
                 }
@@ -84,8 +89,7 @@ impl State {
     /// record by record (no canonical document: built only if the version
     /// is stored whole).
     fn candidate(&mut self, topic: &str) -> Candidate {
-        let digests =
-            TopicDigests::from_sorted(self.digests.iter().map(|(id, d)| (id.as_str(), d)));
+        let digests = self.digests;
         let hash = digests.hash();
         let changed = self
             .since_last

@@ -6,12 +6,11 @@
 //!
 //! A version is a searches document in **canonical form**
 //! ([`SearchesFile::canonical_json`]: topics sorted by id, fixed field
-//! order), its hash, and a description ([`VersionMeta`]). The hash is a
-//! SHA-256 over each topic's id and the SHA-256 of its canonical JSON, in
-//! id order (module `digests`): a property of the searches, not of the
-//! file's whitespace, the same on every instance that holds the same
-//! topics, and updated for one changed topic without rehashing the
-//! others. Versions are stored with the active version's number in one
+//! order), its hash, and a description ([`VersionMeta`]). The hash comes
+//! from a sum of per-topic SHA-256 terms (module `digests`): a property
+//! of the searches, not of the file's whitespace, the same on every
+//! instance that holds the same topics, and updated for one changed topic
+//! without looking at the others. Versions are stored with the active version's number in one
 //! synced WriteBatch (`state_store`), whole or — a version made by the
 //! delta path below — as a patch of the whole version its matcher was
 //! compiled from (module `stored`); a rollback only moves the active
@@ -87,7 +86,7 @@
 //! own, compiled together). A **one-topic change** (`PUT`/`DELETE
 //! /searches/topics/{id}`) does no whole-document work: its topics share
 //! the unchanged topics with the active version, its hash is the active
-//! version's digests with one topic rehashed, and it is stored as a patch
+//! version's digests with one topic's term replaced, and it is stored as a patch
 //! of its base (a few kilobytes; the merge stores the version whole before
 //! it becomes the next base). Replaced versions are freed on a separate
 //! thread; the worker, the merge and that thread run at a lower priority
@@ -102,7 +101,7 @@
 //! | `mod.rs` | the [`SearchVersions`] facade: open, current version, requests to the worker, status |
 //! | `active` | [`Active`] (matcher, delta, masks) and its scratch space |
 //! | `apply` | validate → guard → compile and probe → store → swap; delta, merge, rollback, publish |
-//! | `digests` | the version hash, kept per topic |
+//! | `digests` | the version hash, a sum of per-topic terms |
 //! | `stored` | versions stored whole or as a patch of a whole one |
 //! | `error` | [`ReloadError`] and its HTTP status |
 //! | `worker` | the worker thread, the merge thread, the freeing of replaced versions |
@@ -754,21 +753,23 @@ impl SearchVersions {
         let mut topics = active.file.topics.clone();
         let (id, digests) = match change {
             TopicChange::Set(topic) => {
-                let digests = active.digests.with_change(&topic.id, Some(&topic));
                 let id = topic.id.clone();
-                match topics.iter_mut().find(|t| t.id == topic.id) {
-                    Some(t) => *t = Arc::new(topic),
-                    None => topics.push(Arc::new(topic)),
-                }
-                (id, digests)
+                let topic = Arc::new(topic);
+                let old = match topics.iter_mut().find(|t| t.id == topic.id) {
+                    Some(t) => Some(std::mem::replace(t, topic.clone())),
+                    None => {
+                        topics.push(topic.clone());
+                        None
+                    }
+                };
+                (id, active.digests.with_change(old.as_deref(), Some(&topic)))
             }
             TopicChange::Delete(id) => {
-                let before = topics.len();
-                topics.retain(|t| t.id != id);
-                if topics.len() == before {
+                let Some(at) = topics.iter().position(|t| t.id == id) else {
                     return Err(ReloadError::UnknownTopic(id));
-                }
-                (id.clone(), active.digests.with_change(&id, None))
+                };
+                let old = topics.remove(at);
+                (id, active.digests.with_change(Some(&old), None))
             }
         };
         Ok(Candidate {

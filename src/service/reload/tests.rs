@@ -280,7 +280,7 @@ fn a_small_change_matches_as_a_full_compile_would() {
         matcher: prev.matcher.clone(),
         catalog: prev.catalog.clone(),
         file: Arc::new(c.file),
-        digests: Arc::new(c.digests),
+        digests: c.digests,
         delta: Some(delta),
         meta: prev.meta.clone(),
     };
@@ -341,7 +341,7 @@ fn a_small_change_matches_as_a_full_compile_would() {
         matcher: active.matcher.clone(),
         catalog: active.catalog.clone(),
         file: Arc::new(c.file),
-        digests: Arc::new(c.digests),
+        digests: c.digests,
         delta: Some(delta),
         meta: prev.meta.clone(),
     };
