@@ -34,6 +34,9 @@ pub struct Delta {
     /// The ids of the topics that differ from the base (set, changed or
     /// deleted): what the next small change adds to.
     pub(super) changed: Vec<String>,
+    /// This version's topics among `changed` (a deleted one has none):
+    /// what the delta compiled, and the version's patch.
+    pub(super) topics: Vec<Arc<TopicSpec>>,
 }
 
 /// Which searches of an [`Active`] version may match (per matcher).

@@ -77,7 +77,7 @@ impl SearchVersions {
         // `stored`), when that base is stored whole.
         match &delta {
             Some(d) if stored::is_whole(&self.store, d.base_version)? => {
-                let patch = stored::patch_json(&c.file, &d.changed);
+                let patch = stored::patch_json(&d.topics, &d.changed);
                 self.store
                     .add_version_patch(&meta, d.base_version, &patch)?;
             }
@@ -177,20 +177,33 @@ impl SearchVersions {
             return Ok(None);
         }
         let stale: rustc_hash::FxHashSet<&str> = ids.iter().map(String::as_str).collect();
+        // This version's topics among those ids: with a trusted hint whose
+        // topics the source gave, the earlier delta's (those this change
+        // did not touch) and the hint's; else found in the whole file.
         let delta_file = SearchesFile {
-            topics: c
-                .file
-                .topics
-                .iter()
-                .filter(|t| stale.contains(t.id.as_str()))
-                .cloned()
-                .collect(),
+            topics: match (hint, &c.changed_topics) {
+                (Some(hint), Some(given)) => previous
+                    .delta
+                    .iter()
+                    .flat_map(|d| d.topics.iter())
+                    .filter(|t| !hint.contains(&t.id))
+                    .chain(given)
+                    .cloned()
+                    .collect(),
+                _ => c
+                    .file
+                    .topics
+                    .iter()
+                    .filter(|t| stale.contains(t.id.as_str()))
+                    .cloned()
+                    .collect(),
+            },
         };
         // The changed queries are parsed below (the others were valid in
         // `previous`, under the same limits).
         let mut problems = match whole_file_problems {
             Some(p) => p,
-            None => self.changed_id_problems(&base_file, &delta_file, &stale),
+            None => self.changed_id_problems(&base_file, &previous.catalog, &delta_file, &stale),
         };
         let catalog = match Catalog::from_file(&delta_file, &self.limits) {
             Ok(catalog) => Some(catalog),
@@ -213,12 +226,9 @@ impl SearchVersions {
             .map(|t| t.searches.iter().filter(|s| s.enabled).count())
             .sum();
         self.guard(&c.source, previous.meta.topics, topics, force)?;
-        let base = &previous.catalog;
-        let base_only = base
-            .searches
-            .iter()
-            .map(|s| !stale.contains(base.topics[s.topic.0 as usize].id.as_str()))
-            .collect();
+        let base_only = self
+            .base_ids(&base_file, &previous.catalog)
+            .base_only(&previous.catalog, &ids);
         let matcher = compile_probed(&catalog, &c.source)?;
         Ok(Some((
             Delta {
@@ -227,6 +237,7 @@ impl SearchVersions {
                 base_file: base_file.clone(),
                 base_version,
                 changed: ids.clone(),
+                topics: delta_file.topics,
             },
             topics,
             searches,
@@ -239,11 +250,12 @@ impl SearchVersions {
     fn changed_id_problems(
         &self,
         base_file: &Arc<SearchesFile>,
+        base_catalog: &Catalog,
         delta_file: &SearchesFile,
         changed: &rustc_hash::FxHashSet<&str>,
     ) -> Vec<crate::searches::Problem> {
         let mut problems = delta_file.id_problems();
-        let index = self.base_ids(base_file);
+        let index = self.base_ids(base_file, base_catalog);
         for t in &delta_file.topics {
             for s in &t.searches {
                 let Some(&owner) = index.search_topic.get(s.id.as_str()) else {
@@ -262,12 +274,12 @@ impl SearchVersions {
 
     /// The search-id index of `base_file`: the cached one, or built (and
     /// cached) now.
-    fn base_ids(&self, base_file: &Arc<SearchesFile>) -> Arc<BaseIds> {
+    fn base_ids(&self, base_file: &Arc<SearchesFile>, base_catalog: &Catalog) -> Arc<BaseIds> {
         let mut cached = self.base_ids.lock().expect("base ids lock");
         if let Some(b) = cached.as_ref().filter(|b| b.is_of(base_file)) {
             return b.clone();
         }
-        let built = Arc::new(BaseIds::of(base_file));
+        let built = Arc::new(BaseIds::of(base_file, base_catalog));
         *cached = Some(built.clone());
         built
     }
@@ -540,20 +552,66 @@ pub(super) struct BaseIds {
     file: std::sync::Weak<SearchesFile>,
     /// Search id → position of its topic in the file.
     search_topic: rustc_hash::FxHashMap<Box<str>, u32>,
+    /// Topic id → its searches in the base catalog (a topic's searches
+    /// are consecutive there), to mask them out without a pass over every
+    /// search; `None` if a catalog ever breaks that order.
+    topic_searches: Option<rustc_hash::FxHashMap<Box<str>, std::ops::Range<u32>>>,
 }
 
 impl BaseIds {
-    fn of(file: &Arc<SearchesFile>) -> BaseIds {
+    fn of(file: &Arc<SearchesFile>, catalog: &Catalog) -> BaseIds {
         let mut search_topic = rustc_hash::FxHashMap::default();
         for (i, t) in file.topics.iter().enumerate() {
             for s in &t.searches {
                 search_topic.insert(s.id.as_str().into(), i as u32);
             }
         }
+        let mut ranges = vec![u32::MAX..u32::MAX; catalog.topics.len()];
+        let mut consecutive = true;
+        for (i, s) in catalog.searches.iter().enumerate() {
+            let r = &mut ranges[s.topic.0 as usize];
+            let i = i as u32;
+            if r.start == u32::MAX {
+                *r = i..i + 1;
+            } else if r.end == i {
+                r.end += 1;
+            } else {
+                consecutive = false;
+            }
+        }
+        let topic_searches = consecutive.then(|| {
+            catalog
+                .topics
+                .iter()
+                .zip(ranges)
+                .map(|(t, r)| (t.id.as_str().into(), r))
+                .collect()
+        });
         BaseIds {
             file: Arc::downgrade(file),
             search_topic,
+            topic_searches,
         }
+    }
+
+    /// Which searches of the base `catalog` (the one this index was built
+    /// with) stay valid when the topics `changed` differ: all but theirs.
+    fn base_only(&self, catalog: &Catalog, changed: &[String]) -> Vec<bool> {
+        let Some(ranges) = &self.topic_searches else {
+            let stale: rustc_hash::FxHashSet<&str> = changed.iter().map(String::as_str).collect();
+            return catalog
+                .searches
+                .iter()
+                .map(|s| !stale.contains(catalog.topics[s.topic.0 as usize].id.as_str()))
+                .collect();
+        };
+        let mut keep = vec![true; catalog.searches.len()];
+        for id in changed {
+            if let Some(r) = ranges.get(id.as_str()).filter(|r| r.start != u32::MAX) {
+                keep[r.start as usize..r.end as usize].fill(false);
+            }
+        }
+        keep
     }
 
     fn is_of(&self, file: &Arc<SearchesFile>) -> bool {
@@ -588,6 +646,7 @@ pub(super) fn merged(
     stored::make_whole_if_patch(store, cur.meta.version, || {
         digests::canonical(cur.file.topics.iter().map(|t| &**t)).1
     });
+    let ids = BaseIds::of(&cur.file, &catalog);
     Some((
         Active {
             matcher: Arc::new(matcher),
@@ -597,6 +656,6 @@ pub(super) fn merged(
             delta: None,
             meta: cur.meta.clone(),
         },
-        BaseIds::of(&cur.file),
+        ids,
     ))
 }

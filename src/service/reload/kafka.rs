@@ -91,10 +91,15 @@ impl State {
     fn candidate(&mut self, topic: &str) -> Candidate {
         let digests = self.digests;
         let hash = digests.hash();
-        let changed = self
+        let changed: Option<(String, Vec<String>)> = self
             .since_last
             .replace((hash.clone(), std::collections::BTreeSet::new()))
             .map(|(since, ids)| (since, ids.into_iter().collect()));
+        let changed_topics = changed.as_ref().map(|(_, ids)| {
+            ids.iter()
+                .filter_map(|id| self.topics.get(id).cloned())
+                .collect()
+        });
         Candidate {
             source: format!("kafka:{topic}"),
             file: SearchesFile {
@@ -106,6 +111,7 @@ impl State {
             number: Some(self.changed.values().map(|o| *o as u64).sum()),
             problems: Vec::new(),
             changed,
+            changed_topics,
         }
     }
 }

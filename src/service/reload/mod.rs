@@ -278,6 +278,10 @@ struct Candidate {
     /// searches-topic candidate: the one before it); used only while that
     /// version is the active one. `None`: unknown, compare every topic.
     changed: Option<(String, Vec<String>)>,
+    /// This candidate's topics among the ids of `changed`, when the source
+    /// knows them (a one-topic change, the searches topic's reader): the
+    /// delta path then finds them without a pass over every topic.
+    changed_topics: Option<Vec<Arc<TopicSpec>>>,
 }
 
 impl Candidate {
@@ -293,6 +297,7 @@ impl Candidate {
             number: None,
             problems: Vec::new(),
             changed: None,
+            changed_topics: None,
         }
     }
 
@@ -751,7 +756,7 @@ impl SearchVersions {
     fn topic_candidate(&self, change: TopicChange) -> Result<Candidate, ReloadError> {
         let active = self.current();
         let mut topics = active.file.topics.clone();
-        let (id, digests) = match change {
+        let (id, digests, changed_topics) = match change {
             TopicChange::Set(topic) => {
                 let id = topic.id.clone();
                 let topic = Arc::new(topic);
@@ -762,14 +767,15 @@ impl SearchVersions {
                         None
                     }
                 };
-                (id, active.digests.with_change(old.as_deref(), Some(&topic)))
+                let digests = active.digests.with_change(old.as_deref(), Some(&topic));
+                (id, digests, vec![topic])
             }
             TopicChange::Delete(id) => {
                 let Some(at) = topics.iter().position(|t| t.id == id) else {
                     return Err(ReloadError::UnknownTopic(id));
                 };
                 let old = topics.remove(at);
-                (id, active.digests.with_change(Some(&old), None))
+                (id, active.digests.with_change(Some(&old), None), Vec::new())
             }
         };
         Ok(Candidate {
@@ -781,6 +787,7 @@ impl SearchVersions {
             number: None,
             problems: Vec::new(),
             changed: Some((active.meta.hash.clone(), vec![id])),
+            changed_topics: Some(changed_topics),
         })
     }
 

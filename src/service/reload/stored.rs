@@ -25,17 +25,17 @@ use std::collections::BTreeMap;
 use super::*;
 
 /// The patch of a version whose topics `changed` differ from its base:
-/// each such topic of `file`, or `null` where `file` has none.
-pub(super) fn patch_json(file: &SearchesFile, changed: &[String]) -> Vec<u8> {
-    let wanted: rustc_hash::FxHashSet<&str> = changed.iter().map(String::as_str).collect();
-    let mut topics: BTreeMap<&str, Option<&TopicSpec>> =
+/// each of them from `topics` (the version's topics among them), `null`
+/// where `topics` has none.
+pub(super) fn patch_json(topics: &[Arc<TopicSpec>], changed: &[String]) -> Vec<u8> {
+    let mut patch: BTreeMap<&str, Option<&TopicSpec>> =
         changed.iter().map(|id| (id.as_str(), None)).collect();
-    for t in &file.topics {
-        if wanted.contains(t.id.as_str()) {
-            topics.insert(t.id.as_str(), Some(&**t));
+    for t in topics {
+        if let Some(slot) = patch.get_mut(t.id.as_str()) {
+            *slot = Some(&**t);
         }
     }
-    serde_json::to_vec(&serde_json::json!({ "topics": topics })).expect("a patch serializes")
+    serde_json::to_vec(&serde_json::json!({ "topics": patch })).expect("a patch serializes")
 }
 
 /// The canonical document of stored version `n` (version 0 holds no

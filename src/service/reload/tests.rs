@@ -431,13 +431,13 @@ fn stored_versions_are_pruned_but_never_the_active_one_or_its_rollback_target() 
         s.version_document(v)
             .expect("every kept version reads back");
     }
-    let bases = stored::bases_of(&s.store, &kept);
+    // At most one more: the base of the oldest kept patch (a merge may
+    // have stored that patch whole since; it is pruned at a later change).
+    let extra =
+        |kept: &[u64], newest: [u64; 3]| kept.iter().filter(|v| !newest.contains(v)).count();
     assert!(
-        [5, 6, 7].iter().all(|v| kept.contains(v))
-            && kept
-                .iter()
-                .all(|v| [5, 6, 7].contains(v) || bases.contains(v)),
-        "the newest three and the bases of patches: {kept:?} (bases {bases:?})"
+        [5, 6, 7].iter().all(|v| kept.contains(v)) && extra(&kept, [5, 6, 7]) <= 1,
+        "the newest three and the base of patches: {kept:?}"
     );
     // The rollback target is still there.
     let c = block(s.rollback(None)).unwrap();
@@ -448,12 +448,7 @@ fn stored_versions_are_pruned_but_never_the_active_one_or_its_rollback_target() 
     assert_eq!(c.active.version, 8);
     let kept: Vec<u64> = s.history().unwrap().iter().map(|m| m.version).collect();
     assert!(kept.contains(&8) && kept.contains(&6), "{kept:?}");
-    let bases = stored::bases_of(&s.store, &kept);
-    assert!(
-        kept.iter()
-            .all(|v| [6, 7, 8].contains(v) || bases.contains(v)),
-        "{kept:?} (bases {bases:?})"
-    );
+    assert!(extra(&kept, [6, 7, 8]) <= 1, "{kept:?}");
     close(s, &d);
 }
 
@@ -488,7 +483,7 @@ fn a_version_stored_as_a_patch_reads_back_whole_and_is_made_whole() {
     .unwrap();
     let next_doc = next.canonical.clone().unwrap();
     let changed = ["b".to_string(), "c".to_string(), "d".to_string()];
-    let patch = stored::patch_json(&next.file, &changed);
+    let patch = stored::patch_json(&next.file.topics, &changed);
     assert!(
         !String::from_utf8_lossy(&patch).contains("alpha"),
         "a is not in the patch"
