@@ -280,7 +280,9 @@ impl SearchVersions {
             return b.clone();
         }
         let built = Arc::new(BaseIds::of(base_file, base_catalog));
-        *cached = Some(built.clone());
+        // The replaced index (a million ids at 1M searches) is freed off
+        // the worker.
+        worker::free_later(cached.replace(built.clone()));
         built
     }
 
@@ -303,9 +305,18 @@ impl SearchVersions {
             );
             return;
         }
+        // The index first: the merged version is the base of the next
+        // change, which may arrive as soon as the swap is seen. The
+        // replaced index is freed off the worker (freeing a million ids
+        // took 0.6 s at 1M searches, and the next change waited for it).
+        let replaced = self
+            .base_ids
+            .lock()
+            .expect("base ids lock")
+            .replace(Arc::new(ids));
+        worker::free_later(replaced);
         let old = self.current.swap(Arc::new(merged));
         self.retired.lock().expect("retired lock").push(old);
-        *self.base_ids.lock().expect("base ids lock") = Some(Arc::new(ids));
         tracing::debug!(
             version = of.meta.version,
             ms = took.as_millis() as u64,

@@ -16,6 +16,18 @@ pub(super) fn yield_to_matching() {
     }
 }
 
+/// Drops `value` on a low-priority thread of its own: freeing a large
+/// structure (a replaced version, an id index) must not hold up the worker
+/// or the pipeline. Dropped here if no thread can be started.
+pub(super) fn free_later<T: Send + 'static>(value: T) {
+    let _ = std::thread::Builder::new()
+        .name("searches-free".into())
+        .spawn(move || {
+            yield_to_matching();
+            drop(value);
+        });
+}
+
 /// A merge compiling on its own thread: the version it merges and the
 /// compile's result.
 type Merging = (
@@ -53,12 +65,7 @@ pub(super) fn worker(searches: &Weak<SearchVersions>, jobs: &mpsc::Receiver<Work
         });
         if !done.is_empty() {
             // Freeing is slow too; keep the worker free for the next change.
-            let _ = std::thread::Builder::new()
-                .name("searches-free".into())
-                .spawn(move || {
-                    yield_to_matching();
-                    drop(done);
-                });
+            free_later(done);
         }
     }
 }
