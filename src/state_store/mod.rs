@@ -326,20 +326,7 @@ impl StateStore {
     ///
     /// RocksDB errors; then nothing was written.
     pub fn add_version(&self, meta: &VersionMeta, document: &[u8]) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
-        {
-            let db = self.db()?;
-            let versions = cf(&db, CF_VERSIONS);
-            let json = serde_json::to_vec(meta).expect("version meta serializes");
-            batch.put_cf(versions, version_key(b'm', meta.version), json);
-            batch.put_cf(versions, version_key(b'd', meta.version), document);
-            batch.put_cf(
-                cf(&db, CF_META),
-                b"active_version",
-                meta.version.to_be_bytes(),
-            );
-        }
-        self.sync_write(batch)
+        self.add_version_as(meta, b'd', document)
     }
 
     /// Stores a new version as a patch of version `base` (stored whole),
@@ -355,15 +342,21 @@ impl StateStore {
         base: u64,
         patch: &[u8],
     ) -> Result<(), StoreError> {
+        let mut value = base.to_be_bytes().to_vec();
+        value.extend_from_slice(patch);
+        self.add_version_as(meta, b'p', &value)
+    }
+
+    /// Stores `meta` and `value` under key kind `kind` (`d` document, `p`
+    /// patch) and makes the version active, in one synced WriteBatch.
+    fn add_version_as(&self, meta: &VersionMeta, kind: u8, value: &[u8]) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
         {
             let db = self.db()?;
             let versions = cf(&db, CF_VERSIONS);
             let json = serde_json::to_vec(meta).expect("version meta serializes");
             batch.put_cf(versions, version_key(b'm', meta.version), json);
-            let mut value = base.to_be_bytes().to_vec();
-            value.extend_from_slice(patch);
-            batch.put_cf(versions, version_key(b'p', meta.version), value);
+            batch.put_cf(versions, version_key(kind, meta.version), value);
             batch.put_cf(
                 cf(&db, CF_META),
                 b"active_version",
