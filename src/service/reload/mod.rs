@@ -100,6 +100,7 @@
 //! |---|---|
 //! | `mod.rs` | the [`SearchVersions`] facade: open, current version, requests to the worker, status |
 //! | `active` | [`Active`] (matcher, delta, masks) and its scratch space |
+//! | `candidate` | a candidate version: from a whole document, or the active one with one topic changed |
 //! | `apply` | validate → guard → compile and probe → store → swap; delta, merge, rollback, publish |
 //! | `digests` | the version hash, a sum of per-topic terms |
 //! | `stored` | versions stored whole or as a patch of a whole one |
@@ -127,6 +128,7 @@ use digests::TopicDigests;
 
 mod active;
 mod apply;
+mod candidate;
 mod diff;
 mod digests;
 mod error;
@@ -139,6 +141,7 @@ mod worker;
 
 pub use active::{Active, ActiveScratch, Delta, Masks, TooExpensive};
 use apply::empty_version;
+use candidate::Candidate;
 pub use error::ReloadError;
 use watch::watch;
 use worker::worker;
@@ -244,86 +247,13 @@ pub struct SearchVersions {
 
 /// Hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-/// Lower-case hex of `bytes`.
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
+    let d = Sha256::digest(bytes);
+    let mut s = String::with_capacity(64);
+    for b in d {
         use std::fmt::Write;
         let _ = write!(s, "{b:02x}");
     }
     s
-}
-
-/// A candidate version: its topics, their digests and hash (module
-/// `digests`), and its canonical document when it was built.
-struct Candidate {
-    source: String,
-    file: SearchesFile,
-    digests: TopicDigests,
-    /// The version hash of `digests`.
-    hash: String,
-    /// The canonical document: built with the digests for a whole
-    /// document; `None` for a one-topic change (stored as a patch, or
-    /// built when stored whole).
-    canonical: Option<Vec<u8>>,
-    /// A number fixed by the source (the Kafka log), else the next local.
-    number: Option<u64>,
-    /// Problems found before validation (undecodable Kafka records).
-    problems: Vec<String>,
-    /// The ids of the topics this candidate sets or deletes against the
-    /// version whose hash it names (a one-topic change: the active one; a
-    /// searches-topic candidate: the one before it); used only while that
-    /// version is the active one. `None`: unknown, compare every topic.
-    changed: Option<(String, Vec<String>)>,
-    /// This candidate's topics among the ids of `changed`, when the source
-    /// knows them (a one-topic change, the searches topic's reader): the
-    /// delta path then finds them without a pass over every topic.
-    changed_topics: Option<Vec<Arc<TopicSpec>>>,
-}
-
-impl Candidate {
-    /// A whole document's candidate: digests and canonical document built.
-    fn whole(source: String, file: SearchesFile) -> Candidate {
-        let (digests, canonical) = digests::canonical(file.topics.iter().map(|t| &**t));
-        Candidate {
-            source,
-            file,
-            hash: digests.hash(),
-            digests,
-            canonical: Some(canonical),
-            number: None,
-            problems: Vec::new(),
-            changed: None,
-            changed_topics: None,
-        }
-    }
-
-    fn parse(source: &str, bytes: &[u8]) -> Result<Candidate, ReloadError> {
-        let file: SearchesFile = serde_json::from_slice(bytes).map_err(|e| {
-            ReloadError::invalid(
-                source,
-                &CatalogError {
-                    problems: vec![crate::searches::Problem::File(format!(
-                        "not a valid searches file: {e}"
-                    ))],
-                },
-            )
-        })?;
-        Ok(Candidate::whole(source.to_string(), file))
-    }
-
-    /// Its canonical document (built now if it was not).
-    fn canonical(&self) -> std::borrow::Cow<'_, [u8]> {
-        match &self.canonical {
-            Some(doc) => std::borrow::Cow::Borrowed(doc),
-            None => {
-                std::borrow::Cow::Owned(digests::canonical(self.file.topics.iter().map(|t| &**t)).1)
-            }
-        }
-    }
 }
 
 impl SearchVersions {
@@ -748,47 +678,6 @@ impl SearchVersions {
         *last = Some(fp);
         drop(last);
         Candidate::parse(&source, &bytes).map(Some)
-    }
-
-    /// The active version's topics with one topic set or deleted; the
-    /// other topics are shared with it, and its digests updated for that
-    /// topic only (no canonical document).
-    fn topic_candidate(&self, change: TopicChange) -> Result<Candidate, ReloadError> {
-        let active = self.current();
-        let mut topics = active.file.topics.clone();
-        let (id, digests, changed_topics) = match change {
-            TopicChange::Set(topic) => {
-                let id = topic.id.clone();
-                let topic = Arc::new(topic);
-                let old = match topics.iter_mut().find(|t| t.id == topic.id) {
-                    Some(t) => Some(std::mem::replace(t, topic.clone())),
-                    None => {
-                        topics.push(topic.clone());
-                        None
-                    }
-                };
-                let digests = active.digests.with_change(old.as_deref(), Some(&topic));
-                (id, digests, vec![topic])
-            }
-            TopicChange::Delete(id) => {
-                let Some(at) = topics.iter().position(|t| t.id == id) else {
-                    return Err(ReloadError::UnknownTopic(id));
-                };
-                let old = topics.remove(at);
-                (id, active.digests.with_change(Some(&old), None), Vec::new())
-            }
-        };
-        Ok(Candidate {
-            source: "api".into(),
-            file: SearchesFile { topics },
-            hash: digests.hash(),
-            digests,
-            canonical: None,
-            number: None,
-            problems: Vec::new(),
-            changed: Some((active.meta.hash.clone(), vec![id])),
-            changed_topics: Some(changed_topics),
-        })
     }
 
     /// A local change: applied here, or published to the searches topic.
