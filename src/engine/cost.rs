@@ -112,18 +112,13 @@ impl CostCounters {
         self.documents += 1;
     }
 
-    /// The clock reading before an evaluation, on timed documents.
+    /// An evaluation of search `s` begins: asks the CPU to bring its
+    /// counts into cache while the search is evaluated (with 100,000
+    /// searches the counters, 1.6 MB, do not stay in cache, and
+    /// [`CostCounters::record`] would wait for the miss after the
+    /// evaluation); returns the clock reading, on timed documents.
     #[inline]
-    pub(crate) fn start(&self) -> Option<Instant> {
-        self.timing.then(Instant::now)
-    }
-
-    /// Asks the CPU to bring search `s`'s counts into cache while the
-    /// search is evaluated: with 100,000 searches the counters (1.6 MB)
-    /// do not stay in cache, and [`CostCounters::record`] would wait for
-    /// the miss after the evaluation.
-    #[inline]
-    pub(crate) fn prefetch(&self, s: u32) {
+    pub(crate) fn start(&self, s: u32) -> Option<Instant> {
         #[cfg(target_arch = "x86_64")]
         if let Some(h) = self.hot.get(s as usize) {
             // SAFETY: a prefetch is a hint; it reads nothing and cannot
@@ -134,6 +129,7 @@ impl CostCounters {
                 );
             }
         }
+        self.timing.then(Instant::now)
     }
 
     /// One evaluation of search `s`: its work, whether it matched, and the

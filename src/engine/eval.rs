@@ -363,10 +363,7 @@ impl Scratch {
             self.current = Some(s);
             e.work += 1;
             let before = e.work;
-            if let Some(costs) = &self.costs {
-                costs.prefetch(s);
-            }
-            let started = self.costs.as_ref().and_then(CostCounters::start);
+            let started = self.costs.as_ref().and_then(|c| c.start(s));
             let matched = e.node(search.root);
             if let Some(costs) = &mut self.costs {
                 // Its evaluation's unit counts too (leaves another search
