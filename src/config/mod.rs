@@ -70,7 +70,21 @@ pub struct RawConfig {
     /// `[log]`
     #[serde(default)]
     pub log: RawLog,
+    /// `[matching]`
+    #[serde(default)]
+    pub matching: RawMatching,
 }
+
+/// `[matching]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatching {
+    /// Threads that match documents (0 or absent: one per core).
+    pub threads: Option<usize>,
+}
+
+/// Most matching threads accepted in the configuration.
+pub const MAX_MATCHING_THREADS: usize = 256;
 
 /// `[log]`
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -356,6 +370,8 @@ pub struct Config {
     pub max_work_per_document: u64,
     /// One search's evaluation past this many work units is logged as slow.
     pub slow_search_work: u64,
+    /// Threads that match documents (docs/operations.md §5.1).
+    pub matching_threads: usize,
     /// Drain deadline for shutdown and rebalance.
     pub drain_deadline: Duration,
     /// Priority classes.
@@ -650,6 +666,15 @@ impl RawConfig {
                 "slow_search_work",
             )? as u64,
             drain_deadline: Duration::from_millis(l.drain_deadline_ms.unwrap_or(10_000)),
+            matching_threads: match self.matching.threads {
+                None | Some(0) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                Some(n) if n > MAX_MATCHING_THREADS => {
+                    return Err(ConfigError::Invalid(format!(
+                        "matching.threads is {n}; at most {MAX_MATCHING_THREADS} (0: one per core)"
+                    )))
+                }
+                Some(n) => n,
+            },
             classes,
             catch_up,
             log_format,

@@ -31,6 +31,35 @@ fn the_docker_config_is_valid() {
 }
 
 #[test]
+fn matching_threads_default_to_one_per_core_and_are_bounded() {
+    let threads = |toml: &str| {
+        let o = Overrides {
+            brokers: Some("b:1".into()),
+            group: Some("g".into()),
+            input: Some("a".into()),
+            output: Some("stdout".into()),
+            dead_letter: Some("file:/tmp/d".into()),
+            state_dir: Some("/tmp/s".into()),
+            searches: Some("s.json".into()),
+            ..Overrides::default()
+        };
+        RawConfig::from_toml(toml)
+            .unwrap()
+            .validate(o)
+            .map(|c| c.matching_threads)
+    };
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(threads("").unwrap(), cores);
+    assert_eq!(threads("[matching]\nthreads = 0\n").unwrap(), cores);
+    assert_eq!(threads("[matching]\nthreads = 3\n").unwrap(), 3);
+    let e = threads("[matching]\nthreads = 100000\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("matching.threads is 100000; at most 256"), "{e}");
+    assert!(RawConfig::from_toml("[matching]\nthread = 2\n").is_err());
+}
+
+#[test]
 fn classes_in_the_spec_form() {
     let raw = RawConfig::from_toml(
         r#"

@@ -131,24 +131,47 @@ impl Lanes {
                 let lane = lanes[(k + self.turn) % lanes.len()];
                 let mut taken = 0;
                 while taken < per_lane {
-                    // The last resort waits a little on one lane.
-                    let wait = if attempt && n == 0 && k == 0 && taken == 0 {
-                        LANE_WAIT
-                    } else {
-                        Duration::ZERO
-                    };
-                    match lane.consumer.poll(wait) {
-                        Some(Ok(msg)) => {
-                            emitted += usize::from(s.process_backlog(
-                                &msg,
-                                job,
-                                class,
-                                self.masks.as_ref(),
-                                m,
-                            )?);
-                            taken += 1;
+                    // A run of this lane's messages, matched ahead on every
+                    // core (`parallel`), then handled one by one.
+                    let mut want = (per_lane - taken).min(parallel::RUN_MAX);
+                    if shared_out {
+                        want = want.min(QUANTUM.saturating_sub(emitted).max(1));
+                    }
+                    let mut run = Vec::new();
+                    let mut after = None;
+                    while run.len() < want {
+                        // The last resort waits a little on one lane.
+                        let wait = if attempt && n == 0 && k == 0 && taken == 0 && run.is_empty() {
+                            LANE_WAIT
+                        } else {
+                            Duration::ZERO
+                        };
+                        match lane.consumer.poll(wait) {
+                            Some(Ok(msg)) => run.push(msg),
+                            other => {
+                                after = Some(other);
+                                break;
+                            }
                         }
-                        Some(Err(KafkaError::PartitionEOF(_))) => {
+                    }
+                    let (parsed, ready) =
+                        s.match_backlog_ahead(&run, job, class, self.masks.as_ref(), m);
+                    for ((msg, parsed), ready) in run.iter().zip(parsed).zip(ready) {
+                        m.ready = ready;
+                        emitted += usize::from(s.process_backlog(
+                            msg,
+                            job,
+                            class,
+                            self.masks.as_ref(),
+                            parsed,
+                            m,
+                        )?);
+                    }
+                    m.ready = None;
+                    taken += run.len();
+                    match after {
+                        None | Some(Some(Ok(_))) => {}
+                        Some(Some(Err(KafkaError::PartitionEOF(_)))) => {
                             // Read up to the head: a range whose end is
                             // behind the position is done.
                             if let Ok(pos) = lane.consumer.position() {
@@ -161,19 +184,19 @@ impl Lanes {
                             }
                             break;
                         }
-                        Some(Err(KafkaError::MessageConsumption(
+                        Some(Some(Err(KafkaError::MessageConsumption(
                             RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange,
-                        ))) => {
+                        )))) => {
                             // Retention deleted the class's next messages
                             // before it read them: never a silent jump.
                             s.skip_deleted(job, class, lane);
                             break;
                         }
-                        Some(Err(e)) => {
+                        Some(Some(Err(e))) => {
                             tracing::warn!(partition = %lane.tp, error = %e, "drain consumer error (retrying)");
                             break;
                         }
-                        None => break,
+                        Some(None) => break,
                     }
                     if s.jobs.generation != self.generation {
                         return Ok(n + taken); // a range finished: re-plan

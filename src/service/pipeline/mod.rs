@@ -70,6 +70,7 @@
 //! |---|---|
 //! | `mod.rs` | [`Pipeline`]: the consumer, the run loop, shutdown |
 //! | `process` | one message: parse, match under the guard, records or dead letters |
+//! | `parallel` | a run of messages matched ahead on every core, then handled in order |
 //! | `batches` | sealing batches, acknowledgements, checkpoints, refused records |
 //! | `rebalance` | the consumer context: assignment, revocation, backlogs becoming drain jobs |
 //! | `lanes` | the drain lanes: reading a job's ranges per class |
@@ -78,6 +79,7 @@
 mod batches;
 mod idle;
 mod lanes;
+mod parallel;
 mod process;
 mod rebalance;
 
@@ -108,6 +110,7 @@ use crate::state_store::{StateStore, StoreError, StoredJob, TopicPartition};
 
 use batches::Sealed;
 use lanes::Lanes;
+use parallel::Parallel;
 use process::MatchInput;
 use rebalance::RebalanceContext;
 
@@ -326,13 +329,50 @@ impl Pipeline {
         })
     }
 
-    /// Scratch space for matching with `active`: the work budget set,
-    /// costs counted (`service::cost`).
-    fn scratch_for(&self, active: &Active) -> ActiveScratch {
-        let mut scratch = active.scratch();
-        scratch.set_budget(self.config.max_work_per_document);
-        scratch.count_costs(crate::service::cost::SAMPLE_EVERY);
-        scratch
+    /// Takes the costs counted in `scratch` and in the helpers' (the
+    /// cost book, `/searches/cost`).
+    fn collect_costs(&self, active: &Active, scratch: &mut ActiveScratch, parallel: &mut Parallel) {
+        let slow = self.config.slow_search_work;
+        self.metrics.costs.collect(active, scratch, slow);
+        parallel.each_scratch(|s| self.metrics.costs.collect(active, s, slow));
+    }
+
+    /// The poll errors of the loop: lost ranges, a fatal consumer error
+    /// (returned), transport errors (logged at most every 10 s).
+    fn on_poll_error(
+        &self,
+        error: KafkaError,
+        last_poll_error: &mut Option<Instant>,
+    ) -> Result<(), PipelineError> {
+        match error {
+            KafkaError::MessageConsumption(
+                RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange,
+            ) => self.recover_lost_ranges(),
+            KafkaError::MessageConsumptionFatal(code) => {
+                // The consumer is unusable (fenced by another member
+                // with the same instance id, …): say so and stop,
+                // keeping what is acknowledged.
+                let reason = self
+                    .consumer
+                    .client()
+                    .fatal_error()
+                    .map_or_else(|| code.to_string(), |(c, why)| format!("{c}: {why}"));
+                let _ = lock(&self.shared).checkpoint(
+                    &self.consumer,
+                    self.config.drain_deadline,
+                    CommitMode::Sync,
+                );
+                return Err(PipelineError::Fatal(reason));
+            }
+            // Broker down, transport errors: librdkafka reconnects by
+            // itself; report at most every 10 s.
+            e if last_poll_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) => {
+                tracing::warn!(error = %e, "consumer error (retrying)");
+                *last_poll_error = Some(Instant::now());
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Runs until `shutdown` is set, then shuts down in the documented
@@ -342,8 +382,12 @@ impl Pipeline {
     ///
     /// Unrecoverable output errors (a file that cannot be written).
     pub fn run(self, shutdown: Shutdown) -> Result<(), PipelineError> {
+        let mut parallel = Parallel::new(
+            self.config.matching_threads,
+            self.config.max_work_per_document,
+        );
         let mut active = self.searches.current();
-        let mut scratch = self.scratch_for(&active);
+        let mut scratch = parallel.scratch_for(&active);
         let mut buf = Vec::with_capacity(4096);
         let mut matched_at = now_rfc3339();
         let mut matched_at_refreshed = Instant::now();
@@ -355,7 +399,8 @@ impl Pipeline {
         let mut last_tick = Instant::now() - Duration::from_secs(2);
         let live = lock(&self.shared).live;
         if live {
-            tracing::info!(topics = ?self.config.input_topics, group = %self.config.group_id, "consuming");
+            tracing::info!(topics = ?self.config.input_topics, group = %self.config.group_id,
+                matching_threads = parallel.threads(), "consuming");
         }
         let mut idle = idle::IdleWatch::default();
         while !shutdown.is_requested() {
@@ -369,11 +414,10 @@ impl Pipeline {
                         "matching with the new searches version"
                     );
                 }
-                self.metrics
-                    .costs
-                    .collect(&active, &mut scratch, self.config.slow_search_work);
+                self.collect_costs(&active, &mut scratch, &mut parallel);
+                parallel.retire();
                 active = next;
-                scratch = self.scratch_for(&active);
+                scratch = parallel.scratch_for(&active);
                 lanes.masks = None;
             }
             if last_tick.elapsed() >= Duration::from_secs(1) {
@@ -387,9 +431,7 @@ impl Pipeline {
                     }
                 }
                 self.serve_inbox();
-                self.metrics
-                    .costs
-                    .collect(&active, &mut scratch, self.config.slow_search_work);
+                self.collect_costs(&active, &mut scratch, &mut parallel);
                 let mut s = lock(&self.shared);
                 let live_docs = s.live_docs;
                 let progress = s.jobs.tick(live_docs);
@@ -436,44 +478,43 @@ impl Pipeline {
             let mut m = MatchInput {
                 active: &active,
                 scratch: &mut scratch,
+                parallel: &mut parallel,
                 buf: &mut buf,
                 matched_at: &matched_at,
                 max_bytes: self.config.max_message_bytes,
+                ready: None,
             };
             match polled {
                 Some(Ok(msg)) => {
-                    lock(&self.shared).process(&msg, &mut m)?;
+                    // A run: this message and those already fetched after
+                    // it, matched ahead on every core (`parallel`).
+                    let room = self.config.batch_max_messages.saturating_sub(in_batch);
+                    let mut run = vec![msg];
+                    let mut after = None;
+                    while run.len() < room.clamp(1, parallel::RUN_MAX) {
+                        match self.consumer.poll(Duration::ZERO) {
+                            Some(Ok(msg)) => run.push(msg),
+                            other => {
+                                after = other;
+                                break;
+                            }
+                        }
+                    }
+                    let mut s = lock(&self.shared);
+                    let (parsed, ready) = s.match_live_ahead(&run, &mut m);
+                    for ((msg, parsed), ready) in run.iter().zip(parsed).zip(ready) {
+                        m.ready = ready;
+                        s.process(msg, parsed, &mut m)?;
+                    }
+                    m.ready = None;
+                    drop(s);
                     batch_started.get_or_insert_with(Instant::now);
-                    in_batch += 1;
+                    in_batch += run.len();
+                    if let Some(Err(e)) = after {
+                        self.on_poll_error(e, &mut last_poll_error)?;
+                    }
                 }
-                Some(Err(KafkaError::MessageConsumption(
-                    RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange,
-                ))) => self.recover_lost_ranges(),
-                Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
-                    // The consumer is unusable (fenced by another member
-                    // with the same instance id, …): say so and stop,
-                    // keeping what is acknowledged.
-                    let reason = self
-                        .consumer
-                        .client()
-                        .fatal_error()
-                        .map_or_else(|| code.to_string(), |(c, why)| format!("{c}: {why}"));
-                    let _ = lock(&self.shared).checkpoint(
-                        &self.consumer,
-                        self.config.drain_deadline,
-                        CommitMode::Sync,
-                    );
-                    return Err(PipelineError::Fatal(reason));
-                }
-                // Broker down, transport errors: librdkafka reconnects by
-                // itself; report at most every 10 s.
-                Some(Err(e))
-                    if last_poll_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) =>
-                {
-                    tracing::warn!(error = %e, "consumer error (retrying)");
-                    last_poll_error = Some(Instant::now());
-                }
-                Some(Err(_)) => {}
+                Some(Err(e)) => self.on_poll_error(e, &mut last_poll_error)?,
                 None if draining => {
                     let n = lanes.slice(&self.shared, &mut m)?;
                     if n > 0 {
@@ -633,6 +674,7 @@ impl Pipeline {
                             .poll(until.saturating_duration_since(Instant::now()))
                         {
                             let active = self.searches.current();
+                            let mut parallel = Parallel::new(1, self.config.max_work_per_document);
                             let mut scratch = active.scratch();
                             scratch.set_budget(self.config.max_work_per_document);
                             let mut buf = Vec::new();
@@ -640,11 +682,13 @@ impl Pipeline {
                             let mut m = MatchInput {
                                 active: &active,
                                 scratch: &mut scratch,
+                                parallel: &mut parallel,
                                 buf: &mut buf,
                                 matched_at: &at,
                                 max_bytes: self.config.max_message_bytes,
+                                ready: None,
                             };
-                            let _ = lock(&self.shared).process(&msg, &mut m);
+                            let _ = lock(&self.shared).process(&msg, None, &mut m);
                         }
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));

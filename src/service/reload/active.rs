@@ -78,6 +78,32 @@ impl ActiveScratch {
 }
 
 impl Active {
+    /// `file` compiled whole as version 1, outside any store (for tests of
+    /// the code that matches with a version).
+    #[cfg(test)]
+    pub(crate) fn for_tests(file: SearchesFile) -> Active {
+        let catalog = Catalog::from_file(&file, &crate::query::Limits::default())
+            .expect("a valid test catalog");
+        let matcher = Matcher::new(&catalog).expect("a test catalog compiles");
+        let digests = TopicDigests::of(file.topics.iter().map(|t| &**t));
+        Active {
+            meta: VersionMeta {
+                version: 1,
+                hash: digests.hash(),
+                created_at: String::new(),
+                source: "test".into(),
+                compile_ms: 0,
+                topics: file.topics.len(),
+                searches: catalog.searches.len(),
+            },
+            matcher: Arc::new(matcher),
+            catalog: Arc::new(catalog),
+            file: Arc::new(file),
+            digests,
+            delta: None,
+        }
+    }
+
     /// Working memory for [`Active::for_each_match`].
     pub fn scratch(&self) -> ActiveScratch {
         ActiveScratch {
