@@ -375,3 +375,78 @@ fn a_spare_member_without_partitions_is_ready() {
     assert!(body.contains("no partitions"), "{body}");
     assert_eq!(spare.status()["ready"], true);
 }
+
+/// The records of one input partition in the order the file has them:
+/// (input offset, match id).
+fn records_by_partition(
+    path: &std::path::Path,
+) -> std::collections::BTreeMap<i64, Vec<(i64, String)>> {
+    let mut by = std::collections::BTreeMap::<i64, Vec<(i64, String)>>::new();
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        let input = &r["input"];
+        by.entry(input["partition"].as_i64().unwrap())
+            .or_default()
+            .push((
+                input["offset"].as_i64().unwrap(),
+                r["match_id"].as_str().unwrap().to_string(),
+            ));
+    }
+    by
+}
+
+/// Matching on several threads (`[matching] threads`) writes, partition
+/// by partition, exactly the records of one thread in the same order.
+#[test]
+fn records_keep_their_partitions_order_on_every_thread_count() {
+    let b = shared_broker();
+    let brokers = b.addr();
+    b.create_topic("threads.in", 3);
+    // Produced before the services start: each poll finds many messages
+    // fetched, so runs are long and shared between the threads.
+    let (docs, want) = sample_docs(3000, "th");
+    produce(&brokers, "threads.in", &docs);
+    let run = |threads: usize| {
+        let dir = temp_dir(&format!("threads-{threads}"));
+        let config = dir.join("config.toml");
+        std::fs::write(&config, format!("[matching]\nthreads = {threads}\n")).unwrap();
+        let out = dir.join("out.jsonl");
+        let mut svc = Service::start_with(
+            &ServiceOpts {
+                brokers: &brokers,
+                group: &format!("threads-{threads}"),
+                input: "threads.in",
+                output: format!("file:{}", out.display()),
+                dead_letter: format!("file:{}", dir.join("dead.jsonl").display()),
+                state: dir.join("state"),
+                log: dir.join("service.log"),
+            },
+            &repo("samples/searches.json"),
+            &["--config", config.to_str().unwrap()],
+        );
+        wait_for_file_ids(&out, &want, Duration::from_secs(120));
+        assert_eq!(svc.terminate(), Some(0));
+        let log = std::fs::read_to_string(dir.join("service.log")).unwrap();
+        assert!(
+            log.contains(&format!("matching_threads={threads}")),
+            "{log}"
+        );
+        records_by_partition(&out)
+    };
+    let one = run(1);
+    assert_eq!(one.len(), 3, "records from every input partition");
+    for (p, recs) in &one {
+        assert!(
+            recs.windows(2).all(|w| w[0].0 <= w[1].0),
+            "partition {p}: one thread writes records in offset order"
+        );
+    }
+    let total: usize = one.values().map(Vec::len).sum();
+    assert_eq!(total, want.values().sum::<usize>(), "each record once");
+    for threads in [2, 4] {
+        assert!(
+            run(threads) == one,
+            "{threads} threads: other records or another order"
+        );
+    }
+}
