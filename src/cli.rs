@@ -390,6 +390,10 @@ pub(crate) enum Command {
         /// [kafka.producer]) every client of the benchmark uses (TLS, SASL).
         #[arg(long, value_name = "FILE", requires = "brokers")]
         kafka_config: Option<PathBuf>,
+        /// With --brokers: the service's matching threads ([matching]
+        /// threads; 0: one per core).
+        #[arg(long, default_value_t = 0, requires = "brokers", value_parser = clap::value_parser!(u16).range(0..=256))]
+        matching_threads: u16,
         /// Benchmark searches changes instead: start, one-search change to
         /// first match, full reload, batch latency during reloads.
         #[arg(long, conflicts_with_all = ["brokers", "searches_file", "input"])]

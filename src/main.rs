@@ -285,6 +285,9 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             brokers: Some(brokers),
             output,
             kafka_config,
+            searches_file,
+            input,
+            matching_threads,
             ..
         } => {
             let opts = commands::bench::kafka::KafkaBenchOptions {
@@ -293,6 +296,9 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 docs,
                 seed,
                 output,
+                searches_file,
+                input,
+                threads: usize::from(matching_threads),
             };
             commands::bench::kafka::run(&opts, &mut std::io::stdout().lock())
         }

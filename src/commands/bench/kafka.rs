@@ -38,6 +38,13 @@ pub struct KafkaBenchOptions {
     pub seed: u64,
     /// The service's output (default: a new Kafka topic on the same broker).
     pub output: Option<String>,
+    /// This searches file instead of generated searches.
+    pub searches_file: Option<std::path::PathBuf>,
+    /// These JSONL documents (one per line) instead of generated ones.
+    pub input: Option<std::path::PathBuf>,
+    /// The service's matching threads (`[matching] threads`; 0: one per
+    /// core).
+    pub threads: usize,
 }
 
 /// Runs the broker benchmark.
@@ -52,9 +59,23 @@ pub fn run(opts: &KafkaBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outc
     create_topics(&opts.kafka, &[&input, &output], 3)
         .context("cannot create the benchmark topics")?;
 
-    let searches_json = workload::searches_json(opts.searches, opts.seed);
-    let groups = workload::brand_groups(&searches_json);
-    let docs = workload::documents(opts.docs, groups, false, opts.seed);
+    let searches_json = match &opts.searches_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+        None => workload::searches_json(opts.searches, opts.seed),
+    };
+    let docs: Vec<String> = match &opts.input {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect(),
+        None => {
+            let groups = workload::brand_groups(&searches_json);
+            workload::documents(opts.docs, groups, false, opts.seed)
+        }
+    };
     let bytes: usize = docs.iter().map(String::len).sum();
     let producer: BaseProducer = opts
         .kafka
@@ -104,6 +125,10 @@ pub fn run(opts: &KafkaBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outc
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     config.kafka = opts.kafka.clone();
+    if opts.threads > 0 {
+        config.matching_threads = opts.threads;
+    }
+    let threads = config.matching_threads;
     let running = crate::service::start(config)?;
     let m = running.metrics.clone();
     let secs = time_service(&m, docs.len() as u64, Duration::from_secs(600));
@@ -113,8 +138,11 @@ pub fn run(opts: &KafkaBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outc
     let _ = std::fs::remove_dir_all(&dir);
     writeln!(
         out,
-        "service ({} searches, parse + match + {} match records to {} + checkpoint): {} messages in {secs:.2} s = {rate:.0} msg/s",
-        opts.searches,
+        "service ({}, {threads} matching threads, parse + match + {} match records to {} + checkpoint): {} messages in {secs:.2} s = {rate:.0} msg/s",
+        opts.searches_file.as_ref().map_or_else(
+            || format!("{} searches", opts.searches),
+            |p| p.display().to_string()
+        ),
         records,
         opts.output.as_deref().unwrap_or("a Kafka topic on the same broker"),
         docs.len()

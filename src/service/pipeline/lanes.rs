@@ -96,7 +96,7 @@ impl Lanes {
     pub(super) fn slice(
         &mut self,
         shared: &Mutex<LoopState>,
-        m: &mut MatchInput<'_>,
+        r: &mut RunInput<'_>,
     ) -> Result<usize, SinkError> {
         let Some(plan) = &self.plan else {
             return Ok(0);
@@ -105,7 +105,7 @@ impl Lanes {
         let mut s = lock(shared);
         if self.masks.is_none() {
             if let Some(ids) = s.jobs.running(job).and_then(|j| j.searches.clone()) {
-                self.masks = Some(m.active.masks(&ids));
+                self.masks = Some(r.active.masks(&ids));
             }
         }
         let mut classes: Vec<usize> = self.lanes.iter().map(|l| l.class).collect();
@@ -154,20 +154,7 @@ impl Lanes {
                             }
                         }
                     }
-                    let (parsed, ready) =
-                        s.match_backlog_ahead(&run, job, class, self.masks.as_ref(), m);
-                    for ((msg, parsed), ready) in run.iter().zip(parsed).zip(ready) {
-                        m.ready = ready;
-                        emitted += usize::from(s.process_backlog(
-                            msg,
-                            job,
-                            class,
-                            self.masks.as_ref(),
-                            parsed,
-                            m,
-                        )?);
-                    }
-                    m.ready = None;
+                    emitted += s.process_backlog_run(&run, job, class, self.masks.as_ref(), r)?;
                     taken += run.len();
                     match after {
                         None | Some(Some(Ok(_))) => {}

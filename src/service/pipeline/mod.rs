@@ -70,7 +70,8 @@
 //! |---|---|
 //! | `mod.rs` | [`Pipeline`]: the consumer, the run loop, shutdown |
 //! | `process` | one message: parse, match under the guard, records or dead letters |
-//! | `parallel` | a run of messages matched ahead on every core, then handled in order |
+//! | `run` | a run of fetched messages: parsed, matched on every core, handled in order |
+//! | `parallel` | the matching threads: documents matched ahead, handed back in order |
 //! | `batches` | sealing batches, acknowledgements, checkpoints, refused records |
 //! | `rebalance` | the consumer context: assignment, revocation, backlogs becoming drain jobs |
 //! | `lanes` | the drain lanes: reading a job's ranges per class |
@@ -82,6 +83,7 @@ mod lanes;
 mod parallel;
 mod process;
 mod rebalance;
+mod run;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering::Relaxed;
@@ -113,6 +115,7 @@ use lanes::Lanes;
 use parallel::Parallel;
 use process::MatchInput;
 use rebalance::RebalanceContext;
+use run::RunInput;
 
 /// Why the pipeline stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -475,14 +478,14 @@ impl Pipeline {
                 matched_at = now_rfc3339();
                 matched_at_refreshed = Instant::now();
             }
-            let mut m = MatchInput {
+            let mut r = RunInput {
                 active: &active,
                 scratch: &mut scratch,
                 parallel: &mut parallel,
                 buf: &mut buf,
                 matched_at: &matched_at,
                 max_bytes: self.config.max_message_bytes,
-                ready: None,
+                classes: &self.config.classes,
             };
             match polled {
                 Some(Ok(msg)) => {
@@ -500,14 +503,7 @@ impl Pipeline {
                             }
                         }
                     }
-                    let mut s = lock(&self.shared);
-                    let (parsed, ready) = s.match_live_ahead(&run, &mut m);
-                    for ((msg, parsed), ready) in run.iter().zip(parsed).zip(ready) {
-                        m.ready = ready;
-                        s.process(msg, parsed, &mut m)?;
-                    }
-                    m.ready = None;
-                    drop(s);
+                    lock(&self.shared).process_run(&run, &mut r)?;
                     batch_started.get_or_insert_with(Instant::now);
                     in_batch += run.len();
                     if let Some(Err(e)) = after {
@@ -516,7 +512,7 @@ impl Pipeline {
                 }
                 Some(Err(e)) => self.on_poll_error(e, &mut last_poll_error)?,
                 None if draining => {
-                    let n = lanes.slice(&self.shared, &mut m)?;
+                    let n = lanes.slice(&self.shared, &mut r)?;
                     if n > 0 {
                         batch_started.get_or_insert_with(Instant::now);
                         in_batch += n;
@@ -674,7 +670,6 @@ impl Pipeline {
                             .poll(until.saturating_duration_since(Instant::now()))
                         {
                             let active = self.searches.current();
-                            let mut parallel = Parallel::new(1, self.config.max_work_per_document);
                             let mut scratch = active.scratch();
                             scratch.set_budget(self.config.max_work_per_document);
                             let mut buf = Vec::new();
@@ -682,7 +677,6 @@ impl Pipeline {
                             let mut m = MatchInput {
                                 active: &active,
                                 scratch: &mut scratch,
-                                parallel: &mut parallel,
                                 buf: &mut buf,
                                 matched_at: &at,
                                 max_bytes: self.config.max_message_bytes,

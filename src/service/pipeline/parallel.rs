@@ -1,54 +1,68 @@
 //! Matching on every core: the documents of a *run* of messages are
-//! matched ahead, in parallel, and then handled one by one in order.
+//! matched on every thread while the pipeline thread handles the run's
+//! messages one by one, in order.
 //!
 //! # Data flow
 //!
 //! ```text
 //! poll: a run of messages already fetched (the first poll may wait, the rest do not)
 //!   │
-//!   ├─► A  pipeline thread, in order, no side effects: parse each message that
-//!   │      would be handled; classify it; note its record context
-//!   ├─► B  `threads` threads (this one included): match those documents, each
-//!   │      under the guard (`guard`), into its own record buffer (`Ready`)
-//!   └─► C  pipeline thread, in order: the unchanged per-message logic
-//!          (`process`, `process_backlog`): owned? already processed? in the
-//!          drain's range? — then the records matched in B are sent, or the
-//!          dead letter written, and `processed` / the drain cursor advance
+//!   ├─► A  pipeline thread, in order, no side effects (`run`): parse each
+//!   │      message that would be handled; classify it; note its record context
+//!   ├─► B  `threads` threads (this one included): match those documents in
+//!   │      chunks, each under the guard (`guard`), into its own record
+//!   │      buffer (`Ready`)
+//!   └─► C  pipeline thread, in order, as soon as a message's records are
+//!          ready: the unchanged per-message logic (`process`,
+//!          `process_backlog`): owned? already processed? in the drain's
+//!          range? — then the records matched in B are sent, or the dead
+//!          letter written, and `processed` / the drain cursor advance
 //! ```
 //!
 //! Step C is the code that ran before there was a step B, so every
 //! decision (skip, dead letter, which class, which window) is taken where it
-//! was, in message order; B only moves the matching, the costly part, ahead
-//! and onto every core. A document B matched that C then does not take
-//! (rare: a revocation inside the run's polls) is wasted work, never an
-//! emission; a document C takes that B did not match is matched in C.
+//! was, in message order; B only moves the matching, the costly part, onto
+//! every core. A document B matched that C then does not take (rare: a
+//! revocation inside the run's polls) is wasted work, never an emission; a
+//! document C takes that B did not match is matched in C.
+//!
+//! B and C overlap: every thread takes the next chunk nobody has taken.
+//! The pipeline thread handles messages in order; when the next message's
+//! records are not ready, it matches the next untaken chunk instead of
+//! waiting (and waits only when every chunk is taken). So sending records
+//! (the serial part) runs while the helpers match, the threads balance by
+//! themselves, and the pipeline thread never waits on a helper that is not
+//! there.
 //!
 //! # What stays as it was
 //!
-//! - **Order.** C sends in poll order, so the records of a partition keep
-//!   the order of its messages (records of different partitions keep the
-//!   order in which they were polled, which is more than Kafka promises).
+//! - **Order.** C handles in poll order, so the records of a partition
+//!   keep the order of its messages (records of different partitions keep
+//!   the order in which they were polled, which is more than Kafka
+//!   promises).
 //! - **Checkpoints.** Nothing of the run is marked processed before C hands
 //!   its records to the output, and no poll (where a rebalance checkpoints)
-//!   happens between A and C. A revocation during the run's polls
-//!   checkpoints what was processed before the run; C then skips the
+//!   happens between A and the end of C. A revocation during the run's
+//!   polls checkpoints what was processed before the run; C then skips the
 //!   revoked partition's messages (not owned), as the one-at-a-time loop
 //!   skipped messages fetched before a revocation.
 //! - **Hostile input.** Each document is matched under the guard with the
-//!   work budget on whichever thread takes it: a panic or a spent budget
-//!   is that document's outcome, handled in C as before.
+//!   work budget on whichever thread takes it: a panic or a spent budget is
+//!   that document's outcome, handled in C as before.
 //!
 //! # Threads
 //!
 //! The helpers are scoped threads spawned per run (a run holds borrowed
 //! messages, which a long-lived pool could not take), each with scratch
 //! space kept here between runs; documents are taken in chunks of
-//! [`CHUNK`] from a shared cursor, because one document may cost a thousand
-//! times another. Runs shorter than [`MIN_PARALLEL`] are matched on this
+//! [`CHUNK`], because one document may cost a thousand times another.
+//! Runs with fewer than [`MIN_PARALLEL`] documents are matched on this
 //! thread alone: at low rates a run is one message, and a spawn would cost
-//! more than it saves. The helpers' per-search costs go to the same book
-//! as this thread's (`take_costs`).
+//! more than it saves. The helpers' per-search costs go to the same book as
+//! this thread's (`take_costs`).
 
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Mutex;
 
 use super::super::guard::{self, DocRecords, Outcome};
@@ -127,17 +141,25 @@ impl Parallel {
         self.helpers.clear();
     }
 
-    /// Step B: matches every document of `work` with `active` and returns
-    /// one [`Ready`] per document, in `work`'s order. `main` is this
-    /// thread's scratch space.
-    pub(super) fn match_all(
+    /// Steps B and C: matches the document of each item that has one, on
+    /// every thread, and calls `handle(i, records, scratch)` for every item
+    /// `i` in order, on this thread, as soon as item `i`'s records are
+    /// ready (`None`: the item had nothing to match). `main` is this
+    /// thread's scratch space, lent to `handle` for what it matches itself.
+    ///
+    /// Every thread takes the next chunk nobody has taken; this thread
+    /// handles items in order and, while the next item's records are not
+    /// ready, matches the next untaken chunk, so handling overlaps the
+    /// helpers' matching and nothing waits on a thread that is not there. An error from
+    /// `handle` stops the helpers after their chunk and is returned.
+    pub(super) fn match_in_order<E>(
         &mut self,
         active: &Active,
         main: &mut ActiveScratch,
-        work: &[ToMatch<'_>],
+        items: &[Option<ToMatch<'_>>],
         fault_panic_doc: Option<&str>,
-    ) -> Vec<Option<Ready>> {
-        let mut out: Vec<Option<Ready>> = work.iter().map(|_| None).collect();
+        mut handle: impl FnMut(usize, Option<Ready>, &mut ActiveScratch) -> Result<(), E>,
+    ) -> Result<(), E> {
         let one = |scratch: &mut ActiveScratch, w: &ToMatch<'_>| {
             let mut records = DocRecords::default();
             let outcome = guard::match_document(
@@ -149,44 +171,87 @@ impl Parallel {
                 &mut records,
                 fault_panic_doc,
             );
-            Some(Ready {
+            Ready {
                 class: w.class,
                 outcome,
                 records,
-            })
-        };
-        if self.threads == 1 || work.len() < MIN_PARALLEL {
-            for (w, slot) in work.iter().zip(&mut out) {
-                *slot = one(main, w);
             }
-            return out;
+        };
+        let to_match = items.iter().filter(|w| w.is_some()).count();
+        if self.threads == 1 || to_match < MIN_PARALLEL {
+            for (i, w) in items.iter().enumerate() {
+                let ready = w.as_ref().map(|w| one(main, w));
+                handle(i, ready, main)?;
+            }
+            return Ok(());
         }
         while self.helpers.len() < self.threads - 1 {
             let scratch = self.scratch_for(active);
             self.helpers.push(scratch);
         }
-        let chunks = Mutex::new(work.chunks(CHUNK).zip(out.chunks_mut(CHUNK)));
-        let drain = |scratch: &mut ActiveScratch| loop {
-            let next = chunks.lock().unwrap_or_else(|p| p.into_inner()).next();
-            let Some((ws, slots)) = next else { break };
-            for (w, slot) in ws.iter().zip(slots) {
-                *slot = one(scratch, w);
+        let slots: Vec<Mutex<Option<Ready>>> = items.iter().map(|_| Mutex::new(None)).collect();
+        let chunks = items.len().div_ceil(CHUNK);
+        // The next chunk nobody has taken.
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let fill = |scratch: &mut ActiveScratch, c: usize| {
+            let end = ((c + 1) * CHUNK).min(items.len());
+            for i in c * CHUNK..end {
+                if let Some(w) = &items[i] {
+                    let ready = one(scratch, w);
+                    *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(ready);
+                }
             }
         };
+        let this = std::thread::current();
         std::thread::scope(|scope| {
             for helper in &mut self.helpers {
-                let drain = &drain;
+                let (fill, next, stop, this) = (&fill, &next, &stop, &this);
                 let spawned = std::thread::Builder::new()
                     .name("matching".into())
-                    .spawn_scoped(scope, move || drain(helper));
+                    .spawn_scoped(scope, move || {
+                        while !stop.load(Relaxed) {
+                            let c = next.fetch_add(1, Relaxed);
+                            if c >= chunks {
+                                break;
+                            }
+                            fill(helper, c);
+                            this.unpark();
+                        }
+                    });
                 if let Err(e) = spawned {
                     // This thread matches what the helper would have.
                     tracing::warn!(error = %e, "cannot start a matching thread");
                 }
             }
-            drain(main);
-        });
-        out
+            let result = (|| {
+                for (i, w) in items.iter().enumerate() {
+                    let ready = w.as_ref().map(|_| loop {
+                        if let Some(r) = slots[i].lock().unwrap_or_else(|p| p.into_inner()).take() {
+                            break r;
+                        }
+                        // While a helper is on this item's chunk, match
+                        // the next chunk no one has taken (this item's own,
+                        // if it is that one).
+                        let taken = next.load(Relaxed);
+                        if taken < chunks {
+                            if next
+                                .compare_exchange(taken, taken + 1, Relaxed, Relaxed)
+                                .is_ok()
+                            {
+                                fill(main, taken);
+                            }
+                            continue;
+                        }
+                        std::thread::park_timeout(std::time::Duration::from_millis(10));
+                    });
+                    handle(i, ready, main)?;
+                }
+                Ok(())
+            })();
+            stop.store(true, Relaxed);
+            result
+        })
     }
 }
 
@@ -235,38 +300,55 @@ mod tests {
             .collect();
         json[33] =
             serde_json::json!({"id": "expensive", "text": "acme ".repeat(50_000)}).to_string();
-        json[41] = serde_json::json!({"id": "panic-me", "text": "acme outage"}).to_string();
+        json[40] = serde_json::json!({"id": "panic-me", "text": "acme outage"}).to_string();
         let docs: Vec<Document<'_>> = json
             .iter()
             .map(|j| Document::parse(j.as_bytes(), 1 << 20).unwrap())
             .collect();
-        let work: Vec<ToMatch<'_>> = docs
+        // Every seventh item has nothing to match.
+        let items: Vec<Option<ToMatch<'_>>> = docs
             .iter()
             .enumerate()
-            .map(|(i, doc)| ToMatch {
-                doc,
-                class: i % 3,
-                ctx: RecordContext {
-                    matched_at: "2026-12-01T00:00:00.000Z",
-                    input: Some(InputCoords {
-                        topic: "in",
-                        partition: 0,
-                        offset: i as i64,
-                    }),
-                    searches_version: Some(1),
-                    class: None,
-                },
-                masks: None,
+            .map(|(i, doc)| {
+                (i % 7 != 6).then_some(ToMatch {
+                    doc,
+                    class: i % 3,
+                    ctx: RecordContext {
+                        matched_at: "2026-12-01T00:00:00.000Z",
+                        input: Some(InputCoords {
+                            topic: "in",
+                            partition: 0,
+                            offset: i as i64,
+                        }),
+                        searches_version: Some(1),
+                        class: None,
+                    },
+                    masks: None,
+                })
             })
             .collect();
-        let run = |threads: usize, work: &[ToMatch<'_>]| -> Vec<String> {
+        // What `handle` was given, item by item, in the order it was called.
+        let run = |threads: usize, items: &[Option<ToMatch<'_>>]| -> Vec<String> {
             let mut p = Parallel::new(threads, 20_000);
             let mut main = p.scratch_for(&active);
-            let out = p.match_all(&active, &mut main, work, Some("panic-me"));
-            assert_eq!(out.len(), work.len());
-            out.iter().map(|r| summary(r.as_ref().unwrap())).collect()
+            let mut seen = Vec::new();
+            p.match_in_order(
+                &active,
+                &mut main,
+                items,
+                Some("panic-me"),
+                |i, ready, _| {
+                    seen.push(format!(
+                        "{i}: {}",
+                        ready.as_ref().map_or("none".into(), summary)
+                    ));
+                    Ok::<(), ()>(())
+                },
+            )
+            .unwrap();
+            seen
         };
-        let one = run(1, &work);
+        let one = run(1, &items);
         assert!(
             one[0].contains("matched") && one[0].contains("acme-down"),
             "{}",
@@ -278,8 +360,9 @@ mod tests {
             one[1]
         );
         assert!(one[2].ends_with("matched []"), "{}", one[2]);
+        assert!(one[14].starts_with("14: "), "{}", one[14]);
         assert!(one[33].contains("too expensive"), "{}", one[33]);
-        assert!(one[41].contains("panicked: fault injection"), "{}", one[41]);
+        assert!(one[40].contains("panicked: fault injection"), "{}", one[40]);
         // Each record names its own document and offset.
         assert!(
             one[5].contains("d5/") && one[5].contains("\"offset\":5"),
@@ -287,10 +370,10 @@ mod tests {
             one[5]
         );
         for threads in [2, 3, 8] {
-            assert_eq!(run(threads, &work), one, "{threads} threads");
+            assert_eq!(run(threads, &items), one, "{threads} threads");
             // A run too short to be shared gives the same too.
             assert_eq!(
-                run(threads, &work[..5]),
+                run(threads, &items[..5]),
                 one[..5],
                 "{threads} threads, short run"
             );

@@ -1,132 +1,40 @@
 //! One message: parse, match under the guard, hand the records to the
-//! output or the document to the dead letters; and a run's documents
-//! parsed and matched ahead on every core (`parallel`, steps A and B).
+//! output or the document to the dead letters.
 
-use super::parallel::{Parallel, Ready, ToMatch};
+use super::parallel::Ready;
 use super::*;
 use crate::document::BadDocument;
 
-/// A message's document, parsed in step A of `parallel` (`None`: not
-/// parsed there; `process` parses it if it needs it).
-pub(super) type Parsed<'m> = Option<Result<Document<'m>, BadDocument>>;
+/// A message's document if it was parsed already (step A of `parallel`);
+/// `None`: the message is parsed here if it needs to be.
+pub(super) type Parsed<'p, 'm> = Option<&'p Result<Document<'m>, BadDocument>>;
 
 /// What matching a message needs besides the message: the searches version
-/// in use, its scratch space, the threads that match ahead, a buffer for
-/// records, the `matched_at` of records, the size limit of documents, and
-/// the records of the message being handled if they were matched ahead.
+/// in use, its scratch space, a buffer for records, the `matched_at` of
+/// records, the size limit of documents, and the message's records if they
+/// were matched ahead (`parallel`).
 pub(super) struct MatchInput<'a> {
     pub(super) active: &'a Active,
     pub(super) scratch: &'a mut ActiveScratch,
-    pub(super) parallel: &'a mut Parallel,
     pub(super) buf: &'a mut Vec<u8>,
     pub(super) matched_at: &'a str,
     pub(super) max_bytes: usize,
     pub(super) ready: Option<Ready>,
 }
 
-impl LoopState {
-    /// Steps A and B of `parallel` for a run of live messages: each message
-    /// `process` would match is parsed and its document matched ahead.
-    /// Returns the parsed documents and the records, one each per message.
-    pub(super) fn match_live_ahead<'m>(
-        &self,
-        run: &'m [BorrowedMessage<'m>],
-        m: &mut MatchInput<'_>,
-    ) -> (Vec<Parsed<'m>>, Vec<Option<Ready>>) {
-        let parsed: Vec<Parsed<'m>> = run
-            .iter()
-            .map(|msg| {
-                let tp = TopicPartition::new(msg.topic(), msg.partition());
-                let handled = self.owned.contains(&tp)
-                    && self
-                        .processed
-                        .get(&tp)
-                        .is_none_or(|&next| msg.offset() >= next);
-                handled.then(|| Document::parse(msg.payload().unwrap_or_default(), m.max_bytes))
-            })
-            .collect();
-        let classes = self.jobs.classes();
-        let class_of = |msg: &BorrowedMessage<'_>, doc: &Document<'_>| {
-            Some(classes.classify(msg.topic(), doc))
-        };
-        let ready = self.match_ahead(run, &parsed, class_of, None, m);
-        (parsed, ready)
-    }
-
-    /// Steps A and B of `parallel` for a run of one drain lane (job `job`,
-    /// class `class`): each message in the job's window is parsed, and its
-    /// document matched ahead if it is of the lane's class.
-    pub(super) fn match_backlog_ahead<'m>(
-        &self,
-        run: &'m [BorrowedMessage<'m>],
-        job: u64,
-        class: usize,
-        masks: Option<&Masks>,
-        m: &mut MatchInput<'_>,
-    ) -> (Vec<Parsed<'m>>, Vec<Option<Ready>>) {
-        let window = self.jobs.running(job).map(|j| (j.from_ms, j.to_ms));
-        let parsed: Vec<Parsed<'m>> = run
-            .iter()
-            .map(|msg| {
-                let (from, to) = window?;
-                in_window(from, to, msg.timestamp().to_millis())
-                    .then(|| Document::parse(msg.payload().unwrap_or_default(), m.max_bytes))
-            })
-            .collect();
-        let classes = self.jobs.classes();
-        let class_of = |msg: &BorrowedMessage<'_>, doc: &Document<'_>| {
-            (classes.classify(msg.topic(), doc) == class).then_some(class)
-        };
-        let ready = self.match_ahead(run, &parsed, class_of, masks, m);
-        (parsed, ready)
-    }
-
-    /// Step B of `parallel`: matches each parsed document to which
-    /// `class_of` gives a class, as that class, restricted by `masks`.
-    pub(super) fn match_ahead<'m>(
-        &self,
-        run: &'m [BorrowedMessage<'m>],
-        parsed: &[Parsed<'m>],
-        class_of: impl Fn(&BorrowedMessage<'_>, &Document<'_>) -> Option<usize>,
-        masks: Option<&Masks>,
-        m: &mut MatchInput<'_>,
-    ) -> Vec<Option<Ready>> {
-        let classes = self.jobs.classes();
-        let mut at = Vec::new();
-        let mut work = Vec::new();
-        for (i, (msg, doc)) in run.iter().zip(parsed).enumerate() {
-            let Some(Ok(doc)) = doc else { continue };
-            let Some(class) = class_of(msg, doc) else {
-                continue;
-            };
-            at.push(i);
-            work.push(ToMatch {
-                doc,
-                class,
-                ctx: RecordContext {
-                    matched_at: m.matched_at,
-                    input: Some(InputCoords {
-                        topic: msg.topic(),
-                        partition: msg.partition(),
-                        offset: msg.offset(),
-                    }),
-                    searches_version: Some(m.active.meta.version),
-                    class: classes.named().then(|| classes.name(class)),
-                },
-                masks,
-            });
-        }
-        let mut ready: Vec<Option<Ready>> = run.iter().map(|_| None).collect();
-        if work.is_empty() {
-            return ready;
-        }
-        let matched =
-            m.parallel
-                .match_all(m.active, m.scratch, &work, self.fault_panic_doc.as_deref());
-        for (i, r) in at.into_iter().zip(matched) {
-            ready[i] = r;
-        }
-        ready
+/// `parsed`, or `msg` parsed into `slot`.
+fn parsed_or<'p, 'm>(
+    parsed: Parsed<'p, 'm>,
+    msg: &'m BorrowedMessage<'_>,
+    max_bytes: usize,
+    slot: &'p mut Option<Result<Document<'m>, BadDocument>>,
+) -> &'p Result<Document<'m>, BadDocument> {
+    match parsed {
+        Some(p) => p,
+        None => slot.insert(Document::parse(
+            msg.payload().unwrap_or_default(),
+            max_bytes,
+        )),
     }
 }
 
@@ -136,7 +44,7 @@ impl LoopState {
     pub(super) fn process(
         &mut self,
         msg: &BorrowedMessage<'_>,
-        parsed: Parsed<'_>,
+        parsed: Parsed<'_, '_>,
         m: &mut MatchInput<'_>,
     ) -> Result<(), SinkError> {
         let tp = TopicPartition::new(msg.topic(), msg.partition());
@@ -153,11 +61,11 @@ impl LoopState {
         }
         self.metrics.documents_in.fetch_add(1, Relaxed);
         self.live_docs += 1;
-        let payload = msg.payload().unwrap_or_default();
-        match parsed.unwrap_or_else(|| Document::parse(payload, m.max_bytes)) {
+        let mut slot = None;
+        match parsed_or(parsed, msg, m.max_bytes, &mut slot) {
             Ok(doc) => {
-                let class = self.jobs.classes().classify(msg.topic(), &doc);
-                self.emit(msg, &doc, class, None, m)?;
+                let class = self.jobs.classes().classify(msg.topic(), doc);
+                self.emit(msg, doc, class, None, m)?;
             }
             Err(reason) => self.bad(msg, &reason.to_string())?,
         }
@@ -184,7 +92,7 @@ impl LoopState {
         job: u64,
         class: usize,
         masks: Option<&Masks>,
-        parsed: Parsed<'_>,
+        parsed: Parsed<'_, '_>,
         m: &mut MatchInput<'_>,
     ) -> Result<bool, SinkError> {
         self.batch_open = true;
@@ -203,12 +111,12 @@ impl LoopState {
         let in_window = in_window(j.from_ms, j.to_ms, ts);
         let dead_letters = class == self.jobs.classes().last_reader(topic);
         let mut emitted = false;
-        let payload = msg.payload().unwrap_or_default();
-        match parsed.unwrap_or_else(|| Document::parse(payload, m.max_bytes)) {
+        let mut slot = None;
+        match parsed_or(parsed, msg, m.max_bytes, &mut slot) {
             Ok(doc) => {
-                if in_window && self.jobs.classes().classify(topic, &doc) == class {
+                if in_window && self.jobs.classes().classify(topic, doc) == class {
                     self.metrics.documents_in.fetch_add(1, Relaxed);
-                    self.emit(msg, &doc, class, masks, m)?;
+                    self.emit(msg, doc, class, masks, m)?;
                     emitted = true;
                 }
             }
@@ -362,7 +270,7 @@ impl LoopState {
 
 /// Whether a message with timestamp `ts` is inside a replay's window
 /// `[from, to)` (every message is, without a window).
-fn in_window(from: Option<i64>, to: Option<i64>, ts: Option<i64>) -> bool {
+pub(super) fn in_window(from: Option<i64>, to: Option<i64>, ts: Option<i64>) -> bool {
     match (from, to) {
         (Some(from), Some(to)) => ts.is_some_and(|t| t >= from && t < to),
         _ => true,
