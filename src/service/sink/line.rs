@@ -2,7 +2,10 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::time::Duration;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 #[cfg(test)]
 use super::open;
@@ -13,36 +16,145 @@ use crate::config::Target;
 /// JSONL to a file (appended, synced at each seal or flush) or to stdout:
 /// written records are acknowledged records.
 ///
+/// # Data flow
+///
+/// `send` appends to a buffer; `seal` hands the buffer, as one numbered
+/// group, to a writer thread, which writes and syncs groups in order and
+/// acknowledges each once it is synced. So the pipeline thread goes on
+/// matching while a batch is written (at 100,000 searches a batch of real
+/// posts is tens of MB of records). `flush` hands over what was sent since
+/// the last seal and waits until everything is acknowledged, or until the
+/// writer reports a failure.
+///
 /// A failed write (a full disk, an I/O error) is cut back: the file is
 /// truncated to its length before the write, so it never holds a partial
-/// line, and the records stay buffered. The batch is then not acknowledged,
-/// and the pipeline pauses and retries as for a Kafka outage
+/// line, and the group stays with the writer, unacknowledged. The writer
+/// tries it again only when asked (the next `flush` or `seal`): the
+/// pipeline then pauses and retries with backoff as for a Kafka outage
 /// (docs/operations.md §5.5). A file whose last line was cut by a crash is
 /// cut back to its last complete line when opened (those records come again:
 /// they were after the last checkpoint).
 pub(super) struct LineSink {
-    /// `None` writes to stdout.
+    /// Records sent since the last seal.
+    buf: Vec<u8>,
+    /// The last group handed to the writer.
+    sealed: u64,
+    shared: Arc<Shared>,
+    to_writer: Option<Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+/// What the writer thread is asked to do.
+enum Job {
+    /// Write and sync this group.
+    Write(u64, Vec<u8>),
+    /// Try the failed group again.
+    Retry,
+}
+
+/// What the writer thread tells the sink.
+#[derive(Default)]
+struct WriterState {
+    /// The last group written and synced.
+    written: u64,
+    /// Bytes handed over and not yet written.
+    in_flight: usize,
+    /// Failed attempts so far, and the last one's error.
+    failures: u64,
+    error: Option<(std::io::ErrorKind, String)>,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<WriterState>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, WriterState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The writer thread's end: the file (`None`: stdout) and the length of
+/// its complete records.
+struct Writer {
     file: Option<File>,
     /// Bytes of complete records in the file.
     len: u64,
     /// A write failed and its part may still be in the file.
     cut_pending: bool,
-    buf: Vec<u8>,
-    /// The last group handed out by `seal`, and the last one written.
-    sealed: u64,
-    written: u64,
+}
+
+impl Writer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match &mut self.file {
+            Some(f) => {
+                if self.cut_pending {
+                    f.set_len(self.len)?;
+                    self.cut_pending = false;
+                }
+                let written = f.write_all(bytes).and_then(|()| f.sync_data());
+                if let Err(e) = written {
+                    // No partial line: back to the last complete record.
+                    self.cut_pending = f.set_len(self.len).is_err();
+                    return Err(e);
+                }
+                self.len += bytes.len() as u64;
+            }
+            None => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(bytes)?;
+                out.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the groups in order; a failed group stays first and is tried
+    /// again at the next job (a `Retry`, or the next group). Ends when the
+    /// sink is dropped.
+    fn run(mut self, jobs: Receiver<Job>, shared: Arc<Shared>) {
+        let mut queue = std::collections::VecDeque::<(u64, Vec<u8>)>::new();
+        while let Ok(job) = jobs.recv() {
+            for job in std::iter::once(job).chain(std::iter::from_fn(|| jobs.try_recv().ok())) {
+                if let Job::Write(group, bytes) = job {
+                    queue.push_back((group, bytes));
+                }
+            }
+            while let Some((group, bytes)) = queue.front() {
+                let written = self.write(bytes);
+                let mut s = shared.lock();
+                match written {
+                    Ok(()) => {
+                        s.written = *group;
+                        s.in_flight -= bytes.len();
+                        s.error = None;
+                        queue.pop_front();
+                    }
+                    Err(e) => {
+                        s.failures += 1;
+                        s.error = Some((e.kind(), e.to_string()));
+                    }
+                }
+                let failed = s.error.is_some();
+                drop(s);
+                shared.changed.notify_all();
+                if failed {
+                    break;
+                }
+            }
+        }
+    }
 }
 
 impl LineSink {
     pub(super) fn stdout() -> LineSink {
-        LineSink {
+        LineSink::with_writer(Writer {
             file: None,
             len: 0,
             cut_pending: false,
-            buf: Vec::new(),
-            sealed: 0,
-            written: 0,
-        }
+        })
     }
 
     pub(super) fn file(path: &std::path::Path) -> Result<LineSink, SinkError> {
@@ -56,36 +168,59 @@ impl LineSink {
             tracing::warn!(path = %path.display(), kept = len, "the output file ended in a partial line (a crash while writing); cut back to its last complete record");
             f.set_len(len)?;
         }
-        Ok(LineSink {
+        Ok(LineSink::with_writer(Writer {
             file: Some(f),
             len,
-            ..LineSink::stdout()
-        })
+            cut_pending: false,
+        }))
     }
 
-    fn write_buffered(&mut self) -> std::io::Result<()> {
-        match &mut self.file {
-            Some(f) => {
-                if self.cut_pending {
-                    f.set_len(self.len)?;
-                    self.cut_pending = false;
-                }
-                let written = f.write_all(&self.buf).and_then(|()| f.sync_data());
-                if let Err(e) = written {
-                    // No partial line: back to the last complete record.
-                    self.cut_pending = f.set_len(self.len).is_err();
-                    return Err(e);
-                }
-                self.len += self.buf.len() as u64;
+    fn with_writer(writer: Writer) -> LineSink {
+        let shared = Arc::new(Shared::default());
+        let (to_writer, jobs) = channel();
+        let for_writer = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("output-writer".into())
+            .spawn(move || writer.run(jobs, for_writer));
+        let writer = match handle {
+            Ok(h) => Some(h),
+            Err(e) => {
+                // Nothing is acknowledged: the pipeline pauses and says so.
+                tracing::error!(error = %e, "cannot start the output writer thread");
+                None
             }
-            None => {
-                let mut out = std::io::stdout().lock();
-                out.write_all(&self.buf)?;
-                out.flush()?;
-            }
+        };
+        LineSink {
+            buf: Vec::new(),
+            sealed: 0,
+            shared,
+            to_writer: Some(to_writer),
+            writer,
         }
-        self.buf.clear();
-        Ok(())
+    }
+
+    /// Hands the buffer to the writer as the next group.
+    fn hand_over(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        self.sealed += 1;
+        let bytes = std::mem::take(&mut self.buf);
+        self.shared.lock().in_flight += bytes.len();
+        if let Some(tx) = &self.to_writer {
+            let _ = tx.send(Job::Write(self.sealed, bytes));
+        }
+    }
+}
+
+impl Drop for LineSink {
+    fn drop(&mut self) {
+        // The writer ends when its channel closes; what it has not written
+        // is not acknowledged, so it is read again after a restart.
+        self.to_writer = None;
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
     }
 }
 
@@ -122,30 +257,53 @@ impl Sink for LineSink {
         Ok(())
     }
 
-    fn flush(&mut self, _timeout: Duration) -> Result<(), SinkError> {
-        if !self.buf.is_empty() {
-            self.write_buffered()?;
+    fn flush(&mut self, timeout: Duration) -> Result<(), SinkError> {
+        let failures = self.shared.lock().failures;
+        self.hand_over();
+        if let Some(tx) = &self.to_writer {
+            let _ = tx.send(Job::Retry);
         }
-        self.written = self.sealed;
-        Ok(())
+        let until = Instant::now() + timeout;
+        let mut s = self.shared.lock();
+        loop {
+            if s.written >= self.sealed {
+                return Ok(());
+            }
+            if s.failures > failures {
+                let (kind, message) = s
+                    .error
+                    .clone()
+                    .unwrap_or((std::io::ErrorKind::Other, "write failed".into()));
+                return Err(SinkError::Io(std::io::Error::new(kind, message)));
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(SinkError::Timeout(timeout, 0));
+            }
+            s = self
+                .shared
+                .changed
+                .wait_timeout(s, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
     }
 
     fn pending_bytes(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + self.shared.lock().in_flight
     }
 
     fn seal(&mut self) -> Result<u64, SinkError> {
-        self.sealed += 1;
-        // A failed write leaves the group unacknowledged: the pipeline
-        // stalls on it and retries through `flush`.
-        if self.write_buffered().is_ok() {
-            self.written = self.sealed;
+        // An empty group is acknowledged with the one before it.
+        if self.buf.is_empty() {
+            return Ok(self.sealed);
         }
+        self.hand_over();
         Ok(self.sealed)
     }
 
     fn is_acked(&mut self, id: u64) -> Result<bool, SinkError> {
-        Ok(id <= self.written)
+        Ok(id <= self.shared.lock().written)
     }
 }
 
@@ -163,6 +321,40 @@ mod tests {
         s.flush(Duration::from_secs(1)).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"{\"a\":1}\n");
         assert_eq!(s.pending_bytes(), 0);
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
+    fn groups_are_written_in_order_by_the_writer_and_acknowledged_once_synced() {
+        let p = std::env::temp_dir().join(format!("tm-sink-order-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        let mut s = open(&Target::File(p.clone()), &Default::default()).unwrap();
+        let mut groups = Vec::new();
+        for g in 0..50 {
+            for r in 0..20 {
+                s.send(b"k", format!("{{\"g\":{g},\"r\":{r}}}").as_bytes(), &[])
+                    .unwrap();
+            }
+            groups.push(s.seal().unwrap());
+        }
+        assert_eq!(groups, (1..=50).collect::<Vec<u64>>());
+        // Nothing sent since the last seal: the same group again.
+        assert_eq!(s.seal().unwrap(), 50);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !s.is_acked(50).unwrap() {
+            assert!(
+                Instant::now() < deadline,
+                "the writer acknowledges every group"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(s.pending_bytes(), 0);
+        let text = std::fs::read_to_string(&p).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1000);
+        for (i, line) in lines.iter().enumerate() {
+            assert_eq!(*line, format!("{{\"g\":{},\"r\":{}}}", i / 20, i % 20));
+        }
         let _ = std::fs::remove_file(&p);
     }
 
@@ -188,6 +380,7 @@ mod tests {
         let mut s = open(&Target::File(p.clone()), &Default::default()).unwrap();
         s.send(b"k", b"{\"first\":1}", &[]).unwrap();
         let g1 = s.seal().unwrap();
+        s.flush(Duration::from_secs(5)).unwrap();
         assert!(s.is_acked(g1).unwrap());
         let filler = fs.fill();
         // A batch larger than what is left: the write fails part way.
