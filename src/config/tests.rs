@@ -30,22 +30,26 @@ fn the_docker_config_is_valid() {
     assert_eq!(c.kafka.brokers, "kafka:29092");
 }
 
+/// Every required setting, given on the command line.
+fn required() -> Overrides {
+    Overrides {
+        brokers: Some("b:1".into()),
+        group: Some("g".into()),
+        input: Some("a".into()),
+        output: Some("stdout".into()),
+        dead_letter: Some("file:/tmp/d".into()),
+        state_dir: Some("/tmp/s".into()),
+        searches: Some("s.json".into()),
+        ..Overrides::default()
+    }
+}
+
 #[test]
 fn matching_threads_default_to_one_per_core_and_are_bounded() {
     let threads = |toml: &str| {
-        let o = Overrides {
-            brokers: Some("b:1".into()),
-            group: Some("g".into()),
-            input: Some("a".into()),
-            output: Some("stdout".into()),
-            dead_letter: Some("file:/tmp/d".into()),
-            state_dir: Some("/tmp/s".into()),
-            searches: Some("s.json".into()),
-            ..Overrides::default()
-        };
         RawConfig::from_toml(toml)
             .unwrap()
-            .validate(o)
+            .validate(required())
             .map(|c| c.matching_threads)
     };
     let cores = std::thread::available_parallelism().unwrap().get();
@@ -80,16 +84,7 @@ threshold = 500
 "#,
     )
     .unwrap();
-    let o = Overrides {
-        brokers: Some("b:1".into()),
-        group: Some("g".into()),
-        input: Some("a".into()),
-        output: Some("stdout".into()),
-        dead_letter: Some("file:/tmp/d".into()),
-        state_dir: Some("/tmp/s".into()),
-        searches: Some("s.json".into()),
-        ..Overrides::default()
-    };
+    let o = required();
     let c = raw.validate(o.clone()).unwrap();
     assert_eq!(c.classes.names(), ["critical", "high", "low"]);
     assert_eq!(

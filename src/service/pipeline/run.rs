@@ -3,7 +3,7 @@
 //! The one-message logic of step C is `process`.
 
 use super::parallel::{Parallel, ToMatch};
-use super::process::{in_window, MatchInput};
+use super::process::{in_window, MatchInput, Parsed};
 use super::*;
 use crate::classes::Classes;
 use crate::document::BadDocument;
@@ -59,8 +59,7 @@ impl LoopState {
         run: &[BorrowedMessage<'_>],
         r: &mut RunInput<'_>,
     ) -> Result<(), SinkError> {
-        let (active, matched_at, max_bytes, classes) =
-            (r.active, r.matched_at, r.max_bytes, r.classes);
+        let (max_bytes, classes) = (r.max_bytes, r.classes);
         let parsed: Vec<ParsedDoc<'_>> = run
             .iter()
             .map(|msg| {
@@ -73,18 +72,79 @@ impl LoopState {
                 handled.then(|| Document::parse(msg.payload().unwrap_or_default(), max_bytes))
             })
             .collect();
+        let class_of = |msg: &BorrowedMessage<'_>, doc: &Document<'_>| {
+            Some(classes.classify(msg.topic(), doc))
+        };
+        self.match_and_handle(run, &parsed, class_of, None, r, |s, msg, parsed, m| {
+            s.process(msg, parsed, m)
+        })
+    }
+
+    /// A run of one drain lane's messages (job `job`, class `class`): each
+    /// message in the job's window is parsed, and matched ahead if it is of
+    /// the lane's class; then every message goes through `process_backlog`
+    /// in order. Returns how many documents of the class were matched.
+    pub(super) fn process_backlog_run(
+        &mut self,
+        run: &[BorrowedMessage<'_>],
+        job: u64,
+        class: usize,
+        masks: Option<&Masks>,
+        r: &mut RunInput<'_>,
+    ) -> Result<usize, SinkError> {
+        let (max_bytes, classes) = (r.max_bytes, r.classes);
+        let window = self.jobs.running(job).map(|j| (j.from_ms, j.to_ms));
+        let parsed: Vec<ParsedDoc<'_>> = run
+            .iter()
+            .map(|msg| {
+                let (from, to) = window?;
+                in_window(from, to, msg.timestamp().to_millis())
+                    .then(|| Document::parse(msg.payload().unwrap_or_default(), max_bytes))
+            })
+            .collect();
+        let class_of = |msg: &BorrowedMessage<'_>, doc: &Document<'_>| {
+            (classes.classify(msg.topic(), doc) == class).then_some(class)
+        };
+        let mut emitted = 0;
+        self.match_and_handle(run, &parsed, class_of, masks, r, |s, msg, parsed, m| {
+            emitted += usize::from(s.process_backlog(msg, job, class, masks, parsed, m)?);
+            Ok(())
+        })?;
+        Ok(emitted)
+    }
+
+    /// Steps B and C for a run whose step A gave `parsed`: each parsed
+    /// document to which `class_of` gives a class is matched as that class
+    /// (restricted by `masks`) on every thread, and `handle` gets every
+    /// message of the run in order, with its records when they are ready.
+    fn match_and_handle(
+        &mut self,
+        run: &[BorrowedMessage<'_>],
+        parsed: &[ParsedDoc<'_>],
+        class_of: impl Fn(&BorrowedMessage<'_>, &Document<'_>) -> Option<usize>,
+        masks: Option<&Masks>,
+        r: &mut RunInput<'_>,
+        mut handle: impl FnMut(
+            &mut Self,
+            &BorrowedMessage<'_>,
+            Parsed<'_, '_>,
+            &mut MatchInput<'_>,
+        ) -> Result<(), SinkError>,
+    ) -> Result<(), SinkError> {
+        let (active, matched_at, max_bytes, classes) =
+            (r.active, r.matched_at, r.max_bytes, r.classes);
         let items: Vec<Option<ToMatch<'_>>> = run
             .iter()
-            .zip(&parsed)
+            .zip(parsed)
             .map(|(msg, p)| {
                 let Some(Ok(doc)) = p else { return None };
-                let class = classes.classify(msg.topic(), doc);
+                let class = class_of(msg, doc)?;
                 Some(to_match(
                     (active, matched_at, classes),
                     msg,
                     doc,
                     class,
-                    None,
+                    masks,
                 ))
             })
             .collect();
@@ -104,66 +164,8 @@ impl LoopState {
                     max_bytes,
                     ready,
                 };
-                self.process(&run[i], parsed[i].as_ref(), &mut m)
+                handle(self, &run[i], parsed[i].as_ref(), &mut m)
             },
         )
-    }
-
-    /// A run of one drain lane's messages (job `job`, class `class`): each
-    /// message in the job's window is parsed, and matched ahead if it is of
-    /// the lane's class; then every message goes through `process_backlog`
-    /// in order. Returns how many documents of the class were matched.
-    pub(super) fn process_backlog_run(
-        &mut self,
-        run: &[BorrowedMessage<'_>],
-        job: u64,
-        class: usize,
-        masks: Option<&Masks>,
-        r: &mut RunInput<'_>,
-    ) -> Result<usize, SinkError> {
-        let (active, matched_at, max_bytes, classes) =
-            (r.active, r.matched_at, r.max_bytes, r.classes);
-        let window = self.jobs.running(job).map(|j| (j.from_ms, j.to_ms));
-        let parsed: Vec<ParsedDoc<'_>> = run
-            .iter()
-            .map(|msg| {
-                let (from, to) = window?;
-                in_window(from, to, msg.timestamp().to_millis())
-                    .then(|| Document::parse(msg.payload().unwrap_or_default(), max_bytes))
-            })
-            .collect();
-        let items: Vec<Option<ToMatch<'_>>> = run
-            .iter()
-            .zip(&parsed)
-            .map(|(msg, p)| {
-                let Some(Ok(doc)) = p else { return None };
-                (classes.classify(msg.topic(), doc) == class)
-                    .then(|| to_match((active, matched_at, classes), msg, doc, class, masks))
-            })
-            .collect();
-        let fault = self.fault_panic_doc.clone();
-        let buf = &mut *r.buf;
-        let mut emitted = 0;
-        r.parallel.match_in_order(
-            active,
-            r.scratch,
-            &items,
-            fault.as_deref(),
-            |i, ready, scratch| {
-                let mut m = MatchInput {
-                    active,
-                    scratch,
-                    buf: &mut *buf,
-                    matched_at,
-                    max_bytes,
-                    ready,
-                };
-                let parsed = parsed[i].as_ref();
-                emitted +=
-                    usize::from(self.process_backlog(&run[i], job, class, masks, parsed, &mut m)?);
-                Ok::<(), SinkError>(())
-            },
-        )?;
-        Ok(emitted)
     }
 }

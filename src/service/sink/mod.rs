@@ -70,7 +70,8 @@ pub trait Sink: Send {
 
     /// Closes the group of records sent since the last seal and returns its
     /// id; [`Sink::is_acked`] tells when the group (and all before it) is
-    /// acknowledged, without waiting. Files are written and synced here.
+    /// acknowledged, without waiting. A file hands the group to its writer
+    /// thread here (acknowledged once written and synced).
     ///
     /// # Errors
     ///
