@@ -343,25 +343,25 @@ pub(crate) enum Command {
         #[arg(long)]
         input: Option<PathBuf>,
         /// Generate long-form documents (articles) instead of tweets.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "brokers")]
         long_form: bool,
         /// With --input: generate the --searches searches from the
         /// documents' own vocabulary across the frequency range (real posts:
         /// scripts/fetch-real-posts.py) instead of invented brands.
-        #[arg(long, requires = "input", conflicts_with = "searches_file")]
+        #[arg(long, requires = "input", conflicts_with_all = ["searches_file", "brokers"])]
         realistic: bool,
         /// Choose anchors by the terms' document frequencies, learnt from
         /// the first N documents (0: by how many searches use a term).
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, conflicts_with = "brokers")]
         learn_frequencies: usize,
         /// Give this percent of the generated searches a regex leaf
         /// (`(query) OR /brand-?[0-9]{2,4}/`), to compare with 0.
-        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100), conflicts_with_all = ["searches_file", "realistic"])]
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100), conflicts_with_all = ["searches_file", "realistic", "brokers"])]
         regex_percent: u32,
         /// Also measure the overhead of counting per-search costs (as the
         /// service does): this many pairs of passes, without and with,
         /// alternating (0: skip).
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, conflicts_with = "brokers")]
         cost_overhead_pairs: usize,
         /// Seed of the workload generator.
         #[arg(long, default_value_t = 1)]
@@ -375,7 +375,7 @@ pub(crate) enum Command {
         passes: usize,
         /// Write the workload (searches.json, documents.jsonl) to this
         /// directory instead of benchmarking.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", conflicts_with = "brokers")]
         emit_workload: Option<PathBuf>,
         /// Benchmark end to end through this broker instead: the service
         /// against a bare consumer reading the same topic.
@@ -400,7 +400,7 @@ pub(crate) enum Command {
         reload: bool,
         /// With --brokers: the simulated incident instead — steady state,
         /// then the same documents drained as a backlog by class.
-        #[arg(long, requires = "brokers")]
+        #[arg(long, requires = "brokers", conflicts_with_all = ["searches_file", "input"])]
         catch_up: bool,
         /// With --catch-up: one topic per class instead of one shared topic.
         #[arg(long, requires = "catch_up")]

@@ -264,6 +264,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             by_topic,
             policy,
             live_rate,
+            matching_threads,
             ..
         } => commands::bench::catchup::run(
             &commands::bench::catchup::CatchUpBenchOptions {
@@ -275,6 +276,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 by_topic,
                 policy,
                 live_rate,
+                threads: usize::from(matching_threads),
             },
             &mut std::io::stdout().lock(),
         ),

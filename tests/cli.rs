@@ -737,3 +737,35 @@ fn explain_shows_why_a_search_matches_and_why_another_does_not() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no search \"nope\""));
 }
+
+/// Options the broker benchmarks do not use are refused, not ignored: a
+/// figure measured on other searches than the ones asked for is worse than
+/// an error.
+#[test]
+fn bench_refuses_options_its_broker_variants_would_ignore() {
+    let refused = [
+        vec![
+            "--brokers",
+            "127.0.0.1:1",
+            "--realistic",
+            "--input",
+            "x.jsonl",
+        ],
+        vec!["--brokers", "127.0.0.1:1", "--regex-percent", "1"],
+        vec!["--brokers", "127.0.0.1:1", "--cost-overhead-pairs", "3"],
+        vec!["--brokers", "127.0.0.1:1", "--emit-workload", "/tmp/x"],
+        vec![
+            "--brokers",
+            "127.0.0.1:1",
+            "--catch-up",
+            "--searches-file",
+            "s.json",
+        ],
+    ];
+    for args in refused {
+        let out = bin().arg("bench").args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("cannot be used with"), "{args:?}: {err}");
+    }
+}

@@ -48,6 +48,9 @@ pub struct CatchUpBenchOptions {
     pub policy: crate::classes::PolicyName,
     /// Live documents per second during the catch-up.
     pub live_rate: u64,
+    /// The service's matching threads (`[matching] threads`; 0: one per
+    /// core).
+    pub threads: usize,
 }
 
 const CLASSES: [(&str, &str); 3] = [("critical", "dm"), ("high", "mention"), ("low", "post")];
@@ -160,6 +163,9 @@ pub fn run(o: &CatchUpBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outco
             })
             .map(|mut c| {
                 c.kafka = o.kafka.clone();
+                if o.threads > 0 {
+                    c.matching_threads = o.threads;
+                }
                 c
             })
             .map_err(|e| anyhow::anyhow!("{e}"))
