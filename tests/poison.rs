@@ -93,7 +93,9 @@ fn poison_documents_become_dead_letters_and_the_stream_goes_on() {
     let config = dir.join("config.toml");
     std::fs::write(
         &config,
-        "[kafka.producer]\n\"message.max.bytes\" = \"200000\"\n\n[limits]\nmax_work_per_document = 300000\n",
+        // slow_search_work = 1: every evaluation is a slow one, so the
+        // slow-search log must name each search once, however often it runs.
+        "[kafka.producer]\n\"message.max.bytes\" = \"200000\"\n\n[limits]\nmax_work_per_document = 300000\nslow_search_work = 1\n",
     )
     .unwrap();
     std::env::set_var("TOPIC_MATCHER_FAULT_PANIC_DOC_ID", "panic-me");
@@ -182,5 +184,44 @@ fn poison_documents_become_dead_letters_and_the_stream_goes_on() {
     let l = log();
     assert!(l.contains("document too expensive to match"), "{l}");
     assert!(l.contains("matching panicked"), "{l}");
+
+    // The slow-search log: search, topic and work, at most once a minute
+    // per search (the run is shorter than a minute), counted in
+    // /searches/cost. Costs are collected every second: wait for the last.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let l = log();
+    let slow: Vec<&str> = l
+        .lines()
+        .filter(|line| {
+            line.contains(
+                "slow search: one evaluation spent more work than limits.slow_search_work",
+            )
+        })
+        .collect();
+    assert!(!slow.is_empty(), "no slow-search line in:\n{l}");
+    let mut searches = std::collections::BTreeSet::new();
+    for line in &slow {
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name}= in {line}"))
+                .trim_matches('"')
+                .to_string()
+        };
+        assert!(field("work").parse::<u64>().unwrap() > 1, "{line}");
+        assert_eq!(field("slow_search_work"), "1", "{line}");
+        assert!(!field("topic").is_empty(), "{line}");
+        assert!(
+            searches.insert(field("search")),
+            "logged twice within a minute: {line}"
+        );
+    }
+    let cost: serde_json::Value =
+        serde_json::from_str(&svc.get("/searches/cost").unwrap()).unwrap();
+    assert_eq!(
+        cost["slow_searches"].as_u64(),
+        Some(searches.len() as u64),
+        "{cost}"
+    );
     assert_eq!(svc.terminate(), Some(0));
 }
