@@ -215,11 +215,22 @@ impl LineSink {
 
 impl Drop for LineSink {
     fn drop(&mut self) {
-        // The writer ends when its channel closes; what it has not written
-        // is not acknowledged, so it is read again after a restart.
+        // The writer ends when its channel closes. It is waited for a few
+        // seconds at most: a write blocked for good (stdout into a reader
+        // that stopped reading) must not hold the process. What it has not
+        // written is not acknowledged, so it is read again after a restart,
+        // and a line cut by the exit is cut back when the file is opened.
         self.to_writer = None;
         if let Some(w) = self.writer.take() {
-            let _ = w.join();
+            let until = Instant::now() + Duration::from_secs(5);
+            while !w.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if w.is_finished() {
+                let _ = w.join();
+            } else {
+                tracing::warn!("the output writer is still writing; not waiting for it");
+            }
         }
     }
 }
