@@ -82,17 +82,7 @@ pub struct BenchReport {
 ///
 /// When inputs cannot be read or the engine cannot be built.
 pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> anyhow::Result<(Outcome, BenchReport)> {
-    let input_lines: Option<Vec<String>> = match &opts.input {
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read {}", p.display()))?
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(str::to_string)
-                .collect(),
-        ),
-        None => None,
-    };
+    let input_lines = opts.input.as_deref().map(super::read_lines).transpose()?;
     let (searches_json, what) = match (&opts.searches_file, &input_lines) {
         (Some(p), _) => (
             std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,

@@ -59,21 +59,28 @@ pub fn run(opts: &KafkaBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outc
     create_topics(&opts.kafka, &[&input, &output], 3)
         .context("cannot create the benchmark topics")?;
 
-    let searches_json = match &opts.searches_file {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?,
-        None => workload::searches_json(opts.searches, opts.seed),
+    // A given searches file is used where it is; generated searches are
+    // written next to the service's state.
+    let dir = std::env::temp_dir().join(format!("topic-matcher-bench-{tag}"));
+    std::fs::create_dir_all(&dir)?;
+    let (searches_path, generated) = match &opts.searches_file {
+        Some(path) => (path.clone(), None),
+        None => {
+            let json = workload::searches_json(opts.searches, opts.seed);
+            let path = dir.join("searches.json");
+            std::fs::write(&path, &json)?;
+            (path, Some(json))
+        }
     };
     let docs: Vec<String> = match &opts.input {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(str::to_string)
-            .collect(),
+        Some(path) => super::read_lines(path)?,
         None => {
-            let groups = workload::brand_groups(&searches_json);
-            workload::documents(opts.docs, groups, false, opts.seed)
+            let json = match generated {
+                Some(json) => json,
+                None => std::fs::read_to_string(&searches_path)
+                    .with_context(|| format!("cannot read {}", searches_path.display()))?,
+            };
+            workload::documents(opts.docs, workload::brand_groups(&json), false, opts.seed)
         }
     };
     let bytes: usize = docs.iter().map(String::len).sum();
@@ -107,10 +114,6 @@ pub fn run(opts: &KafkaBenchOptions, out: &mut dyn Write) -> anyhow::Result<Outc
     )?;
 
     // The service.
-    let dir = std::env::temp_dir().join(format!("topic-matcher-bench-{tag}"));
-    std::fs::create_dir_all(&dir)?;
-    let searches_path = dir.join("searches.json");
-    std::fs::write(&searches_path, &searches_json)?;
     let mut config = RawConfig::default()
         .validate(Overrides {
             brokers: Some(opts.kafka.brokers.clone()),

@@ -18,3 +18,18 @@ pub mod catchup;
 pub mod engine;
 pub mod kafka;
 pub mod reload;
+
+/// The non-empty lines of `path` (documents given with `--input`).
+///
+/// # Errors
+///
+/// When the file cannot be read.
+fn read_lines(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    use anyhow::Context;
+    Ok(std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect())
+}
