@@ -138,7 +138,9 @@ impl Lanes {
                         want = want.min(QUANTUM.saturating_sub(emitted).max(1));
                     }
                     let mut run = Vec::new();
-                    let mut after = None;
+                    // Why the run ended before `want`: nothing fetched
+                    // (`None`) or an error.
+                    let mut ended: Option<Option<KafkaError>> = None;
                     while run.len() < want {
                         // The last resort waits a little on one lane.
                         let wait = if attempt && n == 0 && k == 0 && taken == 0 && run.is_empty() {
@@ -148,17 +150,21 @@ impl Lanes {
                         };
                         match lane.consumer.poll(wait) {
                             Some(Ok(msg)) => run.push(msg),
-                            other => {
-                                after = Some(other);
+                            Some(Err(e)) => {
+                                ended = Some(Some(e));
+                                break;
+                            }
+                            None => {
+                                ended = Some(None);
                                 break;
                             }
                         }
                     }
                     emitted += s.process_backlog_run(&run, job, class, self.masks.as_ref(), r)?;
                     taken += run.len();
-                    match after {
-                        None | Some(Some(Ok(_))) => {}
-                        Some(Some(Err(KafkaError::PartitionEOF(_)))) => {
+                    match ended {
+                        None => {}
+                        Some(Some(KafkaError::PartitionEOF(_))) => {
                             // Read up to the head: a range whose end is
                             // behind the position is done.
                             if let Ok(pos) = lane.consumer.position() {
@@ -171,15 +177,15 @@ impl Lanes {
                             }
                             break;
                         }
-                        Some(Some(Err(KafkaError::MessageConsumption(
+                        Some(Some(KafkaError::MessageConsumption(
                             RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange,
-                        )))) => {
+                        ))) => {
                             // Retention deleted the class's next messages
                             // before it read them: never a silent jump.
                             s.skip_deleted(job, class, lane);
                             break;
                         }
-                        Some(Some(Err(e))) => {
+                        Some(Some(e)) => {
                             tracing::warn!(partition = %lane.tp, error = %e, "drain consumer error (retrying)");
                             break;
                         }

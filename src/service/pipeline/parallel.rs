@@ -150,8 +150,9 @@ impl Parallel {
     /// Every thread takes the next chunk nobody has taken; this thread
     /// handles items in order and, while the next item's records are not
     /// ready, matches the next untaken chunk, so handling overlaps the
-    /// helpers' matching and nothing waits on a thread that is not there. An error from
-    /// `handle` stops the helpers after their chunk and is returned.
+    /// helpers' matching and nothing waits on a thread that is not there.
+    /// An error from `handle` stops the helpers after their chunk and is
+    /// returned.
     pub(super) fn match_in_order<E>(
         &mut self,
         active: &Active,

@@ -22,6 +22,27 @@ pub(super) struct MatchInput<'a> {
     pub(super) ready: Option<Ready>,
 }
 
+/// What the records of `msg`, matched with `active` as `class`, say
+/// besides the match: when, where from, which version, which class.
+pub(super) fn record_context<'a>(
+    msg: &'a BorrowedMessage<'_>,
+    matched_at: &'a str,
+    active: &Active,
+    classes: &'a crate::classes::Classes,
+    class: usize,
+) -> RecordContext<'a> {
+    RecordContext {
+        matched_at,
+        input: Some(InputCoords {
+            topic: msg.topic(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+        }),
+        searches_version: Some(active.meta.version),
+        class: classes.named().then(|| classes.name(class)),
+    }
+}
+
 /// `parsed`, or `msg` parsed into `slot`.
 fn parsed_or<'p, 'm>(
     parsed: Parsed<'p, 'm>,
@@ -146,17 +167,7 @@ impl LoopState {
         let (outcome, records, own) = match m.ready.take().filter(|r| r.class == class) {
             Some(r) => (r.outcome, r.records, false),
             None => {
-                let classes = self.jobs.classes();
-                let ctx = RecordContext {
-                    matched_at: m.matched_at,
-                    input: Some(InputCoords {
-                        topic: msg.topic(),
-                        partition: msg.partition(),
-                        offset: msg.offset(),
-                    }),
-                    searches_version: Some(m.active.meta.version),
-                    class: classes.named().then(|| classes.name(class)),
-                };
+                let ctx = record_context(msg, m.matched_at, m.active, self.jobs.classes(), class);
                 let mut records = std::mem::take(&mut self.doc_records);
                 std::mem::swap(&mut records.buf, m.buf);
                 let outcome = guard::match_document(

@@ -3,7 +3,7 @@
 //! The one-message logic of step C is `process`.
 
 use super::parallel::{Parallel, ToMatch};
-use super::process::{in_window, MatchInput, Parsed};
+use super::process::{in_window, record_context, MatchInput, Parsed};
 use super::*;
 use crate::classes::Classes;
 use crate::document::BadDocument;
@@ -20,32 +20,6 @@ pub(super) struct RunInput<'a> {
     pub(super) matched_at: &'a str,
     pub(super) max_bytes: usize,
     pub(super) classes: &'a Classes,
-}
-
-/// What step B matches for `msg`: `doc` as `class` (named in records
-/// when classes are configured), restricted by `masks`.
-fn to_match<'d>(
-    (active, matched_at, classes): (&'d Active, &'d str, &'d Classes),
-    msg: &'d BorrowedMessage<'_>,
-    doc: &'d Document<'d>,
-    class: usize,
-    masks: Option<&'d Masks>,
-) -> ToMatch<'d> {
-    ToMatch {
-        doc,
-        class,
-        ctx: RecordContext {
-            matched_at,
-            input: Some(InputCoords {
-                topic: msg.topic(),
-                partition: msg.partition(),
-                offset: msg.offset(),
-            }),
-            searches_version: Some(active.meta.version),
-            class: classes.named().then(|| classes.name(class)),
-        },
-        masks,
-    }
 }
 
 type ParsedDoc<'m> = Option<Result<Document<'m>, BadDocument>>;
@@ -139,13 +113,12 @@ impl LoopState {
             .map(|(msg, p)| {
                 let Some(Ok(doc)) = p else { return None };
                 let class = class_of(msg, doc)?;
-                Some(to_match(
-                    (active, matched_at, classes),
-                    msg,
+                Some(ToMatch {
                     doc,
                     class,
+                    ctx: record_context(msg, matched_at, active, classes, class),
                     masks,
-                ))
+                })
             })
             .collect();
         let fault = self.fault_panic_doc.clone();
