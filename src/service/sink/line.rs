@@ -35,8 +35,9 @@ use crate::config::Target;
 /// cut back to its last complete line when opened (those records come again:
 /// they were after the last checkpoint).
 pub(super) struct LineSink {
-    /// Records sent since the last seal.
+    /// Records sent since the last seal, and how many.
     buf: Vec<u8>,
+    records: usize,
     /// The last group handed to the writer.
     sealed: u64,
     shared: Arc<Shared>,
@@ -46,8 +47,8 @@ pub(super) struct LineSink {
 
 /// What the writer thread is asked to do.
 enum Job {
-    /// Write and sync this group.
-    Write(u64, Vec<u8>),
+    /// Write and sync this group (its bytes, its number of records).
+    Write(u64, Vec<u8>, usize),
     /// Try the failed group again.
     Retry,
 }
@@ -57,8 +58,9 @@ enum Job {
 struct WriterState {
     /// The last group written and synced.
     written: u64,
-    /// Bytes handed over and not yet written.
+    /// Bytes and records handed over and not yet written.
     in_flight: usize,
+    in_flight_records: usize,
     /// Failed attempts so far, and the last one's error.
     failures: u64,
     error: Option<(std::io::ErrorKind, String)>,
@@ -115,20 +117,21 @@ impl Writer {
     /// again at the next job (a `Retry`, or the next group). Ends when the
     /// sink is dropped.
     fn run(mut self, jobs: Receiver<Job>, shared: Arc<Shared>) {
-        let mut queue = std::collections::VecDeque::<(u64, Vec<u8>)>::new();
+        let mut queue = std::collections::VecDeque::<(u64, Vec<u8>, usize)>::new();
         while let Ok(job) = jobs.recv() {
             for job in std::iter::once(job).chain(std::iter::from_fn(|| jobs.try_recv().ok())) {
-                if let Job::Write(group, bytes) = job {
-                    queue.push_back((group, bytes));
+                if let Job::Write(group, bytes, records) = job {
+                    queue.push_back((group, bytes, records));
                 }
             }
-            while let Some((group, bytes)) = queue.front() {
+            while let Some((group, bytes, records)) = queue.front() {
                 let written = self.write(bytes);
                 let mut s = shared.lock();
                 match written {
                     Ok(()) => {
                         s.written = *group;
                         s.in_flight -= bytes.len();
+                        s.in_flight_records -= records;
                         s.error = None;
                         queue.pop_front();
                     }
@@ -192,6 +195,7 @@ impl LineSink {
         };
         LineSink {
             buf: Vec::new(),
+            records: 0,
             sealed: 0,
             shared,
             to_writer: Some(to_writer),
@@ -206,9 +210,14 @@ impl LineSink {
         }
         self.sealed += 1;
         let bytes = std::mem::take(&mut self.buf);
-        self.shared.lock().in_flight += bytes.len();
+        let records = std::mem::take(&mut self.records);
+        {
+            let mut s = self.shared.lock();
+            s.in_flight += bytes.len();
+            s.in_flight_records += records;
+        }
         if let Some(tx) = &self.to_writer {
-            let _ = tx.send(Job::Write(self.sealed, bytes));
+            let _ = tx.send(Job::Write(self.sealed, bytes, records));
         }
     }
 }
@@ -265,6 +274,7 @@ impl Sink for LineSink {
         if !value.ends_with(b"\n") {
             self.buf.push(b'\n');
         }
+        self.records += 1;
         Ok(())
     }
 
@@ -289,7 +299,7 @@ impl Sink for LineSink {
             }
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(SinkError::Timeout(timeout, 0));
+                return Err(SinkError::Timeout(timeout, s.in_flight_records));
             }
             s = self
                 .shared
