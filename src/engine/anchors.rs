@@ -2,7 +2,7 @@
 //! an anchor — how often it wakes searches up — and the cheapest anchor
 //! set of each node of a search's tree. `confirm` builds on the same costs.
 
-use super::compile::{Bases, CLeafKind, Compiled, FeatureId, Node};
+use super::compile::{Bases, CLeafKind, Compiled, FeatureId, NearNode, Node};
 
 /// Cost of anchoring on a feature: how many searches use it, weighted by how
 /// expensive its hits are to confirm.
@@ -84,12 +84,13 @@ impl Costs<'_> {
                 out.extend(set);
                 Some(cost)
             }
-            Node::Near {
-                left,
-                left_len,
-                right_len,
-                ..
-            } => {
+            Node::Near(n) => {
+                let NearNode {
+                    left,
+                    left_len,
+                    right_len,
+                    ..
+                } = c.nears[n as usize];
                 let side = |from: u32, n: u32| {
                     let leaves = &c.children[from as usize..(from + n) as usize];
                     let set: Vec<(FeatureId, f64)> =

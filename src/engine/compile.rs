@@ -52,16 +52,22 @@ pub(crate) enum Node {
         len: u32,
     },
     Not(u32),
-    /// Left leaves `children[left..left + left_len]`, right leaves after.
-    Near {
-        left: u32,
-        left_len: u32,
-        right_len: u32,
-        max_gap: u32,
-        ordered: bool,
-    },
+    /// `nears[i]`: kept apart so that every node is 12 bytes (a million
+    /// searches have seven million nodes; few of them are NEARs).
+    Near(u32),
     Leaf(u32),
     Meta(u32),
+}
+
+/// A NEAR node: left leaves `children[left..left + left_len]`, right
+/// leaves after.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NearNode {
+    pub left: u32,
+    pub left_len: u32,
+    pub right_len: u32,
+    pub max_gap: u32,
+    pub ordered: bool,
 }
 
 /// One token of a compiled word or phrase.
@@ -103,6 +109,7 @@ pub(crate) struct Compiled {
     pub topics: Vec<Box<str>>,
     pub searches: Vec<CSearch>,
     pub nodes: Vec<Node>,
+    pub nears: Vec<NearNode>,
     pub children: Vec<u32>,
     pub leaves: Vec<CLeaf>,
     pub ptoks: Vec<PTok>,
@@ -145,15 +152,27 @@ pub(crate) struct Postings {
 
 impl Postings {
     fn from_lists(lists: &[Vec<u32>]) -> Postings {
-        let mut p = Postings {
-            off: vec![0],
-            items: Vec::new(),
-        };
+        let mut p = Postings::with_capacity(lists.len(), 0);
         for l in lists {
-            p.items.extend_from_slice(l);
-            p.off.push(p.items.len() as u32);
+            p.push(l);
         }
         p
+    }
+
+    /// Empty, with room for `keys` lists of `items` items in all.
+    fn with_capacity(keys: usize, items: usize) -> Postings {
+        let mut off = Vec::with_capacity(keys + 1);
+        off.push(0);
+        Postings {
+            off,
+            items: Vec::with_capacity(items),
+        }
+    }
+
+    /// Appends the list of the next key.
+    fn push(&mut self, list: &[u32]) {
+        self.items.extend_from_slice(list);
+        self.off.push(self.items.len() as u32);
     }
 
     /// Number of keys.
@@ -215,6 +234,15 @@ fn intern<K: std::hash::Hash + Eq>(map: &mut FxHashMap<K, u32>, key: K) -> u32 {
     *map.entry(key).or_insert(next)
 }
 
+/// [`intern`], cloning the key only when it is new (most leaves share
+/// their features with other searches).
+fn intern_cloned<K: std::hash::Hash + Eq + Clone>(map: &mut FxHashMap<K, u32>, key: &K) -> u32 {
+    match map.get(key) {
+        Some(&i) => i,
+        None => intern(map, key.clone()),
+    }
+}
+
 impl Features {
     fn term(&mut self, folded: &str) -> Local {
         if let Some(&i) = self.terms.get(folded) {
@@ -227,9 +255,9 @@ impl Features {
     fn of_leaf(&mut self, leaf: &Leaf, out: &mut Vec<Local>) {
         match &leaf.kind {
             LeafKind::Tokens(t) => out.extend(t.tokens.iter().map(|tok| self.term(&tok.folded))),
-            LeafKind::Wildcard(w) => out.push(Local::Wild(intern(&mut self.wildcards, w.clone()))),
-            LeafKind::Cjk(s) => out.push(Local::Cjk(intern(&mut self.cjk, s.clone()))),
-            LeafKind::Regex(r) => out.push(Local::Regex(intern(&mut self.regexes, r.clone()))),
+            LeafKind::Wildcard(w) => out.push(Local::Wild(intern_cloned(&mut self.wildcards, w))),
+            LeafKind::Cjk(s) => out.push(Local::Cjk(intern_cloned(&mut self.cjk, s))),
+            LeafKind::Regex(r) => out.push(Local::Regex(intern_cloned(&mut self.regexes, r))),
             LeafKind::Meta(..) => {}
         }
     }
@@ -254,13 +282,18 @@ impl Bases {
 }
 
 /// Builds nodes and interned leaves.
-struct Builder<'a> {
+struct Builder<'a, 'c> {
     f: &'a mut Features,
     bases: &'a Bases,
     nodes: Vec<Node>,
+    nears: Vec<NearNode>,
     children: Vec<u32>,
+    /// Children of the nodes being built, innermost last: a node's ids
+    /// are moved to `children` once all of them are built.
+    pending: Vec<u32>,
     leaves: Vec<CLeaf>,
-    leaf_ids: FxHashMap<(LeafKind, Fields), u32>,
+    /// Interned leaves, keyed by the catalog's own leaves (no copy).
+    leaf_ids: FxHashMap<(&'c LeafKind, Fields), u32>,
     ptoks: Vec<PTok>,
     metas: Vec<(MetaField, Box<str>)>,
     meta_ids: FxHashMap<(MetaField, String), u32>,
@@ -268,10 +301,10 @@ struct Builder<'a> {
     leaves_total: usize,
 }
 
-impl Builder<'_> {
-    fn leaf(&mut self, leaf: &Leaf) -> u32 {
+impl<'c> Builder<'_, 'c> {
+    fn leaf(&mut self, leaf: &'c Leaf) -> u32 {
         self.leaves_total += 1;
-        let key = (leaf.kind.clone(), leaf.fields);
+        let key = (&leaf.kind, leaf.fields);
         if let Some(&id) = self.leaf_ids.get(&key) {
             return id;
         }
@@ -285,7 +318,7 @@ impl Builder<'_> {
                     self.ptoks.push(PTok {
                         feature: self.bases.global(l),
                         kind: tok.kind,
-                        raw: t.case_sensitive.then(|| tok.raw.clone().into_boxed_str()),
+                        raw: t.case_sensitive.then(|| tok.raw.as_str().into()),
                     });
                 }
                 CLeafKind::Tokens {
@@ -306,12 +339,22 @@ impl Builder<'_> {
         id
     }
 
-    fn node(&mut self, e: &Expr) -> u32 {
+    /// Moves the last `len` pending ids to `children`, giving their start.
+    fn close_children(&mut self, len: usize) -> u32 {
+        let start = self.children.len() as u32;
+        let from = self.pending.len() - len;
+        self.children.extend(self.pending.drain(from..));
+        start
+    }
+
+    fn node(&mut self, e: &'c Expr) -> u32 {
         let node = match e {
             Expr::Or(c) | Expr::And(c) => {
-                let ids: Vec<u32> = c.iter().map(|e| self.node(e)).collect();
-                let start = self.children.len() as u32;
-                self.children.extend(ids);
+                for e in c {
+                    let id = self.node(e);
+                    self.pending.push(id);
+                }
+                let start = self.close_children(c.len());
                 let len = c.len() as u32;
                 if matches!(e, Expr::Or(_)) {
                     Node::Or { start, len }
@@ -321,21 +364,19 @@ impl Builder<'_> {
             }
             Expr::Not(c) => Node::Not(self.node(c)),
             Expr::Near(n) => {
-                let ids: Vec<u32> = n
-                    .left
-                    .iter()
-                    .chain(&n.right)
-                    .map(|l| self.leaf(l))
-                    .collect();
-                let left = self.children.len() as u32;
-                self.children.extend(ids);
-                Node::Near {
+                for l in n.left.iter().chain(&n.right) {
+                    let id = self.leaf(l);
+                    self.pending.push(id);
+                }
+                let left = self.close_children(n.left.len() + n.right.len());
+                self.nears.push(NearNode {
                     left,
                     left_len: n.left.len() as u32,
                     right_len: n.right.len() as u32,
                     max_gap: n.max_gap,
                     ordered: n.ordered,
-                }
+                });
+                Node::Near(self.nears.len() as u32 - 1)
             }
             Expr::Leaf(l) => match &l.kind {
                 LeafKind::Meta(field, value) => {
@@ -366,17 +407,31 @@ impl Compiled {
         frequencies: Option<&TermFrequencies>,
     ) -> Result<Compiled, EngineError> {
         let started = Instant::now();
-        // Pass 1: every feature, and how many searches use each.
+        // Pass 1: every feature, and how many searches use each (counted
+        // per kind of feature, as the bases are known only at the end).
         let mut f = Features::default();
-        let mut uses: Vec<Vec<Local>> = Vec::with_capacity(catalog.searches.len());
+        let mut uses: [Vec<u32>; 4] = Default::default();
+        let mut locals = Vec::new();
         for s in &catalog.searches {
-            let mut locals = Vec::new();
+            locals.clear();
             s.query
                 .expr
                 .for_each_leaf(true, &mut |leaf, _| f.of_leaf(leaf, &mut locals));
             locals.sort_unstable();
             locals.dedup();
-            uses.push(locals);
+            for &l in &locals {
+                let (kind, i) = match l {
+                    Local::Term(i) => (0, i),
+                    Local::Wild(i) => (1, i),
+                    Local::Cjk(i) => (2, i),
+                    Local::Regex(i) => (3, i),
+                };
+                let counts = &mut uses[kind];
+                if counts.len() <= i as usize {
+                    counts.resize(i as usize + 1, 0);
+                }
+                counts[i as usize] += 1;
+            }
         }
         let bases = Bases {
             wild: f.terms.len() as u32,
@@ -384,20 +439,25 @@ impl Compiled {
             regex: (f.terms.len() + f.wildcards.len() + f.cjk.len()) as u32,
         };
         let n_features = bases.regex as usize + f.regexes.len();
-        let mut popularity = vec![0u32; n_features];
-        for locals in &uses {
-            for &l in locals {
-                popularity[bases.global(l) as usize] += 1;
-            }
+        let mut popularity = Vec::with_capacity(n_features);
+        for (counts, len) in uses.iter().zip([
+            f.terms.len(),
+            f.wildcards.len(),
+            f.cjk.len(),
+            f.regexes.len(),
+        ]) {
+            popularity.extend_from_slice(counts);
+            popularity.resize(popularity.len() + len - counts.len(), 0);
         }
-        drop(uses);
 
         // Pass 2: flattened trees over interned leaves.
         let mut b = Builder {
             f: &mut f,
             bases: &bases,
             nodes: Vec::new(),
+            nears: Vec::new(),
             children: Vec::new(),
+            pending: Vec::new(),
             leaves: Vec::new(),
             leaf_ids: FxHashMap::default(),
             ptoks: Vec::new(),
@@ -413,11 +473,12 @@ impl Compiled {
                 id: s.id.as_str().into(),
                 topic: s.topic,
                 root,
-                filters: (!s.filters.is_empty()).then(|| Box::new(s.filters.clone())),
+                filters: s.filters.clone(),
             });
         }
         let Builder {
             nodes,
+            nears,
             children,
             leaves,
             ptoks,
@@ -510,6 +571,7 @@ impl Compiled {
                 .collect(),
             searches,
             nodes,
+            nears,
             children,
             leaves,
             ptoks,
@@ -562,24 +624,21 @@ impl Compiled {
         }
         c.post = pairs.into_iter().map(|(_, s)| s).collect();
         c.post_off = post_off;
-        let positive: Vec<Vec<u32>> = c
-            .searches
-            .iter()
-            .map(|s| {
-                let mut leaves = Vec::new();
-                positive_leaves(&c, s.root, true, &mut leaves);
-                leaves.sort_unstable();
-                leaves.dedup();
-                leaves
-            })
-            .collect();
-        c.positive = Postings::from_lists(&positive);
-        let confirm: Vec<Vec<u32>> = c
-            .searches
-            .iter()
-            .map(|s| costs.confirm_branches(&c, s.root))
-            .collect();
-        c.confirm = Postings::from_lists(&confirm);
+        let mut positive = Postings::with_capacity(c.searches.len(), leaves_total);
+        let mut leaves = Vec::new();
+        for s in &c.searches {
+            leaves.clear();
+            positive_leaves(&c, s.root, true, &mut leaves);
+            leaves.sort_unstable();
+            leaves.dedup();
+            positive.push(&leaves);
+        }
+        c.positive = positive;
+        let mut confirm = Postings::with_capacity(c.searches.len(), 0);
+        for s in &c.searches {
+            confirm.push(&costs.confirm_branches(&c, s.root));
+        }
+        c.confirm = confirm;
 
         c.stats = CompileStats {
             topics: c.topics.len(),
@@ -606,6 +665,7 @@ impl Compiled {
             .sum();
         terms
             + self.nodes.len() * size_of::<Node>()
+            + self.nears.len() * size_of::<NearNode>()
             + self.children.len() * 4
             + self.leaves.len() * size_of::<CLeaf>()
             + self.ptoks.len() * size_of::<PTok>()
@@ -635,12 +695,13 @@ fn positive_leaves(c: &Compiled, node: u32, positive: bool, out: &mut Vec<u32>) 
             }
         }
         Node::Not(ch) => positive_leaves(c, ch, !positive, out),
-        Node::Near {
-            left,
-            left_len,
-            right_len,
-            ..
-        } => {
+        Node::Near(n) => {
+            let NearNode {
+                left,
+                left_len,
+                right_len,
+                ..
+            } = c.nears[n as usize];
             if positive {
                 out.extend_from_slice(
                     &c.children[left as usize..(left + left_len + right_len) as usize],

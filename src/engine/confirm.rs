@@ -5,7 +5,7 @@
 //! ([`confirmed`]).
 
 use super::anchors::Costs;
-use super::compile::{CLeafKind, Compiled, FeatureId, Node};
+use super::compile::{CLeafKind, Compiled, FeatureId, NearNode, Node};
 
 impl Costs<'_> {
     /// Most confirm groups kept per branch.
@@ -37,12 +37,13 @@ impl Costs<'_> {
                     out.push((cost, set));
                 }
             }
-            Node::Near {
-                left,
-                left_len,
-                right_len,
-                ..
-            } => {
+            Node::Near(n) => {
+                let NearNode {
+                    left,
+                    left_len,
+                    right_len,
+                    ..
+                } = c.nears[n as usize];
                 for (from, n) in [(left, left_len), (left + left_len, right_len)] {
                     let leaves = &c.children[from as usize..(from + n) as usize];
                     let (mut cost, mut set) = (0.0, Vec::new());

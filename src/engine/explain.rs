@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::reference::{Occurrence, Reference};
 use crate::document::Document;
 use crate::query::{Expr, LeafKind, MetaField};
-use crate::searches::SearchIdx;
+use crate::searches::{Filters, SearchIdx};
 
 /// Where a part's text was found: field and byte range in it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -89,7 +89,8 @@ impl Reference<'_> {
         let search = &self.catalog().searches[s.0 as usize];
         let fields = Reference::tokens(doc);
         let ctx = self.context(doc, &fields);
-        let f = &search.filters;
+        let none = Filters::default();
+        let f = search.filters.as_deref().unwrap_or(&none);
         let filters = [
             ("languages", MetaField::Lang, &f.languages),
             ("sources", MetaField::Source, &f.sources),

@@ -78,7 +78,7 @@ impl<'c> Reference<'c> {
         });
         for i in order {
             let s = &self.catalog.searches[i];
-            if !s.filters.admits(doc) {
+            if s.filters.as_ref().is_some_and(|f| !f.admits(doc)) {
                 continue;
             }
             if !ctx.eval(&s.query.expr) {

@@ -3,7 +3,7 @@
 //! positions, proximity by position windows, NOT by absence; leaf results
 //! cached per document; every step counted against the work budget.
 
-use super::compile::{CLeaf, CLeafKind, Compiled, Node};
+use super::compile::{CLeaf, CLeafKind, Compiled, NearNode, Node};
 use super::eval::{DocIndex, Occ, Span};
 use super::slop::SlopScratch;
 
@@ -42,13 +42,16 @@ impl Eval<'_> {
                 let (field, value) = &self.c.metas[m as usize];
                 self.d.doc.meta_matches(*field, value)
             }
-            Node::Near {
-                left,
-                left_len,
-                right_len,
-                max_gap,
-                ordered,
-            } => self.near(left, left_len, right_len, max_gap, ordered),
+            Node::Near(n) => {
+                let NearNode {
+                    left,
+                    left_len,
+                    right_len,
+                    max_gap,
+                    ordered,
+                } = self.c.nears[n as usize];
+                self.near(left, left_len, right_len, max_gap, ordered)
+            }
         }
     }
 

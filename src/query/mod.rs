@@ -99,10 +99,11 @@ pub fn parse(query: &str, limits: &Limits) -> Result<Query, Vec<QueryError>> {
         errors.sort_by_key(|e| e.column);
         return Err(errors);
     }
-    Ok(Query {
-        expr,
-        warnings: parser.warnings,
-    })
+    let mut expr = expr;
+    expr.shrink_to_fit();
+    let mut warnings = parser.warnings;
+    warnings.shrink_to_fit();
+    Ok(Query { expr, warnings })
 }
 
 #[cfg(test)]

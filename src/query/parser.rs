@@ -442,8 +442,8 @@ impl<'a> Parser<'a> {
         Ok(Leaf {
             kind,
             fields: Fields::BOTH,
-            source: l.text.clone(),
-            column: l.column,
+            source: l.text.as_str().into(),
+            column: u32::try_from(l.column).unwrap_or(u32::MAX),
         })
     }
 
@@ -458,8 +458,8 @@ impl<'a> Parser<'a> {
             (0..self.tokens.len())
                 .map(|i| QueryToken {
                     kind: self.tokens.tokens[i].kind,
-                    folded: self.tokens.folded_body(i).to_string(),
-                    raw: self.tokens.raw_body(s, i).to_string(),
+                    folded: self.tokens.folded_body(i).into(),
+                    raw: self.tokens.raw_body(s, i).into(),
                 })
                 .collect(),
         )
