@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use aho_corasick::{AhoCorasick, MatchKind};
+use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 
 use super::anchors::Costs;
@@ -263,6 +264,16 @@ impl Features {
     }
 }
 
+/// A local feature as (kind: 0 term, 1 wildcard, 2 CJK, 3 regex; id).
+fn local_parts(l: Local) -> (u32, u32) {
+    match l {
+        Local::Term(i) => (0, i),
+        Local::Wild(i) => (1, i),
+        Local::Cjk(i) => (2, i),
+        Local::Regex(i) => (3, i),
+    }
+}
+
 /// Where each kind of feature starts among the feature ids.
 pub(super) struct Bases {
     pub(super) wild: u32,
@@ -281,10 +292,12 @@ impl Bases {
     }
 }
 
-/// Builds nodes and interned leaves.
-struct Builder<'a, 'c> {
+/// Builds nodes and interned leaves in one walk over the catalog's trees,
+/// counting how many searches use each feature on the way. Term features
+/// are numbered from 0, so a term's local id is already its feature id;
+/// the other kinds get theirs once every term is known (`fixups`).
+struct Builder<'a> {
     f: &'a mut Features,
-    bases: &'a Bases,
     nodes: Vec<Node>,
     nears: Vec<NearNode>,
     children: Vec<u32>,
@@ -292,31 +305,79 @@ struct Builder<'a, 'c> {
     /// are moved to `children` once all of them are built.
     pending: Vec<u32>,
     leaves: Vec<CLeaf>,
-    /// Interned leaves, keyed by the catalog's own leaves (no copy).
-    leaf_ids: FxHashMap<(&'c LeafKind, Fields), u32>,
+    /// Interned leaves by their code ([`Builder::leaf_code`]): a few words
+    /// per leaf, compared without reaching back into the catalog's trees
+    /// (keys that pointed into a million trees made interning a cache
+    /// miss per leaf).
+    leaf_ids: FxHashMap<Box<[u32]>, u32>,
+    /// Leaves whose feature is a wildcard, CJK or regex one.
+    fixups: Vec<(u32, Local)>,
+    /// Case-sensitive token bodies, numbered for the leaf codes.
+    raws: FxHashMap<CompactString, u32>,
     ptoks: Vec<PTok>,
     metas: Vec<(MetaField, Box<str>)>,
     meta_ids: FxHashMap<(MetaField, String), u32>,
-    scratch: Vec<Local>,
+    locals: Vec<Local>,
+    code: Vec<u32>,
+    /// The features of the search being built, and per kind of feature
+    /// the number of searches using each.
+    search_features: Vec<Local>,
+    uses: [Vec<u32>; 4],
     leaves_total: usize,
 }
 
-impl<'c> Builder<'_, 'c> {
-    fn leaf(&mut self, leaf: &'c Leaf) -> u32 {
+impl Builder<'_> {
+    /// Writes `leaf`'s code to `self.code`: its fields, its kind and its
+    /// features (with each token's kind, slop and case-sensitive bodies),
+    /// which together decide what it matches.
+    fn leaf_code(&mut self, leaf: &Leaf) {
+        let code = &mut self.code;
+        code.clear();
+        code.push(u32::from(leaf.fields.0));
+        match &leaf.kind {
+            LeafKind::Tokens(t) => {
+                code.extend([
+                    0,
+                    u32::from(t.slop.is_some()),
+                    t.slop.unwrap_or(0),
+                    u32::from(t.case_sensitive),
+                ]);
+                for (tok, l) in t.tokens.iter().zip(&self.locals) {
+                    let Local::Term(term) = l else {
+                        unreachable!("token leaves have term features")
+                    };
+                    code.extend([*term, tok.kind as u32]);
+                    if t.case_sensitive {
+                        code.push(intern_cloned(&mut self.raws, &tok.raw));
+                    }
+                }
+            }
+            _ => {
+                let (kind, i) = local_parts(self.locals[0]);
+                code.extend([1 + kind, i]);
+            }
+        }
+    }
+
+    fn leaf(&mut self, leaf: &Leaf) -> u32 {
         self.leaves_total += 1;
-        let key = (&leaf.kind, leaf.fields);
-        if let Some(&id) = self.leaf_ids.get(&key) {
+        self.locals.clear();
+        self.f.of_leaf(leaf, &mut self.locals);
+        self.search_features.extend_from_slice(&self.locals);
+        self.leaf_code(leaf);
+        if let Some(&id) = self.leaf_ids.get(&self.code[..]) {
             return id;
         }
-        self.scratch.clear();
-        let mut locals = std::mem::take(&mut self.scratch);
-        self.f.of_leaf(leaf, &mut locals);
+        let id = self.leaves.len() as u32;
         let kind = match &leaf.kind {
             LeafKind::Tokens(t) => {
                 let start = self.ptoks.len() as u32;
-                for (tok, &l) in t.tokens.iter().zip(&locals) {
+                for (tok, &l) in t.tokens.iter().zip(&self.locals) {
+                    let Local::Term(feature) = l else {
+                        unreachable!("token leaves have term features")
+                    };
                     self.ptoks.push(PTok {
-                        feature: self.bases.global(l),
+                        feature,
                         kind: tok.kind,
                         raw: t.case_sensitive.then(|| tok.raw.as_str().into()),
                     });
@@ -327,16 +388,34 @@ impl<'c> Builder<'_, 'c> {
                     slop: t.slop,
                 }
             }
-            _ => CLeafKind::Feature(self.bases.global(locals[0])),
+            _ => {
+                self.fixups.push((id, self.locals[0]));
+                CLeafKind::Feature(FeatureId::MAX)
+            }
         };
-        self.scratch = locals;
-        let id = self.leaves.len() as u32;
         self.leaves.push(CLeaf {
             kind,
             fields: leaf.fields,
         });
-        self.leaf_ids.insert(key, id);
+        self.leaf_ids.insert(self.code.as_slice().into(), id);
         id
+    }
+
+    /// Builds the tree of one search and counts its distinct features.
+    fn search(&mut self, e: &Expr) -> u32 {
+        self.search_features.clear();
+        let root = self.node(e);
+        self.search_features.sort_unstable();
+        self.search_features.dedup();
+        for &l in &self.search_features {
+            let (kind, i) = local_parts(l);
+            let counts = &mut self.uses[kind as usize];
+            if counts.len() <= i as usize {
+                counts.resize(i as usize + 1, 0);
+            }
+            counts[i as usize] += 1;
+        }
+        root
     }
 
     /// Moves the last `len` pending ids to `children`, giving their start.
@@ -347,7 +426,7 @@ impl<'c> Builder<'_, 'c> {
         start
     }
 
-    fn node(&mut self, e: &'c Expr) -> u32 {
+    fn node(&mut self, e: &Expr) -> u32 {
         let node = match e {
             Expr::Or(c) | Expr::And(c) => {
                 for e in c {
@@ -407,68 +486,31 @@ impl Compiled {
         frequencies: Option<&TermFrequencies>,
     ) -> Result<Compiled, EngineError> {
         let started = Instant::now();
-        // Pass 1: every feature, and how many searches use each (counted
-        // per kind of feature, as the bases are known only at the end).
+        // One walk: flattened trees over interned leaves, every feature,
+        // and how many searches use each.
         let mut f = Features::default();
-        let mut uses: [Vec<u32>; 4] = Default::default();
-        let mut locals = Vec::new();
-        for s in &catalog.searches {
-            locals.clear();
-            s.query
-                .expr
-                .for_each_leaf(true, &mut |leaf, _| f.of_leaf(leaf, &mut locals));
-            locals.sort_unstable();
-            locals.dedup();
-            for &l in &locals {
-                let (kind, i) = match l {
-                    Local::Term(i) => (0, i),
-                    Local::Wild(i) => (1, i),
-                    Local::Cjk(i) => (2, i),
-                    Local::Regex(i) => (3, i),
-                };
-                let counts = &mut uses[kind];
-                if counts.len() <= i as usize {
-                    counts.resize(i as usize + 1, 0);
-                }
-                counts[i as usize] += 1;
-            }
-        }
-        let bases = Bases {
-            wild: f.terms.len() as u32,
-            cjk: (f.terms.len() + f.wildcards.len()) as u32,
-            regex: (f.terms.len() + f.wildcards.len() + f.cjk.len()) as u32,
-        };
-        let n_features = bases.regex as usize + f.regexes.len();
-        let mut popularity = Vec::with_capacity(n_features);
-        for (counts, len) in uses.iter().zip([
-            f.terms.len(),
-            f.wildcards.len(),
-            f.cjk.len(),
-            f.regexes.len(),
-        ]) {
-            popularity.extend_from_slice(counts);
-            popularity.resize(popularity.len() + len - counts.len(), 0);
-        }
-
-        // Pass 2: flattened trees over interned leaves.
         let mut b = Builder {
             f: &mut f,
-            bases: &bases,
             nodes: Vec::new(),
             nears: Vec::new(),
             children: Vec::new(),
             pending: Vec::new(),
             leaves: Vec::new(),
             leaf_ids: FxHashMap::default(),
+            fixups: Vec::new(),
+            raws: FxHashMap::default(),
             ptoks: Vec::new(),
             metas: Vec::new(),
             meta_ids: FxHashMap::default(),
-            scratch: Vec::new(),
+            locals: Vec::new(),
+            code: Vec::new(),
+            search_features: Vec::new(),
+            uses: Default::default(),
             leaves_total: 0,
         };
         let mut searches = Vec::with_capacity(catalog.searches.len());
         for s in &catalog.searches {
-            let root = b.node(&s.query.expr);
+            let root = b.search(&s.query.expr);
             searches.push(CSearch {
                 id: s.id.as_str().into(),
                 topic: s.topic,
@@ -480,12 +522,33 @@ impl Compiled {
             nodes,
             nears,
             children,
-            leaves,
+            mut leaves,
+            fixups,
             ptoks,
             metas,
+            uses,
             leaves_total,
             ..
         } = b;
+        let bases = Bases {
+            wild: f.terms.len() as u32,
+            cjk: (f.terms.len() + f.wildcards.len()) as u32,
+            regex: (f.terms.len() + f.wildcards.len() + f.cjk.len()) as u32,
+        };
+        for (leaf, l) in fixups {
+            leaves[leaf as usize].kind = CLeafKind::Feature(bases.global(l));
+        }
+        let n_features = bases.regex as usize + f.regexes.len();
+        let mut popularity = Vec::with_capacity(n_features);
+        for (counts, len) in uses.iter().zip([
+            f.terms.len(),
+            f.wildcards.len(),
+            f.cjk.len(),
+            f.regexes.len(),
+        ]) {
+            popularity.extend_from_slice(counts);
+            popularity.resize(popularity.len() + len - counts.len(), 0);
+        }
 
         let terms = f.terms;
         let mut wildcards = vec![None; f.wildcards.len()];

@@ -152,6 +152,57 @@ fn matches_group_by_topic_with_sorted_search_ids() {
 }
 
 #[test]
+fn leaves_that_differ_only_in_case_slop_field_or_kind_stay_apart() {
+    // Leaves are interned by their code (fields, kind, features, token
+    // kinds, slop, case-sensitive bodies): each pair below shares its
+    // features and must still match on its own terms.
+    let queries = [
+        ("cs-upper", "{ACME}"),
+        ("cs-mixed", "{Acme}"),
+        ("plain", "acme"),
+        ("tag", "#acme"),
+        ("title", "title:acme"),
+        ("phrase", "\"acme corp\""),
+        ("sloppy", "\"acme corp\"~3"),
+        ("phrase-cs", "{Acme Corp}"),
+    ];
+    let searches: Vec<serde_json::Value> = queries
+        .iter()
+        .map(|(id, q)| serde_json::json!({"id": id, "query": q}))
+        .collect();
+    let json = serde_json::json!({"topics": [{"id": "t", "searches": searches}]}).to_string();
+    let catalog = Catalog::from_json(json.as_bytes(), &Limits::default()).unwrap();
+    let m = Matcher::new(&catalog).unwrap();
+    let mut scratch = m.scratch();
+    let matched = |m: &Matcher, scratch: &mut super::Scratch, title: &str, text: &str| {
+        let doc = Document {
+            title: Some(title.into()),
+            ..Document::with_text("1", text)
+        };
+        let mut ids: Vec<&str> = m
+            .match_document(&doc, scratch)
+            .iter()
+            .flat_map(|t| t.searches.iter().map(|&s| m.search_id(s).to_string()))
+            .map(|s| queries.iter().find(|q| q.0 == s).expect("known id").0)
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    assert_eq!(
+        matched(&m, &mut scratch, "", "Acme Corp news"),
+        ["cs-mixed", "phrase", "phrase-cs", "plain", "sloppy"]
+    );
+    assert_eq!(
+        matched(&m, &mut scratch, "", "ACME said: corp x y #acme"),
+        ["cs-upper", "plain", "sloppy", "tag"]
+    );
+    assert_eq!(
+        matched(&m, &mut scratch, "acme", "nothing"),
+        ["plain", "title"]
+    );
+}
+
+#[test]
 fn anchors_skip_searches_whose_words_are_absent() {
     // `job` is shared by many searches; it must not be their anchor.
     let mut topics = Vec::new();
