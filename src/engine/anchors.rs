@@ -2,7 +2,8 @@
 //! an anchor — how often it wakes searches up — and the cheapest anchor
 //! set of each node of a search's tree. `confirm` builds on the same costs.
 
-use super::compile::{Bases, CLeafKind, Compiled, FeatureId, NearNode, Node};
+use super::builder::Bases;
+use super::compile::{CLeafKind, Compiled, FeatureId, NearNode, Node};
 
 /// Cost of anchoring on a feature: how many searches use it, weighted by how
 /// expensive its hits are to confirm.

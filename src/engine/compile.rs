@@ -4,14 +4,14 @@
 use std::time::Instant;
 
 use aho_corasick::{AhoCorasick, MatchKind};
-use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 
 use super::anchors::Costs;
+use super::builder::{Builder, Flat};
 use super::frequencies::TermFrequencies;
 use super::regexes::RegexLeaves;
 use super::CompileStats;
-use crate::query::{Expr, Fields, Leaf, LeafKind, MetaField, Wildcard};
+use crate::query::{Fields, MetaField, Wildcard};
 use crate::searches::{Catalog, Filters, TopicIdx};
 use crate::text::TokenKind;
 
@@ -212,268 +212,6 @@ fn group_wildcards<'w>(
     (keys, Postings::from_lists(&members))
 }
 
-/// Feature tables being built.
-#[derive(Default)]
-struct Features {
-    terms: FxHashMap<Box<str>, u32>,
-    wildcards: FxHashMap<Wildcard, u32>,
-    cjk: FxHashMap<String, u32>,
-    regexes: FxHashMap<String, u32>,
-}
-
-/// A feature before the bases are known.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-enum Local {
-    Term(u32),
-    Wild(u32),
-    Cjk(u32),
-    Regex(u32),
-}
-
-fn intern<K: std::hash::Hash + Eq>(map: &mut FxHashMap<K, u32>, key: K) -> u32 {
-    let next = map.len() as u32;
-    *map.entry(key).or_insert(next)
-}
-
-/// [`intern`], cloning the key only when it is new (most leaves share
-/// their features with other searches).
-fn intern_cloned<K: std::hash::Hash + Eq + Clone>(map: &mut FxHashMap<K, u32>, key: &K) -> u32 {
-    match map.get(key) {
-        Some(&i) => i,
-        None => intern(map, key.clone()),
-    }
-}
-
-impl Features {
-    fn term(&mut self, folded: &str) -> Local {
-        if let Some(&i) = self.terms.get(folded) {
-            return Local::Term(i);
-        }
-        Local::Term(intern(&mut self.terms, folded.into()))
-    }
-
-    /// The features of a text leaf, in token order for token leaves.
-    fn of_leaf(&mut self, leaf: &Leaf, out: &mut Vec<Local>) {
-        match &leaf.kind {
-            LeafKind::Tokens(t) => out.extend(t.tokens.iter().map(|tok| self.term(&tok.folded))),
-            LeafKind::Wildcard(w) => out.push(Local::Wild(intern_cloned(&mut self.wildcards, w))),
-            LeafKind::Cjk(s) => out.push(Local::Cjk(intern_cloned(&mut self.cjk, s))),
-            LeafKind::Regex(r) => out.push(Local::Regex(intern_cloned(&mut self.regexes, r))),
-            LeafKind::Meta(..) => {}
-        }
-    }
-}
-
-/// A local feature as (kind: 0 term, 1 wildcard, 2 CJK, 3 regex; id).
-fn local_parts(l: Local) -> (u32, u32) {
-    match l {
-        Local::Term(i) => (0, i),
-        Local::Wild(i) => (1, i),
-        Local::Cjk(i) => (2, i),
-        Local::Regex(i) => (3, i),
-    }
-}
-
-/// Where each kind of feature starts among the feature ids.
-pub(super) struct Bases {
-    pub(super) wild: u32,
-    pub(super) cjk: u32,
-    pub(super) regex: u32,
-}
-
-impl Bases {
-    fn global(&self, l: Local) -> FeatureId {
-        match l {
-            Local::Term(i) => i,
-            Local::Wild(i) => self.wild + i,
-            Local::Cjk(i) => self.cjk + i,
-            Local::Regex(i) => self.regex + i,
-        }
-    }
-}
-
-/// Builds nodes and interned leaves in one walk over the catalog's trees,
-/// counting how many searches use each feature on the way. Term features
-/// are numbered from 0, so a term's local id is already its feature id;
-/// the other kinds get theirs once every term is known (`fixups`).
-struct Builder<'a> {
-    f: &'a mut Features,
-    nodes: Vec<Node>,
-    nears: Vec<NearNode>,
-    children: Vec<u32>,
-    /// Children of the nodes being built, innermost last: a node's ids
-    /// are moved to `children` once all of them are built.
-    pending: Vec<u32>,
-    leaves: Vec<CLeaf>,
-    /// Interned leaves by their code ([`Builder::leaf_code`]): a few words
-    /// per leaf, compared without reaching back into the catalog's trees
-    /// (keys that pointed into a million trees made interning a cache
-    /// miss per leaf).
-    leaf_ids: FxHashMap<Box<[u32]>, u32>,
-    /// Leaves whose feature is a wildcard, CJK or regex one.
-    fixups: Vec<(u32, Local)>,
-    /// Case-sensitive token bodies, numbered for the leaf codes.
-    raws: FxHashMap<CompactString, u32>,
-    ptoks: Vec<PTok>,
-    metas: Vec<(MetaField, Box<str>)>,
-    meta_ids: FxHashMap<(MetaField, String), u32>,
-    locals: Vec<Local>,
-    code: Vec<u32>,
-    /// The features of the search being built, and per kind of feature
-    /// the number of searches using each.
-    search_features: Vec<Local>,
-    uses: [Vec<u32>; 4],
-    leaves_total: usize,
-}
-
-impl Builder<'_> {
-    /// Writes `leaf`'s code to `self.code`: its fields, its kind and its
-    /// features (with each token's kind, slop and case-sensitive bodies),
-    /// which together decide what it matches.
-    fn leaf_code(&mut self, leaf: &Leaf) {
-        let code = &mut self.code;
-        code.clear();
-        code.push(u32::from(leaf.fields.0));
-        match &leaf.kind {
-            LeafKind::Tokens(t) => {
-                code.extend([
-                    0,
-                    u32::from(t.slop.is_some()),
-                    t.slop.unwrap_or(0),
-                    u32::from(t.case_sensitive),
-                ]);
-                for (tok, l) in t.tokens.iter().zip(&self.locals) {
-                    let Local::Term(term) = l else {
-                        unreachable!("token leaves have term features")
-                    };
-                    code.extend([*term, tok.kind as u32]);
-                    if t.case_sensitive {
-                        code.push(intern_cloned(&mut self.raws, &tok.raw));
-                    }
-                }
-            }
-            _ => {
-                let (kind, i) = local_parts(self.locals[0]);
-                code.extend([1 + kind, i]);
-            }
-        }
-    }
-
-    fn leaf(&mut self, leaf: &Leaf) -> u32 {
-        self.leaves_total += 1;
-        self.locals.clear();
-        self.f.of_leaf(leaf, &mut self.locals);
-        self.search_features.extend_from_slice(&self.locals);
-        self.leaf_code(leaf);
-        if let Some(&id) = self.leaf_ids.get(&self.code[..]) {
-            return id;
-        }
-        let id = self.leaves.len() as u32;
-        let kind = match &leaf.kind {
-            LeafKind::Tokens(t) => {
-                let start = self.ptoks.len() as u32;
-                for (tok, &l) in t.tokens.iter().zip(&self.locals) {
-                    let Local::Term(feature) = l else {
-                        unreachable!("token leaves have term features")
-                    };
-                    self.ptoks.push(PTok {
-                        feature,
-                        kind: tok.kind,
-                        raw: t.case_sensitive.then(|| tok.raw.as_str().into()),
-                    });
-                }
-                CLeafKind::Tokens {
-                    start,
-                    len: t.tokens.len() as u32,
-                    slop: t.slop,
-                }
-            }
-            _ => {
-                self.fixups.push((id, self.locals[0]));
-                CLeafKind::Feature(FeatureId::MAX)
-            }
-        };
-        self.leaves.push(CLeaf {
-            kind,
-            fields: leaf.fields,
-        });
-        self.leaf_ids.insert(self.code.as_slice().into(), id);
-        id
-    }
-
-    /// Builds the tree of one search and counts its distinct features.
-    fn search(&mut self, e: &Expr) -> u32 {
-        self.search_features.clear();
-        let root = self.node(e);
-        self.search_features.sort_unstable();
-        self.search_features.dedup();
-        for &l in &self.search_features {
-            let (kind, i) = local_parts(l);
-            let counts = &mut self.uses[kind as usize];
-            if counts.len() <= i as usize {
-                counts.resize(i as usize + 1, 0);
-            }
-            counts[i as usize] += 1;
-        }
-        root
-    }
-
-    /// Moves the last `len` pending ids to `children`, giving their start.
-    fn close_children(&mut self, len: usize) -> u32 {
-        let start = self.children.len() as u32;
-        let from = self.pending.len() - len;
-        self.children.extend(self.pending.drain(from..));
-        start
-    }
-
-    fn node(&mut self, e: &Expr) -> u32 {
-        let node = match e {
-            Expr::Or(c) | Expr::And(c) => {
-                for e in c {
-                    let id = self.node(e);
-                    self.pending.push(id);
-                }
-                let start = self.close_children(c.len());
-                let len = c.len() as u32;
-                if matches!(e, Expr::Or(_)) {
-                    Node::Or { start, len }
-                } else {
-                    Node::And { start, len }
-                }
-            }
-            Expr::Not(c) => Node::Not(self.node(c)),
-            Expr::Near(n) => {
-                for l in n.left.iter().chain(&n.right) {
-                    let id = self.leaf(l);
-                    self.pending.push(id);
-                }
-                let left = self.close_children(n.left.len() + n.right.len());
-                self.nears.push(NearNode {
-                    left,
-                    left_len: n.left.len() as u32,
-                    right_len: n.right.len() as u32,
-                    max_gap: n.max_gap,
-                    ordered: n.ordered,
-                });
-                Node::Near(self.nears.len() as u32 - 1)
-            }
-            Expr::Leaf(l) => match &l.kind {
-                LeafKind::Meta(field, value) => {
-                    let next = self.metas.len() as u32;
-                    let id = *self.meta_ids.entry((*field, value.clone())).or_insert(next);
-                    if id == next {
-                        self.metas.push((*field, value.as_str().into()));
-                    }
-                    Node::Meta(id)
-                }
-                _ => Node::Leaf(self.leaf(l)),
-            },
-        };
-        self.nodes.push(node);
-        (self.nodes.len() - 1) as u32
-    }
-}
-
 impl Compiled {
     pub(crate) fn new(catalog: &Catalog) -> Result<Compiled, EngineError> {
         Compiled::build(catalog, None)
@@ -488,26 +226,7 @@ impl Compiled {
         let started = Instant::now();
         // One walk: flattened trees over interned leaves, every feature,
         // and how many searches use each.
-        let mut f = Features::default();
-        let mut b = Builder {
-            f: &mut f,
-            nodes: Vec::new(),
-            nears: Vec::new(),
-            children: Vec::new(),
-            pending: Vec::new(),
-            leaves: Vec::new(),
-            leaf_ids: FxHashMap::default(),
-            fixups: Vec::new(),
-            raws: FxHashMap::default(),
-            ptoks: Vec::new(),
-            metas: Vec::new(),
-            meta_ids: FxHashMap::default(),
-            locals: Vec::new(),
-            code: Vec::new(),
-            search_features: Vec::new(),
-            uses: Default::default(),
-            leaves_total: 0,
-        };
+        let mut b = Builder::default();
         let mut searches = Vec::with_capacity(catalog.searches.len());
         for s in &catalog.searches {
             let root = b.search(&s.query.expr);
@@ -518,37 +237,19 @@ impl Compiled {
                 filters: s.filters.clone(),
             });
         }
-        let Builder {
+        let Flat {
             nodes,
             nears,
             children,
-            mut leaves,
-            fixups,
+            leaves,
             ptoks,
             metas,
-            uses,
+            features: f,
+            bases,
+            popularity,
             leaves_total,
-            ..
-        } = b;
-        let bases = Bases {
-            wild: f.terms.len() as u32,
-            cjk: (f.terms.len() + f.wildcards.len()) as u32,
-            regex: (f.terms.len() + f.wildcards.len() + f.cjk.len()) as u32,
-        };
-        for (leaf, l) in fixups {
-            leaves[leaf as usize].kind = CLeafKind::Feature(bases.global(l));
-        }
-        let n_features = bases.regex as usize + f.regexes.len();
-        let mut popularity = Vec::with_capacity(n_features);
-        for (counts, len) in uses.iter().zip([
-            f.terms.len(),
-            f.wildcards.len(),
-            f.cjk.len(),
-            f.regexes.len(),
-        ]) {
-            popularity.extend_from_slice(counts);
-            popularity.resize(popularity.len() + len - counts.len(), 0);
-        }
+        } = b.finish();
+        let n_features = popularity.len();
 
         let terms = f.terms;
         let mut wildcards = vec![None; f.wildcards.len()];

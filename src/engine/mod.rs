@@ -62,6 +62,7 @@
 //! each syntax tree directly on the tokens, by a property test.
 
 mod anchors;
+mod builder;
 mod compile;
 mod confirm;
 mod cost;
