@@ -108,7 +108,7 @@ impl Reference<'_> {
                 )
             })
         });
-        let tree = step(&ctx, &search.query.expr);
+        let tree = step(&ctx, &search.text, &search.query.expr);
         Explanation {
             topic: self.catalog().topics[search.topic.0 as usize].id.clone(),
             search: search.id.clone(),
@@ -120,8 +120,9 @@ impl Reference<'_> {
     }
 }
 
-fn step(ctx: &super::reference::Ctx<'_>, e: &Expr) -> Step {
-    let part = e.to_string();
+/// The step of `e`, part of the query `query`.
+fn step(ctx: &super::reference::Ctx<'_>, query: &str, e: &Expr) -> Step {
+    let part = e.reading(query).to_string();
     match e {
         Expr::Leaf(l) => {
             if let LeafKind::Meta(field, value) = &l.kind {
@@ -152,7 +153,7 @@ fn step(ctx: &super::reference::Ctx<'_>, e: &Expr) -> Step {
             }
         }
         Expr::And(children) | Expr::Or(children) => {
-            let parts: Vec<Step> = children.iter().map(|c| step(ctx, c)).collect();
+            let parts: Vec<Step> = children.iter().map(|c| step(ctx, query, c)).collect();
             let and = matches!(e, Expr::And(_));
             let holds = if and {
                 parts.iter().all(|p| p.holds)
@@ -188,7 +189,7 @@ fn step(ctx: &super::reference::Ctx<'_>, e: &Expr) -> Step {
             }
         }
         Expr::Not(child) => {
-            let inner = step(ctx, child);
+            let inner = step(ctx, query, child);
             Step {
                 part,
                 holds: !inner.holds,
@@ -210,7 +211,7 @@ fn step(ctx: &super::reference::Ctx<'_>, e: &Expr) -> Step {
             let name = |leaves: &[crate::query::Leaf]| {
                 leaves
                     .iter()
-                    .map(|l| Expr::Leaf(l.clone()).to_string())
+                    .map(|l| l.source(query))
                     .collect::<Vec<_>>()
                     .join(" OR ")
             };

@@ -31,8 +31,9 @@ pub enum Expr {
     And(Vec<Expr>),
     /// The child does not match.
     Not(Box<Expr>),
-    /// Proximity of two leaf groups.
-    Near(Near),
+    /// Proximity of two leaf groups (boxed: NEARs are rare, and inline
+    /// their two lists would make every node 8 bytes larger).
+    Near(Box<Near>),
     /// A leaf.
     Leaf(Leaf),
 }
@@ -133,15 +134,31 @@ pub struct Leaf {
     pub kind: LeafKind,
     /// Fields it may match in.
     pub fields: Fields,
-    /// The leaf's text as written in the query (inline up to 24 bytes: a
-    /// million searches hold about five million leaves).
-    pub source: CompactString,
-    /// 1-based column (in characters) where the leaf starts (a query is
-    /// far shorter than 4 G characters; 4 bytes keep a leaf at 72).
-    pub column: u32,
+    /// Where the leaf is written in its query ([`Leaf::source`]): a
+    /// million searches hold about five million leaves, so a leaf keeps
+    /// two numbers rather than a copy of its text.
+    pub span: Span,
+}
+
+/// A byte range of a query's text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Span {
+    /// First byte.
+    pub start: u32,
+    /// Length in bytes.
+    pub len: u32,
 }
 
 impl Leaf {
+    /// The leaf's text as written in `query`, the query it was parsed
+    /// from.
+    pub fn source<'q>(&self, query: &'q str) -> &'q str {
+        let start = self.span.start as usize;
+        query
+            .get(start..start + self.span.len as usize)
+            .unwrap_or_default()
+    }
+
     fn shrink_to_fit(&mut self) {
         if let LeafKind::Tokens(t) = &mut self.kind {
             t.tokens.shrink_to_fit();
@@ -344,26 +361,38 @@ impl MetaField {
     }
 }
 
-impl fmt::Display for Expr {
-    /// Prints the expression with every grouping explicit: the reading the
-    /// matcher uses.
+impl Expr {
+    /// The expression with every grouping explicit (the reading the
+    /// matcher uses), its leaves as written in `query`, the query it was
+    /// parsed from.
+    pub fn reading<'a>(&'a self, query: &'a str) -> Reading<'a> {
+        Reading { expr: self, query }
+    }
+}
+
+/// An expression printed as [`Expr::reading`].
+pub struct Reading<'a> {
+    expr: &'a Expr,
+    query: &'a str,
+}
+
+impl fmt::Display for Reading<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fn child(f: &mut fmt::Formatter<'_>, e: &Expr) -> fmt::Result {
-            match e {
-                Expr::Or(_) | Expr::And(_) => write!(f, "({e})"),
-                _ => write!(f, "{e}"),
-            }
-        }
-        fn group(f: &mut fmt::Formatter<'_>, leaves: &[Leaf]) -> fmt::Result {
+        let query = self.query;
+        let child = |f: &mut fmt::Formatter<'_>, e: &Expr| match e {
+            Expr::Or(_) | Expr::And(_) => write!(f, "({})", e.reading(query)),
+            _ => write!(f, "{}", e.reading(query)),
+        };
+        let group = |f: &mut fmt::Formatter<'_>, leaves: &[Leaf]| {
             if leaves.len() == 1 {
-                return write!(f, "{}", leaves[0].source);
+                return write!(f, "{}", leaves[0].source(query));
             }
-            let parts: Vec<&str> = leaves.iter().map(|l| l.source.as_str()).collect();
+            let parts: Vec<&str> = leaves.iter().map(|l| l.source(query)).collect();
             write!(f, "({})", parts.join(" OR "))
-        }
-        match self {
+        };
+        match self.expr {
             Expr::Or(c) | Expr::And(c) => {
-                let op = if matches!(self, Expr::Or(_)) {
+                let op = if matches!(self.expr, Expr::Or(_)) {
                     " OR "
                 } else {
                     " AND "
@@ -389,7 +418,7 @@ impl fmt::Display for Expr {
                 }
                 group(f, &n.right)
             }
-            Expr::Leaf(l) => f.write_str(&l.source),
+            Expr::Leaf(l) => f.write_str(l.source(query)),
         }
     }
 }

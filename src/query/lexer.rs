@@ -11,6 +11,8 @@ pub(crate) struct Lexeme {
     pub column: usize,
     /// Width in characters.
     pub width: usize,
+    /// Byte offset in the query.
+    pub byte: usize,
     /// The text as written.
     pub text: String,
 }
@@ -48,6 +50,7 @@ fn is_break(c: char) -> bool {
 
 pub(crate) fn lex(query: &str) -> Result<Vec<Lexeme>, QueryError> {
     let chars: Vec<char> = query.chars().collect();
+    let bytes: Vec<usize> = query.char_indices().map(|(b, _)| b).collect();
     let mut out = Vec::new();
     let mut i = 0;
     let text_of = |a: usize, b: usize| chars[a..b].iter().collect::<String>();
@@ -63,6 +66,7 @@ pub(crate) fn lex(query: &str) -> Result<Vec<Lexeme>, QueryError> {
                 lex,
                 column: start + 1,
                 width: end - start,
+                byte: bytes[start],
                 text: text_of(start, end),
             });
         };

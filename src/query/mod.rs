@@ -22,8 +22,8 @@ mod lexer;
 mod parser;
 
 pub use ast::{
-    accepts_kind, Expr, Fields, Leaf, LeafKind, MetaField, Near, Query, QueryToken, TokensLeaf,
-    Wildcard,
+    accepts_kind, Expr, Fields, Leaf, LeafKind, MetaField, Near, Query, QueryToken, Reading, Span,
+    TokensLeaf, Wildcard,
 };
 pub use error::{QueryError, QueryErrorKind, QueryWarning};
 pub use parser::{MAX_DEPTH, MAX_SLOP_TOKENS};
@@ -70,7 +70,7 @@ pub fn parse(query: &str, limits: &Limits) -> Result<Query, Vec<QueryError>> {
         return Err(vec![QueryError::new(1, 1, QueryErrorKind::Empty)]);
     }
     let lexemes = lexer::lex(query).map_err(|e| vec![e])?;
-    let mut parser = parser::Parser::new(lexemes, limits);
+    let mut parser = parser::Parser::new(query, lexemes, limits);
     let expr = match parser.parse() {
         Ok(e) => e,
         Err(e) => {
@@ -121,13 +121,14 @@ mod tests {
 
     #[test]
     fn precedence_is_the_usual_logical_one() {
+        let reading = |q: &str| ok(q).expr.reading(q).to_string();
+        assert_eq!(reading("a OR b NOT c"), "a OR (b AND NOT c)");
         let q = ok("a OR b NOT c");
-        assert_eq!(q.expr.to_string(), "a OR (b AND NOT c)");
         assert_eq!(q.warnings.len(), 1, "mixing OR with NOT warns");
         assert!(ok("a OR (b NOT c)").warnings.is_empty());
-        assert_eq!(ok("a b OR c").expr.to_string(), "(a AND b) OR c");
-        assert_eq!(ok("a b NEAR/3 c").expr.to_string(), "a AND b NEAR/3 c");
-        assert_eq!(ok("-a b").expr.to_string(), "NOT a AND b");
+        assert_eq!(reading("a b OR c"), "(a AND b) OR c");
+        assert_eq!(reading("a b NEAR/3 c"), "a AND b NEAR/3 c");
+        assert_eq!(reading("-a b"), "NOT a AND b");
     }
 
     #[test]
@@ -229,8 +230,9 @@ mod tests {
     fn field_restrictions() {
         let q = ok("title:(a OR b) OR c");
         let mut seen = Vec::new();
-        q.expr
-            .for_each_leaf(true, &mut |l, _| seen.push((l.source.clone(), l.fields)));
+        q.expr.for_each_leaf(true, &mut |l, _| {
+            seen.push((l.source("title:(a OR b) OR c").to_string(), l.fields))
+        });
         assert_eq!(
             seen,
             vec![

@@ -45,6 +45,8 @@ struct Parsed {
 }
 
 pub(crate) struct Parser<'a> {
+    /// The query being parsed (the leaves' spans point into it).
+    query: &'a str,
     lexemes: Vec<Lexeme>,
     pos: usize,
     limits: &'a Limits,
@@ -57,8 +59,9 @@ pub(crate) struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
-    pub(crate) fn new(lexemes: Vec<Lexeme>, limits: &'a Limits) -> Parser<'a> {
+    pub(crate) fn new(query: &'a str, lexemes: Vec<Lexeme>, limits: &'a Limits) -> Parser<'a> {
         Parser {
+            query,
             lexemes,
             pos: 0,
             limits,
@@ -155,7 +158,7 @@ impl<'a> Parser<'a> {
             self.warnings.push(QueryWarning {
                 column,
                 message: "OR is mixed with AND/NOT at one level without parentheses".into(),
-                reading: expr.to_string(),
+                reading: expr.reading(self.query).to_string(),
             });
         }
         Ok(Parsed {
@@ -270,12 +273,12 @@ impl<'a> Parser<'a> {
             }
         }
         Ok(Parsed {
-            expr: Expr::Near(Near {
+            expr: Expr::Near(Box::new(Near {
                 left: left_leaves,
                 right: right_leaves,
                 max_gap,
                 ordered,
-            }),
+            })),
             parens: false,
             column: op.column,
         })
@@ -442,8 +445,11 @@ impl<'a> Parser<'a> {
         Ok(Leaf {
             kind,
             fields: Fields::BOTH,
-            source: l.text.as_str().into(),
-            column: u32::try_from(l.column).unwrap_or(u32::MAX),
+            // A query is far shorter than 4 GB (`Limits`).
+            span: Span {
+                start: l.byte as u32,
+                len: l.text.len() as u32,
+            },
         })
     }
 
