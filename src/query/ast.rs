@@ -12,7 +12,7 @@ pub struct Query {
     /// The root expression.
     pub expr: Expr,
     /// Readings the user may not expect (docs/query-language.md §3.3), never errors.
-    pub warnings: Vec<super::QueryWarning>,
+    pub warnings: Box<[super::QueryWarning]>,
 }
 
 impl Query {

@@ -223,8 +223,8 @@ impl QueryErrorKind {
 pub struct QueryWarning {
     /// 1-based column where the ambiguous level starts.
     pub column: usize,
-    /// The message.
-    pub message: String,
+    /// The message (one of a few fixed texts, not a copy per search).
+    pub message: &'static str,
     /// The reading the matcher uses, fully parenthesized.
     pub reading: String,
 }

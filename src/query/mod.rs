@@ -101,9 +101,10 @@ pub fn parse(query: &str, limits: &Limits) -> Result<Query, Vec<QueryError>> {
     }
     let mut expr = expr;
     expr.shrink_to_fit();
-    let mut warnings = parser.warnings;
-    warnings.shrink_to_fit();
-    Ok(Query { expr, warnings })
+    Ok(Query {
+        expr,
+        warnings: parser.warnings.into_boxed_slice(),
+    })
 }
 
 #[cfg(test)]

@@ -157,7 +157,7 @@ impl<'a> Parser<'a> {
         if mixed {
             self.warnings.push(QueryWarning {
                 column,
-                message: "OR is mixed with AND/NOT at one level without parentheses".into(),
+                message: "OR is mixed with AND/NOT at one level without parentheses",
                 reading: expr.reading(self.query).to_string(),
             });
         }
