@@ -3,9 +3,112 @@
 //! at compile time from the search's tree ([`Costs::confirm_branches`]) and
 //! checked per candidate against the document's feature stamps
 //! ([`confirmed`]).
+//!
+//! A branch also keeps its *vetoes*: the words of its AND's `NOT` children
+//! (`-f`, `NOT (x OR y)`) whose presence alone makes the NOT fail — a
+//! plain word leaf (one token, kind word, any field, not case-sensitive)
+//! holds whenever a non-emoji token with its body occurs. A branch with a
+//! veto in the document cannot hold, so customers' `… -jobs` searches are
+//! no longer evaluated on every post that mentions jobs. Exact, not a
+//! guess: the results are those of the full evaluation (property test).
+//!
+//! Group entries and vetoes are [`Need`]s: a feature and the kind of token
+//! it must occur as. `#health` needs the feature `health` as a hashtag:
+//! customers' `brand OR #tag OR @tag` searches are no longer evaluated on
+//! every post that has the tag's word in plain text.
 
 use super::anchors::Costs;
 use super::compile::{CLeafKind, Compiled, FeatureId, NearNode, Node};
+use crate::query::Fields;
+use crate::text::TokenKind;
+
+/// A confirm group entry or veto: a feature in the low bits, and in the
+/// top three the kind of token it must occur as — 0 for any occurrence,
+/// `k + 1` for a token that a leaf asking for kind `k` accepts
+/// ([`crate::query::accepts_kind`]). A feature id too large to share its
+/// word with a kind (never at real sizes) keeps 0: a weaker condition,
+/// still a necessary one for groups; vetoes are then not kept.
+pub(super) type Need = u32;
+
+const KIND_SHIFT: u32 = 29;
+const FEATURE_MASK: u32 = (1 << KIND_SHIFT) - 1;
+
+/// Per kind asked for, the token kinds that satisfy it, as bits of
+/// `1 << kind` (Word, Hashtag, Mention, Cashtag, Emoji): a word accepts
+/// every kind but emoji, the others only themselves (checked against
+/// `accepts_kind` by a test).
+const ACCEPTED: [u8; 5] = [0b01111, 0b00010, 0b00100, 0b01000, 0b10000];
+
+/// `f`, to occur as a token `kind` accepts (any occurrence for `None`);
+/// `None` when `f` is too large to carry a kind and one was asked for.
+fn need(f: FeatureId, kind: Option<TokenKind>) -> Option<Need> {
+    match kind {
+        None => Some(f),
+        Some(k) => (f <= FEATURE_MASK).then(|| f | ((k as u32 + 1) << KIND_SHIFT)),
+    }
+}
+
+/// Whether `need` holds in the document: `feat_stamp`/`feat_kinds` as in
+/// `eval::Scratch`.
+#[inline]
+fn present(need: Need, feat_stamp: &[u32], feat_kinds: &[u8], stamp: u32) -> bool {
+    let f = (need & FEATURE_MASK) as usize;
+    if feat_stamp[f] != stamp {
+        return false;
+    }
+    match need >> KIND_SHIFT {
+        0 => true,
+        code => feat_kinds[f] & ACCEPTED[code as usize - 1] != 0,
+    }
+}
+
+/// The feature of `node` when it is a plain word leaf, which holds exactly
+/// when a non-emoji token of that feature occurs anywhere.
+fn plain_word(c: &Compiled, node: u32) -> Option<FeatureId> {
+    let Node::Leaf(l) = c.nodes[node as usize] else {
+        return None;
+    };
+    let leaf = &c.leaves[l as usize];
+    let CLeafKind::Tokens {
+        start,
+        len: 1,
+        slop: None,
+    } = leaf.kind
+    else {
+        return None;
+    };
+    let tok = &c.ptoks[start as usize];
+    (leaf.fields == Fields::BOTH && tok.kind == TokenKind::Word && tok.raw.is_none())
+        .then_some(tok.feature)
+}
+
+/// What makes `node` (an AND, or a branch of a root OR) fail by its
+/// presence: for each `NOT x` child, the plain words among `x` and its OR
+/// branches, as non-emoji tokens.
+fn vetoes(c: &Compiled, node: u32, out: &mut Vec<Need>) {
+    fn negated(c: &Compiled, node: u32, out: &mut Vec<Need>) {
+        if let Some(f) = plain_word(c, node).and_then(|f| need(f, Some(TokenKind::Word))) {
+            out.push(f);
+        } else if let Node::Or { start, len } = c.nodes[node as usize] {
+            for &child in &c.children[start as usize..(start + len) as usize] {
+                negated(c, child, out);
+            }
+        }
+    }
+    match c.nodes[node as usize] {
+        Node::And { start, len } => {
+            for &child in &c.children[start as usize..(start + len) as usize] {
+                if let Node::Not(x) = c.nodes[child as usize] {
+                    negated(c, x, out);
+                }
+            }
+        }
+        Node::Not(x) => negated(c, x, out),
+        _ => {}
+    }
+    out.sort_unstable();
+    out.dedup();
+}
 
 impl Costs<'_> {
     /// Most confirm groups kept per branch.
@@ -20,7 +123,13 @@ impl Costs<'_> {
             Node::Leaf(l) => match c.leaves[l as usize].kind {
                 CLeafKind::Tokens { start, len, .. } => {
                     for p in &c.ptoks[start as usize..(start + len) as usize] {
-                        out.push((self.cost(p.feature), vec![p.feature]));
+                        // A word is taken as any occurrence (it accepts
+                        // all but emoji tokens: a weaker condition, and
+                        // the feature that woke the search stays out of
+                        // the groups); `#tag`, `@name`, `$tick` as their kind.
+                        let kind = (p.kind != TokenKind::Word).then_some(p.kind);
+                        let entry = need(p.feature, kind).unwrap_or(p.feature);
+                        out.push((self.cost(p.feature), vec![entry]));
                     }
                 }
                 CLeafKind::Feature(f) => out.push((self.cost(f), vec![f])),
@@ -84,8 +193,9 @@ impl Costs<'_> {
 
     /// The confirm branches of a search, encoded for `eval::confirmed`: per
     /// branch its number of groups, then each group as its length and its
-    /// features. The search can match only if some branch has a feature of
-    /// every one of its groups in the document; an empty encoding admits
+    /// features, then its number of vetoes and the vetoes. The search can
+    /// match only if some branch has a feature of every one of its groups
+    /// in the document and none of its vetoes; an empty encoding admits
     /// every document.
     ///
     /// * Root OR: one branch per child, with the child's required groups
@@ -97,12 +207,17 @@ impl Costs<'_> {
     ///   its rarer word) is then evaluated only when every word occurs.
     pub(super) fn confirm_branches(&self, c: &Compiled, root: u32) -> Vec<u32> {
         let mut out = Vec::new();
-        let push_groups = |out: &mut Vec<u32>, groups: &[Vec<FeatureId>]| {
+        let mut vetoed = Vec::new();
+        let mut push_branch = |out: &mut Vec<u32>, groups: &[Vec<FeatureId>], node: u32| {
             out.push(groups.len() as u32);
             for g in groups {
                 out.push(g.len() as u32);
                 out.extend_from_slice(g);
             }
+            vetoed.clear();
+            vetoes(c, node, &mut vetoed);
+            out.push(vetoed.len() as u32);
+            out.extend_from_slice(&vetoed);
         };
         if let Node::Or { start, len } = c.nodes[root as usize] {
             for &child in &c.children[start as usize..(start + len) as usize] {
@@ -111,7 +226,7 @@ impl Costs<'_> {
                     // A branch that needs no text: nothing can be ruled out.
                     return Vec::new();
                 }
-                push_groups(&mut out, &groups);
+                push_branch(&mut out, &groups, child);
             }
         } else {
             let mut woken_by = Vec::new();
@@ -119,8 +234,10 @@ impl Costs<'_> {
             woken_by.sort_unstable();
             woken_by.dedup();
             let groups = self.confirm_groups(c, root, &woken_by);
-            if !groups.is_empty() {
-                push_groups(&mut out, &groups);
+            push_branch(&mut out, &groups, root);
+            if out == [0, 0] {
+                // No group and no veto: every woken document is evaluated.
+                out.clear();
             }
         }
         out
@@ -129,10 +246,17 @@ impl Costs<'_> {
 
 /// Whether the search can match by its confirm branches (compile's
 /// `confirm_branches`: per branch its number of groups, then each group's
-/// length and features): some branch has, for each of its groups, a
-/// feature that occurs in the document. No branches: yes.
+/// length and features, then its vetoes): some branch has, for each of its
+/// groups, an entry that occurs in the document, and none of its vetoes.
+/// No branches: yes.
 #[inline]
-pub(super) fn confirmed(branches: &[u32], feat_stamp: &[u32], stamp: u32) -> bool {
+pub(super) fn confirmed(
+    branches: &[u32],
+    feat_stamp: &[u32],
+    feat_kinds: &[u8],
+    stamp: u32,
+) -> bool {
+    let present = |n: Need| present(n, feat_stamp, feat_kinds, stamp);
     if branches.is_empty() {
         return true;
     }
@@ -145,12 +269,44 @@ pub(super) fn confirmed(branches: &[u32], feat_stamp: &[u32], stamp: u32) -> boo
                 return true;
             };
             let (group, next) = tail.split_at((len as usize).min(tail.len()));
-            all = all && group.iter().any(|&f| feat_stamp[f as usize] == stamp);
+            all = all && group.iter().any(|&n| present(n));
             rest = next;
         }
-        if all {
+        let Some((&len, tail)) = rest.split_first() else {
+            return true;
+        };
+        let (vetoes, next) = tail.split_at((len as usize).min(tail.len()));
+        rest = next;
+        if all && !vetoes.iter().any(|&n| present(n)) {
             return true;
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ACCEPTED;
+    use crate::query::accepts_kind;
+    use crate::text::TokenKind;
+
+    #[test]
+    fn the_kinds_table_is_accepts_kind() {
+        let kinds = [
+            TokenKind::Word,
+            TokenKind::Hashtag,
+            TokenKind::Mention,
+            TokenKind::Cashtag,
+            TokenKind::Emoji,
+        ];
+        for want in kinds {
+            for got in kinds {
+                assert_eq!(
+                    ACCEPTED[want as usize] & (1 << got as u8) != 0,
+                    accepts_kind(want, got),
+                    "{want:?} accepting {got:?}"
+                );
+            }
+        }
+    }
 }

@@ -111,8 +111,11 @@ pub struct Scratch {
     occs: Vec<Occ>,
     /// `cand_stamp[s] == stamp` when search `s` is already a candidate.
     cand_stamp: Vec<u32>,
-    /// `feat_stamp[f] == stamp` when feature `f` occurs in the document.
+    /// The document's features for the confirm branches: `feat_stamp[f]
+    /// == stamp` when feature `f` occurs, and then `feat_kinds[f]` has bit
+    /// `k` set when it occurs as a token of kind `k` (`confirm::Need`).
     feat_stamp: Vec<u32>,
+    feat_kinds: Vec<u8>,
     /// Candidates that passed their confirm groups and were evaluated.
     evaluated: usize,
     leaf_stamp: Vec<u32>,
@@ -170,6 +173,7 @@ impl Scratch {
             occs: Vec::with_capacity(64),
             cand_stamp: vec![0; c.searches.len()],
             feat_stamp: vec![0; c.post_off.len().saturating_sub(1)],
+            feat_kinds: vec![0; c.post_off.len().saturating_sub(1)],
             evaluated: 0,
             leaf_stamp: vec![0; c.leaves.len()],
             leaf_value: vec![false; c.leaves.len()],
@@ -314,12 +318,14 @@ impl Scratch {
         self.candidates.clear();
         let mut last = u32::MAX;
         for o in &self.occs {
+            let f = o.feature as usize;
             if o.feature == last {
+                self.feat_kinds[f] |= 1 << o.kind as u8;
                 continue;
             }
             last = o.feature;
-            let f = o.feature as usize;
             self.feat_stamp[f] = self.stamp;
+            self.feat_kinds[f] = 1 << o.kind as u8;
             for &s in &c.post[c.post_off[f] as usize..c.post_off[f + 1] as usize] {
                 if self.cand_stamp[s as usize] != self.stamp {
                     self.cand_stamp[s as usize] = self.stamp;
@@ -356,7 +362,12 @@ impl Scratch {
             if search.filters.as_ref().is_some_and(|f| !f.admits(doc)) {
                 continue;
             }
-            if !super::confirm::confirmed(c.confirm.get(s as usize), &self.feat_stamp, self.stamp) {
+            if !super::confirm::confirmed(
+                c.confirm.get(s as usize),
+                &self.feat_stamp,
+                &self.feat_kinds,
+                self.stamp,
+            ) {
                 continue;
             }
             self.evaluated += 1;

@@ -253,12 +253,87 @@ fn conjuncts_without_a_feature_in_the_document_skip_the_evaluation() {
             // Woken by one conjunct, the other absent: not evaluated.
             ("acme zentrix news", 0, false),
             ("outage everywhere", 0, false),
-            // Both present: evaluated, and matched unless the NOT vetoes.
+            // Both present: evaluated, and matched.
             ("acme outage today", 1, true),
             ("zentrix downtime", 1, true),
-            ("acme outage job", 1, false),
+            // The NOT's plain word present: vetoed before evaluation.
+            ("acme outage job", 0, false),
         ],
     );
+}
+
+/// Confirm entries keep their token kind (module `confirm`): `#health`
+/// is evaluated only where the document has the hashtag, not the plain
+/// word, and a word is satisfied by any token of it.
+#[test]
+fn tags_confirm_only_as_their_kind() {
+    assert_evaluations(
+        "acme AND #health",
+        &[
+            ("acme health news", 0, false),
+            ("acme #health", 1, true),
+            ("acme @health", 0, false),
+        ],
+    );
+    assert_evaluations(
+        "acme AND health",
+        &[("acme #health", 1, true), ("acme health", 1, true)],
+    );
+    assert_evaluations(
+        "brand OR #tag OR @tag NOT (x OR y)",
+        &[
+            ("a tag in plain text", 0, false),
+            ("a #tag", 1, true),
+            ("@tag says x", 0, false),
+            ("@tag says z", 1, true),
+            ("$tag", 0, false),
+        ],
+    );
+}
+
+/// Vetoes (module `confirm`): a plain word under an AND's NOT rules the
+/// search out before evaluation when it occurs as any non-emoji token;
+/// a NOT of anything narrower (a hashtag, one field, a case-sensitive
+/// word, a phrase) is left to the evaluation.
+#[test]
+fn plain_words_under_not_veto_the_evaluation() {
+    type Cases<'a> = &'a [(&'a str, usize, bool)];
+    let cases: &[(&str, Cases)] = &[
+        (
+            "acme -job",
+            &[
+                ("acme news", 1, true),
+                ("acme job", 0, false),
+                // A plain word also holds on a hashtag of it.
+                ("acme #job", 0, false),
+            ],
+        ),
+        (
+            "acme NOT (job OR hiring)",
+            &[("acme hiring", 0, false), ("acme jobs", 1, true)],
+        ),
+        (
+            "acme NOT #job",
+            &[("acme job", 1, true), ("acme #job", 1, false)],
+        ),
+        ("acme NOT title:job", &[("acme job", 1, true)]),
+        (
+            "acme NOT {Job}",
+            &[("acme job", 1, true), ("acme Job", 1, false)],
+        ),
+        (
+            "acme NOT \"job offer\"",
+            &[("acme job", 1, true), ("acme job offer", 1, false)],
+        ),
+        // Root OR: each branch has its own vetoes.
+        (
+            "zentrix OR (acme AND NOT job)",
+            &[("acme job", 0, false), ("zentrix acme job", 1, true)],
+        ),
+    ];
+    for (query, cases) in cases {
+        assert_evaluations(query, cases);
+    }
 }
 
 /// Confirm branches of an OR root: each branch is checked on its own (every
@@ -509,7 +584,8 @@ fn costs_count_each_searchs_evaluations_matches_and_work() {
     // `a` is evaluated only where both words occur (its confirm groups).
     assert_eq!((cost("t", "a").evaluations, cost("t", "a").matches), (1, 1));
     assert_eq!((cost("t", "b").evaluations, cost("t", "b").matches), (2, 2));
-    assert_eq!((cost("u", "d").evaluations, cost("u", "d").matches), (2, 1));
+    // `d` is vetoed where `fine` occurs (its NOT's plain word).
+    assert_eq!((cost("u", "d").evaluations, cost("u", "d").matches), (1, 1));
     assert!(
         !got.keys().any(|(_, s)| s == "c"),
         "never evaluated: {got:?}"
