@@ -190,6 +190,22 @@ impl Postings {
     fn heap_bytes(&self) -> usize {
         (self.off.len() + self.items.len()) * 4
     }
+
+    /// Brings where key `i`'s list starts into cache ([`super::prefetch`]).
+    #[inline]
+    pub fn prefetch_key(&self, i: usize) {
+        if let Some(o) = self.off.get(i) {
+            super::prefetch(o);
+        }
+    }
+
+    /// Brings the start of key `i`'s list into cache.
+    #[inline]
+    pub fn prefetch_list(&self, i: usize) {
+        if let Some(item) = self.off.get(i).and_then(|&o| self.items.get(o as usize)) {
+            super::prefetch(item);
+        }
+    }
 }
 
 /// Groups wildcards by a literal key (`key` of each), giving the distinct

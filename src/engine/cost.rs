@@ -119,15 +119,8 @@ impl CostCounters {
     /// evaluation); returns the clock reading, on timed documents.
     #[inline]
     pub(crate) fn start(&self, s: u32) -> Option<Instant> {
-        #[cfg(target_arch = "x86_64")]
         if let Some(h) = self.hot.get(s as usize) {
-            // SAFETY: a prefetch is a hint; it reads nothing and cannot
-            // fault, whatever the address.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                    (h as *const Hot).cast(),
-                );
-            }
+            super::prefetch(h);
         }
         self.timing.then(Instant::now)
     }

@@ -354,12 +354,20 @@ impl Scratch {
             budget,
         };
         self.matched.clear();
-        for &s in &self.candidates {
-            if only.is_some_and(|only| !only[s as usize]) {
-                continue;
+        // Most candidates are ruled out by their confirm branches, so those
+        // are checked first, brought into cache a few candidates ahead
+        // (at 100,000 searches and more they are cache misses otherwise,
+        // and were most of a candidate's cost); the search itself is read
+        // only for the candidates that pass.
+        const AHEAD: usize = 8;
+        for (i, &s) in self.candidates.iter().enumerate() {
+            if let Some(&next) = self.candidates.get(i + AHEAD) {
+                c.confirm.prefetch_key(next as usize);
             }
-            let search = &c.searches[s as usize];
-            if search.filters.as_ref().is_some_and(|f| !f.admits(doc)) {
+            if let Some(&next) = self.candidates.get(i + AHEAD / 2) {
+                c.confirm.prefetch_list(next as usize);
+            }
+            if only.is_some_and(|only| !only[s as usize]) {
                 continue;
             }
             if !super::confirm::confirmed(
@@ -368,6 +376,10 @@ impl Scratch {
                 &self.feat_kinds,
                 self.stamp,
             ) {
+                continue;
+            }
+            let search = &c.searches[s as usize];
+            if search.filters.as_ref().is_some_and(|f| !f.admits(doc)) {
                 continue;
             }
             self.evaluated += 1;
