@@ -16,7 +16,7 @@ use crate::query::{Expr, Leaf, LeafKind, MetaField, Wildcard};
 /// Every feature, numbered per kind in order of first use.
 #[derive(Default)]
 pub(super) struct Features {
-    pub(super) terms: FxHashMap<Box<str>, u32>,
+    pub(super) terms: FxHashMap<CompactString, u32>,
     pub(super) wildcards: FxHashMap<Wildcard, u32>,
     pub(super) cjk: FxHashMap<String, u32>,
     pub(super) regexes: FxHashMap<String, u32>,

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use aho_corasick::{AhoCorasick, MatchKind};
+use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 
 use super::anchors::Costs;
@@ -116,7 +117,9 @@ pub(crate) struct Compiled {
     pub ptoks: Vec<PTok>,
     pub metas: Vec<(MetaField, Box<str>)>,
     /// Folded token body → term feature.
-    pub terms: FxHashMap<Box<str>, FeatureId>,
+    /// (Keys inline up to 24 bytes: one probe per document token, and a
+    /// key compared in place is not a second cache miss.)
+    pub terms: FxHashMap<CompactString, FeatureId>,
     pub wildcards: Vec<Wildcard>,
     /// Wildcards that start with a literal (`lov*`, `colo?r`): a trie of
     /// their literal prefixes, walked from the start of each token, so a
@@ -441,7 +444,7 @@ impl Compiled {
         let terms: usize = self
             .terms
             .keys()
-            .map(|k| k.len() + size_of::<(Box<str>, u32)>() + 1)
+            .map(|k| if k.is_heap_allocated() { k.len() } else { 0 } + size_of::<(CompactString, u32)>() + 1)
             .sum();
         terms
             + self.nodes.len() * size_of::<Node>()

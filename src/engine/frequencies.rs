@@ -79,7 +79,7 @@ impl Matcher {
             .terms
             .iter()
             .filter(|(_, &f)| per_feature[f as usize] > 0)
-            .map(|(t, &f)| (t.clone(), per_feature[f as usize]))
+            .map(|(t, &f)| (t.as_str().into(), per_feature[f as usize]))
             .collect();
         TermFrequencies { documents, counts }
     }
