@@ -125,6 +125,12 @@ pub struct Scratch {
     matched: Vec<(TopicIdx, u32)>,
     spans: Vec<Span>,
     spans2: Vec<Span>,
+    /// The highlights of each positive leaf of a matched search, sorted,
+    /// computed once per document however many matched searches share the
+    /// leaf: `highlight_spans[range]` when `highlight_stamp[leaf] == stamp`.
+    highlight_stamp: Vec<u32>,
+    highlight_range: Vec<(u32, u32)>,
+    highlight_spans: Vec<Span>,
     slop: SlopScratch,
     /// Per wildcard-fragment pattern: the (document stamp, field, token)
     /// last verified for it, packed by [`frag_key`]; no reset per document.
@@ -182,6 +188,9 @@ impl Scratch {
             matched: Vec::new(),
             spans: Vec::new(),
             spans2: Vec::new(),
+            highlight_stamp: vec![0; c.leaves.len()],
+            highlight_range: vec![(0, 0); c.leaves.len()],
+            highlight_spans: Vec::new(),
             slop: SlopScratch::default(),
             frag_seen: vec![0; c.frag_wilds.len()],
             regex: c.regexes.scratch(),
@@ -237,6 +246,7 @@ impl Scratch {
             self.cand_stamp.fill(0);
             self.feat_stamp.fill(0);
             self.leaf_stamp.fill(0);
+            self.highlight_stamp.fill(0);
             self.frag_seen.fill(0);
             self.stamp = 1;
         }
@@ -354,6 +364,7 @@ impl Scratch {
             budget,
         };
         self.matched.clear();
+        self.highlight_spans.clear();
         // Most candidates are ruled out by their confirm branches, so those
         // are checked first, brought into cache a few candidates ahead
         // (at 100,000 searches and more they are cache misses otherwise,
@@ -436,13 +447,19 @@ impl Scratch {
                 r.searches.push(SearchIdx(s));
                 if r.highlights.len() < MAX_HIGHLIGHTS {
                     for &leaf in c.positive.get(s as usize) {
-                        e.spans.clear();
-                        let mut out = std::mem::take(e.spans);
-                        // The first spans in (field, start) order are the
-                        // only ones a record can keep.
-                        e.leaf_spans(leaf, &mut out, MAX_HIGHLIGHTS);
-                        out.sort_unstable();
-                        for sp in &out {
+                        let l = leaf as usize;
+                        if self.highlight_stamp[l] != self.stamp {
+                            // The first spans in (field, start) order are
+                            // the only ones a record can keep.
+                            let from = self.highlight_spans.len();
+                            e.leaf_spans(leaf, &mut self.highlight_spans, MAX_HIGHLIGHTS);
+                            self.highlight_spans[from..].sort_unstable();
+                            self.highlight_stamp[l] = self.stamp;
+                            self.highlight_range[l] =
+                                (from as u32, self.highlight_spans.len() as u32);
+                        }
+                        let (from, to) = self.highlight_range[l];
+                        for sp in &self.highlight_spans[from as usize..to as usize] {
                             r.highlights.push(Highlight {
                                 search: SearchIdx(s),
                                 field: sp.field,
@@ -450,7 +467,6 @@ impl Scratch {
                                 end: sp.end,
                             });
                         }
-                        *e.spans = out;
                     }
                     r.highlights.sort_unstable();
                     r.highlights.dedup();
