@@ -109,8 +109,12 @@ pub struct Scratch {
     fields: [Tokens; 2],
     folded: FoldedField,
     occs: Vec<Occ>,
-    /// `cand_stamp[s] == stamp` when search `s` is already a candidate.
-    cand_stamp: Vec<u32>,
+    /// Bit `s` set when search `s` is already a candidate of this
+    /// document (a bitset, not a stamp per search: at 100,000 searches it
+    /// stays in cache, 12.5 KB against 400; cleared by its candidates).
+    cand_seen: Vec<u64>,
+    /// The number of searches (`cand_seen`'s bits).
+    searches: usize,
     /// The document's features for the confirm branches: `feat_stamp[f]
     /// == stamp` when feature `f` occurs, and then `feat_kinds[f]` has bit
     /// `k` set when it occurs as a token of kind `k` (`confirm::Need`).
@@ -177,7 +181,8 @@ impl Scratch {
             fields: [Tokens::new(), Tokens::new()],
             folded: FoldedField::default(),
             occs: Vec::with_capacity(64),
-            cand_stamp: vec![0; c.searches.len()],
+            cand_seen: vec![0; c.searches.len().div_ceil(64)],
+            searches: c.searches.len(),
             feat_stamp: vec![0; c.post_off.len().saturating_sub(1)],
             feat_kinds: vec![0; c.post_off.len().saturating_sub(1)],
             evaluated: 0,
@@ -208,7 +213,7 @@ impl Scratch {
     /// evaluations, matches and work units, and the wall time of every
     /// evaluation on one document in `sample_every`.
     pub fn count_costs(&mut self, sample_every: u32) {
-        self.costs = Some(CostCounters::new(self.cand_stamp.len(), sample_every));
+        self.costs = Some(CostCounters::new(self.searches, sample_every));
     }
 
     /// Calls `f` with every search evaluated since the last call and what it
@@ -240,10 +245,17 @@ impl Scratch {
         self.current.map(SearchIdx)
     }
 
+    /// Forgets the last document's candidates.
+    fn clear_candidates(&mut self) {
+        for &s in &self.candidates {
+            self.cand_seen[s as usize / 64] = 0;
+        }
+        self.candidates.clear();
+    }
+
     fn next_stamp(&mut self) {
         self.stamp = self.stamp.wrapping_add(1);
         if self.stamp == 0 {
-            self.cand_stamp.fill(0);
             self.feat_stamp.fill(0);
             self.leaf_stamp.fill(0);
             self.highlight_stamp.fill(0);
@@ -293,7 +305,7 @@ impl Scratch {
         budget: u64,
     ) -> Result<(), TooExpensive> {
         assert_eq!(
-            self.cand_stamp.len(),
+            self.searches,
             c.searches.len(),
             "scratch made for another matcher"
         );
@@ -305,7 +317,7 @@ impl Scratch {
             log.clear();
         }
         self.occs.clear();
-        self.candidates.clear();
+        self.clear_candidates();
         self.evaluated = 0;
         if let Some(costs) = &mut self.costs {
             costs.begin_document();
@@ -325,7 +337,6 @@ impl Scratch {
         });
 
         // Candidates from the posting lists of the features present.
-        self.candidates.clear();
         let mut last = u32::MAX;
         for o in &self.occs {
             let f = o.feature as usize;
@@ -337,8 +348,9 @@ impl Scratch {
             self.feat_stamp[f] = self.stamp;
             self.feat_kinds[f] = 1 << o.kind as u8;
             for &s in &c.post[c.post_off[f] as usize..c.post_off[f + 1] as usize] {
-                if self.cand_stamp[s as usize] != self.stamp {
-                    self.cand_stamp[s as usize] = self.stamp;
+                let (word, bit) = (s as usize / 64, 1u64 << (s % 64));
+                if self.cand_seen[word] & bit == 0 {
+                    self.cand_seen[word] |= bit;
                     self.candidates.push(s);
                 }
             }
