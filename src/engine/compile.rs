@@ -179,6 +179,13 @@ impl Postings {
         self.off.push(self.items.len() as u32);
     }
 
+    /// Appends every list of `other`, as keys after this one's.
+    fn append(&mut self, other: &Postings) {
+        let base = self.items.len() as u32;
+        self.items.extend_from_slice(&other.items);
+        self.off.extend(other.off[1..].iter().map(|&o| base + o));
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.off.len() - 1
@@ -384,18 +391,37 @@ impl Compiled {
             term_len: &term_len,
             term_share: term_share.as_deref(),
         };
+        // Each search's anchors, positive leaves and confirm branches depend
+        // on it alone: a large catalog is shared among the cores.
+        let n = c.searches.len();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(8);
+        let parts: Vec<PerSearch> = if threads > 1 && n >= 50_000 {
+            let chunk = n.div_ceil(threads);
+            let (c, costs) = (&c, &costs);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..n)
+                    .step_by(chunk)
+                    .map(|from| {
+                        scope.spawn(move || per_search(c, costs, from..(from + chunk).min(n)))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("compiling searches panicked"))
+                    .collect()
+            })
+        } else {
+            vec![per_search(&c, &costs, 0..n)]
+        };
         let mut pairs: Vec<(FeatureId, u32)> = Vec::new();
-        let mut set = Vec::new();
-        for (i, s) in c.searches.iter().enumerate() {
-            set.clear();
-            let anchored = costs.anchors(&c, s.root, &mut set);
-            debug_assert!(
-                anchored.is_some(),
-                "the parser rejects unanchorable searches"
-            );
-            set.sort_unstable();
-            set.dedup();
-            pairs.extend(set.iter().map(|&f| (f, i as u32)));
+        let mut positive = Postings::with_capacity(n, leaves_total);
+        let mut confirm = Postings::with_capacity(n, 0);
+        for part in parts {
+            pairs.extend(part.pairs);
+            positive.append(&part.positive);
+            confirm.append(&part.confirm);
         }
         pairs.sort_unstable();
         let mut post_off = vec![0u32; n_features + 1];
@@ -407,20 +433,7 @@ impl Compiled {
         }
         c.post = pairs.into_iter().map(|(_, s)| s).collect();
         c.post_off = post_off;
-        let mut positive = Postings::with_capacity(c.searches.len(), leaves_total);
-        let mut leaves = Vec::new();
-        for s in &c.searches {
-            leaves.clear();
-            positive_leaves(&c, s.root, true, &mut leaves);
-            leaves.sort_unstable();
-            leaves.dedup();
-            positive.push(&leaves);
-        }
         c.positive = positive;
-        let mut confirm = Postings::with_capacity(c.searches.len(), 0);
-        for s in &c.searches {
-            confirm.push(&costs.confirm_branches(&c, s.root));
-        }
         c.confirm = confirm;
 
         c.stats = CompileStats {
@@ -467,6 +480,44 @@ impl Compiled {
             + self.cjk_ac.as_ref().map_or(0, AhoCorasick::memory_usage)
             + self.regexes.memory_usage()
     }
+}
+
+/// What [`Compiled::build`] derives per search, for a range of searches.
+struct PerSearch {
+    /// (anchor feature, search) of every search.
+    pairs: Vec<(FeatureId, u32)>,
+    /// Per search its distinct positive leaves.
+    positive: Postings,
+    /// Per search its confirm branches.
+    confirm: Postings,
+}
+
+fn per_search(c: &Compiled, costs: &Costs<'_>, searches: std::ops::Range<usize>) -> PerSearch {
+    let mut out = PerSearch {
+        pairs: Vec::new(),
+        positive: Postings::with_capacity(searches.len(), 0),
+        confirm: Postings::with_capacity(searches.len(), 0),
+    };
+    let (mut set, mut leaves) = (Vec::new(), Vec::new());
+    for i in searches {
+        let root = c.searches[i].root;
+        set.clear();
+        let anchored = costs.anchors(c, root, &mut set);
+        debug_assert!(
+            anchored.is_some(),
+            "the parser rejects unanchorable searches"
+        );
+        set.sort_unstable();
+        set.dedup();
+        out.pairs.extend(set.iter().map(|&f| (f, i as u32)));
+        leaves.clear();
+        positive_leaves(c, root, true, &mut leaves);
+        leaves.sort_unstable();
+        leaves.dedup();
+        out.positive.push(&leaves);
+        out.confirm.push(&costs.confirm_branches(c, root));
+    }
+    out
 }
 
 /// Leaves of the tree below `node` that are positive (not under a NOT).

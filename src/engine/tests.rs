@@ -604,3 +604,40 @@ fn costs_count_each_searchs_evaluations_matches_and_work() {
     m.match_document(&Document::with_text("1", "acme"), &mut plain);
     assert_eq!(plain.take_costs(|_, _| panic!("not counted")), 0);
 }
+
+/// A catalog large enough to be compiled on several threads (50,000
+/// searches and more: anchors, positive leaves and confirm branches are
+/// derived per range of searches and merged) matches as the reference.
+#[test]
+fn a_catalog_compiled_on_several_threads_matches_as_the_reference() {
+    let shapes = [
+        "w{i} AND (common OR other)",
+        "\"w{i} common\" OR #t{i}",
+        "(w{i} OR other) -rare",
+        "w{i} NEAR/2 common",
+    ];
+    let topics: Vec<serde_json::Value> = (0..60_000)
+        .map(|i| {
+            let query = shapes[i % shapes.len()].replace("{i}", &(i % 997).to_string());
+            serde_json::json!({"id": format!("t{i}"), "searches": [{"id": format!("s{i}"), "query": query}]})
+        })
+        .collect();
+    let json = serde_json::json!({ "topics": topics }).to_string();
+    let catalog = Catalog::from_json(json.as_bytes(), &Limits::default()).unwrap();
+    let m = Matcher::new(&catalog).unwrap();
+    let reference = Reference::new(&catalog);
+    let mut scratch = m.scratch();
+    for text in [
+        "w5 common news",
+        "w996 other #t996 rare",
+        "w7 x common and w12",
+        "nothing",
+    ] {
+        let doc = Document::with_text("d", text);
+        let got = m.match_document(&doc, &mut scratch).to_vec();
+        assert_eq!(got, reference.match_document(&doc), "{text}");
+        if text != "nothing" {
+            assert!(!got.is_empty(), "{text}");
+        }
+    }
+}
