@@ -66,7 +66,7 @@
 //! **Size.** A million searches from real posts' vocabulary take 297 bytes
 //! each compiled (12-byte nodes, NEARs apart, leaves interned by a compact
 //! code in one walk over the trees: `builder`), and `check` of them peaks
-//! at 1.45 GiB with the parsed catalog (915 bytes per search: leaves keep
+//! at 1.46 GiB with the parsed catalog (915 bytes per search: leaves keep
 //! a span of their query, not a copy; token bodies inline). Measured with
 //! `examples/catalog_memory.rs`; figures in BENCHMARKS.md.
 //!
