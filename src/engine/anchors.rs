@@ -3,7 +3,7 @@
 //! set of each node of a search's tree. `confirm` builds on the same costs.
 
 use super::builder::Bases;
-use super::compile::{CLeafKind, Compiled, FeatureId, NearNode, Node};
+use super::compile::{CLeafKind, Compiled, FeatureId, Node};
 
 /// Cost of anchoring on a feature: how many searches use it, weighted by how
 /// expensive its hits are to confirm.
@@ -86,21 +86,15 @@ impl Costs<'_> {
                 Some(cost)
             }
             Node::Near(n) => {
-                let NearNode {
-                    left,
-                    left_len,
-                    right_len,
-                    ..
-                } = c.nears[n as usize];
-                let side = |from: u32, n: u32| {
-                    let leaves = &c.children[from as usize..(from + n) as usize];
+                let side = |leaves: &[u32]| {
                     let set: Vec<(FeatureId, f64)> =
                         leaves.iter().map(|&l| self.leaf_anchor(c, l)).collect();
                     let cost = set.iter().map(|x| x.1).sum::<f64>();
                     (cost, set)
                 };
-                let (lc, ls) = side(left, left_len);
-                let (rc, rs) = side(left + left_len, right_len);
+                let (left, right) = c.near_sides(n);
+                let (lc, ls) = side(left);
+                let (rc, rs) = side(right);
                 let (cost, set) = if lc <= rc { (lc, ls) } else { (rc, rs) };
                 out.extend(set.into_iter().map(|x| x.0));
                 Some(cost)

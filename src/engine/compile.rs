@@ -452,6 +452,21 @@ impl Compiled {
         Ok(c)
     }
 
+    /// The left and the right leaves of NEAR node `nears[n]`.
+    pub(super) fn near_sides(&self, n: u32) -> (&[u32], &[u32]) {
+        let NearNode {
+            left,
+            left_len,
+            right_len,
+            ..
+        } = self.nears[n as usize];
+        let (l, r) = (left as usize, (left + left_len) as usize);
+        (
+            &self.children[l..r],
+            &self.children[r..r + right_len as usize],
+        )
+    }
+
     fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
         let terms: usize = self
@@ -530,16 +545,10 @@ fn positive_leaves(c: &Compiled, node: u32, positive: bool, out: &mut Vec<u32>) 
         }
         Node::Not(ch) => positive_leaves(c, ch, !positive, out),
         Node::Near(n) => {
-            let NearNode {
-                left,
-                left_len,
-                right_len,
-                ..
-            } = c.nears[n as usize];
             if positive {
-                out.extend_from_slice(
-                    &c.children[left as usize..(left + left_len + right_len) as usize],
-                );
+                let (left, right) = c.near_sides(n);
+                out.extend_from_slice(left);
+                out.extend_from_slice(right);
             }
         }
         Node::Leaf(l) => {

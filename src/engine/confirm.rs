@@ -18,7 +18,7 @@
 //! every post that has the tag's word in plain text.
 
 use super::anchors::Costs;
-use super::compile::{CLeafKind, Compiled, FeatureId, NearNode, Node};
+use super::compile::{CLeafKind, Compiled, FeatureId, Node};
 use crate::query::Fields;
 use crate::text::TokenKind;
 
@@ -147,14 +147,8 @@ impl Costs<'_> {
                 }
             }
             Node::Near(n) => {
-                let NearNode {
-                    left,
-                    left_len,
-                    right_len,
-                    ..
-                } = c.nears[n as usize];
-                for (from, n) in [(left, left_len), (left + left_len, right_len)] {
-                    let leaves = &c.children[from as usize..(from + n) as usize];
+                let (left, right) = c.near_sides(n);
+                for leaves in [left, right] {
                     let (mut cost, mut set) = (0.0, Vec::new());
                     for &l in leaves {
                         let (f, fc) = self.leaf_anchor(c, l);
