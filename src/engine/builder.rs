@@ -46,17 +46,26 @@ fn intern_cloned<K: std::hash::Hash + Eq + Clone>(map: &mut FxHashMap<K, u32>, k
 }
 
 impl Features {
-    fn term(&mut self, folded: &str) -> Local {
+    /// The term feature of a folded token body (a term's local id is its
+    /// feature id).
+    fn term(&mut self, folded: &str) -> FeatureId {
         if let Some(&i) = self.terms.get(folded) {
-            return Local::Term(i);
+            return i;
         }
-        Local::Term(intern(&mut self.terms, folded.into()))
+        intern(&mut self.terms, folded.into())
     }
 
-    /// The features of a text leaf, in token order for token leaves.
-    fn of_leaf(&mut self, leaf: &Leaf, out: &mut Vec<Local>) {
+    /// The features of a text leaf into `out`; for a token leaf also its
+    /// tokens' terms into `terms`, in token order.
+    fn of_leaf(&mut self, leaf: &Leaf, terms: &mut Vec<FeatureId>, out: &mut Vec<Local>) {
         match &leaf.kind {
-            LeafKind::Tokens(t) => out.extend(t.tokens.iter().map(|tok| self.term(&tok.folded))),
+            LeafKind::Tokens(t) => {
+                for tok in &t.tokens {
+                    let term = self.term(&tok.folded);
+                    terms.push(term);
+                    out.push(Local::Term(term));
+                }
+            }
             LeafKind::Wildcard(w) => out.push(Local::Wild(intern_cloned(&mut self.wildcards, w))),
             LeafKind::Cjk(s) => out.push(Local::Cjk(intern_cloned(&mut self.cjk, s))),
             LeafKind::Regex(r) => out.push(Local::Regex(intern_cloned(&mut self.regexes, r))),
@@ -119,7 +128,9 @@ pub(super) struct Builder {
     ptoks: Vec<PTok>,
     metas: Vec<(MetaField, Box<str>)>,
     meta_ids: FxHashMap<(MetaField, String), u32>,
+    /// The features of the leaf being built, and its tokens' terms.
     locals: Vec<Local>,
+    terms: Vec<FeatureId>,
     code: Vec<u32>,
     /// The features of the search being built, and per kind of feature
     /// the number of searches using each.
@@ -197,11 +208,8 @@ impl Builder {
                     t.slop.unwrap_or(0),
                     u32::from(t.case_sensitive),
                 ]);
-                for (tok, l) in t.tokens.iter().zip(&self.locals) {
-                    let Local::Term(term) = l else {
-                        unreachable!("token leaves have term features")
-                    };
-                    code.extend([*term, tok.kind as u32]);
+                for (tok, &term) in t.tokens.iter().zip(&self.terms) {
+                    code.extend([term, tok.kind as u32]);
                     if t.case_sensitive {
                         code.push(intern_cloned(&mut self.raws, &tok.raw));
                     }
@@ -217,7 +225,8 @@ impl Builder {
     fn leaf(&mut self, leaf: &Leaf) -> u32 {
         self.leaves_total += 1;
         self.locals.clear();
-        self.f.of_leaf(leaf, &mut self.locals);
+        self.terms.clear();
+        self.f.of_leaf(leaf, &mut self.terms, &mut self.locals);
         self.search_features.extend_from_slice(&self.locals);
         self.leaf_code(leaf);
         if let Some(&id) = self.leaf_ids.get(&self.code[..]) {
@@ -227,10 +236,7 @@ impl Builder {
         let kind = match &leaf.kind {
             LeafKind::Tokens(t) => {
                 let start = self.ptoks.len() as u32;
-                for (tok, &l) in t.tokens.iter().zip(&self.locals) {
-                    let Local::Term(feature) = l else {
-                        unreachable!("token leaves have term features")
-                    };
+                for (tok, &feature) in t.tokens.iter().zip(&self.terms) {
                     self.ptoks.push(PTok {
                         feature,
                         kind: tok.kind,

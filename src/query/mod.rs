@@ -71,7 +71,7 @@ pub fn parse(query: &str, limits: &Limits) -> Result<Query, Vec<QueryError>> {
     }
     let lexemes = lexer::lex(query).map_err(|e| vec![e])?;
     let mut parser = parser::Parser::new(query, lexemes, limits);
-    let expr = match parser.parse() {
+    let mut expr = match parser.parse() {
         Ok(e) => e,
         Err(e) => {
             let mut errors = parser.errors;
@@ -99,7 +99,6 @@ pub fn parse(query: &str, limits: &Limits) -> Result<Query, Vec<QueryError>> {
         errors.sort_by_key(|e| e.column);
         return Err(errors);
     }
-    let mut expr = expr;
     expr.shrink_to_fit();
     Ok(Query {
         expr,
