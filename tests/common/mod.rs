@@ -556,11 +556,14 @@ pub fn match_ids(records: &[(Vec<u8>, Vec<u8>)]) -> BTreeMap<String, usize> {
     out
 }
 
-/// Match ids (with multiplicity) in a JSONL output file.
+/// Match ids (with multiplicity) in a JSONL output file, complete lines
+/// only: the service's writer may be in the middle of a line when the
+/// file is read.
 pub fn file_match_ids(path: &Path) -> BTreeMap<String, usize> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let records: Vec<(Vec<u8>, Vec<u8>)> = text
-        .lines()
+        .split_inclusive('\n')
+        .filter_map(|l| l.strip_suffix('\n'))
         .map(|l| (Vec::new(), l.as_bytes().to_vec()))
         .collect();
     match_ids(&records)
