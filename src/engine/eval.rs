@@ -64,18 +64,30 @@ impl Span {
     }
 }
 
-/// The indexed document: tokens of both fields and the sorted occurrences.
+/// The indexed document: tokens of both fields, the occurrences sorted by
+/// feature, and where each present feature's occurrences are.
 pub(crate) struct DocIndex<'d> {
     pub(super) doc: &'d Document<'d>,
     pub fields: &'d [Tokens; 2],
     pub(super) occs: &'d [Occ],
+    /// `occs[feat_occs[f].0..feat_occs[f].1]` are the occurrences of `f`
+    /// when `feat_stamp[f] == stamp` (none otherwise): a leaf finds its
+    /// occurrences in one step, not two binary searches over the document
+    /// (which were most of a leaf's cost on long posts).
+    pub(super) feat_stamp: &'d [u32],
+    pub(super) feat_occs: &'d [(u32, u32)],
+    pub(super) stamp: u32,
 }
 
 impl DocIndex<'_> {
+    #[inline]
     pub fn occs_of(&self, f: FeatureId) -> &[Occ] {
-        let lo = self.occs.partition_point(|o| o.feature < f);
-        let hi = lo + self.occs[lo..].partition_point(|o| o.feature == f);
-        &self.occs[lo..hi]
+        let f = f as usize;
+        if self.feat_stamp.get(f) != Some(&self.stamp) {
+            return &[];
+        }
+        let (lo, hi) = self.feat_occs[f];
+        &self.occs[lo as usize..hi as usize]
     }
 
     /// Whether the document token under `o` satisfies the phrase token `p`.
@@ -120,6 +132,8 @@ pub struct Scratch {
     /// `k` set when it occurs as a token of kind `k` (`confirm::Need`).
     feat_stamp: Vec<u32>,
     feat_kinds: Vec<u8>,
+    /// Where feature `f`'s occurrences are in `occs` ([`DocIndex`]).
+    feat_occs: Vec<(u32, u32)>,
     /// Candidates that passed their confirm groups and were evaluated.
     evaluated: usize,
     leaf_stamp: Vec<u32>,
@@ -185,6 +199,7 @@ impl Scratch {
             searches: c.searches.len(),
             feat_stamp: vec![0; c.post_off.len().saturating_sub(1)],
             feat_kinds: vec![0; c.post_off.len().saturating_sub(1)],
+            feat_occs: vec![(0, 0); c.post_off.len().saturating_sub(1)],
             evaluated: 0,
             leaf_stamp: vec![0; c.leaves.len()],
             leaf_value: vec![false; c.leaves.len()],
@@ -338,15 +353,17 @@ impl Scratch {
 
         // Candidates from the posting lists of the features present.
         let mut last = u32::MAX;
-        for o in &self.occs {
+        for (i, o) in self.occs.iter().enumerate() {
             let f = o.feature as usize;
             if o.feature == last {
                 self.feat_kinds[f] |= 1 << o.kind as u8;
+                self.feat_occs[f].1 = i as u32 + 1;
                 continue;
             }
             last = o.feature;
             self.feat_stamp[f] = self.stamp;
             self.feat_kinds[f] = 1 << o.kind as u8;
+            self.feat_occs[f] = (i as u32, i as u32 + 1);
             for &s in &c.post[c.post_off[f] as usize..c.post_off[f + 1] as usize] {
                 let (word, bit) = (s as usize / 64, 1u64 << (s % 64));
                 if self.cand_seen[word] & bit == 0 {
@@ -365,6 +382,9 @@ impl Scratch {
                 doc,
                 fields: &self.fields,
                 occs: &self.occs,
+                feat_stamp: &self.feat_stamp,
+                feat_occs: &self.feat_occs,
+                stamp: self.stamp,
             },
             leaf_stamp: &mut self.leaf_stamp,
             leaf_value: &mut self.leaf_value,
