@@ -31,7 +31,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::reload::{Active, ActiveScratch, Masks, TooExpensive};
 use crate::document::Document;
-use crate::record::{write_record, RecordContext};
+use crate::record::{match_id, write_record, RecordContext};
 
 /// The environment variable of the fault tests (module doc).
 pub const FAULT_PANIC_ENV: &str = "TOPIC_MATCHER_FAULT_PANIC_DOC_ID";
@@ -92,7 +92,8 @@ pub fn match_document(
         }
         active.for_each_match_masked(doc, scratch, masks, |matcher, m| {
             let start = out.buf.len();
-            let id = write_record(&mut out.buf, matcher, doc, m, ctx);
+            let id = match_id(&doc.id, matcher.topic_id(m.topic));
+            write_record(&mut out.buf, matcher, doc, m, ctx);
             if out.buf.last() == Some(&b'\n') {
                 out.buf.pop();
             }
