@@ -1,5 +1,7 @@
 //! The match record of docs/formats.md §2.3, written as one JSON line.
 
+use std::ops::Range;
+
 use serde::Serialize;
 
 use crate::document::{Document, FIELD_NAMES};
@@ -72,12 +74,22 @@ pub fn write_record(
     }
     out.extend_from_slice(b"],\"highlights\":[");
     let mut numbers = itoa::Buffer::new();
+    // Highlights come search by search: each search's id is escaped once
+    // and then copied from where it was first written.
+    let mut last_search = None;
     for (i, h) in m.highlights.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"search\":");
-        string(out, matcher.search_id(h.search));
+        match &last_search {
+            Some((s, written)) if *s == h.search => out.extend_from_within(Range::clone(written)),
+            _ => {
+                let from = out.len();
+                string(out, matcher.search_id(h.search));
+                last_search = Some((h.search, from..out.len()));
+            }
+        }
         out.extend_from_slice(b",\"field\":\"");
         out.extend_from_slice(FIELD_NAMES[h.field as usize].as_bytes());
         out.extend_from_slice(b"\",\"start\":");
@@ -123,12 +135,37 @@ fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// Whether any byte of `bytes` is a control character, `"` or `\\`,
+/// eight bytes at a time (ids and times are 10 to 40 bytes: too short for
+/// the vector loop a compiler makes of a byte-by-byte check).
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Exact tests for "some byte is zero" and "some byte is below n".
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    let byte_below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let x = u64::from_ne_bytes(chunk.try_into().expect("eight bytes"));
+        if byte_below(x, 0x20)
+            || zero_byte(x ^ (ONES * u64::from(b'"')))
+            || zero_byte(x ^ (ONES * u64::from(b'\\')))
+        {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
 /// `s` escaped for a JSON string, without the quotes: `"`, `\\` and the
 /// control characters escaped as `serde_json` does, everything else as is.
 fn escape_into(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     let needs = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
-    if !bytes.iter().any(|&b| needs(b)) {
+    if !needs_escape(bytes) {
         out.extend_from_slice(bytes);
         return;
     }
@@ -223,6 +260,20 @@ mod tests {
     }
 
     #[test]
+    fn every_byte_that_needs_an_escape_is_found_at_every_position() {
+        for len in 1..=17 {
+            for pos in 0..len {
+                for b in 0..=255u8 {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[pos] = b;
+                    let expected = b < 0x20 || b == b'"' || b == b'\\';
+                    assert_eq!(needs_escape(&bytes), expected, "byte {b} at {pos} of {len}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn strings_are_escaped_as_serde_json_escapes_them() {
         for s in [
             "plain",
@@ -231,6 +282,10 @@ mod tests {
             "tab\tnew\nline\r back\u{8} feed\u{c}",
             "\u{0}\u{1}\u{1f}\u{7f}",
             "émoji 😀 \u{2028} 日本",
+            "twenty-four bytes long \"",
+            "sixteen bytes!!\\ then more",
+            "a control \u{1f} eight in",
+            "~\u{7f}\u{80}ÿ twenty-four bytes  ",
         ] {
             let mut out = Vec::new();
             string(&mut out, s);
@@ -247,7 +302,8 @@ mod tests {
             {"id": "s\t1", "query": "acme"}]}]}"#;
         let catalog = Catalog::from_json(json, &Limits::default()).unwrap();
         let m = Matcher::new(&catalog).unwrap();
-        let doc = Document::parse(br#"{"id": "x\"y\u0001", "text": "acme"}"#, 1 << 20).unwrap();
+        let doc =
+            Document::parse(br#"{"id": "x\"y\u0001", "text": "acme, acme"}"#, 1 << 20).unwrap();
         let mut scratch = m.scratch();
         let matches = m.match_document(&doc, &mut scratch);
         let mut out = Vec::new();
@@ -262,7 +318,8 @@ mod tests {
             v,
             serde_json::json!({"match_id": "x\"y\u{1}/a\\b\"c", "doc_id": "x\"y\u{1}",
                 "topic_id": "a\\b\"c", "searches": ["s\t1"],
-                "highlights": [{"search": "s\t1", "field": "text", "start": 0, "end": 4}],
+                "highlights": [{"search": "s\t1", "field": "text", "start": 0, "end": 4},
+                    {"search": "s\t1", "field": "text", "start": 6, "end": 10}],
                 "matched_at": "2019-07-24T14:16:02.113Z"})
         );
     }
