@@ -140,6 +140,9 @@ pub struct Scratch {
     leaf_value: Vec<bool>,
     stamp: u32,
     candidates: Vec<u32>,
+    /// The candidates that passed their confirm branches (the `only`
+    /// mask too), in candidate order.
+    confirmed: Vec<u32>,
     matched: Vec<(TopicIdx, u32)>,
     spans: Vec<Span>,
     spans2: Vec<Span>,
@@ -205,6 +208,7 @@ impl Scratch {
             leaf_value: vec![false; c.leaves.len()],
             stamp: 0,
             candidates: Vec::new(),
+            confirmed: Vec::new(),
             matched: Vec::new(),
             spans: Vec::new(),
             spans2: Vec::new(),
@@ -376,6 +380,34 @@ impl Scratch {
             return Ok(());
         }
 
+        // Most candidates are ruled out by their confirm branches, so those
+        // are checked first, over all candidates, brought into cache a few
+        // candidates ahead (at 100,000 searches and more they are cache
+        // misses otherwise, and were most of a candidate's cost); the
+        // search itself is read only for the candidates that pass, and
+        // brought into cache as each passes, well before it is evaluated.
+        const AHEAD: usize = 8;
+        self.confirmed.clear();
+        for (i, &s) in self.candidates.iter().enumerate() {
+            if let Some(&next) = self.candidates.get(i + AHEAD) {
+                c.confirm.prefetch_key(next as usize);
+            }
+            if let Some(&next) = self.candidates.get(i + AHEAD / 2) {
+                c.confirm.prefetch_list(next as usize);
+            }
+            if only.is_some_and(|only| !only[s as usize])
+                || !super::confirm::confirmed(
+                    c.confirm.get(s as usize),
+                    &self.feat_stamp,
+                    &self.feat_kinds,
+                    self.stamp,
+                )
+            {
+                continue;
+            }
+            self.confirmed.push(s);
+            super::prefetch(&c.searches[s as usize]);
+        }
         let mut e = Eval {
             c,
             d: DocIndex {
@@ -397,30 +429,7 @@ impl Scratch {
         };
         self.matched.clear();
         self.highlight_spans.clear();
-        // Most candidates are ruled out by their confirm branches, so those
-        // are checked first, brought into cache a few candidates ahead
-        // (at 100,000 searches and more they are cache misses otherwise,
-        // and were most of a candidate's cost); the search itself is read
-        // only for the candidates that pass.
-        const AHEAD: usize = 8;
-        for (i, &s) in self.candidates.iter().enumerate() {
-            if let Some(&next) = self.candidates.get(i + AHEAD) {
-                c.confirm.prefetch_key(next as usize);
-            }
-            if let Some(&next) = self.candidates.get(i + AHEAD / 2) {
-                c.confirm.prefetch_list(next as usize);
-            }
-            if only.is_some_and(|only| !only[s as usize]) {
-                continue;
-            }
-            if !super::confirm::confirmed(
-                c.confirm.get(s as usize),
-                &self.feat_stamp,
-                &self.feat_kinds,
-                self.stamp,
-            ) {
-                continue;
-            }
+        for &s in &self.confirmed {
             let search = &c.searches[s as usize];
             if search.filters.as_ref().is_some_and(|f| !f.admits(doc)) {
                 continue;
@@ -482,6 +491,13 @@ impl Scratch {
             r.highlights.clear();
             while i < self.matched.len() && self.matched[i].0 == topic {
                 let s = self.matched[i].1;
+                // The positive leaves of the searches a few matches ahead.
+                if let Some(&(_, next)) = self.matched.get(i + AHEAD) {
+                    c.positive.prefetch_key(next as usize);
+                }
+                if let Some(&(_, next)) = self.matched.get(i + AHEAD / 2) {
+                    c.positive.prefetch_list(next as usize);
+                }
                 r.searches.push(SearchIdx(s));
                 if r.highlights.len() < MAX_HIGHLIGHTS {
                     for &leaf in c.positive.get(s as usize) {
