@@ -53,12 +53,16 @@
 //!    *vetoes*, the plain words under its AND's NOTs: with both, 31
 //!    searches are evaluated per post for 26 that match, and 225 for
 //!    221.5 at a million searches (`confirm`'s module doc).
-//! 4. **Evaluation.** Each candidate's confirm branches are checked (brought
-//!    into cache a few candidates ahead), then its per-search filters, then
-//!    its flattened tree is evaluated against the occurrences: phrases by
-//!    consecutive positions, proximity by position windows, NOT by absence.
-//!    Leaf results are cached per document (leaves are interned, so a leaf
-//!    shared by many searches is evaluated once).
+//! 4. **Evaluation.** The candidates' confirm branches are checked in one
+//!    pass (brought into cache a few candidates ahead); each candidate that
+//!    passes is brought into cache as it passes, then, in a second pass,
+//!    its per-search filters are checked and its flattened tree is
+//!    evaluated against the occurrences: phrases by consecutive positions,
+//!    proximity by position windows, NOT by absence. A leaf finds its
+//!    feature's occurrences in one step (where they start and end is noted
+//!    as the features are stamped). Leaf results are cached per document
+//!    (leaves are interned, so a leaf shared by many searches is evaluated
+//!    once).
 //!
 //! Matching allocates nothing per search: all per-document state lives in a
 //! reusable [`Scratch`] whose arrays are sized once per matcher.
