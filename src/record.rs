@@ -92,10 +92,8 @@ pub fn write_record(
         }
         out.extend_from_slice(b",\"field\":\"");
         out.extend_from_slice(FIELD_NAMES[h.field as usize].as_bytes());
-        out.extend_from_slice(b"\",\"start\":");
-        out.extend_from_slice(numbers.format(h.start).as_bytes());
-        out.extend_from_slice(b",\"end\":");
-        out.extend_from_slice(numbers.format(h.end).as_bytes());
+        number(out, &mut numbers, b"\",\"start\":", h.start);
+        number(out, &mut numbers, b",\"end\":", h.end);
         out.push(b'}');
     }
     out.push(b']');
@@ -105,19 +103,22 @@ pub fn write_record(
     out.extend_from_slice(b",\"matched_at\":");
     string(out, ctx.matched_at);
     if let Some(v) = ctx.searches_version {
-        out.extend_from_slice(b",\"searches_version\":");
-        out.extend_from_slice(numbers.format(v).as_bytes());
+        number(out, &mut numbers, b",\"searches_version\":", v);
     }
     if let Some(input) = &ctx.input {
         out.extend_from_slice(b",\"input\":{\"topic\":");
         string(out, input.topic);
-        out.extend_from_slice(b",\"partition\":");
-        out.extend_from_slice(numbers.format(input.partition).as_bytes());
-        out.extend_from_slice(b",\"offset\":");
-        out.extend_from_slice(numbers.format(input.offset).as_bytes());
+        number(out, &mut numbers, b",\"partition\":", input.partition);
+        number(out, &mut numbers, b",\"offset\":", input.offset);
         out.push(b'}');
     }
     out.extend_from_slice(b"}\n");
+}
+
+/// `key` (up to the colon) and then `n`.
+fn number(out: &mut Vec<u8>, numbers: &mut itoa::Buffer, key: &[u8], n: impl itoa::Integer) {
+    out.extend_from_slice(key);
+    out.extend_from_slice(numbers.format(n).as_bytes());
 }
 
 /// `"key":"value"` after the previous field, when there is a value.
