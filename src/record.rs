@@ -1,11 +1,10 @@
 //! The match record of docs/formats.md §2.3, written as one JSON line.
 
-use std::ops::Range;
-
 use serde::Serialize;
 
 use crate::document::{Document, FIELD_NAMES};
 use crate::engine::{Matcher, TopicMatch};
+use crate::searches::SearchIdx;
 
 /// Where a document came from in Kafka (absent offline).
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
@@ -45,10 +44,10 @@ pub fn match_id(doc_id: &str, topic_id: &str) -> String {
 ///
 /// Written field by field rather than through a serialized struct: at
 /// 100,000 searches a long post has hundreds of records, and building each
-/// record's lists and match id on the heap, then escaping every string byte
-/// by byte, was a fifth of `match`'s time (BENCHMARKS.md). Strings go out
-/// as they are when they need no escape, the common case; the bytes are
-/// those `serde_json` writes for the same record (a test checks it).
+/// record's lists and match id on the heap, then serializing it, was a
+/// fifth of `match`'s time (BENCHMARKS.md). A highlight's search id is
+/// escaped once per search; the bytes are those `serde_json` writes for
+/// the same record (tests check the escapes against it).
 pub fn write_record(
     out: &mut Vec<u8>,
     matcher: &Matcher,
@@ -76,14 +75,14 @@ pub fn write_record(
     let mut numbers = itoa::Buffer::new();
     // Highlights come search by search: each search's id is escaped once
     // and then copied from where it was first written.
-    let mut last_search = None;
+    let mut last_search: Option<(SearchIdx, std::ops::Range<usize>)> = None;
     for (i, h) in m.highlights.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"search\":");
         match &last_search {
-            Some((s, written)) if *s == h.search => out.extend_from_within(Range::clone(written)),
+            Some((s, written)) if *s == h.search => out.extend_from_within(written.clone()),
             _ => {
                 let from = out.len();
                 string(out, matcher.search_id(h.search));
@@ -136,44 +135,16 @@ fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// Whether any byte of `bytes` is a control character, `"` or `\\`,
-/// eight bytes at a time (ids and times are 10 to 40 bytes: too short for
-/// the vector loop a compiler makes of a byte-by-byte check).
-fn needs_escape(bytes: &[u8]) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    // Exact tests for "some byte is zero" and "some byte is below n".
-    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
-    let byte_below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH != 0;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let x = u64::from_ne_bytes(chunk.try_into().expect("eight bytes"));
-        if byte_below(x, 0x20)
-            || zero_byte(x ^ (ONES * u64::from(b'"')))
-            || zero_byte(x ^ (ONES * u64::from(b'\\')))
-        {
-            return true;
-        }
-    }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
-}
-
 /// `s` escaped for a JSON string, without the quotes: `"`, `\\` and the
 /// control characters escaped as `serde_json` does, everything else as is.
 fn escape_into(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    let needs = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
-    if !needs_escape(bytes) {
-        out.extend_from_slice(bytes);
-        return;
-    }
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    // The runs between bytes that need an escape are copied whole: a
+    // string without any (nearly every id and time) is one copy.
     let mut from = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        if !needs(b) {
+        if b >= 0x20 && b != b'"' && b != b'\\' {
             continue;
         }
         out.extend_from_slice(&bytes[from..i]);
@@ -264,11 +235,17 @@ mod tests {
     fn every_byte_that_needs_an_escape_is_found_at_every_position() {
         for len in 1..=17 {
             for pos in 0..len {
-                for b in 0..=255u8 {
+                for b in 0..0x80u8 {
                     let mut bytes = vec![b'a'; len];
                     bytes[pos] = b;
-                    let expected = b < 0x20 || b == b'"' || b == b'\\';
-                    assert_eq!(needs_escape(&bytes), expected, "byte {b} at {pos} of {len}");
+                    let s = std::str::from_utf8(&bytes).unwrap();
+                    let mut out = Vec::new();
+                    string(&mut out, s);
+                    assert_eq!(
+                        String::from_utf8(out).unwrap(),
+                        serde_json::to_string(s).unwrap(),
+                        "byte {b} at {pos} of {len}"
+                    );
                 }
             }
         }
