@@ -98,8 +98,7 @@ fn poison_documents_become_dead_letters_and_the_stream_goes_on() {
         "[kafka.producer]\n\"message.max.bytes\" = \"200000\"\n\n[limits]\nmax_work_per_document = 300000\nslow_search_work = 1\n",
     )
     .unwrap();
-    std::env::set_var("TOPIC_MATCHER_FAULT_PANIC_DOC_ID", "panic-me");
-    let mut svc = Service::start_with(
+    let mut svc = Service::start_with_env(
         &ServiceOpts {
             brokers: &brokers,
             group: "poison",
@@ -111,8 +110,8 @@ fn poison_documents_become_dead_letters_and_the_stream_goes_on() {
         },
         &repo("samples/searches.json"),
         &["--config", config.to_str().unwrap()],
+        &[("TOPIC_MATCHER_FAULT_PANIC_DOC_ID", "panic-me")],
     );
-    std::env::remove_var("TOPIC_MATCHER_FAULT_PANIC_DOC_ID");
     let log = || std::fs::read_to_string(dir.join("service.log")).unwrap_or_default();
 
     // Every normal document before and after the poison has its records.

@@ -159,12 +159,16 @@ impl Soak {
 
     fn state_disk_full(&mut self, fs: &SmallFs) {
         let filler = fs.fill();
-        // Checkpoints are small: documents trickle in until a write fails.
-        let mut tries = 0;
-        while self.svc().request("GET", "/readyz", None, &[]).0 != 503 && tries < 100 {
+        // A checkpoint adds tens of bytes to the write-ahead log, whose last
+        // page may still have up to 4 KiB free, and on a loaded machine
+        // several trickles share one checkpoint: documents trickle in until
+        // a write fails (48 trickles here, more than 100 once in CI), for
+        // at most two minutes.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.svc().request("GET", "/readyz", None, &[]).0 != 503 && Instant::now() < deadline
+        {
             self.produce(10, 0);
             std::thread::sleep(Duration::from_millis(150));
-            tries += 1;
         }
         let full = self.svc().request("GET", "/readyz", None, &[]).0 == 503;
         std::fs::remove_file(filler).unwrap();

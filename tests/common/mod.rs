@@ -388,6 +388,18 @@ impl Service {
 
     /// Starts with this searches file and extra arguments of `run`.
     pub fn start_with(o: &ServiceOpts<'_>, searches: &Path, extra: &[&str]) -> Service {
+        Service::start_with_env(o, searches, extra, &[])
+    }
+
+    /// [`Service::start_with`] with extra environment variables for the
+    /// service alone (a fault to inject): never the test process's own
+    /// environment, which the other tests of the process share.
+    pub fn start_with_env(
+        o: &ServiceOpts<'_>,
+        searches: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Service {
         let admin = free_port();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -411,6 +423,7 @@ impl Service {
             .arg(searches)
             .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
             .args(extra)
+            .envs(env.iter().copied())
             // TM_TEST_LOG widens the services' logs, e.g.
             // "info,librdkafka=debug" with `debug = "cgrp"` in their config.
             .env(
