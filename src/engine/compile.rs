@@ -10,6 +10,7 @@ use rustc_hash::FxHashMap;
 use super::anchors::Costs;
 use super::builder::{Builder, Flat};
 use super::frequencies::TermFrequencies;
+use super::prefixes::Prefixes;
 use super::regexes::RegexLeaves;
 use super::CompileStats;
 use crate::query::{Fields, MetaField, Wildcard};
@@ -124,7 +125,7 @@ pub(crate) struct Compiled {
     /// Wildcards that start with a literal (`lov*`, `colo?r`): a trie of
     /// their literal prefixes, walked from the start of each token, so a
     /// token costs a few transitions until the walk dies.
-    pub prefix_trie: Option<aho_corasick::nfa::contiguous::NFA>,
+    pub prefix_trie: Option<Prefixes>,
     pub prefix_wilds: Postings,
     /// Wildcards that start with `*` or `?`: an automaton over their longest
     /// literal run, run over the NUL-separated folded token bodies.
@@ -338,13 +339,10 @@ impl Compiled {
             None
         } else {
             Some(
-                aho_corasick::nfa::contiguous::NFA::builder()
-                    .match_kind(MatchKind::Standard)
-                    .build(&prefixes)
-                    .map_err(|e| EngineError::Automaton {
-                        what: "wildcard prefix",
-                        message: e.to_string(),
-                    })?,
+                Prefixes::build(&prefixes).map_err(|e| EngineError::Automaton {
+                    what: "wildcard prefix",
+                    message: e.to_string(),
+                })?,
             )
         };
         let wild_ac = build_ac("wildcard", &frags)?;
@@ -484,10 +482,7 @@ impl Compiled {
             + self.post.len() * 4
             + self.post_off.len() * 4
             + self.wild_ac.as_ref().map_or(0, AhoCorasick::memory_usage)
-            + self
-                .prefix_trie
-                .as_ref()
-                .map_or(0, aho_corasick::automaton::Automaton::memory_usage)
+            + self.prefix_trie.as_ref().map_or(0, Prefixes::memory_usage)
             + self.prefix_wilds.heap_bytes()
             + self.frag_wilds.heap_bytes()
             + self.positive.heap_bytes()

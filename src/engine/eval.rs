@@ -568,7 +568,7 @@ impl Scratch {
             if let Some(trie) = &c.prefix_trie {
                 for (pos, t) in tokens.tokens.iter().enumerate() {
                     let body = &tokens.folded[t.folded_start as usize..t.folded_end as usize];
-                    walk_prefixes(trie, body.as_bytes(), |prefix| {
+                    trie.each_prefix_of(body.as_bytes(), |prefix| {
                         for &w in c.prefix_wilds.get(prefix) {
                             wild_at(&mut self.occs, w, pos);
                         }
@@ -642,38 +642,4 @@ impl Scratch {
 /// `stamp` (never 0: stamps start at 1).
 fn frag_key(stamp: u32, field: u8, pos: usize) -> u64 {
     (u64::from(stamp) << 32) | (u64::from(field) << 31) | (pos as u64 & 0x7fff_ffff)
-}
-
-/// Calls `found` with the id of every pattern of the anchored `trie` that is
-/// a prefix of `bytes`.
-#[inline]
-fn walk_prefixes(
-    trie: &aho_corasick::nfa::contiguous::NFA,
-    bytes: &[u8],
-    mut found: impl FnMut(usize),
-) {
-    use aho_corasick::automaton::Automaton;
-    use aho_corasick::Anchored;
-    let Ok(mut sid) = trie.start_state(Anchored::Yes) else {
-        return;
-    };
-    for (depth, &b) in bytes.iter().enumerate() {
-        sid = trie.next_state(Anchored::Yes, sid, b);
-        if trie.is_special(sid) {
-            if trie.is_dead(sid) {
-                return;
-            }
-            if trie.is_match(sid) {
-                for i in 0..trie.match_len(sid) {
-                    let pid = trie.match_pattern(sid, i);
-                    // A match state also lists patterns that are suffixes of
-                    // the path; only those that start at the token start
-                    // count.
-                    if trie.pattern_len(pid) == depth + 1 {
-                        found(pid.as_usize());
-                    }
-                }
-            }
-        }
-    }
 }

@@ -85,6 +85,7 @@ mod cost;
 mod eval;
 pub mod explain;
 mod frequencies;
+mod prefixes;
 mod probe;
 pub mod reference;
 mod regexes;

@@ -164,46 +164,68 @@ impl Tokens {
 /// bodies to `folded` (each followed by [`TOKEN_SEPARATOR`]).
 pub fn tokenize_into(text: &str, out: &mut Vec<Token>, folded: &mut String, has_cjk: &mut bool) {
     let b = text.as_bytes();
-    if text.is_ascii() {
-        tokenize_ascii(b, 0, b.len(), out, folded);
-        return;
-    }
-    // Mixed text: split into chunks at ASCII whitespace followed by an ASCII
-    // character. UAX #29 always breaks there (only WB3d joins spaces, and
-    // WB4 joins a following Extend/Format/ZWJ character, which is never
-    // ASCII), so segmenting each chunk alone gives the segments of the whole.
-    // Pure-ASCII chunks take the fast path; the rest the full algorithm.
-    let mut chunk = 0;
-    let mut ascii_chunk = true;
-    for p in 0..b.len() {
-        if p > chunk
-            && b[p - 1].is_ascii_whitespace()
-            && b[p].is_ascii()
-            && !b[p].is_ascii_whitespace()
-        {
-            tokenize_chunk(text, chunk, p, ascii_chunk, out, folded, has_cjk);
-            chunk = p;
-            ascii_chunk = true;
+    // Mixed text is split at breaks: ASCII whitespace followed by an ASCII
+    // character that is not whitespace. UAX #29 always breaks there (only
+    // WB3d joins spaces, and WB4 joins a following Extend/Format/ZWJ
+    // character, which is never ASCII), so tokenizing the text between two
+    // breaks alone gives the segments of the whole. The ASCII stretches
+    // between breaks take the fast path, the rest the full algorithm; the
+    // scan looks for the next non-ASCII byte, and only around one for
+    // breaks.
+    let is_break =
+        |p: usize| b[p - 1].is_ascii_whitespace() && b[p].is_ascii() && !b[p].is_ascii_whitespace();
+    let mut from = 0;
+    while from < b.len() {
+        let Some(k) = first_non_ascii(&b[from..]) else {
+            tokenize_ascii(text, from, b.len(), out, folded);
+            return;
+        };
+        let non_ascii = from + k;
+        // The last break at or before it ends the ASCII stretch …
+        let mut ascii_end = non_ascii;
+        while ascii_end > from && !is_break(ascii_end) {
+            ascii_end -= 1;
         }
-        ascii_chunk &= b[p].is_ascii();
+        tokenize_ascii(text, from, ascii_end, out, folded);
+        // … and the first break after it ends the rest.
+        let mut end = non_ascii + 1;
+        while end < b.len() && !is_break(end) {
+            end += 1;
+        }
+        tokenize_unicode(&text[ascii_end..end], ascii_end, out, folded, has_cjk);
+        from = end;
     }
-    tokenize_chunk(text, chunk, b.len(), ascii_chunk, out, folded, has_cjk);
 }
 
-fn tokenize_chunk(
-    text: &str,
-    from: usize,
-    to: usize,
-    ascii: bool,
-    out: &mut Vec<Token>,
-    folded: &mut String,
-    has_cjk: &mut bool,
-) {
-    if ascii {
-        tokenize_ascii(text.as_bytes(), from, to, out, folded);
-    } else {
-        tokenize_unicode(&text[from..to], from, out, folded, has_cjk);
+/// Letters, digits and `_`: the bytes that join into an ASCII word.
+static WORD_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = (c as u8).is_ascii_alphanumeric() || c == b'_' as usize;
+        c += 1;
     }
+    t
+};
+
+/// The index of the first byte of `b` that is not ASCII, eight bytes at a
+/// time.
+fn first_non_ascii(b: &[u8]) -> Option<usize> {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = b.chunks_exact(8);
+    let mut at = 0;
+    for c in &mut chunks {
+        let word = u64::from_le_bytes(c.try_into().expect("eight bytes"));
+        if word & HIGH != 0 {
+            return Some(at + (word & HIGH).trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|c| !c.is_ascii())
+        .map(|k| at + k)
 }
 
 /// The UAX #29 word rules restricted to ASCII, which is most of the text
@@ -213,27 +235,23 @@ fn tokenize_chunk(
 /// a segment of its own (runs of spaces are one segment, which does not
 /// matter here). The property test `ascii_fast_path_equals_uax29` checks
 /// this against the full algorithm.
-/// Tokenizes the ASCII bytes `b[from..to]`; `b[from - 1]`, if any, is
+/// Tokenizes the ASCII bytes `text[from..to]`; the byte before `from`, if any, is
 /// whitespace (so it cannot glue to the chunk).
-fn tokenize_ascii(b: &[u8], from: usize, to: usize, out: &mut Vec<Token>, folded: &mut String) {
-    #[inline]
-    fn word_byte(c: u8) -> bool {
-        c.is_ascii_alphanumeric() || c == b'_'
-    }
+fn tokenize_ascii(text: &str, from: usize, to: usize, out: &mut Vec<Token>, folded: &mut String) {
+    let b = text.as_bytes();
     let n = to;
     let mut i = from;
     while i < n {
-        if !word_byte(b[i]) {
+        if !WORD_BYTE[b[i] as usize] {
             i += 1;
             continue;
         }
         let start = i;
-        let mut alnum = false;
+        let mut joined = false;
         let mut j = i;
         while j < n {
             let c = b[j];
-            if word_byte(c) {
-                alnum |= c != b'_';
+            if WORD_BYTE[c as usize] {
                 j += 1;
                 continue;
             }
@@ -250,12 +268,14 @@ fn tokenize_ascii(b: &[u8], from: usize, to: usize, out: &mut Vec<Token>, folded
                 };
                 if joins {
                     j += 2;
-                    alnum = true;
+                    joined = true;
                     continue;
                 }
             }
             break;
         }
+        // A run of `_` alone is no token (it has no letter or digit).
+        let alnum = joined || b[start..j].iter().any(|&c| c != b'_');
         i = j;
         if !alnum {
             continue;
@@ -280,8 +300,8 @@ fn tokenize_ascii(b: &[u8], from: usize, to: usize, out: &mut Vec<Token>, folded
             start - 1
         };
         let folded_start = folded.len();
-        // SAFETY-free: ASCII lower-casing keeps the buffer valid UTF-8.
-        folded.extend(b[start..j].iter().map(|&c| c.to_ascii_lowercase() as char));
+        folded.push_str(&text[start..j]);
+        folded[folded_start..].make_ascii_lowercase();
         let folded_end = folded.len();
         folded.push(TOKEN_SEPARATOR);
         out.push(Token {

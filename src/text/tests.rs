@@ -95,7 +95,7 @@ proptest::proptest! {
     #[test]
     fn ascii_fast_path_equals_uax29(s in "[a-cA-C0-2_:.',;#@$ \\-]{0,24}") {
         let (mut fast, mut fast_folded) = (Vec::new(), String::new());
-        tokenize_ascii(s.as_bytes(), 0, s.len(), &mut fast, &mut fast_folded);
+        tokenize_ascii(&s, 0, s.len(), &mut fast, &mut fast_folded);
         let (mut slow, mut slow_folded, mut cjk) = (Vec::new(), String::new(), false);
         tokenize_unicode(&s, 0, &mut slow, &mut slow_folded, &mut cjk);
         proptest::prop_assert_eq!(fast, slow);
@@ -137,4 +137,24 @@ fn cjk_is_detected() {
     assert!(t.has_cjk);
     t.analyze("hello world");
     assert!(!t.has_cjk);
+}
+
+#[test]
+fn the_first_non_ascii_byte_is_found_at_every_position() {
+    assert_eq!(first_non_ascii(b""), None);
+    for len in 0..20 {
+        let mut b = vec![b'a'; len];
+        assert_eq!(first_non_ascii(&b), None, "{len}");
+        for at in 0..len {
+            b[at] = 0xC3;
+            assert_eq!(first_non_ascii(&b), Some(at), "{len} {at}");
+            if at + 1 < len {
+                // A later one does not hide it.
+                b[len - 1] = 0xA9;
+                assert_eq!(first_non_ascii(&b), Some(at), "{len} {at}");
+                b[len - 1] = b'a';
+            }
+            b[at] = b'a';
+        }
+    }
 }
