@@ -411,4 +411,10 @@ fn generators_give_accepted_rejected_and_matching_queries() {
 #[test]
 fn a_term_that_folds_to_nothing_matches_nothing() {
     parse_and_compare("\u{ff9e}".into(), vec!["acme corp".into(), "ﾞ ｶﾞ".into()]).unwrap();
+    // And one that folds to a space (`゛`, U+309B) occurs nowhere either.
+    parse_and_compare(
+        "\u{309b}".into(),
+        vec!["acme corp".into(), "゛ 東京 ｶﾞ".into()],
+    )
+    .unwrap();
 }

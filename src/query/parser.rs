@@ -371,7 +371,7 @@ impl<'a> Parser<'a> {
         let err = |kind| QueryError::new(l.column, l.width, kind);
         let kind = match lex {
             Lex::Word(w) if w.contains(['*', '?']) => LeafKind::Wildcard(self.wildcard(w, l)?),
-            Lex::Word(w) if text::contains_cjk(w) => LeafKind::Cjk(text::fold(w)),
+            Lex::Word(w) if text::contains_cjk(w) => LeafKind::Cjk(cjk_needle(w)),
             Lex::Word(w) => LeafKind::Tokens(TokensLeaf {
                 tokens: self
                     .query_tokens(w)
@@ -383,7 +383,7 @@ impl<'a> Parser<'a> {
                 if slop.is_some() {
                     return Err(err(QueryErrorKind::CjkSlop));
                 }
-                LeafKind::Cjk(text::fold(t))
+                LeafKind::Cjk(cjk_needle(t))
             }
             Lex::Quoted { text: t, slop } => {
                 let tokens = self.query_tokens(t).ok_or_else(|| {
@@ -415,7 +415,7 @@ impl<'a> Parser<'a> {
                     }));
                 }
                 if text::contains_cjk(inner) {
-                    LeafKind::Cjk(text::fold(inner))
+                    LeafKind::Cjk(cjk_needle(inner))
                 } else {
                     LeafKind::Tokens(TokensLeaf {
                         tokens: self.query_tokens(inner).ok_or_else(|| {
@@ -617,5 +617,18 @@ fn regex_error_message(e: &regex_automata::meta::BuildError, limits: &Limits) ->
             .trim_start_matches("error: ")
             .to_string(),
         None => e.to_string(),
+    }
+}
+
+/// The folded form a CJK leaf looks for in the folded field text of the
+/// fields that hold CJK; empty — occurring nowhere — when no CJK character
+/// is left after folding (a lone sound mark `゛` folds to a space, `E゙` to
+/// `e`: found in any field, they would match every space or `e`).
+fn cjk_needle(term: &str) -> String {
+    let folded = text::fold(term);
+    if text::contains_cjk(&folded) {
+        folded
+    } else {
+        String::new()
     }
 }
