@@ -212,20 +212,16 @@ static WORD_BYTE: [bool; 256] = {
 /// time.
 fn first_non_ascii(b: &[u8]) -> Option<usize> {
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut chunks = b.chunks_exact(8);
-    let mut at = 0;
-    for c in &mut chunks {
-        let word = u64::from_le_bytes(c.try_into().expect("eight bytes"));
-        if word & HIGH != 0 {
-            return Some(at + (word & HIGH).trailing_zeros() as usize / 8);
+    let (words, rest) = b.as_chunks::<8>();
+    for (i, w) in words.iter().enumerate() {
+        let high = u64::from_le_bytes(*w) & HIGH;
+        if high != 0 {
+            return Some(i * 8 + high.trailing_zeros() as usize / 8);
         }
-        at += 8;
     }
-    chunks
-        .remainder()
-        .iter()
+    rest.iter()
         .position(|c| !c.is_ascii())
-        .map(|k| at + k)
+        .map(|k| words.len() * 8 + k)
 }
 
 /// The UAX #29 word rules restricted to ASCII, which is most of the text
