@@ -4,7 +4,6 @@
 use std::time::Instant;
 
 use aho_corasick::{AhoCorasick, MatchKind};
-use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 
 use super::anchors::Costs;
@@ -12,6 +11,7 @@ use super::builder::{Builder, Flat};
 use super::frequencies::TermFrequencies;
 use super::prefixes::Prefixes;
 use super::regexes::RegexLeaves;
+use super::term_table::TermTable;
 use super::CompileStats;
 use crate::query::{Fields, MetaField, Wildcard};
 use crate::searches::{Catalog, Filters, TopicIdx};
@@ -117,10 +117,9 @@ pub(crate) struct Compiled {
     pub leaves: Vec<CLeaf>,
     pub ptoks: Vec<PTok>,
     pub metas: Vec<(MetaField, Box<str>)>,
-    /// Folded token body → term feature.
-    /// (Keys inline up to 24 bytes: one probe per document token, and a
-    /// key compared in place is not a second cache miss.)
-    pub terms: FxHashMap<CompactString, FeatureId>,
+    /// Folded token body → term feature ([`TermTable`]: one probe per
+    /// document token, the slots of the next tokens fetched ahead).
+    pub terms: TermTable,
     pub wildcards: Vec<Wildcard>,
     /// Wildcards that start with a literal (`lov*`, `colo?r`): a trie of
     /// their literal prefixes, walked from the start of each token, so a
@@ -278,7 +277,12 @@ impl Compiled {
         } = b.finish();
         let n_features = popularity.len();
 
-        let terms = f.terms;
+        let mut by_feature = vec![""; f.terms.len()];
+        for (t, &i) in &f.terms {
+            by_feature[i as usize] = t.as_str();
+        }
+        let terms = TermTable::new(&by_feature);
+        drop(by_feature);
         let mut wildcards = vec![None; f.wildcards.len()];
         for (w, i) in f.wildcards {
             wildcards[i as usize] = Some(w);
@@ -297,7 +301,7 @@ impl Compiled {
         }
         let mut term_len = vec![0u32; terms.len()];
         let mut term_share = frequencies.map(|_| vec![0f64; terms.len()]);
-        for (t, &i) in &terms {
+        for (t, i) in terms.iter() {
             term_len[i as usize] = t.chars().count() as u32;
             if let (Some(share), Some(fr)) = (&mut term_share, frequencies) {
                 share[i as usize] = fr.share(t).unwrap_or(1.0);
@@ -467,12 +471,7 @@ impl Compiled {
 
     fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
-        let terms: usize = self
-            .terms
-            .keys()
-            .map(|k| if k.is_heap_allocated() { k.len() } else { 0 } + size_of::<(CompactString, u32)>() + 1)
-            .sum();
-        terms
+        self.terms.heap_bytes()
             + self.nodes.len() * size_of::<Node>()
             + self.nears.len() * size_of::<NearNode>()
             + self.children.len() * 4

@@ -5,6 +5,7 @@ use super::regexes::RegexScratch;
 
 use super::compile::{Compiled, FeatureId, PTok};
 use super::slop::SlopScratch;
+use super::term_table::Probe;
 use super::tree::Eval;
 use super::{Highlight, TopicMatch, MAX_HIGHLIGHTS};
 use crate::document::Document;
@@ -156,6 +157,8 @@ pub struct Scratch {
     /// Per wildcard-fragment pattern: the (document stamp, field, token)
     /// last verified for it, packed by [`frag_key`]; no reset per document.
     frag_seen: Vec<u64>,
+    /// Each token's term-table lookup of the field being indexed.
+    probes: Vec<Probe>,
     regex: RegexScratch,
     results: Vec<TopicMatch>,
     n_results: usize,
@@ -217,6 +220,7 @@ impl Scratch {
             highlight_spans: Vec::new(),
             slop: SlopScratch::default(),
             frag_seen: vec![0; c.frag_wilds.len()],
+            probes: Vec::new(),
             regex: c.regexes.scratch(),
             results: Vec::new(),
             n_results: 0,
@@ -550,9 +554,16 @@ impl Scratch {
             };
             tokens.analyze(text);
             self.work += tokens.len() as u64;
-            for (pos, t) in tokens.tokens.iter().enumerate() {
-                let body = &tokens.folded[t.folded_start as usize..t.folded_end as usize];
-                if let Some(&feature) = c.terms.get(body) {
+            // Every token's slot first (each fetched as it is found), then
+            // the compares: the tokens' cache misses overlap.
+            let body_of = |t: &text::Token| {
+                &tokens.folded.as_bytes()[t.folded_start as usize..t.folded_end as usize]
+            };
+            self.probes.clear();
+            self.probes
+                .extend(tokens.tokens.iter().map(|t| c.terms.locate(body_of(t))));
+            for (pos, (t, &p)) in tokens.tokens.iter().zip(&self.probes).enumerate() {
+                if let Some(feature) = c.terms.find_at(body_of(t), p) {
                     self.occs.push(Occ::at_token(feature, field, pos, t));
                 }
             }

@@ -78,8 +78,8 @@ impl Matcher {
         let counts = c
             .terms
             .iter()
-            .filter(|(_, &f)| per_feature[f as usize] > 0)
-            .map(|(t, &f)| (t.as_str().into(), per_feature[f as usize]))
+            .filter(|&(_, f)| per_feature[f as usize] > 0)
+            .map(|(t, f)| (t.into(), per_feature[f as usize]))
             .collect();
         TermFrequencies { documents, counts }
     }

@@ -90,6 +90,7 @@ mod probe;
 pub mod reference;
 mod regexes;
 mod slop;
+mod term_table;
 mod tree;
 
 use std::time::Duration;

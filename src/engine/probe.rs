@@ -114,7 +114,7 @@ impl Matcher {
 
 /// The probe documents, named.
 fn probe_documents(m: &Matcher) -> Vec<(&'static str, String)> {
-    let mut terms: Vec<&str> = m.c.terms.keys().map(|k| &**k).collect();
+    let mut terms: Vec<&str> = m.c.terms.iter().map(|(t, _)| t).collect();
     terms.sort_unstable();
     terms.truncate(2048);
     let repeat = |unit: &str| unit.repeat((PROBE_BYTES / unit.len().max(1)).max(1));

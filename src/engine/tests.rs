@@ -213,7 +213,7 @@ fn anchors_skip_searches_whose_words_are_absent() {
     let json = serde_json::json!({ "topics": topics }).to_string();
     let catalog = Catalog::from_json(json.as_bytes(), &Limits::default()).unwrap();
     let m = Matcher::new(&catalog).unwrap();
-    let job = m.c.terms["job"];
+    let job = m.c.terms.get("job").unwrap();
     assert_eq!(
         m.c.post_off[job as usize + 1] - m.c.post_off[job as usize],
         0
