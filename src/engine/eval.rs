@@ -133,6 +133,10 @@ pub struct Scratch {
     /// `k` set when it occurs as a token of kind `k` (`confirm::Need`).
     feat_stamp: Vec<u32>,
     feat_kinds: Vec<u8>,
+    /// Bit `f % FEAT_BITS` set when feature `f` occurs in the document: a
+    /// filter in the first-level cache before `feat_stamp`, which at
+    /// 100,000 searches is not (`confirm::Present`).
+    feat_bits: Vec<u64>,
     /// Where feature `f`'s occurrences are in `occs` ([`DocIndex`]).
     feat_occs: Vec<(u32, u32)>,
     /// Candidates that passed their confirm groups and were evaluated.
@@ -204,6 +208,7 @@ impl Scratch {
             cand_seen: vec![0; c.searches.len().div_ceil(64)],
             searches: c.searches.len(),
             feat_stamp: vec![0; c.post_off.len().saturating_sub(1)],
+            feat_bits: vec![0; super::confirm::FEAT_BITS / 64],
             feat_kinds: vec![0; c.post_off.len().saturating_sub(1)],
             feat_occs: vec![(0, 0); c.post_off.len().saturating_sub(1)],
             evaluated: 0,
@@ -383,6 +388,11 @@ impl Scratch {
         if self.candidates.is_empty() {
             return Ok(());
         }
+        self.feat_bits.fill(0);
+        for o in &self.occs {
+            let bit = o.feature as usize % super::confirm::FEAT_BITS;
+            self.feat_bits[bit / 64] |= 1 << (bit % 64);
+        }
 
         // Most candidates are ruled out by their confirm branches, so those
         // are checked first, over all candidates, brought into cache a few
@@ -402,9 +412,12 @@ impl Scratch {
             if only.is_some_and(|only| !only[s as usize])
                 || !super::confirm::confirmed(
                     c.confirm.get(s as usize),
-                    &self.feat_stamp,
-                    &self.feat_kinds,
-                    self.stamp,
+                    &super::confirm::Present {
+                        bits: &self.feat_bits,
+                        stamp_of: &self.feat_stamp,
+                        kinds: &self.feat_kinds,
+                        stamp: self.stamp,
+                    },
                 )
             {
                 continue;
