@@ -126,6 +126,11 @@ pub(crate) struct Compiled {
     /// token costs a few transitions until the walk dies.
     pub prefix_trie: Option<Prefixes>,
     pub prefix_wilds: Postings,
+    /// Per wildcard: whether it is a literal and one trailing `*`
+    /// (`embez*`), so that its prefix found at a token's start is the
+    /// whole match and the pattern need not be checked again (the check
+    /// was 7% of the matching's instructions on real posts, `callgrind`).
+    pub prefix_only: Vec<bool>,
     /// Wildcards that start with `*` or `?`: an automaton over their longest
     /// literal run, run over the NUL-separated folded token bodies.
     pub wild_ac: Option<AhoCorasick>,
@@ -318,6 +323,14 @@ impl Compiled {
                 .filter(|(_, w)| starts_literal(w))
                 .map(|(i, w)| (i as u32, w.pattern.split(['*', '?']).next().unwrap_or(""))),
         );
+        let prefix_only = wildcards
+            .iter()
+            .map(|w| {
+                starts_literal(w)
+                    && w.pattern.ends_with('*')
+                    && w.pattern.matches(['*', '?']).count() == 1
+            })
+            .collect();
         let (frags, frag_wilds) = group_wildcards(
             wildcards
                 .iter()
@@ -372,6 +385,7 @@ impl Compiled {
             wildcards,
             prefix_trie,
             prefix_wilds,
+            prefix_only,
             wild_ac,
             frag_wilds,
             cjk_ac,
@@ -483,6 +497,7 @@ impl Compiled {
             + self.wild_ac.as_ref().map_or(0, AhoCorasick::memory_usage)
             + self.prefix_trie.as_ref().map_or(0, Prefixes::memory_usage)
             + self.prefix_wilds.heap_bytes()
+            + self.prefix_only.len()
             + self.frag_wilds.heap_bytes()
             + self.positive.heap_bytes()
             + self.confirm.heap_bytes()

@@ -594,7 +594,13 @@ impl Scratch {
                     let body = &tokens.folded[t.folded_start as usize..t.folded_end as usize];
                     trie.each_prefix_of(body.as_bytes(), |prefix| {
                         for &w in c.prefix_wilds.get(prefix) {
-                            wild_at(&mut self.occs, w, pos);
+                            // `lit*` holds wherever its prefix starts a token.
+                            if !c.prefix_only[w as usize] {
+                                wild_at(&mut self.occs, w, pos);
+                            } else if accepts_kind(c.wildcards[w as usize].kind, t.kind) {
+                                self.occs
+                                    .push(Occ::at_token(c.wild_base + w, field, pos, t));
+                            }
                         }
                     });
                 }
