@@ -12,11 +12,14 @@
 //!    wildcard pattern, a CJK substring or a regex. Identical features of
 //!    different searches are stored once.
 //! 2. **Index of a document.** The document's fields are tokenized and folded
-//!    once ([`crate::text`]). Each token body is looked up in one hash table
-//!    of all term features (one probe per token, whatever the number of
-//!    searches). Wildcards are found by one aho-corasick automaton over their
-//!    longest literal runs, run over the NUL-separated folded token bodies
-//!    and verified per hit token; CJK leaves by a second automaton over the
+//!    once ([`crate::text`]). Each token body is looked up in one table of
+//!    all term features (`term_table`: one probe per token, whatever the
+//!    number of searches, a field's probes fetched ahead). Wildcards that
+//!    start with a literal are found by a trie of those prefixes walked from
+//!    each token's start (`prefixes`; `lit*` needs nothing more), the others
+//!    by one aho-corasick automaton over their longest literal runs, run
+//!    over the NUL-separated folded token bodies and verified per hit
+//!    token; CJK leaves by a second automaton over the
 //!    folded field text (only when the field has CJK characters); regex
 //!    leaves by one multi-pattern regex (regex-automata's meta engine) over
 //!    the original text. The result is a short list of *occurrences*
