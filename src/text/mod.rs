@@ -234,8 +234,9 @@ fn first_non_ascii(b: &[u8]) -> Option<usize> {
 /// Tokenizes the ASCII bytes `text[from..to]`; the byte before `from`, if any, is
 /// whitespace (so it cannot glue to the chunk).
 fn tokenize_ascii(text: &str, from: usize, to: usize, out: &mut Vec<Token>, folded: &mut String) {
-    let b = text.as_bytes();
-    let n = to;
+    // Cut at `to`, so that the loops' bounds are the slice's own.
+    let b = &text.as_bytes()[..to];
+    let n = b.len();
     let mut i = from;
     while i < n {
         if !WORD_BYTE[b[i] as usize] {
