@@ -13,7 +13,7 @@
 //!   `head` (up to 8 of the term's bytes, see [`head`]), `len`, `feature`.
 //!   A term of at most 8 bytes is equal to a token exactly when head and
 //!   length are; a longer one is compared in full against the term bytes
-//!   kept by feature (`bytes`), only when head and length already agree.
+//!   kept by feature (`text`), only when head and length already agree.
 //! - **Hash**: the head and the body's further 8-byte words, multiplied
 //!   and mixed; the slot is the product's top bits. The seed is fixed, so
 //!   the table is the same from run to run; the build checks the longest
@@ -61,9 +61,9 @@ pub(crate) struct TermTable {
     /// `64 - log2(slots.len())`: a hash's top bits are its slot.
     shift: u32,
     seed: u64,
-    /// Term `f`'s bytes are `bytes[off[f]..off[f + 1]]`.
-    bytes: Vec<u8>,
-    off: Vec<u32>,
+    /// Term `f` is `text[off[f]..off[f + 1]]`.
+    text: String,
+    off: Vec<usize>,
 }
 
 /// Up to 8 bytes of `b` in one word, injective for bodies of one length:
@@ -93,7 +93,9 @@ fn hash(b: &[u8], head: u64, seed: u64) -> u64 {
         loop {
             // The last word overlaps the one before it: every byte counts.
             let at = i.min(b.len() - 8);
-            let w = u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[at..at + 8]);
+            let w = u64::from_le_bytes(w);
             h = h.wrapping_mul(K).rotate_left(29) ^ w;
             i += 8;
             if at + 8 == b.len() {
@@ -108,19 +110,19 @@ impl TermTable {
     /// The table of `terms` (`terms[f]` is feature `f`'s folded body).
     #[must_use]
     pub(crate) fn new(terms: &[&str]) -> TermTable {
-        let mut bytes = Vec::with_capacity(terms.iter().map(|t| t.len()).sum());
+        let mut text = String::with_capacity(terms.iter().map(|t| t.len()).sum());
         let mut off = Vec::with_capacity(terms.len() + 1);
         off.push(0);
         for t in terms {
-            bytes.extend_from_slice(t.as_bytes());
-            off.push(u32::try_from(bytes.len()).expect("terms under 4 GiB"));
+            text.push_str(t);
+            off.push(text.len());
         }
         let n_slots = (terms.len() * 2).next_power_of_two().max(16);
         let mut table = TermTable {
             slots: vec![FREE; n_slots].into_boxed_slice(),
             shift: 64 - n_slots.trailing_zeros(),
             seed: 0,
-            bytes,
+            text,
             off,
         };
         for attempt in 0..8u64 {
@@ -194,8 +196,7 @@ impl TermTable {
     /// Feature `f`'s term.
     #[must_use]
     pub(crate) fn term(&self, f: u32) -> &str {
-        let (a, b) = (self.off[f as usize], self.off[f as usize + 1]);
-        std::str::from_utf8(&self.bytes[a as usize..b as usize]).expect("terms are UTF-8")
+        &self.text[self.off[f as usize]..self.off[f as usize + 1]]
     }
 
     /// Every (term, feature), in feature order.
@@ -212,7 +213,9 @@ impl TermTable {
     /// Bytes on the heap.
     #[must_use]
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.slots.len() * std::mem::size_of::<Slot>() + self.bytes.len() + self.off.len() * 4
+        self.slots.len() * std::mem::size_of::<Slot>()
+            + self.text.len()
+            + self.off.len() * std::mem::size_of::<usize>()
     }
 }
 
