@@ -40,14 +40,8 @@ pub fn match_id(doc_id: &str, topic_id: &str) -> String {
     s
 }
 
-/// Appends the JSON line (with `\n`) of one match record to `out`.
-///
-/// Written field by field rather than through a serialized struct: at
-/// 100,000 searches a long post has hundreds of records, and building each
-/// record's lists and match id on the heap, then serializing it, was a
-/// fifth of `match`'s time (BENCHMARKS.md). A highlight's search id is
-/// escaped once per search; the bytes are those `serde_json` writes for
-/// the same record (tests check the escapes against it).
+/// Appends the JSON line (with `\n`) of one match record to `out`
+/// ([`DocumentRecords`] for a document with several).
 pub fn write_record(
     out: &mut Vec<u8>,
     matcher: &Matcher,
@@ -55,63 +49,103 @@ pub fn write_record(
     m: &TopicMatch,
     ctx: &RecordContext<'_>,
 ) {
-    let topic_id = matcher.topic_id(m.topic);
-    out.extend_from_slice(b"{\"match_id\":\"");
-    escape_into(out, &doc.id);
-    out.push(b'/');
-    escape_into(out, topic_id);
-    out.extend_from_slice(b"\",\"doc_id\":");
-    string(out, &doc.id);
-    out.extend_from_slice(b",\"topic_id\":");
-    string(out, topic_id);
-    out.extend_from_slice(b",\"searches\":[");
-    for (i, &s) in m.searches.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
+    let mut parts = DocumentRecords::default();
+    parts.begin(doc, ctx);
+    parts.write(out, matcher, m);
+}
+
+/// What every match record of one document shares, escaped once: the
+/// document's id and the fields after the highlights. Keep one and
+/// [`DocumentRecords::begin`] it per document: its buffers are reused.
+///
+/// Records are written field by field rather than through a serialized
+/// struct: at 100,000 searches a long post has hundreds of records, and
+/// building each record's lists and match id on the heap, then
+/// serializing it, was a fifth of `match`'s time (BENCHMARKS.md). The
+/// bytes are those `serde_json` writes for the same record (tests check
+/// the escapes against it).
+#[derive(Clone, Debug, Default)]
+pub struct DocumentRecords {
+    /// The document id, escaped (it is written twice per record).
+    id: Vec<u8>,
+    /// From `,"source"` to the end of the line.
+    tail: Vec<u8>,
+}
+
+impl DocumentRecords {
+    /// Prepares the parts of `doc`'s records.
+    pub fn begin(&mut self, doc: &Document<'_>, ctx: &RecordContext<'_>) {
+        self.id.clear();
+        escape_into(&mut self.id, &doc.id);
+        let out = &mut self.tail;
+        out.clear();
+        let mut numbers = itoa::Buffer::new();
+        optional(out, b",\"source\":", doc.source.as_deref());
+        optional(out, b",\"class\":", ctx.class);
+        optional(out, b",\"created_at\":", doc.created_at.as_deref());
+        out.extend_from_slice(b",\"matched_at\":");
+        string(out, ctx.matched_at);
+        if let Some(v) = ctx.searches_version {
+            number(out, &mut numbers, b",\"searches_version\":", v);
         }
-        string(out, matcher.search_id(s));
+        if let Some(input) = &ctx.input {
+            out.extend_from_slice(b",\"input\":{\"topic\":");
+            string(out, input.topic);
+            number(out, &mut numbers, b",\"partition\":", input.partition);
+            number(out, &mut numbers, b",\"offset\":", input.offset);
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"}\n");
     }
-    out.extend_from_slice(b"],\"highlights\":[");
-    let mut numbers = itoa::Buffer::new();
-    // Highlights come search by search: each search's id is escaped once
-    // and then copied from where it was first written.
-    let mut last_search: Option<(SearchIdx, std::ops::Range<usize>)> = None;
-    for (i, h) in m.highlights.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(b"{\"search\":");
-        match &last_search {
-            Some((s, written)) if *s == h.search => out.extend_from_within(written.clone()),
-            _ => {
-                let from = out.len();
-                string(out, matcher.search_id(h.search));
-                last_search = Some((h.search, from..out.len()));
+
+    /// Appends the JSON line (with `\n`) of match `m` of the document
+    /// last begun. A highlight's search id is escaped once per search.
+    pub fn write(&self, out: &mut Vec<u8>, matcher: &Matcher, m: &TopicMatch) {
+        out.reserve(self.id.len() * 2 + self.tail.len() + 256);
+        out.extend_from_slice(b"{\"match_id\":\"");
+        out.extend_from_slice(&self.id);
+        out.push(b'/');
+        let topic_from = out.len();
+        escape_into(out, matcher.topic_id(m.topic));
+        let topic = topic_from..out.len();
+        out.extend_from_slice(b"\",\"doc_id\":\"");
+        out.extend_from_slice(&self.id);
+        out.extend_from_slice(b"\",\"topic_id\":\"");
+        out.extend_from_within(topic);
+        out.extend_from_slice(b"\",\"searches\":[");
+        for (i, &s) in m.searches.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
             }
+            string(out, matcher.search_id(s));
         }
-        out.extend_from_slice(b",\"field\":\"");
-        out.extend_from_slice(FIELD_NAMES[h.field as usize].as_bytes());
-        number(out, &mut numbers, b"\",\"start\":", h.start);
-        number(out, &mut numbers, b",\"end\":", h.end);
-        out.push(b'}');
+        out.extend_from_slice(b"],\"highlights\":[");
+        let mut numbers = itoa::Buffer::new();
+        // Highlights come search by search: each search's id is escaped
+        // once and then copied from where it was first written.
+        let mut last_search: Option<(SearchIdx, std::ops::Range<usize>)> = None;
+        for (i, h) in m.highlights.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"search\":");
+            match &last_search {
+                Some((s, written)) if *s == h.search => out.extend_from_within(written.clone()),
+                _ => {
+                    let from = out.len();
+                    string(out, matcher.search_id(h.search));
+                    last_search = Some((h.search, from..out.len()));
+                }
+            }
+            out.extend_from_slice(b",\"field\":\"");
+            out.extend_from_slice(FIELD_NAMES[h.field as usize].as_bytes());
+            number(out, &mut numbers, b"\",\"start\":", h.start);
+            number(out, &mut numbers, b",\"end\":", h.end);
+            out.push(b'}');
+        }
+        out.push(b']');
+        out.extend_from_slice(&self.tail);
     }
-    out.push(b']');
-    optional(out, b",\"source\":", doc.source.as_deref());
-    optional(out, b",\"class\":", ctx.class);
-    optional(out, b",\"created_at\":", doc.created_at.as_deref());
-    out.extend_from_slice(b",\"matched_at\":");
-    string(out, ctx.matched_at);
-    if let Some(v) = ctx.searches_version {
-        number(out, &mut numbers, b",\"searches_version\":", v);
-    }
-    if let Some(input) = &ctx.input {
-        out.extend_from_slice(b",\"input\":{\"topic\":");
-        string(out, input.topic);
-        number(out, &mut numbers, b",\"partition\":", input.partition);
-        number(out, &mut numbers, b",\"offset\":", input.offset);
-        out.push(b'}');
-    }
-    out.extend_from_slice(b"}\n");
 }
 
 /// `key` (up to the colon) and then `n`.
@@ -140,8 +174,14 @@ fn string(out: &mut Vec<u8>, s: &str) {
 fn escape_into(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
-    // The runs between bytes that need an escape are copied whole: a
-    // string without any (nearly every id and time) is one copy.
+    if !needs_escape(bytes) {
+        // Nearly every id and time: one copy, after a scan a word at a
+        // time (escape_into's byte loop was 12% of `match`'s instructions
+        // on real posts, `valgrind --tool=callgrind`).
+        out.extend_from_slice(bytes);
+        return;
+    }
+    // The runs between bytes that need an escape are copied whole.
     let mut from = 0;
     for (i, &b) in bytes.iter().enumerate() {
         if b >= 0x20 && b != b'"' && b != b'\\' {
@@ -168,6 +208,33 @@ fn escape_into(out: &mut Vec<u8>, s: &str) {
         }
     }
     out.extend_from_slice(&bytes[from..]);
+}
+
+/// Whether `bytes` has a byte JSON escapes (`"`, `\\`, a control
+/// character), tested eight bytes at a time: a word has a byte below
+/// 0x20 when `(w - 0x20..) & !w & 0x80..` is not zero, and a byte equal
+/// to `q` when the same test of `w ^ q..` for a zero byte is not (exact
+/// for "any": a borrow only propagates past a byte that is itself a hit).
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH;
+    let hit = |w: u64| {
+        below(w, 0x20) | below(w ^ (ONES * u64::from(b'"')), 1) | below(w ^ (ONES * u64::from(b'\\')), 1)
+    };
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        if hit(u64::from_le_bytes(w)) != 0 {
+            return true;
+        }
+    }
+    // The last bytes padded with spaces, which need no escape.
+    let rest = words.remainder();
+    let mut w = [b' '; 8];
+    w[..rest.len()].copy_from_slice(rest);
+    hit(u64::from_le_bytes(w)) != 0
 }
 
 /// Milliseconds since the Unix epoch.
@@ -233,19 +300,23 @@ mod tests {
 
     #[test]
     fn every_byte_that_needs_an_escape_is_found_at_every_position() {
-        for len in 1..=17 {
-            for pos in 0..len {
-                for b in 0..0x80u8 {
-                    let mut bytes = vec![b'a'; len];
-                    bytes[pos] = b;
-                    let s = std::str::from_utf8(&bytes).unwrap();
-                    let mut out = Vec::new();
-                    string(&mut out, s);
-                    assert_eq!(
-                        String::from_utf8(out).unwrap(),
-                        serde_json::to_string(s).unwrap(),
-                        "byte {b} at {pos} of {len}"
-                    );
+        // Words of eight bytes and a remainder, among ASCII and among
+        // two-byte characters (bytes with the high bit set).
+        for filler in ['a', 'ÿ'] {
+            for len in 1..=20 {
+                for pos in 0..len {
+                    for b in 0..0x80u8 {
+                        let mut chars = vec![filler; len];
+                        chars[pos] = char::from(b);
+                        let s: String = chars.into_iter().collect();
+                        let mut out = Vec::new();
+                        string(&mut out, &s);
+                        assert_eq!(
+                            String::from_utf8(out).unwrap(),
+                            serde_json::to_string(&s).unwrap(),
+                            "byte {b} at {pos} of {len} {filler:?}"
+                        );
+                    }
                 }
             }
         }
@@ -300,5 +371,45 @@ mod tests {
                     {"search": "s\t1", "field": "text", "start": 6, "end": 10}],
                 "matched_at": "2019-07-24T14:16:02.113Z"})
         );
+    }
+
+    /// A document's parts begun over another's leave nothing of it: each
+    /// record is what a fresh writer writes.
+    #[test]
+    fn reused_parts_write_each_document_alone() {
+        let json = br#"{"topics": [{"id": "t", "searches": [{"id": "s", "query": "acme"}]}]}"#;
+        let catalog = Catalog::from_json(json, &Limits::default()).unwrap();
+        let m = Matcher::new(&catalog).unwrap();
+        let docs = [
+            &br#"{"id": "a-long-first-id", "source": "reddit", "created_at": "2019-07-24T09:31:07Z", "text": "acme"}"#[..],
+            br#"{"id": "b", "text": "so acme"}"#,
+        ];
+        let mut scratch = m.scratch();
+        let mut parts = DocumentRecords::default();
+        let with_class = RecordContext {
+            matched_at: "2019-07-24T14:16:02.113Z",
+            class: Some("high"),
+            ..RecordContext::default()
+        };
+        let without = RecordContext {
+            class: None,
+            ..with_class
+        };
+        for (json, ctx) in docs.iter().zip([&with_class, &without]) {
+            let doc = Document::parse(json, 1 << 20).unwrap();
+            let matches = m.match_document(&doc, &mut scratch);
+            parts.begin(&doc, ctx);
+            let (mut reused, mut fresh) = (Vec::new(), Vec::new());
+            parts.write(&mut reused, &m, &matches[0]);
+            write_record(&mut fresh, &m, &doc, &matches[0], ctx);
+            assert_eq!(String::from_utf8(reused).unwrap(), String::from_utf8(fresh).unwrap());
+        }
+        let doc = Document::parse(docs[1], 1 << 20).unwrap();
+        let matches = m.match_document(&doc, &mut scratch);
+        let mut out = Vec::new();
+        parts.write(&mut out, &m, &matches[0]);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["match_id"], "b/t");
+        assert!(v.get("source").is_none() && v.get("class").is_none(), "{v}");
     }
 }

@@ -28,7 +28,7 @@ use super::{print_problems, Outcome};
 use crate::document::Document;
 use crate::engine::Matcher;
 use crate::query::Limits;
-use crate::record::{now_rfc3339, write_record, RecordContext};
+use crate::record::{now_rfc3339, DocumentRecords, RecordContext};
 use crate::searches::Catalog;
 
 /// Options of `match`.
@@ -249,6 +249,7 @@ fn match_chunk(
         documents: 0,
         written: 0,
     };
+    let mut parts = DocumentRecords::default();
     let mut start = 0;
     for (i, &(end, read, overflow)) in chunk.lines.iter().enumerate() {
         let line = &chunk.data[start..end];
@@ -276,8 +277,11 @@ fn match_chunk(
         match matcher.try_match_document(&doc, None, scratch) {
             Ok(matches) => {
                 result.documents += 1;
+                if !matches.is_empty() {
+                    parts.begin(&doc, &ctx);
+                }
                 for m in matches {
-                    write_record(&mut result.records, matcher, &doc, m, &ctx);
+                    parts.write(&mut result.records, matcher, m);
                     result.written += 1;
                 }
             }

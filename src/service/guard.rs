@@ -31,7 +31,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::reload::{Active, ActiveScratch, Masks, TooExpensive};
 use crate::document::Document;
-use crate::record::{match_id, write_record, RecordContext};
+use crate::record::{match_id, DocumentRecords, RecordContext};
 
 /// The environment variable of the fault tests (module doc).
 pub const FAULT_PANIC_ENV: &str = "TOPIC_MATCHER_FAULT_PANIC_DOC_ID";
@@ -59,6 +59,8 @@ pub struct DocRecords {
     pub buf: Vec<u8>,
     /// Each record's key (its match id) and range in `buf`.
     pub records: Vec<(String, Range<usize>)>,
+    /// What the document's records share, its buffers kept between documents.
+    parts: DocumentRecords,
 }
 
 impl DocRecords {
@@ -90,10 +92,11 @@ pub fn match_document(
                 doc.id
             );
         }
+        out.parts.begin(doc, ctx);
         active.for_each_match_masked(doc, scratch, masks, |matcher, m| {
             let start = out.buf.len();
             let id = match_id(&doc.id, matcher.topic_id(m.topic));
-            write_record(&mut out.buf, matcher, doc, m, ctx);
+            out.parts.write(&mut out.buf, matcher, m);
             if out.buf.last() == Some(&b'\n') {
                 out.buf.pop();
             }
