@@ -143,6 +143,8 @@ pub(crate) struct Compiled {
     /// Feature → anchored searches `post[post_off[f]..post_off[f + 1]]`.
     pub post_off: Vec<u32>,
     pub post: Vec<u32>,
+    /// Beside each entry of `post`, its search's gate (`confirm::gate`).
+    pub post_gate: Vec<u64>,
     /// Search → its distinct positive leaves, for highlights.
     pub positive: Postings,
     /// Search → its confirm branches (see `Costs::confirm_branches`): a
@@ -395,6 +397,7 @@ impl Compiled {
             regex_base: bases.regex,
             post_off: Vec::new(),
             post: Vec::new(),
+            post_gate: Vec::new(),
             positive: Postings::default(),
             confirm: Postings::default(),
             stats: CompileStats::default(),
@@ -434,10 +437,12 @@ impl Compiled {
         let mut pairs: Vec<(FeatureId, u32)> = Vec::new();
         let mut positive = Postings::with_capacity(n, leaves_total);
         let mut confirm = Postings::with_capacity(n, 0);
+        let mut gates = Vec::with_capacity(n);
         for part in parts {
             pairs.extend(part.pairs);
             positive.append(&part.positive);
             confirm.append(&part.confirm);
+            gates.extend(part.gates);
         }
         pairs.sort_unstable();
         let mut post_off = vec![0u32; n_features + 1];
@@ -447,6 +452,7 @@ impl Compiled {
         for i in 0..n_features {
             post_off[i + 1] += post_off[i];
         }
+        c.post_gate = pairs.iter().map(|&(_, s)| gates[s as usize]).collect();
         c.post = pairs.into_iter().map(|(_, s)| s).collect();
         c.post_off = post_off;
         c.positive = positive;
@@ -493,6 +499,7 @@ impl Compiled {
             + self.ptoks.len() * size_of::<PTok>()
             + self.searches.len() * (size_of::<CSearch>() + 16)
             + self.post.len() * 4
+            + self.post_gate.len() * 8
             + self.post_off.len() * 4
             + self.wild_ac.as_ref().map_or(0, AhoCorasick::memory_usage)
             + self.prefix_trie.as_ref().map_or(0, Prefixes::memory_usage)
@@ -514,6 +521,8 @@ struct PerSearch {
     positive: Postings,
     /// Per search its confirm branches.
     confirm: Postings,
+    /// Per search its gate.
+    gates: Vec<u64>,
 }
 
 fn per_search(c: &Compiled, costs: &Costs<'_>, searches: std::ops::Range<usize>) -> PerSearch {
@@ -521,6 +530,7 @@ fn per_search(c: &Compiled, costs: &Costs<'_>, searches: std::ops::Range<usize>)
         pairs: Vec::new(),
         positive: Postings::with_capacity(searches.len(), 0),
         confirm: Postings::with_capacity(searches.len(), 0),
+        gates: Vec::with_capacity(searches.len()),
     };
     let (mut set, mut leaves) = (Vec::new(), Vec::new());
     for i in searches {
@@ -539,7 +549,9 @@ fn per_search(c: &Compiled, costs: &Costs<'_>, searches: std::ops::Range<usize>)
         leaves.sort_unstable();
         leaves.dedup();
         out.positive.push(&leaves);
-        out.confirm.push(&costs.confirm_branches(c, root));
+        let branches = costs.confirm_branches(c, root);
+        out.gates.push(super::confirm::gate(&branches));
+        out.confirm.push(&branches);
     }
     out
 }

@@ -261,6 +261,102 @@ impl Costs<'_> {
     }
 }
 
+/// The bit of the document summary ([`Present::bits`]) that stands for
+/// `need`: feature `f`'s own bit `f % FEAT_BITS` when any occurrence (or
+/// any but an emoji) will do, else a bit of `f` and the one kind asked for
+/// (`#tag`, `@name`, `$tick`, an emoji), which the document sets for each
+/// such token ([`summary_bits`]).
+fn summary_bit(need: Need) -> usize {
+    let f = need & FEATURE_MASK;
+    match need >> KIND_SHIFT {
+        0 | 1 => f as usize % FEAT_BITS,
+        code => kind_bit(f, code),
+    }
+}
+
+/// A bit of feature `f` occurring as the token kind of need code `code`.
+fn kind_bit(f: FeatureId, code: u32) -> usize {
+    ((f ^ (code << 26)).wrapping_mul(0x9E37_79B1) >> (32 - FEAT_BITS.trailing_zeros())) as usize
+}
+
+/// The bits an occurrence of feature `f` as a token of `kind` sets in the
+/// document summary: `f`'s own, and for a kind other than a word the bit
+/// of `f` as that kind.
+#[inline]
+pub(super) fn summary_bits(f: FeatureId, kind: TokenKind) -> (usize, Option<usize>) {
+    let own = f as usize % FEAT_BITS;
+    match kind {
+        TokenKind::Word => (own, None),
+        // Need code `k + 1` asks for kind `k` (`need`).
+        k => (own, Some(kind_bit(f, k as u32 + 1))),
+    }
+}
+
+/// Most summary bits a gate holds.
+const GATE_BITS: usize = 5;
+/// Width of one summary bit index in a gate.
+const GATE_INDEX: u32 = FEAT_BITS.trailing_zeros();
+
+/// A search's *gate*, kept beside each of its posting entries: up to
+/// [`GATE_BITS`] bits of the document summary, one of which must be set
+/// for the search to be worth a look (in the top four bits their number,
+/// 0 for a search that has no gate). It is read from the posting list the
+/// search was found in, so most woken searches are dropped without
+/// touching their own data: at 100,000 searches from real posts' words,
+/// the confirm check's first read of a search was a cache miss per woken
+/// search, and there are ~125 per post for ~7 that match.
+///
+/// The bits are, per confirm branch, the entries of one of its groups (the
+/// cheapest that fits): a branch that holds has one of them present, so a
+/// document none of whose gate bits is set holds no branch. A summary bit
+/// is shared by a few features, so a set bit is only a first answer; the
+/// confirm check that follows is exact.
+pub(super) fn gate(branches: &[u32]) -> u64 {
+    let mut bits: Vec<usize> = Vec::new();
+    let mut rest = branches;
+    while let Some((&groups, tail)) = rest.split_first() {
+        rest = tail;
+        let mut chosen: Option<&[u32]> = None;
+        for _ in 0..groups {
+            let Some((&len, tail)) = rest.split_first() else {
+                return 0;
+            };
+            let (group, next) = tail.split_at((len as usize).min(tail.len()));
+            rest = next;
+            if chosen.is_none() && !group.is_empty() && bits.len() + group.len() <= GATE_BITS {
+                chosen = Some(group);
+            }
+        }
+        let Some(group) = chosen else {
+            // A branch without a group that fits: no gate.
+            return 0;
+        };
+        bits.extend(group.iter().map(|&n| summary_bit(n)));
+        let Some((&len, tail)) = rest.split_first() else {
+            return 0;
+        };
+        rest = &tail[(len as usize).min(tail.len())..];
+    }
+    bits.sort_unstable();
+    bits.dedup();
+    bits.iter()
+        .enumerate()
+        .fold((bits.len() as u64) << 60, |g, (i, &b)| g | (b as u64) << (GATE_INDEX as usize * i))
+}
+
+/// Whether a search with `gate` may match a document whose summary is
+/// `bits`.
+#[inline]
+pub(super) fn gate_open(gate: u64, bits: &[u64]) -> bool {
+    let n = (gate >> 60) as usize;
+    let mut open = n == 0;
+    for i in 0..n.min(GATE_BITS) {
+        let b = (gate >> (GATE_INDEX as usize * i)) as usize & (FEAT_BITS - 1);
+        open |= bits[b / 64] & (1 << (b % 64)) != 0;
+    }
+    open
+}
+
 /// Whether the search can match by its confirm branches (compile's
 /// `confirm_branches`: per branch its number of groups, then each group's
 /// length and features, then its vetoes): some branch has, for each of its
@@ -298,7 +394,7 @@ pub(super) fn confirmed(branches: &[u32], doc: &Present<'_>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{need, Present, ACCEPTED, FEAT_BITS};
+    use super::{gate, gate_open, need, summary_bits, Present, ACCEPTED, FEAT_BITS};
     use crate::query::accepts_kind;
     use crate::text::TokenKind;
 
@@ -346,5 +442,49 @@ mod tests {
         assert!(!doc.holds(need(present, Some(TokenKind::Mention)).unwrap()));
         assert!(!doc.holds(need(twin, None).unwrap()));
         assert!(!doc.holds(need(other, None).unwrap()));
+    }
+
+    /// A document summary with the bits of `occurrences`.
+    fn summary(occurrences: &[(u32, TokenKind)]) -> Vec<u64> {
+        let mut bits = vec![0u64; FEAT_BITS / 64];
+        for &(f, kind) in occurrences {
+            let (own, as_kind) = summary_bits(f, kind);
+            for b in std::iter::once(own).chain(as_kind) {
+                bits[b / 64] |= 1 << (b % 64);
+            }
+        }
+        bits
+    }
+
+    /// A gate opens on a feature of the chosen group of every branch, as
+    /// the kind its entry asks for, and stays closed without one.
+    #[test]
+    fn a_gate_opens_only_on_its_groups() {
+        let tag = need(40, Some(TokenKind::Hashtag)).unwrap();
+        // One branch: groups {7, 9} and {tag}; no vetoes.
+        let one = gate(&[2, 2, 7, 9, 1, tag, 0]);
+        assert!(!gate_open(one, &summary(&[])));
+        assert!(gate_open(one, &summary(&[(9, TokenKind::Word)])));
+        assert!(!gate_open(one, &summary(&[(40, TokenKind::Hashtag)])), "the first group was chosen");
+        // Two branches of a root OR: {7} and {tag}.
+        let two = gate(&[1, 1, 7, 0, 1, 1, tag, 0]);
+        assert!(gate_open(two, &summary(&[(7, TokenKind::Mention)])));
+        assert!(gate_open(two, &summary(&[(40, TokenKind::Hashtag)])));
+        assert!(!gate_open(two, &summary(&[(40, TokenKind::Word)])), "#tag needs the hashtag");
+        assert!(!gate_open(two, &summary(&[(40, TokenKind::Mention)])));
+    }
+
+    /// A search that cannot be gated gets the gate that is always open.
+    #[test]
+    fn no_gate_without_a_group_per_branch() {
+        let empty = summary(&[]);
+        // No branches at all.
+        assert!(gate_open(gate(&[]), &empty));
+        // A branch with only a veto.
+        assert!(gate_open(gate(&[0, 1, 5]), &empty));
+        // Groups too large for the gate.
+        assert!(gate_open(gate(&[1, 6, 1, 2, 3, 4, 5, 6, 0]), &empty));
+        // Root OR whose branches together need more than five bits.
+        assert!(gate_open(gate(&[1, 3, 1, 2, 3, 0, 1, 3, 4, 5, 6, 0]), &empty));
     }
 }

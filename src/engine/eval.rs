@@ -133,12 +133,18 @@ pub struct Scratch {
     /// `k` set when it occurs as a token of kind `k` (`confirm::Need`).
     feat_stamp: Vec<u32>,
     feat_kinds: Vec<u8>,
-    /// Bit `f % FEAT_BITS` set when feature `f` occurs in the document: a
-    /// filter in the first-level cache before `feat_stamp`, which at
-    /// 100,000 searches is not (`confirm::Present`).
+    /// The document's summary: bit `f % FEAT_BITS` set when feature `f`
+    /// occurs, and a bit of `f` as a kind for each hashtag, mention,
+    /// cashtag and emoji (`confirm::summary_bits`). The gates read it, and
+    /// the confirm checks before `feat_stamp`, which at 100,000 searches
+    /// is not in the first-level cache (`confirm::Present`).
     feat_bits: Vec<u64>,
     /// Where feature `f`'s occurrences are in `occs` ([`DocIndex`]).
     feat_occs: Vec<(u32, u32)>,
+    /// The last document's distinct features, in feature order.
+    doc_features: Vec<FeatureId>,
+    /// Posting entries the last document's features woke.
+    woken: usize,
     /// Candidates that passed their confirm groups and were evaluated.
     evaluated: usize,
     leaf_stamp: Vec<u32>,
@@ -211,6 +217,8 @@ impl Scratch {
             feat_bits: vec![0; super::confirm::FEAT_BITS / 64],
             feat_kinds: vec![0; c.post_off.len().saturating_sub(1)],
             feat_occs: vec![(0, 0); c.post_off.len().saturating_sub(1)],
+            doc_features: Vec::with_capacity(64),
+            woken: 0,
             evaluated: 0,
             leaf_stamp: vec![0; c.leaves.len()],
             leaf_value: vec![false; c.leaves.len()],
@@ -292,9 +300,16 @@ impl Scratch {
         }
     }
 
-    /// How many candidate searches the last document woke up (searches
-    /// whose anchors occurred), a measure of the work per document.
+    /// How many searches the last document woke up: the posting entries
+    /// of its features (a search anchored by two of them counts twice), a
+    /// measure of the work per document.
     pub fn last_candidates(&self) -> usize {
+        self.woken
+    }
+
+    /// How many of the searches the last document woke up passed their
+    /// gates (`confirm::gate`) and had their confirm branches checked.
+    pub fn last_gated(&self) -> usize {
         self.candidates.len()
     }
 
@@ -346,6 +361,7 @@ impl Scratch {
         }
         self.occs.clear();
         self.clear_candidates();
+        self.woken = 0;
         self.evaluated = 0;
         if let Some(costs) = &mut self.costs {
             costs.begin_document();
@@ -364,10 +380,18 @@ impl Scratch {
                 == (b.feature, b.field, b.pos, b.pos_end, b.start)
         });
 
-        // Candidates from the posting lists of the features present.
+        // The document's features: stamps, kinds, where their occurrences
+        // are, and the summary the gates and confirm checks read first.
+        self.feat_bits.fill(0);
+        self.doc_features.clear();
         let mut last = u32::MAX;
         for (i, o) in self.occs.iter().enumerate() {
             let f = o.feature as usize;
+            let (own, as_kind) = super::confirm::summary_bits(o.feature, o.kind);
+            self.feat_bits[own / 64] |= 1 << (own % 64);
+            if let Some(b) = as_kind {
+                self.feat_bits[b / 64] |= 1 << (b % 64);
+            }
             if o.feature == last {
                 self.feat_kinds[f] |= 1 << o.kind as u8;
                 self.feat_occs[f].1 = i as u32 + 1;
@@ -377,7 +401,18 @@ impl Scratch {
             self.feat_stamp[f] = self.stamp;
             self.feat_kinds[f] = 1 << o.kind as u8;
             self.feat_occs[f] = (i as u32, i as u32 + 1);
-            for &s in &c.post[c.post_off[f] as usize..c.post_off[f + 1] as usize] {
+            self.doc_features.push(o.feature);
+        }
+
+        // Candidates from the posting lists of the features present, each
+        // through its gate (read beside it in the posting list).
+        for &f in &self.doc_features {
+            let range = c.post_off[f as usize] as usize..c.post_off[f as usize + 1] as usize;
+            self.woken += range.len();
+            for (&s, &gate) in c.post[range.clone()].iter().zip(&c.post_gate[range]) {
+                if !super::confirm::gate_open(gate, &self.feat_bits) {
+                    continue;
+                }
                 let (word, bit) = (s as usize / 64, 1u64 << (s % 64));
                 if self.cand_seen[word] & bit == 0 {
                     self.cand_seen[word] |= bit;
@@ -387,11 +422,6 @@ impl Scratch {
         }
         if self.candidates.is_empty() {
             return Ok(());
-        }
-        self.feat_bits.fill(0);
-        for o in &self.occs {
-            let bit = o.feature as usize % super::confirm::FEAT_BITS;
-            self.feat_bits[bit / 64] |= 1 << (bit % 64);
         }
 
         // Most candidates are ruled out by their confirm branches, so those
