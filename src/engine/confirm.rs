@@ -307,35 +307,46 @@ const GATE_INDEX: u32 = FEAT_BITS.trailing_zeros();
 /// search, and there are ~125 per post for ~7 that match.
 ///
 /// The bits are, per confirm branch, the entries of one of its groups (the
-/// cheapest that fits): a branch that holds has one of them present, so a
-/// document none of whose gate bits is set holds no branch. A summary bit
+/// cheapest that fits, past the first for a branch of a root OR): a branch
+/// that holds has one of them present, so a document none of whose gate
+/// bits is set holds no branch. A summary bit
 /// is shared by a few features, so a set bit is only a first answer; the
 /// confirm check that follows is exact.
 pub(super) fn gate(branches: &[u32]) -> u64 {
-    let mut bits: Vec<usize> = Vec::new();
+    // Each branch's groups, cheapest first.
+    let mut groups_of: Vec<Vec<&[u32]>> = Vec::new();
     let mut rest = branches;
     while let Some((&groups, tail)) = rest.split_first() {
         rest = tail;
-        let mut chosen: Option<&[u32]> = None;
+        let mut groups_here = Vec::new();
         for _ in 0..groups {
             let Some((&len, tail)) = rest.split_first() else {
                 return 0;
             };
             let (group, next) = tail.split_at((len as usize).min(tail.len()));
+            groups_here.push(group);
             rest = next;
-            if chosen.is_none() && !group.is_empty() && bits.len() + group.len() <= GATE_BITS {
-                chosen = Some(group);
-            }
         }
-        let Some(group) = chosen else {
-            // A branch without a group that fits: no gate.
-            return 0;
-        };
-        bits.extend(group.iter().map(|&n| summary_bit(n)));
         let Some((&len, tail)) = rest.split_first() else {
             return 0;
         };
         rest = &tail[(len as usize).min(tail.len())..];
+        groups_of.push(groups_here);
+    }
+    // A branch of a root OR is woken by its anchor set, which is its
+    // cheapest group: that group is then present, so another one is
+    // preferred. (A single branch has had the set that wakes it taken out
+    // of its groups already.)
+    let skip = usize::from(groups_of.len() > 1);
+    let mut bits: Vec<usize> = Vec::new();
+    for groups in &groups_of {
+        let fits = |g: &&&[u32]| !g.is_empty() && bits.len() + g.len() <= GATE_BITS;
+        let Some(group) = groups.iter().skip(skip).find(fits).or_else(|| groups.iter().find(fits))
+        else {
+            // A branch without a group that fits: no gate.
+            return 0;
+        };
+        bits.extend(group.iter().map(|&n| summary_bit(n)));
     }
     bits.sort_unstable();
     bits.dedup();
@@ -472,6 +483,13 @@ mod tests {
         assert!(gate_open(two, &summary(&[(40, TokenKind::Hashtag)])));
         assert!(!gate_open(two, &summary(&[(40, TokenKind::Word)])), "#tag needs the hashtag");
         assert!(!gate_open(two, &summary(&[(40, TokenKind::Mention)])));
+        // A root OR `"w1 w2" OR (w3 AND w4)`, anchored on w1 and w3 (its
+        // branches' first groups): the gate is w2 or w4, so a document
+        // with the anchors alone does not open it.
+        let phrase_or_and = gate(&[2, 1, 1, 1, 2, 0, 2, 1, 3, 1, 4, 0]);
+        assert!(!gate_open(phrase_or_and, &summary(&[(1, TokenKind::Word), (3, TokenKind::Word)])));
+        assert!(gate_open(phrase_or_and, &summary(&[(1, TokenKind::Word), (2, TokenKind::Word)])));
+        assert!(gate_open(phrase_or_and, &summary(&[(4, TokenKind::Word)])));
     }
 
     /// A search that cannot be gated gets the gate that is always open.
