@@ -16,7 +16,9 @@
 //! and the bad-line reports in chunk order, so the output is the same
 //! bytes (but `matched_at`) for any number of threads. At most two chunks
 //! per worker wait to be matched: memory is bounded by the chunk size,
-//! not the input. With one thread no worker is started.
+//! not the input. With one thread no worker is started. A chunk's input
+//! and record buffers are handed back once used and taken by the next
+//! chunks (`Buffers`), so they are not grown from small again each time.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -136,11 +138,13 @@ pub fn run(
         ..MatchSummary::default()
     };
     let started = std::time::Instant::now();
+    let buffers = Buffers::new(opts.threads.max(1) * 3 + 2);
     let mut written = Written {
         output,
         err,
         summary: &mut summary,
         max_reported: opts.max_reported as u64,
+        buffers: &buffers,
     };
     if opts.threads <= 1 {
         let mut scratch = matcher.scratch();
@@ -150,12 +154,13 @@ pub fn run(
             limit: opts.max_line_bytes,
             seq: 0,
             next_line: 1,
+            buffers: &buffers,
         };
         while let Some(chunk) = reader.next()? {
-            written.write(match_chunk(&matcher, &mut scratch, opts, &chunk))?;
+            written.write(match_chunk(&matcher, &mut scratch, opts, chunk, &buffers))?;
         }
     } else {
-        match_in_parallel(&matcher, opts, input, &mut written)?;
+        match_in_parallel(&matcher, opts, input, &mut written, &buffers)?;
     }
     output_done(&mut written)?;
     summary.matching = started.elapsed();
@@ -191,6 +196,40 @@ struct ChunkResult {
     written: u64,
 }
 
+/// Byte buffers handed back after use (a chunk's input once matched, its
+/// records once written) and taken again, so that each chunk does not
+/// allocate megabytes anew, and fault them in, as it grows them. Keeps at
+/// most as many as can be in use at once.
+struct Buffers {
+    kept: std::sync::Mutex<Vec<Vec<u8>>>,
+    most: usize,
+}
+
+impl Buffers {
+    fn new(most: usize) -> Buffers {
+        Buffers {
+            kept: std::sync::Mutex::new(Vec::new()),
+            most,
+        }
+    }
+
+    /// An empty buffer, one handed back if there is one.
+    fn take(&self) -> Vec<u8> {
+        let kept = self.kept.lock().ok().and_then(|mut kept| kept.pop());
+        kept.unwrap_or_else(|| Vec::with_capacity(64 * 1024))
+    }
+
+    /// Hands `buf` back for another chunk.
+    fn give(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        if let Ok(mut kept) = self.kept.lock() {
+            if kept.len() < self.most {
+                kept.push(buf);
+            }
+        }
+    }
+}
+
 /// A chunk closes at this many lines or bytes.
 const CHUNK_LINES: usize = 1024;
 const CHUNK_BYTES: usize = 1 << 20;
@@ -201,12 +240,13 @@ struct ChunkReader<'a> {
     limit: usize,
     seq: u64,
     next_line: u64,
+    buffers: &'a Buffers,
 }
 
 impl ChunkReader<'_> {
     /// The next chunk (`None` at the end of the input).
     fn next(&mut self) -> std::io::Result<Option<Chunk>> {
-        let mut data = Vec::with_capacity(64 * 1024);
+        let mut data = self.buffers.take();
         let mut lines = Vec::new();
         while lines.len() < CHUNK_LINES && data.len() < CHUNK_BYTES {
             let (read, overflow) = read_line_limited(self.input, &mut data, self.limit)?;
@@ -216,6 +256,7 @@ impl ChunkReader<'_> {
             lines.push((data.len(), read, overflow));
         }
         if lines.is_empty() {
+            self.buffers.give(data);
             return Ok(None);
         }
         let chunk = Chunk {
@@ -230,12 +271,14 @@ impl ChunkReader<'_> {
     }
 }
 
-/// Parses and matches every line of `chunk`, writing its records.
+/// Parses and matches every line of `chunk`, writing its records (into a
+/// buffer of `buffers`, to which the chunk's input goes back).
 fn match_chunk(
     matcher: &Matcher,
     scratch: &mut crate::engine::Scratch,
     opts: &MatchOptions,
-    chunk: &Chunk,
+    chunk: Chunk,
+    buffers: &Buffers,
 ) -> ChunkResult {
     let matched_at = now_rfc3339();
     let ctx = RecordContext {
@@ -244,7 +287,7 @@ fn match_chunk(
     };
     let mut result = ChunkResult {
         seq: chunk.seq,
-        records: Vec::with_capacity(64 * 1024),
+        records: buffers.take(),
         problems: Vec::new(),
         documents: 0,
         written: 0,
@@ -293,6 +336,7 @@ fn match_chunk(
             }
         }
     }
+    buffers.give(chunk.data);
     result
 }
 
@@ -305,6 +349,7 @@ fn match_in_parallel(
     opts: &MatchOptions,
     input: &mut dyn BufRead,
     written: &mut Written<'_>,
+    buffers: &Buffers,
 ) -> anyhow::Result<()> {
     use std::sync::{mpsc, Mutex};
     let (work_tx, work_rx) = mpsc::sync_channel::<Chunk>(opts.threads * 2);
@@ -321,7 +366,7 @@ fn match_in_parallel(
                     let next = work_rx.lock().map(|rx| rx.recv());
                     let Ok(Ok(chunk)) = next else { return };
                     if done_tx
-                        .send(match_chunk(matcher, &mut scratch, opts, &chunk))
+                        .send(match_chunk(matcher, &mut scratch, opts, chunk, buffers))
                         .is_err()
                     {
                         return; // the writer stopped
@@ -335,6 +380,7 @@ fn match_in_parallel(
             limit: opts.max_line_bytes,
             seq: 0,
             next_line: 1,
+            buffers,
         };
         let mut waiting = std::collections::BTreeMap::new();
         let mut next_seq = 0;
@@ -367,11 +413,14 @@ struct Written<'a> {
     err: &'a mut dyn Write,
     summary: &'a mut MatchSummary,
     max_reported: u64,
+    /// Where a chunk's records go once written.
+    buffers: &'a Buffers,
 }
 
 impl Written<'_> {
     fn write(&mut self, r: ChunkResult) -> std::io::Result<()> {
         self.output.write_all(&r.records)?;
+        self.buffers.give(r.records);
         self.summary.documents += r.documents;
         self.summary.records += r.written;
         for (line_no, why) in r.problems {
