@@ -48,20 +48,27 @@ fn need(f: FeatureId, kind: Option<TokenKind>) -> Option<Need> {
     }
 }
 
-/// Bits in [`Present::bits`]: 512 bytes, so that a document of a few
-/// dozen features leaves almost all of them clear (set only for documents
-/// with candidates, so the others do not pay for clearing them).
+/// Slots of the document summary ([`Summary`]): a document of a few
+/// dozen features leaves almost all of them clear.
 pub(super) const FEAT_BITS: usize = 1 << 12;
+
+/// The document's *summary*: slot `f % FEAT_BITS` set (non-zero) for every
+/// feature `f` of the document, a slot of `f` as a kind for each hashtag,
+/// mention, cashtag and emoji ([`summary_bits`]), and slot 0 always (a
+/// search without a gate points at it). A byte per slot, not a bit: a gate
+/// reads five slots per woken search, and a byte is one load where a bit
+/// is a load, a shift and a mask (4 KiB, in the first-level cache).
+pub(super) type Summary = [u8; FEAT_BITS];
 
 /// The document's features as the confirm check reads them (the fields of
 /// `eval::Scratch`). Most needs checked are of features absent from the
 /// document, and at 100,000 searches `stamp_of` (4 bytes per feature) does
 /// not stay in the first-level cache: on real posts its reads were 40% of
 /// the matching's first-level cache misses (`valgrind --tool=callgrind
-/// --cache-sim=yes`). `bits` answers "absent" for most of them from 1 KiB.
+/// --cache-sim=yes`). The summary answers "absent" for most of them.
 pub(super) struct Present<'a> {
-    /// Bit `f % FEAT_BITS` set for every feature `f` of the document.
-    pub bits: &'a [u64],
+    /// The document's summary.
+    pub bits: &'a Summary,
     /// `stamp_of[f] == stamp` when feature `f` occurs in the document.
     pub stamp_of: &'a [u32],
     /// Then `kinds[f]` has bit `k` set when it occurs as a token of kind `k`.
@@ -74,8 +81,7 @@ impl Present<'_> {
     #[inline]
     fn holds(&self, need: Need) -> bool {
         let f = (need & FEATURE_MASK) as usize;
-        let bit = f % FEAT_BITS;
-        if self.bits[bit / 64] & (1 << (bit % 64)) == 0 || self.stamp_of[f] != self.stamp {
+        if self.bits[f % FEAT_BITS] == 0 || self.stamp_of[f] != self.stamp {
             return false;
         }
         match need >> KIND_SHIFT {
@@ -261,9 +267,9 @@ impl Costs<'_> {
     }
 }
 
-/// The bit of the document summary ([`Present::bits`]) that stands for
-/// `need`: feature `f`'s own bit `f % FEAT_BITS` when any occurrence (or
-/// any but an emoji) will do, else a bit of `f` and the one kind asked for
+/// The slot of the document summary ([`Summary`]) that stands for
+/// `need`: feature `f`'s own slot `f % FEAT_BITS` when any occurrence (or
+/// any but an emoji) will do, else a slot of `f` and the one kind asked for
 /// (`#tag`, `@name`, `$tick`, an emoji), which the document sets for each
 /// such token ([`summary_bits`]).
 fn summary_bit(need: Need) -> usize {
@@ -274,13 +280,13 @@ fn summary_bit(need: Need) -> usize {
     }
 }
 
-/// A bit of feature `f` occurring as the token kind of need code `code`.
+/// The slot of feature `f` occurring as the token kind of need code `code`.
 fn kind_bit(f: FeatureId, code: u32) -> usize {
     ((f ^ (code << 26)).wrapping_mul(0x9E37_79B1) >> (32 - FEAT_BITS.trailing_zeros())) as usize
 }
 
-/// The bits an occurrence of feature `f` as a token of `kind` sets in the
-/// document summary: `f`'s own, and for a kind other than a word the bit
+/// The slots an occurrence of feature `f` as a token of `kind` sets in the
+/// document summary: `f`'s own, and for a kind other than a word the slot
 /// of `f` as that kind.
 #[inline]
 pub(super) fn summary_bits(f: FeatureId, kind: TokenKind) -> (usize, Option<usize>) {
@@ -292,26 +298,26 @@ pub(super) fn summary_bits(f: FeatureId, kind: TokenKind) -> (usize, Option<usiz
     }
 }
 
-/// Most summary bits a gate holds.
+/// Most summary slots a gate holds.
 const GATE_BITS: usize = 5;
-/// Width of one summary bit index in a gate.
+/// Width of one summary slot index in a gate.
 const GATE_INDEX: u32 = FEAT_BITS.trailing_zeros();
 
 /// A search's *gate*, kept beside each of its posting entries: up to
-/// [`GATE_BITS`] bits of the document summary, one of which must be set
-/// for the search to be worth a look (in the top four bits their number,
-/// 0 for a search that has no gate). It is read from the posting list the
-/// search was found in, so most woken searches are dropped without
-/// touching their own data: at 100,000 searches from real posts' words,
-/// the confirm check's first read of a search was a cache miss per woken
-/// search, and there are ~125 per post for ~7 that match.
+/// [`GATE_BITS`] slots of the document summary, one of which must be set
+/// for the search to be worth a look (places left over repeat the first;
+/// a search without a gate is all zeros, slot 0, which is always set). It is read from the
+/// posting list the search was found in, so most woken searches are
+/// dropped without touching their own data: at 100,000 searches from real
+/// posts' words, the confirm check's first read of a search was a cache
+/// miss per woken search, and there are ~125 per post for ~7 that match.
 ///
-/// The bits are, per confirm branch, the entries of one of its groups (the
-/// cheapest that fits, past the first for a branch of a root OR): a branch
-/// that holds has one of them present, so a document none of whose gate
-/// bits is set holds no branch. A summary bit
-/// is shared by a few features, so a set bit is only a first answer; the
-/// confirm check that follows is exact.
+/// The slots are, per confirm branch, the entries of one of its groups
+/// (the cheapest that fits, past the first for a branch of a root OR): a
+/// branch that holds has one of them present, so a document none of whose
+/// gate slots is set holds no branch. A slot is shared by a few features,
+/// so a set slot is only a first answer; the confirm check that follows
+/// is exact.
 pub(super) fn gate(branches: &[u32]) -> u64 {
     // Each branch's groups, cheapest first.
     let mut groups_of: Vec<Vec<&[u32]>> = Vec::new();
@@ -338,34 +344,34 @@ pub(super) fn gate(branches: &[u32]) -> u64 {
     // preferred. (A single branch has had the set that wakes it taken out
     // of its groups already.)
     let skip = usize::from(groups_of.len() > 1);
-    let mut bits: Vec<usize> = Vec::new();
+    let mut slots: Vec<usize> = Vec::new();
     for groups in &groups_of {
-        let fits = |g: &&&[u32]| !g.is_empty() && bits.len() + g.len() <= GATE_BITS;
+        let fits = |g: &&&[u32]| !g.is_empty() && slots.len() + g.len() <= GATE_BITS;
         let Some(group) = groups.iter().skip(skip).find(fits).or_else(|| groups.iter().find(fits))
         else {
             // A branch without a group that fits: no gate.
             return 0;
         };
-        bits.extend(group.iter().map(|&n| summary_bit(n)));
+        slots.extend(group.iter().map(|&n| summary_bit(n)));
     }
-    bits.sort_unstable();
-    bits.dedup();
-    bits.iter()
+    slots.sort_unstable();
+    slots.dedup();
+    let Some(&first) = slots.first() else {
+        return 0; // no branches: no gate
+    };
+    // Places left over repeat the first slot.
+    (0..GATE_BITS)
+        .map(|i| slots.get(i).unwrap_or(&first))
         .enumerate()
-        .fold((bits.len() as u64) << 60, |g, (i, &b)| g | (b as u64) << (GATE_INDEX as usize * i))
+        .fold(0, |g, (i, &b)| g | (b as u64) << (GATE_INDEX as usize * i))
 }
 
 /// Whether a search with `gate` may match a document whose summary is
-/// `bits`.
+/// `summary`: five loads, no branch.
 #[inline]
-pub(super) fn gate_open(gate: u64, bits: &[u64]) -> bool {
-    let n = (gate >> 60) as usize;
-    let mut open = n == 0;
-    for i in 0..n.min(GATE_BITS) {
-        let b = (gate >> (GATE_INDEX as usize * i)) as usize & (FEAT_BITS - 1);
-        open |= bits[b / 64] & (1 << (b % 64)) != 0;
-    }
-    open
+pub(super) fn gate_open(gate: u64, summary: &Summary) -> bool {
+    let slot = |i: usize| summary[(gate >> (GATE_INDEX as usize * i)) as usize % FEAT_BITS];
+    (slot(0) | slot(1) | slot(2) | slot(3) | slot(4)) != 0
 }
 
 /// Whether the search can match by its confirm branches (compile's
@@ -405,7 +411,7 @@ pub(super) fn confirmed(branches: &[u32], doc: &Present<'_>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{gate, gate_open, need, summary_bits, Present, ACCEPTED, FEAT_BITS};
+    use super::{gate, gate_open, need, summary_bits, Present, Summary, ACCEPTED, FEAT_BITS};
     use crate::query::accepts_kind;
     use crate::text::TokenKind;
 
@@ -434,8 +440,8 @@ mod tests {
     #[test]
     fn the_filter_bit_is_only_a_first_answer() {
         let (present, twin, other) = (7u32, 7 + FEAT_BITS as u32, 8u32);
-        let mut bits = vec![0u64; FEAT_BITS / 64];
-        bits[0] |= 1 << present;
+        let mut bits = [0u8; FEAT_BITS];
+        bits[present as usize] = 1;
         let mut stamp_of = vec![0u32; FEAT_BITS * 2];
         let mut kinds = vec![0u8; FEAT_BITS * 2];
         stamp_of[present as usize] = 3;
@@ -455,16 +461,17 @@ mod tests {
         assert!(!doc.holds(need(other, None).unwrap()));
     }
 
-    /// A document summary with the bits of `occurrences`.
-    fn summary(occurrences: &[(u32, TokenKind)]) -> Vec<u64> {
-        let mut bits = vec![0u64; FEAT_BITS / 64];
+    /// A document summary with the slots of `occurrences`.
+    fn summary(occurrences: &[(u32, TokenKind)]) -> Summary {
+        let mut slots = [0u8; FEAT_BITS];
+        slots[0] = 1;
         for &(f, kind) in occurrences {
             let (own, as_kind) = summary_bits(f, kind);
             for b in std::iter::once(own).chain(as_kind) {
-                bits[b / 64] |= 1 << (b % 64);
+                slots[b] = 1;
             }
         }
-        bits
+        slots
     }
 
     /// A gate opens on a feature of the chosen group of every branch, as
@@ -502,7 +509,7 @@ mod tests {
         assert!(gate_open(gate(&[0, 1, 5]), &empty));
         // Groups too large for the gate.
         assert!(gate_open(gate(&[1, 6, 1, 2, 3, 4, 5, 6, 0]), &empty));
-        // Root OR whose branches together need more than five bits.
+        // Root OR whose branches together need more than five slots.
         assert!(gate_open(gate(&[1, 3, 1, 2, 3, 0, 1, 3, 4, 5, 6, 0]), &empty));
     }
 }

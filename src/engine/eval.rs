@@ -133,12 +133,10 @@ pub struct Scratch {
     /// `k` set when it occurs as a token of kind `k` (`confirm::Need`).
     feat_stamp: Vec<u32>,
     feat_kinds: Vec<u8>,
-    /// The document's summary: bit `f % FEAT_BITS` set when feature `f`
-    /// occurs, and a bit of `f` as a kind for each hashtag, mention,
-    /// cashtag and emoji (`confirm::summary_bits`). The gates read it, and
-    /// the confirm checks before `feat_stamp`, which at 100,000 searches
-    /// is not in the first-level cache (`confirm::Present`).
-    feat_bits: Vec<u64>,
+    /// The document's summary (`confirm::Summary`). The gates read it,
+    /// and the confirm checks before `feat_stamp`, which at 100,000
+    /// searches is not in the first-level cache (`confirm::Present`).
+    feat_bits: Box<super::confirm::Summary>,
     /// Where feature `f`'s occurrences are in `occs` ([`DocIndex`]).
     feat_occs: Vec<(u32, u32)>,
     /// The last document's distinct features, in feature order.
@@ -214,7 +212,7 @@ impl Scratch {
             cand_seen: vec![0; c.searches.len().div_ceil(64)],
             searches: c.searches.len(),
             feat_stamp: vec![0; c.post_off.len().saturating_sub(1)],
-            feat_bits: vec![0; super::confirm::FEAT_BITS / 64],
+            feat_bits: Box::new([0; super::confirm::FEAT_BITS]),
             feat_kinds: vec![0; c.post_off.len().saturating_sub(1)],
             feat_occs: vec![(0, 0); c.post_off.len().saturating_sub(1)],
             doc_features: Vec::with_capacity(64),
@@ -383,14 +381,15 @@ impl Scratch {
         // The document's features: stamps, kinds, where their occurrences
         // are, and the summary the gates and confirm checks read first.
         self.feat_bits.fill(0);
+        self.feat_bits[0] = 1;
         self.doc_features.clear();
         let mut last = u32::MAX;
         for (i, o) in self.occs.iter().enumerate() {
             let f = o.feature as usize;
             let (own, as_kind) = super::confirm::summary_bits(o.feature, o.kind);
-            self.feat_bits[own / 64] |= 1 << (own % 64);
+            self.feat_bits[own] = 1;
             if let Some(b) = as_kind {
-                self.feat_bits[b / 64] |= 1 << (b % 64);
+                self.feat_bits[b] = 1;
             }
             if o.feature == last {
                 self.feat_kinds[f] |= 1 << o.kind as u8;
