@@ -51,6 +51,8 @@ fn need(f: FeatureId, kind: Option<TokenKind>) -> Option<Need> {
 /// Slots of the document summary ([`Summary`]): a document of a few
 /// dozen features leaves almost all of them clear.
 pub(super) const FEAT_BITS: usize = 1 << 12;
+// The slots a document set are listed as `u16`s to be cleared.
+const _: () = assert!(FEAT_BITS <= 1 << 16);
 
 /// The document's *summary*: slot `f % FEAT_BITS` set (non-zero) for every
 /// feature `f` of the document, a slot of `f` as a kind for each hashtag,
