@@ -2,7 +2,10 @@
 //! candidate must also have in the document to be worth evaluating — built
 //! at compile time from the search's tree ([`Costs::confirm_branches`]) and
 //! checked per candidate against the document's feature stamps
-//! ([`confirmed`]).
+//! ([`confirmed`]). Before that, each posting entry's [`gate`] (a few
+//! slots of the branches' groups, kept beside the entry) is tested against
+//! the document's [`Summary`], so most woken searches are dropped without
+//! reading their branches.
 //!
 //! A branch also keeps its *vetoes*: the words of its AND's `NOT` children
 //! (`-f`, `NOT (x OR y)`) whose presence alone makes the NOT fail — a

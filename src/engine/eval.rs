@@ -141,7 +141,8 @@ pub struct Scratch {
     summary_set: Vec<u16>,
     /// Where feature `f`'s occurrences are in `occs` ([`DocIndex`]).
     feat_occs: Vec<(u32, u32)>,
-    /// The last document's distinct features, in feature order.
+    /// The last document's distinct features that anchor searches, in
+    /// feature order.
     doc_features: Vec<FeatureId>,
     /// Posting entries the last document's features woke.
     woken: usize,
@@ -382,26 +383,11 @@ impl Scratch {
         });
 
         // The document's features: stamps, kinds, where their occurrences
-        // are, and the summary the gates and confirm checks read first.
-        // Only the slots the last document set are cleared (a 4 KiB fill
-        // per document was a tenth of the matching's instructions on the
-        // generator, where few searches wake up).
-        for &b in &self.summary_set {
-            self.feat_bits[b as usize] = 0;
-        }
-        self.summary_set.clear();
-        self.feat_bits[0] = 1;
+        // are; and those that wake searches, with how many.
         self.doc_features.clear();
         let mut last = u32::MAX;
         for (i, o) in self.occs.iter().enumerate() {
             let f = o.feature as usize;
-            let (own, as_kind) = super::confirm::summary_bits(o.feature, o.kind);
-            self.feat_bits[own] = 1;
-            self.summary_set.push(own as u16);
-            if let Some(b) = as_kind {
-                self.feat_bits[b] = 1;
-                self.summary_set.push(b as u16);
-            }
             if o.feature == last {
                 self.feat_kinds[f] |= 1 << o.kind as u8;
                 self.feat_occs[f].1 = i as u32 + 1;
@@ -411,14 +397,38 @@ impl Scratch {
             self.feat_stamp[f] = self.stamp;
             self.feat_kinds[f] = 1 << o.kind as u8;
             self.feat_occs[f] = (i as u32, i as u32 + 1);
-            self.doc_features.push(o.feature);
+            let anchored = (c.post_off[f + 1] - c.post_off[f]) as usize;
+            if anchored > 0 {
+                self.woken += anchored;
+                self.doc_features.push(o.feature);
+            }
+        }
+        if self.woken == 0 {
+            return Ok(());
+        }
+
+        // The summary the gates and confirm checks read first, made only
+        // for a document that wakes searches (on the generator most do
+        // not). Only the slots the last one set are cleared.
+        for &b in &self.summary_set {
+            self.feat_bits[b as usize] = 0;
+        }
+        self.summary_set.clear();
+        self.feat_bits[0] = 1;
+        for o in &self.occs {
+            let (own, as_kind) = super::confirm::summary_bits(o.feature, o.kind);
+            self.feat_bits[own] = 1;
+            self.summary_set.push(own as u16);
+            if let Some(b) = as_kind {
+                self.feat_bits[b] = 1;
+                self.summary_set.push(b as u16);
+            }
         }
 
         // Candidates from the posting lists of the features present, each
         // through its gate (read beside it in the posting list).
         for &f in &self.doc_features {
             let range = c.post_off[f as usize] as usize..c.post_off[f as usize + 1] as usize;
-            self.woken += range.len();
             for (&s, &gate) in c.post[range.clone()].iter().zip(&c.post_gate[range]) {
                 if !super::confirm::gate_open(gate, &self.feat_bits) {
                     continue;

@@ -56,6 +56,19 @@
 //!    *vetoes*, the plain words under its AND's NOTs: with both, 31
 //!    searches are evaluated per post for 26 that match, and 225 for
 //!    221.5 at a million searches (`confirm`'s module doc).
+//!
+//!    **Gates.** Checking a woken search's branches reads the search's own
+//!    data, a cache miss per woken search at 100,000 searches; on real
+//!    posts ~125 searches wake per post for ~7 that match. So each
+//!    posting entry carries its search's *gate* (`confirm::gate`): up to
+//!    five slots of a 4 KiB *summary* of the document (a byte per hashed
+//!    feature, and per feature-as-hashtag/mention/cashtag/emoji), one
+//!    group of each confirm branch (not a root OR branch's anchor group,
+//!    present whenever that branch woke the search). A search none of
+//!    whose gate slots is set cannot hold a branch and is dropped while
+//!    its posting list is read: five byte loads, no branch, no miss. On
+//!    real posts at 100,000 searches 10.4 of the 125 woken searches per
+//!    post pass their gates, and at a million 107 of 1,251 (BENCHMARKS.md).
 //! 4. **Evaluation.** The candidates' confirm branches are checked in one
 //!    pass (brought into cache a few candidates ahead); each candidate that
 //!    passes is brought into cache as it passes, then, in a second pass,
