@@ -220,7 +220,9 @@ fn needs_escape(bytes: &[u8]) -> bool {
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH;
     let hit = |w: u64| {
-        below(w, 0x20) | below(w ^ (ONES * u64::from(b'"')), 1) | below(w ^ (ONES * u64::from(b'\\')), 1)
+        below(w, 0x20)
+            | below(w ^ (ONES * u64::from(b'"')), 1)
+            | below(w ^ (ONES * u64::from(b'\\')), 1)
     };
     let mut words = bytes.chunks_exact(8);
     for word in &mut words {
@@ -402,7 +404,10 @@ mod tests {
             let (mut reused, mut fresh) = (Vec::new(), Vec::new());
             parts.write(&mut reused, &m, &matches[0]);
             write_record(&mut fresh, &m, &doc, &matches[0], ctx);
-            assert_eq!(String::from_utf8(reused).unwrap(), String::from_utf8(fresh).unwrap());
+            assert_eq!(
+                String::from_utf8(reused).unwrap(),
+                String::from_utf8(fresh).unwrap()
+            );
         }
         let doc = Document::parse(docs[1], 1 << 20).unwrap();
         let matches = m.match_document(&doc, &mut scratch);

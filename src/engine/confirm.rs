@@ -352,7 +352,11 @@ pub(super) fn gate(branches: &[u32]) -> u64 {
     let mut slots: Vec<usize> = Vec::new();
     for groups in &groups_of {
         let fits = |g: &&&[u32]| !g.is_empty() && slots.len() + g.len() <= GATE_BITS;
-        let Some(group) = groups.iter().skip(skip).find(fits).or_else(|| groups.iter().find(fits))
+        let Some(group) = groups
+            .iter()
+            .skip(skip)
+            .find(fits)
+            .or_else(|| groups.iter().find(fits))
         else {
             // A branch without a group that fits: no gate.
             return 0;
@@ -488,19 +492,31 @@ mod tests {
         let one = gate(&[2, 2, 7, 9, 1, tag, 0]);
         assert!(!gate_open(one, &summary(&[])));
         assert!(gate_open(one, &summary(&[(9, TokenKind::Word)])));
-        assert!(!gate_open(one, &summary(&[(40, TokenKind::Hashtag)])), "the first group was chosen");
+        assert!(
+            !gate_open(one, &summary(&[(40, TokenKind::Hashtag)])),
+            "the first group was chosen"
+        );
         // Two branches of a root OR: {7} and {tag}.
         let two = gate(&[1, 1, 7, 0, 1, 1, tag, 0]);
         assert!(gate_open(two, &summary(&[(7, TokenKind::Mention)])));
         assert!(gate_open(two, &summary(&[(40, TokenKind::Hashtag)])));
-        assert!(!gate_open(two, &summary(&[(40, TokenKind::Word)])), "#tag needs the hashtag");
+        assert!(
+            !gate_open(two, &summary(&[(40, TokenKind::Word)])),
+            "#tag needs the hashtag"
+        );
         assert!(!gate_open(two, &summary(&[(40, TokenKind::Mention)])));
         // A root OR `"w1 w2" OR (w3 AND w4)`, anchored on w1 and w3 (its
         // branches' first groups): the gate is w2 or w4, so a document
         // with the anchors alone does not open it.
         let phrase_or_and = gate(&[2, 1, 1, 1, 2, 0, 2, 1, 3, 1, 4, 0]);
-        assert!(!gate_open(phrase_or_and, &summary(&[(1, TokenKind::Word), (3, TokenKind::Word)])));
-        assert!(gate_open(phrase_or_and, &summary(&[(1, TokenKind::Word), (2, TokenKind::Word)])));
+        assert!(!gate_open(
+            phrase_or_and,
+            &summary(&[(1, TokenKind::Word), (3, TokenKind::Word)])
+        ));
+        assert!(gate_open(
+            phrase_or_and,
+            &summary(&[(1, TokenKind::Word), (2, TokenKind::Word)])
+        ));
         assert!(gate_open(phrase_or_and, &summary(&[(4, TokenKind::Word)])));
     }
 
@@ -515,6 +531,9 @@ mod tests {
         // Groups too large for the gate.
         assert!(gate_open(gate(&[1, 6, 1, 2, 3, 4, 5, 6, 0]), &empty));
         // Root OR whose branches together need more than five slots.
-        assert!(gate_open(gate(&[1, 3, 1, 2, 3, 0, 1, 3, 4, 5, 6, 0]), &empty));
+        assert!(gate_open(
+            gate(&[1, 3, 1, 2, 3, 0, 1, 3, 4, 5, 6, 0]),
+            &empty
+        ));
     }
 }
