@@ -85,8 +85,9 @@
 //!
 //! **Size.** A million searches from real posts' vocabulary take 297 bytes
 //! each compiled (12-byte nodes, NEARs apart, leaves interned by a compact
-//! code in one walk over the trees: `builder`), and `check` of them peaks
-//! at 1.46 GiB with the parsed catalog (915 bytes per search: leaves keep
+//! code in one walk over the trees: `builder`; the gates add 8 bytes per
+//! posting entry, ~1.04 per search), and `check` of them peaks
+//! at 1.47 GiB with the parsed catalog (915 bytes per search: leaves keep
 //! a span of their query, not a copy; token bodies inline). Measured with
 //! `examples/catalog_memory.rs`; figures in BENCHMARKS.md.
 //!
