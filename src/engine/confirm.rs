@@ -53,17 +53,17 @@ fn need(f: FeatureId, kind: Option<TokenKind>) -> Option<Need> {
 
 /// Slots of the document summary ([`Summary`]): a document of a few
 /// dozen features leaves almost all of them clear.
-pub(super) const FEAT_BITS: usize = 1 << 12;
+pub(super) const SUMMARY_SLOTS: usize = 1 << 12;
 // The slots a document set are listed as `u16`s to be cleared.
-const _: () = assert!(FEAT_BITS <= 1 << 16);
+const _: () = assert!(SUMMARY_SLOTS <= 1 << 16);
 
-/// The document's *summary*: slot `f % FEAT_BITS` set (non-zero) for every
+/// The document's *summary*: slot `f % SUMMARY_SLOTS` set (non-zero) for every
 /// feature `f` of the document, a slot of `f` as a kind for each hashtag,
-/// mention, cashtag and emoji ([`summary_bits`]), and slot 0 always (a
+/// mention, cashtag and emoji ([`summary_slots`]), and slot 0 always (a
 /// search without a gate points at it). A byte per slot, not a bit: a gate
 /// reads five slots per woken search, and a byte is one load where a bit
 /// is a load, a shift and a mask (4 KiB, in the first-level cache).
-pub(super) type Summary = [u8; FEAT_BITS];
+pub(super) type Summary = [u8; SUMMARY_SLOTS];
 
 /// The document's features as the confirm check reads them (the fields of
 /// `eval::Scratch`). Most needs checked are of features absent from the
@@ -73,7 +73,7 @@ pub(super) type Summary = [u8; FEAT_BITS];
 /// --cache-sim=yes`). The summary answers "absent" for most of them.
 pub(super) struct Present<'a> {
     /// The document's summary.
-    pub bits: &'a Summary,
+    pub summary: &'a Summary,
     /// `stamp_of[f] == stamp` when feature `f` occurs in the document.
     pub stamp_of: &'a [u32],
     /// Then `kinds[f]` has bit `k` set when it occurs as a token of kind `k`.
@@ -86,7 +86,7 @@ impl Present<'_> {
     #[inline]
     fn holds(&self, need: Need) -> bool {
         let f = (need & FEATURE_MASK) as usize;
-        if self.bits[f % FEAT_BITS] == 0 || self.stamp_of[f] != self.stamp {
+        if self.summary[f % SUMMARY_SLOTS] == 0 || self.stamp_of[f] != self.stamp {
             return false;
         }
         match need >> KIND_SHIFT {
@@ -273,43 +273,43 @@ impl Costs<'_> {
 }
 
 /// The slot of the document summary ([`Summary`]) that stands for
-/// `need`: feature `f`'s own slot `f % FEAT_BITS` when any occurrence (or
+/// `need`: feature `f`'s own slot `f % SUMMARY_SLOTS` when any occurrence (or
 /// any but an emoji) will do, else a slot of `f` and the one kind asked for
 /// (`#tag`, `@name`, `$tick`, an emoji), which the document sets for each
-/// such token ([`summary_bits`]).
-fn summary_bit(need: Need) -> usize {
+/// such token ([`summary_slots`]).
+fn summary_slot(need: Need) -> usize {
     let f = need & FEATURE_MASK;
     match need >> KIND_SHIFT {
-        0 | 1 => f as usize % FEAT_BITS,
-        code => kind_bit(f, code),
+        0 | 1 => f as usize % SUMMARY_SLOTS,
+        code => kind_slot(f, code),
     }
 }
 
 /// The slot of feature `f` occurring as the token kind of need code `code`.
-fn kind_bit(f: FeatureId, code: u32) -> usize {
-    ((f ^ (code << 26)).wrapping_mul(0x9E37_79B1) >> (32 - FEAT_BITS.trailing_zeros())) as usize
+fn kind_slot(f: FeatureId, code: u32) -> usize {
+    ((f ^ (code << 26)).wrapping_mul(0x9E37_79B1) >> (32 - SUMMARY_SLOTS.trailing_zeros())) as usize
 }
 
 /// The slots an occurrence of feature `f` as a token of `kind` sets in the
 /// document summary: `f`'s own, and for a kind other than a word the slot
 /// of `f` as that kind.
 #[inline]
-pub(super) fn summary_bits(f: FeatureId, kind: TokenKind) -> (usize, Option<usize>) {
-    let own = f as usize % FEAT_BITS;
+pub(super) fn summary_slots(f: FeatureId, kind: TokenKind) -> (usize, Option<usize>) {
+    let own = f as usize % SUMMARY_SLOTS;
     match kind {
         TokenKind::Word => (own, None),
         // Need code `k + 1` asks for kind `k` (`need`).
-        k => (own, Some(kind_bit(f, k as u32 + 1))),
+        k => (own, Some(kind_slot(f, k as u32 + 1))),
     }
 }
 
 /// Most summary slots a gate holds.
-const GATE_BITS: usize = 5;
+const GATE_SLOTS: usize = 5;
 /// Width of one summary slot index in a gate.
-const GATE_INDEX: u32 = FEAT_BITS.trailing_zeros();
+const GATE_INDEX: u32 = SUMMARY_SLOTS.trailing_zeros();
 
 /// A search's *gate*, kept beside each of its posting entries: up to
-/// [`GATE_BITS`] slots of the document summary, one of which must be set
+/// [`GATE_SLOTS`] slots of the document summary, one of which must be set
 /// for the search to be worth a look (places left over repeat the first;
 /// a search without a gate is all zeros, slot 0, which is always set). It is read from the
 /// posting list the search was found in, so most woken searches are
@@ -351,7 +351,7 @@ pub(super) fn gate(branches: &[u32]) -> u64 {
     let skip = usize::from(groups_of.len() > 1);
     let mut slots: Vec<usize> = Vec::new();
     for groups in &groups_of {
-        let fits = |g: &&&[u32]| !g.is_empty() && slots.len() + g.len() <= GATE_BITS;
+        let fits = |g: &&&[u32]| !g.is_empty() && slots.len() + g.len() <= GATE_SLOTS;
         let Some(group) = groups
             .iter()
             .skip(skip)
@@ -361,7 +361,7 @@ pub(super) fn gate(branches: &[u32]) -> u64 {
             // A branch without a group that fits: no gate.
             return 0;
         };
-        slots.extend(group.iter().map(|&n| summary_bit(n)));
+        slots.extend(group.iter().map(|&n| summary_slot(n)));
     }
     slots.sort_unstable();
     slots.dedup();
@@ -369,7 +369,7 @@ pub(super) fn gate(branches: &[u32]) -> u64 {
         return 0; // no branches: no gate
     };
     // Places left over repeat the first slot.
-    (0..GATE_BITS)
+    (0..GATE_SLOTS)
         .map(|i| slots.get(i).unwrap_or(&first))
         .enumerate()
         .fold(0, |g, (i, &b)| g | (b as u64) << (GATE_INDEX as usize * i))
@@ -379,7 +379,7 @@ pub(super) fn gate(branches: &[u32]) -> u64 {
 /// `summary`: five loads, no branch.
 #[inline]
 pub(super) fn gate_open(gate: u64, summary: &Summary) -> bool {
-    let slot = |i: usize| summary[(gate >> (GATE_INDEX as usize * i)) as usize % FEAT_BITS];
+    let slot = |i: usize| summary[(gate >> (GATE_INDEX as usize * i)) as usize % SUMMARY_SLOTS];
     (slot(0) | slot(1) | slot(2) | slot(3) | slot(4)) != 0
 }
 
@@ -420,7 +420,7 @@ pub(super) fn confirmed(branches: &[u32], doc: &Present<'_>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{gate, gate_open, need, summary_bits, Present, Summary, ACCEPTED, FEAT_BITS};
+    use super::{gate, gate_open, need, summary_slots, Present, Summary, ACCEPTED, SUMMARY_SLOTS};
     use crate::query::accepts_kind;
     use crate::text::TokenKind;
 
@@ -444,21 +444,21 @@ mod tests {
         }
     }
 
-    /// A feature that shares its filter bit with one of the document's
+    /// A feature that shares its summary slot with one of the document's
     /// is still absent, and the filter never hides a present one.
     #[test]
-    fn the_filter_bit_is_only_a_first_answer() {
-        let (present, twin, other) = (7u32, 7 + FEAT_BITS as u32, 8u32);
-        let mut bits = [0u8; FEAT_BITS];
-        bits[present as usize] = 1;
-        let mut stamp_of = vec![0u32; FEAT_BITS * 2];
-        let mut kinds = vec![0u8; FEAT_BITS * 2];
+    fn the_summary_slot_is_only_a_first_answer() {
+        let (present, twin, other) = (7u32, 7 + SUMMARY_SLOTS as u32, 8u32);
+        let mut summary = [0u8; SUMMARY_SLOTS];
+        summary[present as usize] = 1;
+        let mut stamp_of = vec![0u32; SUMMARY_SLOTS * 2];
+        let mut kinds = vec![0u8; SUMMARY_SLOTS * 2];
         stamp_of[present as usize] = 3;
         kinds[present as usize] = 1 << TokenKind::Hashtag as u8;
-        // A stale stamp of an earlier document behind a clear bit.
+        // A stale stamp of an earlier document behind a clear slot.
         stamp_of[other as usize] = 2;
         let doc = Present {
-            bits: &bits,
+            summary: &summary,
             stamp_of: &stamp_of,
             kinds: &kinds,
             stamp: 3,
@@ -472,10 +472,10 @@ mod tests {
 
     /// A document summary with the slots of `occurrences`.
     fn summary(occurrences: &[(u32, TokenKind)]) -> Summary {
-        let mut slots = [0u8; FEAT_BITS];
+        let mut slots = [0u8; SUMMARY_SLOTS];
         slots[0] = 1;
         for &(f, kind) in occurrences {
-            let (own, as_kind) = summary_bits(f, kind);
+            let (own, as_kind) = summary_slots(f, kind);
             for b in std::iter::once(own).chain(as_kind) {
                 slots[b] = 1;
             }

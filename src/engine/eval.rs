@@ -136,8 +136,8 @@ pub struct Scratch {
     /// The document's summary (`confirm::Summary`). The gates read it,
     /// and the confirm checks before `feat_stamp`, which at 100,000
     /// searches is not in the first-level cache (`confirm::Present`).
-    feat_bits: Box<super::confirm::Summary>,
-    /// The slots of `feat_bits` set for the last document.
+    summary: Box<super::confirm::Summary>,
+    /// The slots of `summary` set for the last document.
     summary_set: Vec<u16>,
     /// Where feature `f`'s occurrences are in `occs` ([`DocIndex`]).
     feat_occs: Vec<(u32, u32)>,
@@ -215,7 +215,7 @@ impl Scratch {
             cand_seen: vec![0; c.searches.len().div_ceil(64)],
             searches: c.searches.len(),
             feat_stamp: vec![0; c.post_off.len().saturating_sub(1)],
-            feat_bits: Box::new([0; super::confirm::FEAT_BITS]),
+            summary: Box::new([0; super::confirm::SUMMARY_SLOTS]),
             summary_set: Vec::with_capacity(128),
             feat_kinds: vec![0; c.post_off.len().saturating_sub(1)],
             feat_occs: vec![(0, 0); c.post_off.len().saturating_sub(1)],
@@ -411,16 +411,16 @@ impl Scratch {
         // for a document that wakes searches (on the generator most do
         // not). Only the slots the last one set are cleared.
         for &b in &self.summary_set {
-            self.feat_bits[b as usize] = 0;
+            self.summary[b as usize] = 0;
         }
         self.summary_set.clear();
-        self.feat_bits[0] = 1;
+        self.summary[0] = 1;
         for o in &self.occs {
-            let (own, as_kind) = super::confirm::summary_bits(o.feature, o.kind);
-            self.feat_bits[own] = 1;
+            let (own, as_kind) = super::confirm::summary_slots(o.feature, o.kind);
+            self.summary[own] = 1;
             self.summary_set.push(own as u16);
             if let Some(b) = as_kind {
-                self.feat_bits[b] = 1;
+                self.summary[b] = 1;
                 self.summary_set.push(b as u16);
             }
         }
@@ -430,7 +430,7 @@ impl Scratch {
         for &f in &self.doc_features {
             let range = c.post_off[f as usize] as usize..c.post_off[f as usize + 1] as usize;
             for (&s, &gate) in c.post[range.clone()].iter().zip(&c.post_gate[range]) {
-                if !super::confirm::gate_open(gate, &self.feat_bits) {
+                if !super::confirm::gate_open(gate, &self.summary) {
                     continue;
                 }
                 let (word, bit) = (s as usize / 64, 1u64 << (s % 64));
@@ -463,7 +463,7 @@ impl Scratch {
                 || !super::confirm::confirmed(
                     c.confirm.get(s as usize),
                     &super::confirm::Present {
-                        bits: &self.feat_bits,
+                        summary: &self.summary,
                         stamp_of: &self.feat_stamp,
                         kinds: &self.feat_kinds,
                         stamp: self.stamp,
