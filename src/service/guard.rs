@@ -92,8 +92,14 @@ pub fn match_document(
                 doc.id
             );
         }
-        out.parts.begin(doc, ctx);
+        // The parts its records share, escaped at its first match (most
+        // documents have none).
+        let mut begun = false;
         active.for_each_match_masked(doc, scratch, masks, |matcher, m| {
+            if !begun {
+                out.parts.begin(doc, ctx);
+                begun = true;
+            }
             let start = out.buf.len();
             let id = match_id(&doc.id, matcher.topic_id(m.topic));
             out.parts.write(&mut out.buf, matcher, m);
