@@ -148,8 +148,10 @@ pub struct Scratch {
     woken: usize,
     /// Candidates that passed their confirm groups and were evaluated.
     evaluated: usize,
-    leaf_stamp: Vec<u32>,
-    leaf_value: Vec<bool>,
+    /// Per leaf, what this document already knows of it (its value, its
+    /// highlights): one 16-byte entry, so that a leaf costs one cache
+    /// miss however many of these a search asks for.
+    leaf_memo: Vec<LeafMemo>,
     stamp: u32,
     candidates: Vec<u32>,
     /// The candidates that passed their confirm branches (the `only`
@@ -160,9 +162,7 @@ pub struct Scratch {
     spans2: Vec<Span>,
     /// The highlights of each positive leaf of a matched search, sorted,
     /// computed once per document however many matched searches share the
-    /// leaf: `highlight_spans[range]` when `highlight_stamp[leaf] == stamp`.
-    highlight_stamp: Vec<u32>,
-    highlight_range: Vec<(u32, u32)>,
+    /// leaf: `highlight_spans[from..to]` of its [`LeafMemo`].
     highlight_spans: Vec<Span>,
     slop: SlopScratch,
     /// Per wildcard-fragment pattern: the (document stamp, field, token)
@@ -222,16 +222,13 @@ impl Scratch {
             doc_features: Vec::with_capacity(64),
             woken: 0,
             evaluated: 0,
-            leaf_stamp: vec![0; c.leaves.len()],
-            leaf_value: vec![false; c.leaves.len()],
+            leaf_memo: vec![LeafMemo::default(); c.leaves.len()],
             stamp: 0,
             candidates: Vec::new(),
             confirmed: Vec::new(),
             matched: Vec::new(),
             spans: Vec::new(),
             spans2: Vec::new(),
-            highlight_stamp: vec![0; c.leaves.len()],
-            highlight_range: vec![(0, 0); c.leaves.len()],
             highlight_spans: Vec::new(),
             slop: SlopScratch::default(),
             frag_seen: vec![0; c.frag_wilds.len()],
@@ -292,11 +289,10 @@ impl Scratch {
     }
 
     fn next_stamp(&mut self) {
-        self.stamp = self.stamp.wrapping_add(1);
-        if self.stamp == 0 {
+        self.stamp += 1;
+        if self.stamp > LeafMemo::MAX_STAMP {
             self.feat_stamp.fill(0);
-            self.leaf_stamp.fill(0);
-            self.highlight_stamp.fill(0);
+            self.leaf_memo.fill(LeafMemo::default());
             self.frag_seen.fill(0);
             self.stamp = 1;
         }
@@ -485,8 +481,7 @@ impl Scratch {
                 feat_occs: &self.feat_occs,
                 stamp: self.stamp,
             },
-            leaf_stamp: &mut self.leaf_stamp,
-            leaf_value: &mut self.leaf_value,
+            leaf_memo: &mut self.leaf_memo,
             stamp: self.stamp,
             spans: &mut self.spans,
             spans2: &mut self.spans2,
@@ -569,18 +564,19 @@ impl Scratch {
                 if r.highlights.len() < MAX_HIGHLIGHTS {
                     for &leaf in c.positive.get(s as usize) {
                         let l = leaf as usize;
-                        if self.highlight_stamp[l] != self.stamp {
+                        if e.leaf_memo[l].highlights != self.stamp {
                             // The first spans in (field, start) order are
                             // the only ones a record can keep.
                             let from = self.highlight_spans.len();
                             e.leaf_spans(leaf, &mut self.highlight_spans, MAX_HIGHLIGHTS);
                             self.highlight_spans[from..].sort_unstable();
-                            self.highlight_stamp[l] = self.stamp;
-                            self.highlight_range[l] =
-                                (from as u32, self.highlight_spans.len() as u32);
+                            let memo = &mut e.leaf_memo[l];
+                            memo.highlights = self.stamp;
+                            memo.from = from as u32;
+                            memo.to = self.highlight_spans.len() as u32;
                         }
-                        let (from, to) = self.highlight_range[l];
-                        for sp in &self.highlight_spans[from as usize..to as usize] {
+                        let memo = &e.leaf_memo[l];
+                        for sp in &self.highlight_spans[memo.from as usize..memo.to as usize] {
                             r.highlights.push(Highlight {
                                 search: SearchIdx(s),
                                 field: sp.field,
@@ -718,8 +714,86 @@ impl Scratch {
     }
 }
 
+/// What one document knows of one leaf. Stamps are the document's
+/// (`Scratch::stamp`, never 0, at most [`LeafMemo::MAX_STAMP`]).
+#[derive(Clone, Copy, Default)]
+pub(super) struct LeafMemo {
+    /// The document's stamp once the leaf is evaluated, with its value in
+    /// the top bit.
+    value: u32,
+    /// The document's stamp once the leaf's highlights are
+    /// `highlight_spans[from..to]`.
+    highlights: u32,
+    from: u32,
+    to: u32,
+}
+
+impl LeafMemo {
+    /// Past this stamp every stamp is reset (the top bit of `value` is the
+    /// leaf's value).
+    const MAX_STAMP: u32 = u32::MAX >> 1;
+
+    /// The leaf's value when the document of `stamp` has evaluated it.
+    pub(super) fn value(&self, stamp: u32) -> Option<bool> {
+        (self.value & Self::MAX_STAMP == stamp).then_some(self.value > Self::MAX_STAMP)
+    }
+
+    pub(super) fn set_value(&mut self, stamp: u32, value: bool) {
+        self.value = stamp | (u32::from(value) << 31);
+    }
+}
+
 /// The `frag_seen` entry of token `pos` of `field` in the document of
 /// `stamp` (never 0: stamps start at 1).
 fn frag_key(stamp: u32, field: u8, pos: usize) -> u64 {
     (u64::from(stamp) << 32) | (u64::from(field) << 31) | (pos as u64 & 0x7fff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LeafMemo;
+    use crate::document::Document;
+    use crate::engine::Matcher;
+    use crate::query::Limits;
+    use crate::searches::Catalog;
+
+    #[test]
+    fn leaf_values_and_highlights_survive_the_stamp_reset() {
+        let json = br#"{"topics": [
+            {"id": "a", "searches": [{"id": "s", "query": "acme AND (corp OR inc)"}]},
+            {"id": "b", "searches": [{"id": "t", "query": "acme NOT widget"}]}]}"#;
+        let catalog = Catalog::from_json(json, &Limits::default()).unwrap();
+        let m = Matcher::new(&catalog).unwrap();
+        let docs = [
+            Document::with_text("1", "Acme Corp and acme inc"),
+            Document::with_text("2", "acme widget"),
+            Document::with_text("3", "nothing here"),
+        ];
+        let mut fresh = m.scratch();
+        let want: Vec<_> = docs
+            .iter()
+            .map(|d| m.match_document(d, &mut fresh).to_vec())
+            .collect();
+        assert_eq!(want[0].len(), 2, "both topics match the first post");
+        let mut old = m.scratch();
+        old.stamp = LeafMemo::MAX_STAMP - 2;
+        for round in 0..3 {
+            for (d, w) in docs.iter().zip(&want) {
+                assert_eq!(&m.match_document(d, &mut old).to_vec(), w, "round {round}");
+            }
+        }
+        assert!(old.stamp < 20, "the stamps were reset: {}", old.stamp);
+    }
+
+    #[test]
+    fn a_leaf_memo_holds_its_value_only_for_its_document() {
+        let mut memo = LeafMemo::default();
+        assert_eq!(memo.value(1), None);
+        memo.set_value(LeafMemo::MAX_STAMP, true);
+        assert_eq!(memo.value(LeafMemo::MAX_STAMP), Some(true));
+        assert_eq!(memo.value(1), None);
+        memo.set_value(7, false);
+        assert_eq!(memo.value(7), Some(false));
+        assert_eq!(memo.value(LeafMemo::MAX_STAMP), None);
+    }
 }

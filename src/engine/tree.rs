@@ -4,14 +4,13 @@
 //! cached per document; every step counted against the work budget.
 
 use super::compile::{CLeaf, CLeafKind, Compiled, NearNode, Node};
-use super::eval::{DocIndex, Occ, Span};
+use super::eval::{DocIndex, LeafMemo, Occ, Span};
 use super::slop::SlopScratch;
 
 pub(super) struct Eval<'a> {
     pub(super) c: &'a Compiled,
     pub(super) d: DocIndex<'a>,
-    pub(super) leaf_stamp: &'a mut Vec<u32>,
-    pub(super) leaf_value: &'a mut Vec<bool>,
+    pub(super) leaf_memo: &'a mut [LeafMemo],
     pub(super) stamp: u32,
     pub(super) spans: &'a mut Vec<Span>,
     pub(super) spans2: &'a mut Vec<Span>,
@@ -56,8 +55,8 @@ impl Eval<'_> {
     }
 
     fn leaf(&mut self, l: u32) -> bool {
-        if self.leaf_stamp[l as usize] == self.stamp {
-            return self.leaf_value[l as usize];
+        if let Some(v) = self.leaf_memo[l as usize].value(self.stamp) {
+            return v;
         }
         if self.over_budget() {
             return false;
@@ -67,8 +66,7 @@ impl Eval<'_> {
         self.leaf_spans(l, &mut out, 1);
         let v = !out.is_empty();
         *self.spans = out;
-        self.leaf_stamp[l as usize] = self.stamp;
-        self.leaf_value[l as usize] = v;
+        self.leaf_memo[l as usize].set_value(self.stamp, v);
         v
     }
 
