@@ -111,6 +111,8 @@ pub(crate) struct CSearch {
 pub(crate) struct Compiled {
     pub topics: Vec<Box<str>>,
     pub searches: Vec<CSearch>,
+    /// Every search's flattened tree, in post order, search after search:
+    /// search `s` has `nodes[self.tree(s)]`, its root last.
     pub nodes: Vec<Node>,
     pub nears: Vec<NearNode>,
     pub children: Vec<u32>,
@@ -246,6 +248,24 @@ fn group_wildcards<'w>(
 }
 
 impl Compiled {
+    /// Where search `s`'s nodes are in `nodes` (its root last).
+    #[inline]
+    pub(crate) fn tree(&self, s: usize) -> std::ops::RangeInclusive<usize> {
+        let first = match s.checked_sub(1) {
+            Some(before) => self.searches[before].root as usize + 1,
+            None => 0,
+        };
+        first..=self.searches[s].root as usize
+    }
+
+    /// Brings search `s`'s nodes into cache.
+    #[inline]
+    pub(crate) fn prefetch_tree(&self, s: usize) {
+        let tree = self.tree(s);
+        super::prefetch(&self.nodes[*tree.start()]);
+        super::prefetch(&self.nodes[*tree.end()]);
+    }
+
     pub(crate) fn new(catalog: &Catalog) -> Result<Compiled, EngineError> {
         Compiled::build(catalog, None)
     }

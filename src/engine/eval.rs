@@ -491,7 +491,21 @@ impl Scratch {
         };
         self.matched.clear();
         self.highlight_spans.clear();
+        // A search's evaluation is a chain of dependent reads (its nodes,
+        // then its leaves and what this document knows of them), each a
+        // cache miss at 100,000 searches; so every confirmed search's
+        // nodes are fetched now, and the leaves of the next one while one
+        // is evaluated.
         for &s in &self.confirmed {
+            c.prefetch_tree(s as usize);
+        }
+        if let Some(&first) = self.confirmed.first() {
+            e.prefetch_leaves(first as usize);
+        }
+        for (i, &s) in self.confirmed.iter().enumerate() {
+            if let Some(&next) = self.confirmed.get(i + 1) {
+                e.prefetch_leaves(next as usize);
+            }
             let search = &c.searches[s as usize];
             if search.filters.as_ref().is_some_and(|f| !f.admits(doc)) {
                 continue;

@@ -23,6 +23,18 @@ pub(super) struct Eval<'a> {
 }
 
 impl Eval<'_> {
+    /// Brings into cache the leaves of search `s` and what this document
+    /// knows of them (its nodes should be in cache already:
+    /// [`Compiled::prefetch_tree`]).
+    pub(super) fn prefetch_leaves(&self, s: usize) {
+        for node in &self.c.nodes[self.c.tree(s)] {
+            if let Node::Leaf(l) = *node {
+                super::prefetch(&self.c.leaves[l as usize]);
+                super::prefetch(&self.leaf_memo[l as usize]);
+            }
+        }
+    }
+
     fn over_budget(&self) -> bool {
         self.work > self.budget
     }
