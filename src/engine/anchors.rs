@@ -44,13 +44,13 @@ impl Costs<'_> {
 
     /// The cheapest anchor set of a leaf: one feature.
     pub(super) fn leaf_anchor(&self, c: &Compiled, leaf: u32) -> (FeatureId, f64) {
-        match c.leaves[leaf as usize].kind {
-            CLeafKind::Tokens { start, len, .. } => c.ptoks[start as usize..(start + len) as usize]
+        match &c.leaves[leaf as usize].kind {
+            CLeafKind::Feature(f) => (*f, self.cost(*f)),
+            tokens => c.ptoks[tokens.tokens().expect("a token leaf")]
                 .iter()
                 .map(|p| (p.feature, self.cost(p.feature)))
                 .min_by(|a, b| a.1.total_cmp(&b.1))
                 .expect("a token leaf has tokens"),
-            CLeafKind::Feature(f) => (f, self.cost(f)),
         }
     }
 

@@ -243,10 +243,17 @@ impl Builder {
                         raw: t.case_sensitive.then(|| tok.raw.as_str().into()),
                     });
                 }
-                CLeafKind::Tokens {
-                    start,
-                    len: t.tokens.len() as u32,
-                    slop: t.slop,
+                match (&self.ptoks[start as usize..], t.slop) {
+                    ([tok], None) if tok.raw.is_none() => CLeafKind::Word {
+                        start,
+                        feature: tok.feature,
+                        kind: tok.kind,
+                    },
+                    _ => CLeafKind::Tokens {
+                        start,
+                        len: t.tokens.len() as u32,
+                        slop: t.slop,
+                    },
                 }
             }
             _ => {

@@ -91,8 +91,27 @@ pub(crate) enum CLeafKind {
         len: u32,
         slop: Option<u32>,
     },
+    /// One plain token (no slop, not case-sensitive), its feature and kind
+    /// kept here so that evaluating it reads no `ptoks`; `ptoks[start]` is
+    /// the same token, for the compiler.
+    Word {
+        start: u32,
+        feature: FeatureId,
+        kind: TokenKind,
+    },
     /// A wildcard, CJK or regex feature: its occurrences are the leaf's.
     Feature(FeatureId),
+}
+
+impl CLeafKind {
+    /// Where the leaf's tokens are in `ptoks` (`None` for a feature leaf).
+    pub(crate) fn tokens(&self) -> Option<std::ops::Range<usize>> {
+        match *self {
+            CLeafKind::Tokens { start, len, .. } => Some(start as usize..(start + len) as usize),
+            CLeafKind::Word { start, .. } => Some(start as usize..start as usize + 1),
+            CLeafKind::Feature(_) => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

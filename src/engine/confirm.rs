@@ -103,12 +103,7 @@ fn plain_word(c: &Compiled, node: u32) -> Option<FeatureId> {
         return None;
     };
     let leaf = &c.leaves[l as usize];
-    let CLeafKind::Tokens {
-        start,
-        len: 1,
-        slop: None,
-    } = leaf.kind
-    else {
+    let CLeafKind::Word { start, .. } = leaf.kind else {
         return None;
     };
     let tok = &c.ptoks[start as usize];
@@ -154,9 +149,10 @@ impl Costs<'_> {
     /// and metadata.
     fn required(&self, c: &Compiled, node: u32, out: &mut Vec<(f64, Vec<FeatureId>)>) {
         match c.nodes[node as usize] {
-            Node::Leaf(l) => match c.leaves[l as usize].kind {
-                CLeafKind::Tokens { start, len, .. } => {
-                    for p in &c.ptoks[start as usize..(start + len) as usize] {
+            Node::Leaf(l) => match &c.leaves[l as usize].kind {
+                CLeafKind::Feature(f) => out.push((self.cost(*f), vec![*f])),
+                tokens => {
+                    for p in &c.ptoks[tokens.tokens().expect("a token leaf")] {
                         // A word is taken as any occurrence (it accepts
                         // all but emoji tokens: a weaker condition, and
                         // the feature that woke the search stays out of
@@ -166,7 +162,6 @@ impl Costs<'_> {
                         out.push((self.cost(p.feature), vec![entry]));
                     }
                 }
-                CLeafKind::Feature(f) => out.push((self.cost(f), vec![f])),
             },
             Node::Meta(_) | Node::Not(_) => {}
             Node::And { start, len } => {

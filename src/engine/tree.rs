@@ -148,6 +148,27 @@ impl Eval<'_> {
                 }
                 self.work += visited;
             }
+            CLeafKind::Word { feature, kind, .. } => {
+                // As a one-token `Tokens` leaf, without reading `ptoks`.
+                let mut visited = 0;
+                for o in self.d.occs_of(feature) {
+                    visited += 1;
+                    if !leaf.fields.allows(o.field) || !crate::query::accepts_kind(kind, o.kind) {
+                        continue;
+                    }
+                    if full(out, o) {
+                        break;
+                    }
+                    out.push(Span {
+                        field: o.field,
+                        pos: o.pos,
+                        pos_end: o.pos,
+                        start: o.start,
+                        end: o.end,
+                    });
+                }
+                self.work += visited;
+            }
             CLeafKind::Tokens {
                 start,
                 len,
