@@ -397,6 +397,11 @@ impl Scratch {
             if anchored > 0 {
                 self.woken += anchored;
                 self.doc_features.push(o.feature);
+                // The list's start is a cache miss: fetched now, read once
+                // the summary is made.
+                let at = c.post_off[f] as usize;
+                super::prefetch(&c.post[at]);
+                super::prefetch(&c.post_gate[at]);
             }
         }
         if self.woken == 0 {
