@@ -3,118 +3,16 @@
 use super::cost::{CostCounters, SearchCost};
 use super::regexes::RegexScratch;
 
-use super::compile::{Compiled, FeatureId, PTok};
+use super::compile::{Compiled, FeatureId};
+use super::doc_index::{DocIndex, Occ, Span};
 use super::slop::SlopScratch;
 use super::term_table::Probe;
-use super::tree::Eval;
+use super::tree::{Eval, LeafMemo};
 use super::{Highlight, TopicMatch, MAX_HIGHLIGHTS};
 use crate::document::Document;
 use crate::query::accepts_kind;
 use crate::searches::{SearchIdx, TopicIdx};
 use crate::text::{self, FoldedField, TokenKind, Tokens};
-
-/// One occurrence of a feature in a document.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Occ {
-    pub feature: FeatureId,
-    pub field: u8,
-    /// First and last token positions covered.
-    pub pos: u32,
-    pub pos_end: u32,
-    /// Original byte range.
-    pub start: u32,
-    pub end: u32,
-    pub kind: TokenKind,
-}
-
-impl Occ {
-    /// The occurrence of `feature` that is token `pos` of `field`.
-    #[inline]
-    fn at_token(feature: FeatureId, field: u8, pos: usize, t: &crate::text::Token) -> Occ {
-        Occ {
-            feature,
-            field,
-            pos: pos as u32,
-            pos_end: pos as u32,
-            start: t.start,
-            end: t.end,
-            kind: t.kind,
-        }
-    }
-}
-
-/// A span a leaf matched: field, token positions, byte range.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Span {
-    pub field: u8,
-    pub pos: u32,
-    pub pos_end: u32,
-    pub start: u32,
-    pub end: u32,
-}
-
-impl Span {
-    pub(super) fn of(o: &Occ) -> Span {
-        Span {
-            field: o.field,
-            pos: o.pos,
-            pos_end: o.pos_end,
-            start: o.start,
-            end: o.end,
-        }
-    }
-}
-
-/// The indexed document: tokens of both fields, the occurrences sorted by
-/// feature, and where each present feature's occurrences are.
-pub(crate) struct DocIndex<'d> {
-    pub(super) doc: &'d Document<'d>,
-    pub fields: &'d [Tokens; 2],
-    pub(super) occs: &'d [Occ],
-    /// `occs[feat_occs[f].0..feat_occs[f].1]` are the occurrences of `f`
-    /// when `feat_stamp[f] == stamp` (none otherwise): a leaf finds its
-    /// occurrences in one step, not two binary searches over the document
-    /// (which were most of a leaf's cost on long posts).
-    pub(super) feat_stamp: &'d [u32],
-    pub(super) feat_occs: &'d [(u32, u32)],
-    pub(super) stamp: u32,
-}
-
-impl DocIndex<'_> {
-    #[inline]
-    pub fn occs_of(&self, f: FeatureId) -> &[Occ] {
-        let f = f as usize;
-        if self.feat_stamp.get(f) != Some(&self.stamp) {
-            return &[];
-        }
-        let (lo, hi) = self.feat_occs[f];
-        &self.occs[lo as usize..hi as usize]
-    }
-
-    /// Whether the document token under `o` satisfies the phrase token `p`.
-    pub fn accepts(&self, p: &PTok, o: &Occ) -> bool {
-        if !accepts_kind(p.kind, o.kind) {
-            return false;
-        }
-        match &p.raw {
-            None => true,
-            Some(raw) => {
-                let text = self.doc.field(o.field as usize).unwrap_or("");
-                let t = &self.fields[o.field as usize].tokens[o.pos as usize];
-                text[t.body_start as usize..t.end as usize] == **raw
-            }
-        }
-    }
-
-    /// Whether token `pos` of `field` satisfies `p`.
-    pub(super) fn token_accepts(&self, p: &PTok, field: u8, pos: u32) -> Option<Occ> {
-        let occs = self.occs_of(p.feature);
-        let i = occs.partition_point(|o| (o.field, o.pos) < (field, pos));
-        occs.get(i)
-            .filter(|o| o.field == field && o.pos == pos && self.accepts(p, o))
-            .copied()
-    }
-}
 
 /// Per-thread state for matching, sized for one matcher and reused for every
 /// document, so that matching allocates nothing per search.
@@ -733,35 +631,6 @@ impl Scratch {
     }
 }
 
-/// What one document knows of one leaf. Stamps are the document's
-/// (`Scratch::stamp`, never 0, at most [`LeafMemo::MAX_STAMP`]).
-#[derive(Clone, Copy, Default)]
-pub(super) struct LeafMemo {
-    /// The document's stamp once the leaf is evaluated, with its value in
-    /// the top bit.
-    value: u32,
-    /// The document's stamp once the leaf's highlights are
-    /// `highlight_spans[from..to]`.
-    highlights: u32,
-    from: u32,
-    to: u32,
-}
-
-impl LeafMemo {
-    /// Past this stamp every stamp is reset (the top bit of `value` is the
-    /// leaf's value).
-    const MAX_STAMP: u32 = u32::MAX >> 1;
-
-    /// The leaf's value when the document of `stamp` has evaluated it.
-    pub(super) fn value(&self, stamp: u32) -> Option<bool> {
-        (self.value & Self::MAX_STAMP == stamp).then_some(self.value > Self::MAX_STAMP)
-    }
-
-    pub(super) fn set_value(&mut self, stamp: u32, value: bool) {
-        self.value = stamp | (u32::from(value) << 31);
-    }
-}
-
 /// The `frag_seen` entry of token `pos` of `field` in the document of
 /// `stamp` (never 0: stamps start at 1).
 fn frag_key(stamp: u32, field: u8, pos: usize) -> u64 {
@@ -770,8 +639,8 @@ fn frag_key(stamp: u32, field: u8, pos: usize) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::LeafMemo;
     use crate::document::Document;
+    use crate::engine::tree::LeafMemo;
     use crate::engine::Matcher;
     use crate::query::Limits;
     use crate::searches::Catalog;
@@ -802,17 +671,5 @@ mod tests {
             }
         }
         assert!(old.stamp < 20, "the stamps were reset: {}", old.stamp);
-    }
-
-    #[test]
-    fn a_leaf_memo_holds_its_value_only_for_its_document() {
-        let mut memo = LeafMemo::default();
-        assert_eq!(memo.value(1), None);
-        memo.set_value(LeafMemo::MAX_STAMP, true);
-        assert_eq!(memo.value(LeafMemo::MAX_STAMP), Some(true));
-        assert_eq!(memo.value(1), None);
-        memo.set_value(7, false);
-        assert_eq!(memo.value(7), Some(false));
-        assert_eq!(memo.value(LeafMemo::MAX_STAMP), None);
     }
 }

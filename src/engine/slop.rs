@@ -34,7 +34,7 @@
 //! definition and the property test compares the two.
 
 use super::compile::PTok;
-use super::eval::{DocIndex, Span};
+use super::doc_index::{DocIndex, Span};
 
 /// Reusable memory for [`SlopScratch::spans`].
 #[derive(Default)]

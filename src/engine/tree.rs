@@ -4,7 +4,7 @@
 //! cached per document; every step counted against the work budget.
 
 use super::compile::{CLeaf, CLeafKind, Compiled, NearNode, Node};
-use super::eval::{DocIndex, LeafMemo, Occ, Span};
+use super::doc_index::{DocIndex, Occ, Span};
 use super::slop::SlopScratch;
 
 pub(super) struct Eval<'a> {
@@ -261,4 +261,50 @@ pub(crate) fn spans_near(a: &Span, b: &Span, max_gap: u32, ordered: bool) -> boo
         return a.pos - b.pos_end - 1 <= max_gap;
     }
     false
+}
+
+/// What one document knows of one leaf. Stamps are the document's
+/// (`Scratch::stamp`, never 0, at most [`LeafMemo::MAX_STAMP`]).
+#[derive(Clone, Copy, Default)]
+pub(super) struct LeafMemo {
+    /// The document's stamp once the leaf is evaluated, with its value in
+    /// the top bit.
+    value: u32,
+    /// The document's stamp once the leaf's highlights are
+    /// `highlight_spans[from..to]`.
+    pub(super) highlights: u32,
+    pub(super) from: u32,
+    pub(super) to: u32,
+}
+
+impl LeafMemo {
+    /// Past this stamp every stamp is reset (the top bit of `value` is the
+    /// leaf's value).
+    pub(super) const MAX_STAMP: u32 = u32::MAX >> 1;
+
+    /// The leaf's value when the document of `stamp` has evaluated it.
+    pub(super) fn value(&self, stamp: u32) -> Option<bool> {
+        (self.value & Self::MAX_STAMP == stamp).then_some(self.value > Self::MAX_STAMP)
+    }
+
+    pub(super) fn set_value(&mut self, stamp: u32, value: bool) {
+        self.value = stamp | (u32::from(value) << 31);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LeafMemo;
+
+    #[test]
+    fn a_leaf_memo_holds_its_value_only_for_its_document() {
+        let mut memo = LeafMemo::default();
+        assert_eq!(memo.value(1), None);
+        memo.set_value(LeafMemo::MAX_STAMP, true);
+        assert_eq!(memo.value(LeafMemo::MAX_STAMP), Some(true));
+        assert_eq!(memo.value(1), None);
+        memo.set_value(7, false);
+        assert_eq!(memo.value(7), Some(false));
+        assert_eq!(memo.value(LeafMemo::MAX_STAMP), None);
+    }
 }

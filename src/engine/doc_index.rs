@@ -1,0 +1,117 @@
+//! What a document is once indexed for matching: its occurrences of the
+//! catalog's features, sorted by feature, and where each feature's are
+//! (step 3 of the `engine` module doc). Made by `eval::Scratch` for each
+//! document and read by evaluation (`tree`, `slop`).
+
+use super::compile::{FeatureId, PTok};
+use crate::document::Document;
+use crate::query::accepts_kind;
+use crate::text::{TokenKind, Tokens};
+
+/// One occurrence of a feature in a document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Occ {
+    pub feature: FeatureId,
+    pub field: u8,
+    /// First and last token positions covered.
+    pub pos: u32,
+    pub pos_end: u32,
+    /// Original byte range.
+    pub start: u32,
+    pub end: u32,
+    pub kind: TokenKind,
+}
+
+impl Occ {
+    /// The occurrence of `feature` that is token `pos` of `field`.
+    #[inline]
+    pub(super) fn at_token(
+        feature: FeatureId,
+        field: u8,
+        pos: usize,
+        t: &crate::text::Token,
+    ) -> Occ {
+        Occ {
+            feature,
+            field,
+            pos: pos as u32,
+            pos_end: pos as u32,
+            start: t.start,
+            end: t.end,
+            kind: t.kind,
+        }
+    }
+}
+
+/// A span a leaf matched: field, token positions, byte range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Span {
+    pub field: u8,
+    pub pos: u32,
+    pub pos_end: u32,
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    pub(super) fn of(o: &Occ) -> Span {
+        Span {
+            field: o.field,
+            pos: o.pos,
+            pos_end: o.pos_end,
+            start: o.start,
+            end: o.end,
+        }
+    }
+}
+
+/// The indexed document: tokens of both fields, the occurrences sorted by
+/// feature, and where each present feature's occurrences are.
+pub(crate) struct DocIndex<'d> {
+    pub(super) doc: &'d Document<'d>,
+    pub fields: &'d [Tokens; 2],
+    pub(super) occs: &'d [Occ],
+    /// `occs[feat_occs[f].0..feat_occs[f].1]` are the occurrences of `f`
+    /// when `feat_stamp[f] == stamp` (none otherwise): a leaf finds its
+    /// occurrences in one step, not two binary searches over the document
+    /// (which were most of a leaf's cost on long posts).
+    pub(super) feat_stamp: &'d [u32],
+    pub(super) feat_occs: &'d [(u32, u32)],
+    pub(super) stamp: u32,
+}
+
+impl DocIndex<'_> {
+    #[inline]
+    pub fn occs_of(&self, f: FeatureId) -> &[Occ] {
+        let f = f as usize;
+        if self.feat_stamp.get(f) != Some(&self.stamp) {
+            return &[];
+        }
+        let (lo, hi) = self.feat_occs[f];
+        &self.occs[lo as usize..hi as usize]
+    }
+
+    /// Whether the document token under `o` satisfies the phrase token `p`.
+    pub fn accepts(&self, p: &PTok, o: &Occ) -> bool {
+        if !accepts_kind(p.kind, o.kind) {
+            return false;
+        }
+        match &p.raw {
+            None => true,
+            Some(raw) => {
+                let text = self.doc.field(o.field as usize).unwrap_or("");
+                let t = &self.fields[o.field as usize].tokens[o.pos as usize];
+                text[t.body_start as usize..t.end as usize] == **raw
+            }
+        }
+    }
+
+    /// Whether token `pos` of `field` satisfies `p`.
+    pub(super) fn token_accepts(&self, p: &PTok, field: u8, pos: u32) -> Option<Occ> {
+        let occs = self.occs_of(p.feature);
+        let i = occs.partition_point(|o| (o.field, o.pos) < (field, pos));
+        occs.get(i)
+            .filter(|o| o.field == field && o.pos == pos && self.accepts(p, o))
+            .copied()
+    }
+}
