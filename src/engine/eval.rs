@@ -436,6 +436,13 @@ impl Scratch {
             }
             if matched {
                 self.matched.push((search.topic, s));
+                // What its highlights and its record read next: its
+                // positive leaves' list, its id and its topic's.
+                c.positive.prefetch_key(s as usize);
+                if let Some(b) = search.id.as_bytes().first() {
+                    super::prefetch(b);
+                }
+                super::prefetch(&c.topics[search.topic.0 as usize]);
             }
         }
         self.current = None;
@@ -447,6 +454,14 @@ impl Scratch {
         // compared only inside a topic's group, mostly of one search: a
         // long post matches hundreds of topics, and comparing their
         // searches' ids while sorting them all was a cache miss per step.
+        // The sort and the records read each match's topic id, and its
+        // highlights its positive leaves: fetched before the sort.
+        for &(topic, s) in &self.matched {
+            c.positive.prefetch_list(s as usize);
+            if let Some(b) = c.topics[topic.0 as usize].as_bytes().first() {
+                super::prefetch(b);
+            }
+        }
         self.matched.sort_unstable();
         for group in self.matched.chunk_by_mut(|a, b| a.0 == b.0) {
             if group.len() > 1 {
