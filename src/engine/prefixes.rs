@@ -17,6 +17,12 @@
 //! the trie and is not walked; a token shorter than `gate_len` cannot have
 //! one either. On the generated workload the gate lets about one token in
 //! thirty through (one in ten with two bytes, hence three).
+//!
+//! On real posts the gate lets two tokens in three through, and most of
+//! those are terms of some search. Whether a prefix starts a term is
+//! known when the matcher is compiled (`Compiled::term_has_prefix`, this
+//! trie run over every term once), so a token that is a term is walked
+//! only when one does: about half the walks on real posts.
 
 use aho_corasick::automaton::Automaton;
 use aho_corasick::nfa::contiguous::NFA;

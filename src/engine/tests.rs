@@ -641,3 +641,53 @@ fn a_catalog_compiled_on_several_threads_matches_as_the_reference() {
         }
     }
 }
+
+#[test]
+fn a_term_is_walked_in_the_prefix_trie_only_when_a_prefix_starts_it() {
+    let json = br##"{"topics": [
+        {"id": "exact", "searches": [{"id": "e", "query": "embezzle OR cat"}]},
+        {"id": "stem", "searches": [{"id": "s", "query": "embez*"}]},
+        {"id": "tag", "searches": [{"id": "t", "query": "#cat*"}]}]}"##;
+    let catalog = Catalog::from_json(json, &Limits::default()).unwrap();
+    let m = Matcher::new(&catalog).unwrap();
+    let c = &m.c;
+    let feature = |term: &str| {
+        let body = term.as_bytes();
+        c.terms.find_at(body, c.terms.locate(body)).unwrap()
+    };
+    assert!(c.term_has_prefix(feature("embezzle")));
+    assert!(c.term_has_prefix(feature("cat")));
+    let mut scratch = m.scratch();
+    let topics = |text: &str, scratch: &mut super::Scratch| -> Vec<String> {
+        let doc = Document::with_text("1", text);
+        m.match_document(&doc, scratch)
+            .iter()
+            .map(|t| m.topic_id(t.topic).to_string())
+            .collect()
+    };
+    // A term a prefix starts is still walked: both of its topics match.
+    assert_eq!(topics("they embezzle", &mut scratch), ["exact", "stem"]);
+    // A token that is no term is walked as before.
+    assert_eq!(
+        topics("embezzlement #catalog", &mut scratch),
+        ["stem", "tag"]
+    );
+    // `cat` as a plain word is a term; `#cat*` asks for a hashtag.
+    assert_eq!(topics("a cat", &mut scratch), ["exact"]);
+    assert_eq!(topics("#cat", &mut scratch), ["exact", "tag"]);
+}
+
+#[test]
+fn a_term_no_prefix_starts_is_not_marked() {
+    let json = br#"{"topics": [
+        {"id": "a", "searches": [{"id": "a", "query": "dog AND embez*"}]}]}"#;
+    let catalog = Catalog::from_json(json, &Limits::default()).unwrap();
+    let m = Matcher::new(&catalog).unwrap();
+    let c = &m.c;
+    let body = b"dog";
+    let dog = c.terms.find_at(body, c.terms.locate(body)).unwrap();
+    assert!(!c.term_has_prefix(dog));
+    let mut scratch = m.scratch();
+    let doc = Document::with_text("1", "dog embezzled");
+    assert_eq!(m.match_document(&doc, &mut scratch).len(), 1);
+}
