@@ -63,6 +63,17 @@ impl Span {
             end: o.end,
         }
     }
+
+    /// From the first token of `first` to the last of `last` (one field).
+    pub(super) fn between(first: &Occ, last: &Occ) -> Span {
+        Span {
+            field: first.field,
+            pos: first.pos,
+            pos_end: last.pos,
+            start: first.start,
+            end: last.end,
+        }
+    }
 }
 
 /// The indexed document: tokens of both fields, the occurrences sorted by

@@ -159,13 +159,7 @@ impl Eval<'_> {
                     if full(out, o) {
                         break;
                     }
-                    out.push(Span {
-                        field: o.field,
-                        pos: o.pos,
-                        pos_end: o.pos,
-                        start: o.start,
-                        end: o.end,
-                    });
+                    out.push(Span::between(o, o));
                 }
                 self.work += visited;
             }
@@ -195,13 +189,7 @@ impl Eval<'_> {
                         if full(out, o) {
                             break;
                         }
-                        out.push(Span {
-                            field: o.field,
-                            pos: o.pos,
-                            pos_end: last.pos,
-                            start: o.start,
-                            end: last.end,
-                        });
+                        out.push(Span::between(o, &last));
                     }
                 }
                 self.work += visited;
