@@ -142,16 +142,16 @@ pub(crate) struct Compiled {
     /// document token, the slots of the next tokens fetched ahead).
     pub terms: TermTable,
     pub wildcards: Vec<Wildcard>,
-    /// Wildcards that start with a literal (`lov*`, `colo?r`): a trie of
-    /// their literal prefixes, walked from the start of each token, so a
-    /// token costs a few transitions until the walk dies.
-    pub prefix_trie: Option<Prefixes>,
+    /// Wildcards that start with a literal (`lov*`, `colo?r`): a hash
+    /// table of their literal prefixes, looked up with each token's first
+    /// bytes for each length the prefixes have ([`Prefixes`]).
+    pub prefix_table: Option<Prefixes>,
     pub prefix_wilds: Postings,
-    /// A bit per term: whether some prefix of `prefix_trie` starts it. A
-    /// document token that is a term without this bit is not walked in the
-    /// trie: its result is known at compile time. On real posts at 100,000
-    /// searches most tokens are terms, and the walk, a cache miss or two
-    /// per byte, was a fifth of `Scratch::run` (`perf annotate`).
+    /// A bit per term: whether some prefix of `prefix_table` starts it. A
+    /// document token that is a term without this bit is not looked up in
+    /// the table: its result is known at compile time. On real posts at
+    /// 100,000 searches most tokens are terms (and the lookups, then a
+    /// trie walk, were a fifth of `Scratch::run`, `perf annotate`).
     pub term_has_prefix: Vec<u64>,
     /// Per wildcard: whether it is a literal and one trailing `*`
     /// (`embez*`), so that its prefix found at a token's start is the
@@ -252,15 +252,15 @@ impl Postings {
     }
 }
 
-/// A bit per term of `terms`: whether a prefix of `trie` starts it.
-fn term_has_prefix(terms: &TermTable, trie: Option<&Prefixes>) -> Vec<u64> {
-    let Some(trie) = trie else {
+/// A bit per term of `terms`: whether a prefix of `table` starts it.
+fn term_has_prefix(terms: &TermTable, table: Option<&Prefixes>) -> Vec<u64> {
+    let Some(table) = table else {
         return Vec::new();
     };
     let mut bits = vec![0u64; terms.len().div_ceil(64)];
     for f in 0..terms.len() {
         let mut starts = false;
-        trie.each_prefix_of(terms.term(f as u32).as_bytes(), |_| starts = true);
+        table.each_prefix_of(terms.term(f as u32).as_bytes(), |_| starts = true);
         if starts {
             bits[f / 64] |= 1 << (f % 64);
         }
@@ -384,7 +384,7 @@ impl Compiled {
             }
         }
 
-        // Wildcards starting with a literal go into the prefix trie, the
+        // Wildcards starting with a literal go into the prefix table, the
         // others into the infix automaton over their longest literal run.
         let starts_literal = |w: &Wildcard| !w.pattern.starts_with(['*', '?']);
         let (prefixes, prefix_wilds) = group_wildcards(
@@ -423,17 +423,12 @@ impl Compiled {
                         message: e.to_string(),
                     })
             };
-        let prefix_trie = if prefixes.is_empty() {
+        let prefix_table = if prefixes.is_empty() {
             None
         } else {
-            Some(
-                Prefixes::build(&prefixes).map_err(|e| EngineError::Automaton {
-                    what: "wildcard prefix",
-                    message: e.to_string(),
-                })?,
-            )
+            Some(Prefixes::build(&prefixes))
         };
-        let term_has_prefix = term_has_prefix(&terms, prefix_trie.as_ref());
+        let term_has_prefix = term_has_prefix(&terms, prefix_table.as_ref());
         let wild_ac = build_ac("wildcard", &frags)?;
         let cjk_refs: Vec<&str> = cjk.iter().map(String::as_str).collect();
         let cjk_ac = build_ac("CJK", &cjk_refs)?;
@@ -455,7 +450,7 @@ impl Compiled {
             metas,
             terms,
             wildcards,
-            prefix_trie,
+            prefix_table,
             prefix_wilds,
             term_has_prefix,
             prefix_only,
@@ -573,7 +568,7 @@ impl Compiled {
             + self.post_gate.len() * 8
             + self.post_off.len() * 4
             + self.wild_ac.as_ref().map_or(0, AhoCorasick::memory_usage)
-            + self.prefix_trie.as_ref().map_or(0, Prefixes::memory_usage)
+            + self.prefix_table.as_ref().map_or(0, Prefixes::memory_usage)
             + self.prefix_wilds.heap_bytes()
             + self.term_has_prefix.len() * 8
             + self.prefix_only.len()

@@ -68,10 +68,10 @@ pub struct Scratch {
     frag_seen: Vec<u64>,
     /// Each token's term-table lookup of the field being indexed.
     probes: Vec<Probe>,
-    /// Per token of the field being indexed: whether the wildcard prefix
-    /// trie must be walked for it (not when it is a term that no prefix
+    /// Per token of the field being indexed: whether it must be looked up
+    /// in the wildcard prefix table (not when it is a term that no prefix
     /// starts, [`Compiled::term_has_prefix`]).
-    walk_prefixes: Vec<bool>,
+    lookup_prefixes: Vec<bool>,
     regex: RegexScratch,
     results: Vec<TopicMatch>,
     n_results: usize,
@@ -135,7 +135,7 @@ impl Scratch {
             slop: SlopScratch::default(),
             frag_seen: vec![0; c.frag_wilds.len()],
             probes: Vec::new(),
-            walk_prefixes: Vec::new(),
+            lookup_prefixes: Vec::new(),
             regex: c.regexes.scratch(),
             results: Vec::new(),
             n_results: 0,
@@ -561,13 +561,13 @@ impl Scratch {
             self.probes.clear();
             self.probes
                 .extend(tokens.tokens.iter().map(|t| c.terms.locate(body_of(t))));
-            self.walk_prefixes.clear();
+            self.lookup_prefixes.clear();
             for (pos, (t, &p)) in tokens.tokens.iter().zip(&self.probes).enumerate() {
                 let feature = c.terms.find_at(body_of(t), p);
                 if let Some(feature) = feature {
                     self.occs.push(Occ::at_token(feature, field, pos, t));
                 }
-                self.walk_prefixes
+                self.lookup_prefixes
                     .push(feature.is_none_or(|f| c.term_has_prefix(f)));
             }
             // A wildcard occurrence at token `pos`, if the pattern holds.
@@ -579,13 +579,13 @@ impl Scratch {
                     occs.push(Occ::at_token(c.wild_base + w, field, pos, &t));
                 }
             };
-            if let Some(trie) = &c.prefix_trie {
+            if let Some(table) = &c.prefix_table {
                 for (pos, t) in tokens.tokens.iter().enumerate() {
-                    if !self.walk_prefixes[pos] {
+                    if !self.lookup_prefixes[pos] {
                         continue;
                     }
                     let body = &tokens.folded[t.folded_start as usize..t.folded_end as usize];
-                    trie.each_prefix_of(body.as_bytes(), |prefix| {
+                    table.each_prefix_of(body.as_bytes(), |prefix| {
                         for &w in c.prefix_wilds.get(prefix) {
                             // `lit*` holds wherever its prefix starts a token.
                             if !c.prefix_only[w as usize] {

@@ -15,8 +15,9 @@
 //!    once ([`crate::text`]). Each token body is looked up in one table of
 //!    all term features (`term_table`: one probe per token, whatever the
 //!    number of searches, a field's probes fetched ahead). Wildcards that
-//!    start with a literal are found by a trie of those prefixes walked from
-//!    each token's start (`prefixes`; `lit*` needs nothing more), the others
+//!    start with a literal are found by looking each token's first bytes up
+//!    in a hash table of those prefixes (`prefixes`; `lit*` needs nothing
+//!    more), the others
 //!    by one aho-corasick automaton over their longest literal runs, run
 //!    over the NUL-separated folded token bodies and verified per hit
 //!    token; CJK leaves by a second automaton over the

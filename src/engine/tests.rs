@@ -643,7 +643,7 @@ fn a_catalog_compiled_on_several_threads_matches_as_the_reference() {
 }
 
 #[test]
-fn a_term_is_walked_in_the_prefix_trie_only_when_a_prefix_starts_it() {
+fn a_term_is_looked_up_in_the_prefix_table_only_when_a_prefix_starts_it() {
     let json = br##"{"topics": [
         {"id": "exact", "searches": [{"id": "e", "query": "embezzle OR cat"}]},
         {"id": "stem", "searches": [{"id": "s", "query": "embez*"}]},
@@ -665,9 +665,9 @@ fn a_term_is_walked_in_the_prefix_trie_only_when_a_prefix_starts_it() {
             .map(|t| m.topic_id(t.topic).to_string())
             .collect()
     };
-    // A term a prefix starts is still walked: both of its topics match.
+    // A term a prefix starts is still looked up: both of its topics match.
     assert_eq!(topics("they embezzle", &mut scratch), ["exact", "stem"]);
-    // A token that is no term is walked as before.
+    // A token that is no term is looked up as before.
     assert_eq!(
         topics("embezzlement #catalog", &mut scratch),
         ["stem", "tag"]
