@@ -200,6 +200,32 @@ fn leaves_that_differ_only_in_case_slop_field_or_kind_stay_apart() {
         matched(&m, &mut scratch, "acme", "nothing"),
         ["plain", "title"]
     );
+    // Eight leaves, all distinct.
+    assert_eq!((m.stats().leaves, m.stats().distinct_leaves), (8, 8));
+}
+
+#[test]
+fn equal_leaves_are_interned_once() {
+    // One-word leaves (kept by a packed code) and the others (by their
+    // full code) are each shared by the searches that have them.
+    let json = br##"{"topics": [
+        {"id": "a", "searches": [{"id": "a", "query": "acme OR #acme OR \"acme corp\""}]},
+        {"id": "b", "searches": [{"id": "b", "query": "acme AND title:acme"}]},
+        {"id": "c", "searches": [{"id": "c", "query": "#acme OR \"acme corp\" OR title:acme"}]}]}"##;
+    let catalog = Catalog::from_json(json, &Limits::default()).unwrap();
+    let m = Matcher::new(&catalog).unwrap();
+    // acme, #acme, "acme corp", title:acme.
+    assert_eq!((m.stats().leaves, m.stats().distinct_leaves), (8, 4));
+    let mut scratch = m.scratch();
+    let topics = |text: &str, scratch: &mut super::Scratch| -> Vec<String> {
+        let doc = Document::with_text("1", text);
+        m.match_document(&doc, scratch)
+            .iter()
+            .map(|t| m.topic_id(t.topic).to_string())
+            .collect()
+    };
+    assert_eq!(topics("#acme only", &mut scratch), ["a", "c"]);
+    assert_eq!(topics("acme plain", &mut scratch), ["a"]);
 }
 
 #[test]
