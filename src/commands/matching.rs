@@ -19,6 +19,13 @@
 //! not the input. With one thread no worker is started. A chunk's input
 //! and record buffers are handed back once used and taken by the next
 //! chunks (`Buffers`), so they are not grown from small again each time.
+//!
+//! # Ending
+//!
+//! The command line's `match` ([`run_files`]) does not free the searches
+//! and the matcher when it is done: the process ends next and the OS takes
+//! its memory back at once (freeing the syntax trees of a million
+//! searches one by one took 0.5–0.8 s). [`run`] frees them as usual.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -97,7 +104,23 @@ pub fn run_files(
         )),
         None => Box::new(BufWriter::with_capacity(BUFFER, stdout.lock())),
     };
-    let (outcome, summary) = run(opts, &mut reader, &mut writer, err)?;
+    let started = std::time::Instant::now();
+    let Some(loaded) = load(opts, err)? else {
+        return Ok(Outcome::InvalidInput);
+    };
+    let (outcome, summary) = match_all(
+        &loaded.matcher,
+        started.elapsed(),
+        opts,
+        &mut reader,
+        &mut writer,
+        err,
+    )?;
+    // The process ends after this command, and the OS takes its memory
+    // back at once: freeing the parsed searches and the matcher piece by
+    // piece made the wall clock after matching 0.6–0.9 s at a million
+    // searches (0.12 s without) and ~0.1 s at 100,000 (0.04 s without).
+    std::mem::forget(loaded);
     if outcome == Outcome::Success || summary.documents > 0 {
         let secs = summary.matching.as_secs_f64();
         tracing::info!(
@@ -125,16 +148,46 @@ pub fn run(
     err: &mut dyn Write,
 ) -> anyhow::Result<(Outcome, MatchSummary)> {
     let started = std::time::Instant::now();
+    let Some(loaded) = load(opts, err)? else {
+        return Ok((Outcome::InvalidInput, MatchSummary::default()));
+    };
+    match_all(&loaded.matcher, started.elapsed(), opts, input, output, err)
+}
+
+/// The searches of a run, parsed and compiled.
+struct Loaded {
+    /// Kept with the matcher, so that both are freed (or not) together.
+    _catalog: Catalog,
+    matcher: Matcher,
+}
+
+/// Loads `opts.searches`, or reports their problems to `err` (`None`).
+fn load(opts: &MatchOptions, err: &mut dyn Write) -> anyhow::Result<Option<Loaded>> {
     let catalog = match Catalog::from_path(&opts.searches, &Limits::default()) {
         Ok(c) => c,
         Err(e) => {
             print_problems(&e, err)?;
-            return Ok((Outcome::InvalidInput, MatchSummary::default()));
+            return Ok(None);
         }
     };
     let matcher = Matcher::new(&catalog)?;
+    Ok(Some(Loaded {
+        _catalog: catalog,
+        matcher,
+    }))
+}
+
+/// Matches every line of `input` with `matcher` (loaded in `load_time`).
+fn match_all(
+    matcher: &Matcher,
+    load_time: std::time::Duration,
+    opts: &MatchOptions,
+    input: &mut dyn BufRead,
+    output: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<(Outcome, MatchSummary)> {
     let mut summary = MatchSummary {
-        load: started.elapsed(),
+        load: load_time,
         ..MatchSummary::default()
     };
     let started = std::time::Instant::now();
@@ -157,10 +210,10 @@ pub fn run(
             buffers: &buffers,
         };
         while let Some(chunk) = reader.next()? {
-            written.write(match_chunk(&matcher, &mut scratch, opts, chunk, &buffers))?;
+            written.write(match_chunk(matcher, &mut scratch, opts, chunk, &buffers))?;
         }
     } else {
-        match_in_parallel(&matcher, opts, input, &mut written, &buffers)?;
+        match_in_parallel(matcher, opts, input, &mut written, &buffers)?;
     }
     output_done(&mut written)?;
     summary.matching = started.elapsed();
