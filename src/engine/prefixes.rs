@@ -12,7 +12,10 @@
 //!   word. A token's first eight bytes are read into a word once, and each
 //!   length's key is that word masked, so a probe is a mask, a multiply
 //!   and a compare of two words, with no bytes read from the table's side.
-//!   Longer prefixes are hashed over their bytes and compared in full.
+//!   Longer prefixes are hashed a word at a time, each length's hash
+//!   carried on from the last one's ([`Keys`]: a token costs its length in
+//!   words, however many lengths the catalog has), and compared in full on
+//!   a hit.
 //! - A **filter** comes first: a bitset of 2^17 bits (16 KiB) with one bit
 //!   set per prefix, at its hash. A probe whose bit is clear ends there;
 //!   with 10,000 prefixes about one probe in twelve for bytes that are no
@@ -98,17 +101,56 @@ fn first_word(bytes: &[u8]) -> u64 {
     }
 }
 
-/// The key of `bytes[..len]`, where `word` is `first_word(bytes)`.
+/// The keys of the first bytes of one token (or prefix), asked for by
+/// growing length. Up to eight bytes a key is the masked first word; past
+/// that, a hash of the first word and each further word, the last one
+/// zero-padded. The words are mixed in once, from one length to the next,
+/// so a token costs its length in words whatever the number of lengths:
+/// hashing each length from the start would cost a long token of a catalog
+/// with prefixes of every length up to thousands of bytes the square of it.
+struct Keys<'b> {
+    bytes: &'b [u8],
+    word: u64,
+    /// The hash of `bytes[..end]`, whole words only (`end` ≥ 8).
+    mixed: u64,
+    end: usize,
+}
+
+/// One more word into a long key's hash.
 #[inline]
-fn key_of(bytes: &[u8], word: u64, len: usize) -> u64 {
-    if len <= 8 {
-        return word & (u64::MAX >> (64 - 8 * len));
+fn mix(k: u64, word: u64) -> u64 {
+    (k.rotate_left(23) ^ word).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+impl<'b> Keys<'b> {
+    #[inline]
+    fn new(bytes: &'b [u8]) -> Keys<'b> {
+        let word = first_word(bytes);
+        Keys {
+            bytes,
+            word,
+            mixed: word,
+            end: 8,
+        }
     }
-    let mut k = word;
-    for chunk in bytes[8..len].chunks(8) {
-        k = (k.rotate_left(23) ^ first_word(chunk)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+
+    /// The key of `bytes[..len]`; `len` no shorter than the last asked.
+    #[inline]
+    fn key(&mut self, len: usize) -> u64 {
+        if len <= 8 {
+            return self.word & (u64::MAX >> (64 - 8 * len));
+        }
+        debug_assert!(len >= self.end, "lengths asked out of order");
+        while self.end + 8 <= len {
+            self.mixed = mix(self.mixed, first_word(&self.bytes[self.end..self.end + 8]));
+            self.end += 8;
+        }
+        if self.end == len {
+            self.mixed
+        } else {
+            mix(self.mixed, first_word(&self.bytes[self.end..len]))
+        }
     }
-    k
 }
 
 /// The hash of a key of `len` bytes: the filter's bit from its top bits,
@@ -146,11 +188,11 @@ impl Prefixes {
         for (i, p) in prefixes.iter().enumerate() {
             let b = p.as_bytes();
             assert!(!b.is_empty(), "an empty prefix");
-            let key = key_of(b, first_word(b), b.len());
+            let key = Keys::new(b).key(b.len());
             let h = hash(key, b.len());
             let bit = (h >> (64 - FILTER_BITS_LOG2)) as usize;
             filter[bit / 64] |= 1 << (bit % 64);
-            let bit = gate_bit(hash(key_of(b, first_word(b), shortest), shortest));
+            let bit = gate_bit(hash(Keys::new(b).key(shortest), shortest));
             gate[bit / 64] |= 1 << (bit % 64);
             let mut at = Self::slot_of(h, cap);
             while slots[at].len != 0 {
@@ -197,8 +239,8 @@ impl Prefixes {
         if token.len() < shortest {
             return;
         }
-        let word = first_word(token);
-        let bit = gate_bit(hash(key_of(token, word, shortest), shortest));
+        let mut keys = Keys::new(token);
+        let bit = gate_bit(hash(keys.key(shortest), shortest));
         if self.gate[bit / 64] & (1 << (bit % 64)) == 0 {
             return;
         }
@@ -206,7 +248,7 @@ impl Prefixes {
             if len > token.len() {
                 return;
             }
-            let key = key_of(token, word, len);
+            let key = keys.key(len);
             let h = hash(key, len);
             let bit = (h >> (64 - FILTER_BITS_LOG2)) as usize;
             if self.filter[bit / 64] & (1 << (bit % 64)) == 0 {
@@ -279,6 +321,28 @@ mod tests {
                 "{n} bytes"
             );
         }
+    }
+
+    #[test]
+    fn prefixes_of_every_length_are_each_found_once() {
+        // A catalog with a prefix of every length (the keys of long ones
+        // are mixed a word at a time, across word boundaries), and tokens
+        // longer and shorter than all of them.
+        let long: String = "abcdefghijklmnopqrstuvwxyz".repeat(4);
+        let pats: Vec<&str> = (1..=long.len()).map(|n| &long[..n]).collect();
+        let p = Prefixes::build(&pats);
+        for n in [1, 7, 8, 9, 15, 16, 17, 50, long.len()] {
+            assert_eq!(
+                found(&p, &long[..n]),
+                (0..n).collect::<Vec<_>>(),
+                "{n} bytes"
+            );
+        }
+        let longer = format!("{long}xyz");
+        assert_eq!(found(&p, &longer).len(), long.len());
+        // One byte off at 20: only the 19 shorter prefixes.
+        let off = format!("{}X{}", &long[..19], &long[20..]);
+        assert_eq!(found(&p, &off), (0..19).collect::<Vec<_>>());
     }
 
     #[test]
