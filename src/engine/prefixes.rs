@@ -20,7 +20,9 @@
 //!   set per prefix, at its hash. A probe whose bit is clear ends there;
 //!   with 10,000 prefixes about one probe in twelve for bytes that are no
 //!   prefix gets through to the table by chance. The table (16 bytes a
-//!   slot, at most half full) is read only for a set bit.
+//!   slot, at most half full) is read only for a set bit. As in the term
+//!   table, a build whose longest run of occupied slots passes 32 tries
+//!   another seed, so no catalog makes a lookup long.
 //! - Before any of that, a **gate**: a bitset of 2^16 bits (8 KiB) with a
 //!   bit set per prefix at the hash of its first `shortest` bytes (the
 //!   shortest prefix's length). A token whose first `shortest` bytes' bit
@@ -47,6 +49,10 @@
 const FILTER_BITS_LOG2: u32 = 17;
 /// Bits of the gate (log2).
 const GATE_BITS_LOG2: u32 = 16;
+/// Runs of occupied slots longer than this make the build try another
+/// seed: a lookup then costs a bounded number of slots whatever the
+/// searches are.
+const LONGEST_RUN: usize = 32;
 
 /// A prefix in the table.
 #[derive(Clone, Copy)]
@@ -63,6 +69,9 @@ struct Slot {
 pub(crate) struct Prefixes {
     /// The distinct lengths of the prefixes, shortest first.
     lens: Box<[usize]>,
+    /// Mixed into every hash: the first of a few seeds with which no run
+    /// of occupied slots is longer than [`LONGEST_RUN`].
+    seed: u64,
     /// Bits of the hashes of every prefix's first `lens[0]` bytes.
     gate: Box<[u64]>,
     /// Bits of the hashes of the prefixes.
@@ -157,8 +166,9 @@ impl<'b> Keys<'b> {
 /// the table's slot from the bits below them, the gate's bit from bits
 /// 32 to 47 (a bitset apart from the filter, so they may share bits).
 #[inline]
-fn hash(key: u64, len: usize) -> u64 {
-    (key ^ ((len as u64) << 58)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+fn hash(key: u64, len: usize, seed: u64) -> u64 {
+    (key ^ seed ^ (len as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// The gate's bit for hash `h` (of a token's first `shortest` bytes).
@@ -174,6 +184,16 @@ impl Prefixes {
         let mut lens: Vec<usize> = prefixes.iter().map(|p| p.len()).collect();
         lens.sort_unstable();
         lens.dedup();
+        let shortest = lens.first().copied().unwrap_or(1);
+        let keys: Vec<(u64, u64)> = prefixes
+            .iter()
+            .map(|p| {
+                let b = p.as_bytes();
+                assert!(!b.is_empty(), "an empty prefix");
+                let mut keys = Keys::new(b);
+                (keys.key(shortest), keys.key(b.len()))
+            })
+            .collect();
         let cap = (prefixes.len() * 2).next_power_of_two().max(16);
         let empty = Slot {
             key: 0,
@@ -181,34 +201,52 @@ impl Prefixes {
             pattern: 0,
         };
         let mut slots = vec![empty; cap].into_boxed_slice();
-        let mut filter = vec![0u64; (1 << FILTER_BITS_LOG2) / 64].into_boxed_slice();
-        let mut gate = vec![0u64; (1 << GATE_BITS_LOG2) / 64].into_boxed_slice();
-        let shortest = lens.first().copied().unwrap_or(1);
-        let mut long = vec![Box::default(); prefixes.len()].into_boxed_slice();
-        for (i, p) in prefixes.iter().enumerate() {
-            let b = p.as_bytes();
-            assert!(!b.is_empty(), "an empty prefix");
-            let key = Keys::new(b).key(b.len());
-            let h = hash(key, b.len());
-            let bit = (h >> (64 - FILTER_BITS_LOG2)) as usize;
-            filter[bit / 64] |= 1 << (bit % 64);
-            let bit = gate_bit(hash(Keys::new(b).key(shortest), shortest));
-            gate[bit / 64] |= 1 << (bit % 64);
-            let mut at = Self::slot_of(h, cap);
-            while slots[at].len != 0 {
-                at = (at + 1) & (cap - 1);
+        // Prefixes that happen (or are written) to crowd one run of slots
+        // make another seed be tried, as the term table does.
+        let mut seed = 0;
+        for attempt in 0..8u64 {
+            seed = attempt.wrapping_mul(0xA076_1D64_78BD_642F);
+            slots.fill(empty);
+            let mut longest = 0;
+            for (i, (p, &(_, key))) in prefixes.iter().zip(&keys).enumerate() {
+                let mut at = Self::slot_of(hash(key, p.len(), seed), cap);
+                let mut run = 0;
+                while slots[at].len != 0 {
+                    at = (at + 1) & (cap - 1);
+                    run += 1;
+                }
+                longest = longest.max(run);
+                slots[at] = Slot {
+                    key,
+                    len: p.len() as u32,
+                    pattern: i as u32,
+                };
             }
-            slots[at] = Slot {
-                key,
-                len: b.len() as u32,
-                pattern: i as u32,
-            };
-            if b.len() > 8 {
-                long[i] = b.into();
+            if longest <= LONGEST_RUN {
+                break;
             }
         }
+        let mut filter = vec![0u64; (1 << FILTER_BITS_LOG2) / 64].into_boxed_slice();
+        let mut gate = vec![0u64; (1 << GATE_BITS_LOG2) / 64].into_boxed_slice();
+        for (p, &(start, key)) in prefixes.iter().zip(&keys) {
+            let bit = (hash(key, p.len(), seed) >> (64 - FILTER_BITS_LOG2)) as usize;
+            filter[bit / 64] |= 1 << (bit % 64);
+            let bit = gate_bit(hash(start, shortest, seed));
+            gate[bit / 64] |= 1 << (bit % 64);
+        }
+        let long = prefixes
+            .iter()
+            .map(|p| {
+                if p.len() > 8 {
+                    p.as_bytes().into()
+                } else {
+                    Box::default()
+                }
+            })
+            .collect();
         Prefixes {
             lens: lens.into_boxed_slice(),
+            seed,
             gate,
             filter,
             slots,
@@ -240,7 +278,7 @@ impl Prefixes {
             return;
         }
         let mut keys = Keys::new(token);
-        let bit = gate_bit(hash(keys.key(shortest), shortest));
+        let bit = gate_bit(hash(keys.key(shortest), shortest, self.seed));
         if self.gate[bit / 64] & (1 << (bit % 64)) == 0 {
             return;
         }
@@ -249,7 +287,7 @@ impl Prefixes {
                 return;
             }
             let key = keys.key(len);
-            let h = hash(key, len);
+            let h = hash(key, len, self.seed);
             let bit = (h >> (64 - FILTER_BITS_LOG2)) as usize;
             if self.filter[bit / 64] & (1 << (bit % 64)) == 0 {
                 continue;
@@ -343,6 +381,29 @@ mod tests {
         // One byte off at 20: only the 19 shorter prefixes.
         let off = format!("{}X{}", &long[..19], &long[20..]);
         assert_eq!(found(&p, &off), (0..19).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn prefixes_that_crowd_one_slot_make_the_build_reseed() {
+        // 64 prefixes that all start at slot 0 of a 128-slot table with
+        // the first seed: a run of 64, so another seed is taken.
+        let cap = 128;
+        let crowd: Vec<String> = (0..100_000)
+            .map(|i| format!("k{i:05}"))
+            .filter(|p| {
+                let key = super::Keys::new(p.as_bytes()).key(p.len());
+                Prefixes::slot_of(super::hash(key, p.len(), 0), cap) == 0
+            })
+            .take(64)
+            .collect();
+        assert_eq!(crowd.len(), 64);
+        let refs: Vec<&str> = crowd.iter().map(String::as_str).collect();
+        let p = Prefixes::build(&refs);
+        assert_eq!(p.slots.len(), cap);
+        assert_ne!(p.seed, 0, "the first seed was kept");
+        for (i, c) in crowd.iter().enumerate() {
+            assert_eq!(found(&p, &format!("{c}zz")), vec![i]);
+        }
     }
 
     #[test]
