@@ -9,7 +9,9 @@
 //! wrong change fails instead of reporting a better number.
 //!
 //! `adversarial_1mb` matches each hostile 1 MB document of
-//! `workload::adversarial` against the search that used to be slow on it.
+//! `workload::adversarial` against the search that used to be slow on it,
+//! and a document of long tokens against a catalog with a wildcard prefix
+//! of every length up to 4,000 bytes (`prefix lengths`).
 //!
 //! `match_real_posts` matches real posts against searches drawn from their
 //! own vocabulary (`workload::realistic`): the bundled sample of 2,198
@@ -239,6 +241,40 @@ fn bench_adversarial(c: &mut Criterion) {
     g.finish();
 }
 
+/// A 1 MB document of 5,000-byte tokens of `a` against 3,998 searches
+/// `aaa*`, `aaab*`, `aaaab*`, … (a prefix of every length up to 4,000
+/// bytes): a token is looked up once per length, and the cost of a
+/// lookup must not grow with the length (it once did, quadratically).
+/// Only `aaa*` matches.
+fn bench_prefix_lengths(c: &mut Criterion) {
+    let mut topics =
+        vec![serde_json::json!({"id": "t3", "searches": [{"id": "s3", "query": "aaa*"}]})];
+    for n in 4..=4000 {
+        let query = format!("{}b*", "a".repeat(n - 1));
+        topics.push(serde_json::json!({"id": format!("t{n}"), "searches": [{"id": format!("s{n}"), "query": query}]}));
+    }
+    let json = serde_json::json!({ "topics": topics }).to_string();
+    let catalog = Catalog::from_json(json.as_bytes(), &Limits::default()).unwrap();
+    let matcher = Matcher::new(&catalog).unwrap();
+    let token = "a".repeat(5000);
+    let text = vec![token.as_str(); (1 << 20) / 5001].join(" ");
+    let doc = Document::with_text("d", &text);
+    let mut scratch = matcher.scratch();
+    let mut g = c.benchmark_group("adversarial_1mb");
+    g.sample_size(10).measurement_time(Duration::from_secs(3));
+    g.throughput(Throughput::Bytes(text.len() as u64));
+    g.bench_function("prefix lengths", |b| {
+        b.iter(|| {
+            let found = matcher
+                .try_match_document(black_box(&doc), None, &mut scratch)
+                .expect("within the budget");
+            assert_eq!(found.len(), 1);
+            assert_eq!(matcher.topic_id(found[0].topic), "t3");
+        })
+    });
+    g.finish();
+}
+
 /// The real-posts corpus: the fetched one when cached, else the bundled
 /// sample.
 fn real_posts() -> (String, Vec<String>) {
@@ -295,5 +331,11 @@ fn bench_real_posts(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_engine, bench_adversarial, bench_real_posts);
+criterion_group!(
+    benches,
+    bench_engine,
+    bench_adversarial,
+    bench_prefix_lengths,
+    bench_real_posts
+);
 criterion_main!(benches);
