@@ -204,6 +204,15 @@ fn leaves_that_differ_only_in_case_slop_field_or_kind_stay_apart() {
     assert_eq!((m.stats().leaves, m.stats().distinct_leaves), (8, 8));
 }
 
+/// The ids of the topics a document of `text` matches, in match order.
+fn topic_ids(m: &Matcher, scratch: &mut super::Scratch, text: &str) -> Vec<String> {
+    let doc = Document::with_text("1", text);
+    m.match_document(&doc, scratch)
+        .iter()
+        .map(|t| m.topic_id(t.topic).to_string())
+        .collect()
+}
+
 #[test]
 fn equal_leaves_are_interned_once() {
     // One-word leaves (kept by a packed code) and the others (by their
@@ -217,13 +226,7 @@ fn equal_leaves_are_interned_once() {
     // acme, #acme, "acme corp", title:acme.
     assert_eq!((m.stats().leaves, m.stats().distinct_leaves), (8, 4));
     let mut scratch = m.scratch();
-    let topics = |text: &str, scratch: &mut super::Scratch| -> Vec<String> {
-        let doc = Document::with_text("1", text);
-        m.match_document(&doc, scratch)
-            .iter()
-            .map(|t| m.topic_id(t.topic).to_string())
-            .collect()
-    };
+    let topics = |text: &str, scratch: &mut super::Scratch| topic_ids(&m, scratch, text);
     assert_eq!(topics("#acme only", &mut scratch), ["a", "c"]);
     assert_eq!(topics("acme plain", &mut scratch), ["a"]);
 }
@@ -684,13 +687,7 @@ fn a_term_is_looked_up_in_the_prefix_table_only_when_a_prefix_starts_it() {
     assert!(c.term_has_prefix(feature("embezzle")));
     assert!(c.term_has_prefix(feature("cat")));
     let mut scratch = m.scratch();
-    let topics = |text: &str, scratch: &mut super::Scratch| -> Vec<String> {
-        let doc = Document::with_text("1", text);
-        m.match_document(&doc, scratch)
-            .iter()
-            .map(|t| m.topic_id(t.topic).to_string())
-            .collect()
-    };
+    let topics = |text: &str, scratch: &mut super::Scratch| topic_ids(&m, scratch, text);
     // A term a prefix starts is still looked up: both of its topics match.
     assert_eq!(topics("they embezzle", &mut scratch), ["exact", "stem"]);
     // A token that is no term is looked up as before.
