@@ -45,14 +45,12 @@
 //! compiled (`Compiled::term_has_prefix`, this lookup run over every term
 //! once), so a token that is a term is looked up only when one does.
 
+use super::term_table::{seeds, LONGEST_RUN};
+
 /// Bits of the filter (log2).
 const FILTER_BITS_LOG2: u32 = 17;
 /// Bits of the gate (log2).
 const GATE_BITS_LOG2: u32 = 16;
-/// Runs of occupied slots longer than this make the build try another
-/// seed: a lookup then costs a bounded number of slots whatever the
-/// searches are.
-const LONGEST_RUN: usize = 32;
 
 /// A prefix in the table.
 #[derive(Clone, Copy)]
@@ -69,8 +67,9 @@ struct Slot {
 pub(crate) struct Prefixes {
     /// The distinct lengths of the prefixes, shortest first.
     lens: Box<[usize]>,
-    /// Mixed into every hash: the first of a few seeds with which no run
-    /// of occupied slots is longer than [`LONGEST_RUN`].
+    /// Mixed into every hash: the first of the term table's seeds with
+    /// which no run of occupied slots is longer than [`LONGEST_RUN`], so a
+    /// lookup costs a bounded number of slots whatever the searches are.
     seed: u64,
     /// Bits of the hashes of every prefix's first `lens[0]` bytes.
     gate: Box<[u64]>,
@@ -204,8 +203,8 @@ impl Prefixes {
         // Prefixes that happen (or are written) to crowd one run of slots
         // make another seed be tried, as the term table does.
         let mut seed = 0;
-        for attempt in 0..8u64 {
-            seed = attempt.wrapping_mul(0xA076_1D64_78BD_642F);
+        for next in seeds() {
+            seed = next;
             slots.fill(empty);
             let mut longest = 0;
             for (i, (p, &(_, key))) in prefixes.iter().zip(&keys).enumerate() {

@@ -45,8 +45,15 @@ const FREE: Slot = Slot {
     feature: EMPTY,
 };
 const K: u64 = 0x9E37_79B9_7F4A_7C15;
-/// Probe runs longer than this make the build try another seed.
-const LONGEST_RUN: usize = 32;
+/// Probe runs longer than this make the build try another seed (here
+/// and in the wildcard prefix table).
+pub(super) const LONGEST_RUN: usize = 32;
+
+/// The seeds a table build tries in turn, until no probe run is longer
+/// than [`LONGEST_RUN`] (the last is kept whatever its runs).
+pub(super) fn seeds() -> impl Iterator<Item = u64> {
+    (0..8u64).map(|attempt| attempt.wrapping_mul(0xA076_1D64_78BD_642F))
+}
 
 /// Where a token's lookup starts: its head and its first slot.
 #[derive(Clone, Copy, Debug, Default)]
@@ -125,8 +132,8 @@ impl TermTable {
             text,
             off,
         };
-        for attempt in 0..8u64 {
-            table.seed = attempt.wrapping_mul(0xA076_1D64_78BD_642F);
+        for seed in seeds() {
+            table.seed = seed;
             table.slots.fill(FREE);
             let mut longest = 0;
             for (f, t) in terms.iter().enumerate() {
