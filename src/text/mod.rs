@@ -29,6 +29,9 @@
 //! CJK leaves (docs/query-language.md §3.1) match substrings of the *folded field text*, which
 //! [`fold_with_offsets`] produces together with a map back to the original.
 
+mod ascii;
+
+use ascii::{first_non_ascii, tokenize_ascii};
 use unicode_normalization::char::{decompose_compatible, is_combining_mark};
 use unicode_segmentation::UnicodeSegmentation;
 
@@ -194,126 +197,6 @@ pub fn tokenize_into(text: &str, out: &mut Vec<Token>, folded: &mut String, has_
         }
         tokenize_unicode(&text[ascii_end..end], ascii_end, out, folded, has_cjk);
         from = end;
-    }
-}
-
-/// Letters, digits and `_`: the bytes that join into an ASCII word.
-static WORD_BYTE: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut c = 0;
-    while c < 256 {
-        t[c] = (c as u8).is_ascii_alphanumeric() || c == b'_' as usize;
-        c += 1;
-    }
-    t
-};
-
-/// The index of the first byte of `b` that is not ASCII, eight bytes at a
-/// time.
-fn first_non_ascii(b: &[u8]) -> Option<usize> {
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let (words, rest) = b.as_chunks::<8>();
-    for (i, w) in words.iter().enumerate() {
-        let high = u64::from_le_bytes(*w) & HIGH;
-        if high != 0 {
-            return Some(i * 8 + high.trailing_zeros() as usize / 8);
-        }
-    }
-    rest.iter()
-        .position(|c| !c.is_ascii())
-        .map(|k| words.len() * 8 + k)
-}
-
-/// The UAX #29 word rules restricted to ASCII, which is most of the text
-/// of social media: letters, digits and `_` (ExtendNumLet) join; `:`
-/// (MidLetter) joins two letters; `.` and `'` (MidNumLetQ) join two letters
-/// or two digits; `,` and `;` (MidNum) join two digits. Every other byte is
-/// a segment of its own (runs of spaces are one segment, which does not
-/// matter here). The property test `ascii_fast_path_equals_uax29` checks
-/// this against the full algorithm.
-/// Tokenizes the ASCII bytes `text[from..to]`; the byte before `from`, if any, is
-/// whitespace (so it cannot glue to the chunk).
-fn tokenize_ascii(text: &str, from: usize, to: usize, out: &mut Vec<Token>, folded: &mut String) {
-    // Cut at `to`, so that the loops' bounds are the slice's own.
-    let b = &text.as_bytes()[..to];
-    let n = b.len();
-    let mut i = from;
-    while i < n {
-        if !WORD_BYTE[b[i] as usize] {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        let mut joined = false;
-        let mut j = i;
-        while j < n {
-            let c = b[j];
-            if WORD_BYTE[c as usize] {
-                j += 1;
-                continue;
-            }
-            if j + 1 < n && j > start {
-                let (prev, next) = (b[j - 1], b[j + 1]);
-                let joins = match c {
-                    b':' => prev.is_ascii_alphabetic() && next.is_ascii_alphabetic(),
-                    b'.' | b'\'' => {
-                        (prev.is_ascii_alphabetic() && next.is_ascii_alphabetic())
-                            || (prev.is_ascii_digit() && next.is_ascii_digit())
-                    }
-                    b',' | b';' => prev.is_ascii_digit() && next.is_ascii_digit(),
-                    _ => false,
-                };
-                if joins {
-                    j += 2;
-                    joined = true;
-                    continue;
-                }
-            }
-            break;
-        }
-        // A run of `_` alone is no token (it has no letter or digit).
-        let alnum = joined || b[start..j].iter().any(|&c| c != b'_');
-        i = j;
-        if !alnum {
-            continue;
-        }
-        let kind = if start >= 1 {
-            match b[start - 1] {
-                b'#' | b'@' | b'$' if start < 2 || !b[start - 2].is_ascii_alphanumeric() => {
-                    match b[start - 1] {
-                        b'#' => TokenKind::Hashtag,
-                        b'@' => TokenKind::Mention,
-                        _ => TokenKind::Cashtag,
-                    }
-                }
-                _ => TokenKind::Word,
-            }
-        } else {
-            TokenKind::Word
-        };
-        let tok_start = if kind == TokenKind::Word {
-            start
-        } else {
-            start - 1
-        };
-        // SAFETY: every byte pushed is ASCII (this chunk holds no other
-        // byte, and the separator is NUL), so `folded` stays UTF-8. As
-        // bytes, the body is lower-cased as it is copied, in one pass with
-        // no character-boundary checks (as `str` operations it was a third
-        // of this function's instructions, `callgrind`).
-        let bytes = unsafe { folded.as_mut_vec() };
-        let folded_start = bytes.len();
-        bytes.extend(b[start..j].iter().map(u8::to_ascii_lowercase));
-        let folded_end = bytes.len();
-        bytes.push(TOKEN_SEPARATOR as u8);
-        out.push(Token {
-            kind,
-            start: tok_start as u32,
-            body_start: start as u32,
-            end: j as u32,
-            folded_start: folded_start as u32,
-            folded_end: folded_end as u32,
-        });
     }
 }
 

@@ -104,6 +104,65 @@ proptest::proptest! {
 }
 
 proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
+    /// Texts long enough that tokens, joiners and sigils fall on every side
+    /// of the 64-byte blocks the fast path classifies, and bodies longer
+    /// than its 16-byte lower-casing.
+    #[test]
+    fn long_ascii_equals_uax29(parts in proptest::collection::vec(proptest::sample::select(vec![
+        "a", "Z", "7", "_", "__", "'", ".", ",", ";", ":", "#", "@", "$", " ", "  ", "\t", "-", "!",
+        "word", "Word", "WORDS", "3.14", "1,000", "can't", "e.g.", "a:b",
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij", "x_y_z_0123456789_QRST_",
+    ]), 0..120)) {
+        let s: String = parts.concat();
+        let (mut fast, mut fast_folded) = (Vec::new(), String::new());
+        tokenize_ascii(&s, 0, s.len(), &mut fast, &mut fast_folded);
+        let (mut slow, mut slow_folded, mut cjk) = (Vec::new(), String::new(), false);
+        tokenize_unicode(&s, 0, &mut slow, &mut slow_folded, &mut cjk);
+        proptest::prop_assert_eq!(fast, slow);
+        proptest::prop_assert_eq!(fast_folded, slow_folded);
+    }
+}
+
+#[test]
+fn the_word_mask_classifies_every_byte_at_every_position() {
+    for c in 0..=255u8 {
+        for at in 0..64 {
+            let mut block = [b' '; 64];
+            block[at] = c;
+            assert_eq!(
+                ascii::word_mask(&block),
+                ascii::word_mask_by_table(&block),
+                "byte {c} at {at}"
+            );
+            let mut block = [b'q'; 64];
+            block[at] = c;
+            assert_eq!(
+                ascii::word_mask(&block),
+                ascii::word_mask_by_table(&block),
+                "byte {c} at {at}"
+            );
+        }
+    }
+}
+
+#[test]
+fn tokens_across_blocks_keep_their_offsets() {
+    // A token from byte 60 to 70 and a joiner at byte 64, then a body of 100
+    // bytes: both cross the fast path's 64-byte blocks.
+    let long = "Q".repeat(100);
+    let text = format!("{}abcd.EFGHIJ {}", " ".repeat(60), long);
+    let t = toks(&text);
+    assert_eq!(t.len(), 2);
+    assert_eq!((t[0].1.as_str(), t[0].2), ("abcd.efghij", "abcd.EFGHIJ"));
+    assert_eq!(t[1].1, long.to_lowercase());
+    let mut tokens = Tokens::new();
+    tokens.analyze(&text);
+    assert_eq!((tokens.tokens[0].start, tokens.tokens[0].end), (60, 71));
+    assert_eq!((tokens.tokens[1].start, tokens.tokens[1].end), (72, 172));
+}
+
+proptest::proptest! {
     #![proptest_config(proptest::test_runner::Config::with_cases(3000))]
     #[test]
     fn chunked_tokenizing_equals_uax29(parts in proptest::collection::vec(proptest::sample::select(vec![
