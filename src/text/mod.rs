@@ -30,8 +30,10 @@
 //! [`fold_with_offsets`] produces together with a map back to the original.
 
 mod ascii;
+mod simple_chunk;
 
 use ascii::{first_non_ascii, tokenize_ascii};
+use simple_chunk::tokenize_simple_chunk;
 use unicode_normalization::char::{decompose_compatible, is_combining_mark};
 use unicode_segmentation::UnicodeSegmentation;
 
@@ -195,7 +197,9 @@ pub fn tokenize_into(text: &str, out: &mut Vec<Token>, folded: &mut String, has_
         while end < b.len() && !is_break(end) {
             end += 1;
         }
-        tokenize_unicode(&text[ascii_end..end], ascii_end, out, folded, has_cjk);
+        if !tokenize_simple_chunk(text, ascii_end, end, out, folded) {
+            tokenize_unicode(&text[ascii_end..end], ascii_end, out, folded, has_cjk);
+        }
         from = end;
     }
 }

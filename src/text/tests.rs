@@ -180,6 +180,55 @@ proptest::proptest! {
     }
 }
 
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(4000))]
+    /// Chunks of plain letters (and letters that are not: Hebrew, marks,
+    /// a middle dot, Katakana) and emoji with and without spaces around
+    /// them: whichever path a chunk takes, the tokens are UAX #29's.
+    #[test]
+    fn simple_chunks_equal_uax29(parts in proptest::collection::vec(proptest::sample::select(vec![
+        "a", "Z", "1", "_", "'", "\"", ".", ",", ":", "#", "@", " ", "\t", "\n", "-",
+        "é", "È", "ß", "ñ", "Ω", "ж", "Ж", "ª", "µ", "\u{2bc}", "\u{5d0}", "\u{5f3}", "\u{301}", "·",
+        "\u{387}", "\u{660}", "\u{a0}", "\u{ad}", "タ", "😀", "❤", "\u{fe0f}", "\u{200d}", "\u{1f3fb}",
+        "©", "🇧", "Straße", "crème",
+    ]), 0..20)) {
+        let s: String = parts.concat();
+        let (mut fast, mut fast_folded, mut cjk1) = (Vec::new(), String::new(), false);
+        tokenize_into(&s, &mut fast, &mut fast_folded, &mut cjk1);
+        let (mut slow, mut slow_folded, mut cjk2) = (Vec::new(), String::new(), false);
+        tokenize_unicode(&s, 0, &mut slow, &mut slow_folded, &mut cjk2);
+        proptest::prop_assert_eq!(fast, slow);
+        proptest::prop_assert_eq!(fast_folded, slow_folded);
+        proptest::prop_assert_eq!(cjk1, cjk2);
+    }
+}
+
+#[test]
+fn plain_letters_and_lone_emoji_take_the_shadow() {
+    // Taken: the chunk is tokenized, offsets are the original's, bodies
+    // folded from it.
+    for text in ["Straße", "ok crème brûlée", "#ñandú", "l'école", "😀", "a ❤\u{fe0f} b", "Ωμέγα"] {
+        let (mut out, mut folded) = (Vec::new(), String::new());
+        assert!(
+            simple_chunk::tokenize_simple_chunk(text, 0, text.len(), &mut out, &mut folded),
+            "{text}"
+        );
+        let (mut slow, mut slow_folded, mut cjk) = (Vec::new(), String::new(), false);
+        tokenize_unicode(text, 0, &mut slow, &mut slow_folded, &mut cjk);
+        assert_eq!((out, folded), (slow, slow_folded), "{text}");
+    }
+    // Left to the full algorithm: a mark, Hebrew, an emoji glued to a word
+    // or to a modifier, CJK.
+    for text in ["e\u{301}", "\u{5d0}'", "a😀", "😀\u{1f3fb}", "東京", "\u{ad}x"] {
+        let (mut out, mut folded) = (Vec::new(), String::new());
+        assert!(
+            !simple_chunk::tokenize_simple_chunk(text, 0, text.len(), &mut out, &mut folded),
+            "{text}"
+        );
+        assert!(out.is_empty() && folded.is_empty());
+    }
+}
+
 #[test]
 fn uax29_joins_seen_in_ascii() {
     let bodies = |s: &str| toks(s).into_iter().map(|t| t.1).collect::<Vec<_>>();
