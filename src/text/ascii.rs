@@ -12,16 +12,18 @@
 //!
 //! A token is a run of *word bytes* (letters, digits, `_`), possibly glued
 //! to the next run by one of those joiners. The text is classified 64 bytes
-//! at a time into a bit mask of its word bytes (four 16-byte compares on
-//! x86-64, a table elsewhere); a token's start is the next set bit, its end
-//! the next clear one, so the scan costs a few instructions per *token*, not
-//! per byte as the byte-by-byte loop it replaced did (that loop was 15% of
-//! the `bench` generator's engine time, `perf record`). Only the byte after
-//! a run is looked at for a joiner. Bodies are lower-cased into the folded
-//! buffer 16 bytes at a time, and room for the most tokens and bodies a
-//! stretch can hold is reserved once, so tokens are written with no
-//! per-token capacity check or length update: a token costs half what it
-//! did (8.5 against 17.5 ns over the generator's texts).
+//! at a time into bit masks of its word bytes and its joiners (16-byte
+//! compares on x86-64, a table elsewhere); a joiner that follows a word
+//! byte is checked against its rule byte by byte and, when it holds, set
+//! as a word bit; runs' starts and ends are then `run & !(run << 1)` and
+//! `!run & (run << 1)`, taken a bit at a time ([`Runs`]). The scan costs a
+//! few instructions per *token*, not per byte as the byte-by-byte loop it
+//! replaced did (that loop was 15% of the `bench` generator's engine time,
+//! `perf record`). Bodies are lower-cased into the folded buffer 16 bytes
+//! at a time, and room for the most tokens and bodies a stretch can hold
+//! is reserved once, so tokens are written with no per-token capacity
+//! check or length update: a token costs under half what it did (8.0
+//! against 16.7 ns over the generator's texts, one core).
 //!
 //! Written here rather than taken from a crate: the segmenters on crates.io
 //! (`unicode-segmentation`, used for the rest of the text) walk characters
@@ -57,18 +59,27 @@ pub(super) fn first_non_ascii(b: &[u8]) -> Option<usize> {
         .map(|k| words.len() * 8 + k)
 }
 
-/// Bit `i` is set when `block[i]` is a word byte.
+/// Which bytes of a 64-byte block are word bytes (letters, digits, `_`)
+/// and which are joiners (`:`, `.`, `'`, `,`, `;`): bit `i` for byte `i`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Masks {
+    pub word: u64,
+    pub joiner: u64,
+}
+
+/// The [`Masks`] of `block`.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-pub(super) fn word_mask(block: &[u8; 64]) -> u64 {
+pub(super) fn masks(block: &[u8; 64]) -> Masks {
     use std::arch::x86_64::*;
-    let mut mask = 0u64;
+    let (mut word, mut joiner) = (0u64, 0u64);
     // SAFETY: SSE2 is part of x86-64; the loads read 16 bytes at offsets 0,
     // 16, 32 and 48 of a 64-byte array.
     unsafe {
         let (a, z) = (_mm_set1_epi8(b'a' as i8), _mm_set1_epi8(25));
         let (zero, nine) = (_mm_set1_epi8(b'0' as i8), _mm_set1_epi8(9));
         let (case, under) = (_mm_set1_epi8(0x20), _mm_set1_epi8(b'_' as i8));
+        let joiners = [b':', b'.', b'\'', b',', b';'].map(|c| _mm_set1_epi8(c as i8));
         for k in 0..4 {
             let v = _mm_loadu_si128(block.as_ptr().add(16 * k).cast());
             // `c | 0x20` is in a..=z exactly for ASCII letters; an unsigned
@@ -77,78 +88,144 @@ pub(super) fn word_mask(block: &[u8; 64]) -> u64 {
             let letter = _mm_cmpeq_epi8(_mm_min_epu8(l, z), l);
             let d = _mm_sub_epi8(v, zero);
             let digit = _mm_cmpeq_epi8(_mm_min_epu8(d, nine), d);
-            let word = _mm_or_si128(_mm_or_si128(letter, digit), _mm_cmpeq_epi8(v, under));
-            mask |= (_mm_movemask_epi8(word) as u16 as u64) << (16 * k);
+            let w = _mm_or_si128(_mm_or_si128(letter, digit), _mm_cmpeq_epi8(v, under));
+            word |= (_mm_movemask_epi8(w) as u16 as u64) << (16 * k);
+            let j = joiners.iter().fold(_mm_setzero_si128(), |acc, &c| {
+                _mm_or_si128(acc, _mm_cmpeq_epi8(v, c))
+            });
+            joiner |= (_mm_movemask_epi8(j) as u16 as u64) << (16 * k);
         }
     }
-    mask
+    Masks { word, joiner }
 }
 
-/// Bit `i` is set when `block[i]` is a word byte.
+/// The [`Masks`] of `block`.
 #[cfg(not(target_arch = "x86_64"))]
 #[inline]
-pub(super) fn word_mask(block: &[u8; 64]) -> u64 {
-    word_mask_by_table(block)
+pub(super) fn masks(block: &[u8; 64]) -> Masks {
+    masks_by_table(block)
 }
 
-/// [`word_mask`] a byte at a time: the portable path, and the tests'
-/// reference.
+/// [`masks`] a byte at a time: the portable path, and the tests' reference.
 #[cfg(any(test, not(target_arch = "x86_64")))]
-pub(super) fn word_mask_by_table(block: &[u8; 64]) -> u64 {
+pub(super) fn masks_by_table(block: &[u8; 64]) -> Masks {
+    let bit = |i: usize, on: bool| (on as u64) << i;
     block
         .iter()
         .enumerate()
-        .fold(0, |m, (i, &c)| m | (WORD_BYTE[c as usize] as u64) << i)
+        .fold(Masks { word: 0, joiner: 0 }, |m, (i, &c)| Masks {
+            word: m.word | bit(i, WORD_BYTE[c as usize]),
+            joiner: m.joiner | bit(i, matches!(c, b':' | b'.' | b'\'' | b',' | b';')),
+        })
 }
 
-/// The word-byte masks of `b`, 64 bytes at a time from `from`; bytes past
-/// the end count as non-word bytes.
-struct WordBits<'b> {
+/// The [`Masks`] of the 64 bytes of `b` from `base`; bytes past its end
+/// count as neither.
+#[inline]
+fn masks_at(b: &[u8], base: usize) -> Masks {
+    match b.get(base..base + 64) {
+        Some(block) => masks(block.try_into().expect("64 bytes")),
+        None => {
+            let mut block = [0u8; 64];
+            let rest = &b[base..];
+            block[..rest.len()].copy_from_slice(rest);
+            masks(&block)
+        }
+    }
+}
+
+/// The runs of word bytes of `b[from..]`, glued by the joiners whose rule
+/// holds, in order, as (start, end): the tokens before the `_`-only check.
+///
+/// Block by block: a joiner after a word byte glues it to the next byte
+/// when its rule holds (checked byte by byte; the next byte is then a
+/// letter or digit, so a word byte), and runs are the stretches of word or
+/// glue bits, found with bit operations, a few per token.
+struct Runs<'b> {
     b: &'b [u8],
-    /// Where the block in `mask` starts.
+    /// Where the current block starts.
     base: usize,
-    mask: u64,
+    /// Run starts and ends (the first byte after a run) left in the block.
+    starts: u64,
+    ends: u64,
+    /// Whether the block's last byte is in a run (then it goes on in the
+    /// next block, from `open`).
+    carry: u64,
+    open: Option<usize>,
 }
 
-impl<'b> WordBits<'b> {
-    fn new(b: &'b [u8], from: usize) -> WordBits<'b> {
-        let mut bits = WordBits { b, base: from, mask: 0 };
-        bits.load(from);
-        bits
-    }
-
-    fn load(&mut self, base: usize) {
-        self.base = base;
-        self.mask = match self.b.get(base..base + 64) {
-            Some(block) => word_mask(block.try_into().expect("64 bytes")),
-            None => {
-                let mut block = [0u8; 64];
-                let rest = self.b.get(base..).unwrap_or(&[]);
-                block[..rest.len()].copy_from_slice(rest);
-                word_mask(&block)
-            }
+impl<'b> Runs<'b> {
+    fn new(b: &'b [u8], from: usize) -> Runs<'b> {
+        // The byte before `from`, if any, is whitespace: no run comes in.
+        let mut runs = Runs {
+            b,
+            base: from,
+            starts: 0,
+            ends: 0,
+            carry: 0,
+            open: None,
         };
+        if from < b.len() {
+            runs.classify();
+        }
+        runs
     }
 
-    /// The first position at or after `i` whose byte is (`want`) or is not
-    /// (`!want`) a word byte; `b.len()` if there is none. Never moves back
-    /// to an earlier block: `i` is at or after the current block's start.
+    /// Finds the runs of the block at `base`.
     #[inline(always)]
-    fn next(&mut self, mut i: usize, want: bool) -> usize {
+    fn classify(&mut self) {
+        let (b, base) = (self.b, self.base);
+        let m = masks_at(b, base);
+        let mut glue = 0u64;
+        let mut joiners = m.joiner & ((m.word << 1) | self.carry);
+        while joiners != 0 {
+            let at = base + joiners.trailing_zeros() as usize;
+            joiners &= joiners - 1;
+            if at + 1 < b.len() && joins(b[at - 1], b[at], b[at + 1]) {
+                glue |= 1 << (at - base);
+            }
+        }
+        let run = m.word | glue;
+        self.starts = run & !((run << 1) | self.carry);
+        self.ends = !run & ((run << 1) | self.carry);
+        self.carry = run >> 63;
+    }
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<(usize, usize)> {
         let n = self.b.len();
         loop {
-            if i >= n {
-                return n;
+            if self.base >= n {
+                return self.open.take().map(|start| (start, n));
             }
-            if i >= self.base + 64 {
-                self.load(i);
+            let start = match self.open {
+                Some(start) => start,
+                None if self.starts != 0 => {
+                    let s = self.base + self.starts.trailing_zeros() as usize;
+                    self.starts &= self.starts - 1;
+                    s
+                }
+                None => {
+                    self.next_block();
+                    continue;
+                }
+            };
+            if self.ends == 0 {
+                self.open = Some(start);
+                self.next_block();
+                continue;
             }
-            let off = i - self.base;
-            let bits = if want { self.mask } else { !self.mask } >> off;
-            if bits != 0 {
-                return (i + bits.trailing_zeros() as usize).min(n);
-            }
-            i = self.base + 64;
+            let end = self.base + self.ends.trailing_zeros() as usize;
+            self.ends &= self.ends - 1;
+            self.open = None;
+            return Some((start, end.min(n)));
+        }
+    }
+
+    fn next_block(&mut self) {
+        self.base += 64;
+        if self.base < self.b.len() {
+            self.classify();
         }
     }
 }
@@ -228,29 +305,17 @@ pub(super) fn tokenize_ascii(
     let whole = text.as_bytes();
     // Cut at `to`, so that the scan's bounds are the slice's own.
     let b = &whole[..to];
-    let n = b.len();
-    let mut bits = WordBits::new(b, from);
-    let mut i = from;
-    loop {
-        let start = bits.next(i, true);
-        if start >= n {
-            break;
-        }
-        let mut j = bits.next(start, false);
-        let mut joined = false;
-        // A joiner glues this run to the next when the rule for it holds
-        // (the next byte is then a letter or digit, so a word byte).
-        while j + 1 < n && joins(b[j - 1], b[j], b[j + 1]) {
-            joined = true;
-            j = bits.next(j + 1, false);
-        }
-        i = j;
-        // A run of `_` alone is no token (it has no letter or digit).
-        if !joined && b[start..j].iter().all(|&c| c == b'_') {
+    let mut runs = Runs::new(b, from);
+    while let Some((start, end)) = runs.next() {
+        // A run of `_` alone is no token (it has no letter or digit; a
+        // glued run has its joiner).
+        if b[start..end].iter().all(|&c| c == b'_') {
             continue;
         }
         let kind = match start.checked_sub(1).map(|p| b[p]) {
-            Some(s @ (b'#' | b'@' | b'$')) if start < 2 || !b[start - 2].is_ascii_alphanumeric() => {
+            Some(s @ (b'#' | b'@' | b'$'))
+                if start < 2 || !b[start - 2].is_ascii_alphanumeric() =>
+            {
                 match s {
                     b'#' => TokenKind::Hashtag,
                     b'@' => TokenKind::Mention,
@@ -272,15 +337,15 @@ pub(super) fn tokenize_ascii(
         // (the lower-casing's 15 bytes of slack included). The lengths are
         // set once the writes are done.
         unsafe {
-            write_lowercase(whole, start, j, folded_at.add(n_folded));
-            n_folded += j - start;
+            write_lowercase(whole, start, end, folded_at.add(n_folded));
+            n_folded += end - start;
             *folded_at.add(n_folded) = TOKEN_SEPARATOR as u8;
             n_folded += 1;
             out_at.add(n_out).write(Token {
                 kind,
                 start: tok_start as u32,
                 body_start: start as u32,
-                end: j as u32,
+                end: end as u32,
                 folded_start: folded_start as u32,
                 folded_end: (n_folded - 1) as u32,
             });

@@ -67,8 +67,31 @@ fn plain_letter(u: u32) -> Option<&'static str> {
 /// them around `aa`, in every context that tells word-break classes apart.
 fn segments_as_two_letters(c: char) -> bool {
     const CONTEXTS: &[&str] = &[
-        "X", "aX", "Xa", "1X", "X1", " X", "X ", "a.X", "X.a", "1.X", "X.1", "X'", "X'a", "a'X",
-        "X\"a", "X\"", "a:X", "X:a", "X,1", "1,X", "_X", "X_", "X\u{301}", "#X", "X\u{200d}",
+        "X",
+        "aX",
+        "Xa",
+        "1X",
+        "X1",
+        " X",
+        "X ",
+        "a.X",
+        "X.a",
+        "1.X",
+        "X.1",
+        "X'",
+        "X'a",
+        "a'X",
+        "X\"a",
+        "X\"",
+        "a:X",
+        "X:a",
+        "X,1",
+        "1,X",
+        "_X",
+        "X_",
+        "X\u{301}",
+        "#X",
+        "X\u{200d}",
     ];
     let breaks = |s: &str| {
         s.split_word_bound_indices()

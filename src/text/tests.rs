@@ -125,21 +125,21 @@ proptest::proptest! {
 }
 
 #[test]
-fn the_word_mask_classifies_every_byte_at_every_position() {
+fn the_block_masks_classify_every_byte_at_every_position() {
     for c in 0..=255u8 {
         for at in 0..64 {
             let mut block = [b' '; 64];
             block[at] = c;
             assert_eq!(
-                ascii::word_mask(&block),
-                ascii::word_mask_by_table(&block),
+                ascii::masks(&block),
+                ascii::masks_by_table(&block),
                 "byte {c} at {at}"
             );
             let mut block = [b'q'; 64];
             block[at] = c;
             assert_eq!(
-                ascii::word_mask(&block),
-                ascii::word_mask_by_table(&block),
+                ascii::masks(&block),
+                ascii::masks_by_table(&block),
                 "byte {c} at {at}"
             );
         }
@@ -207,7 +207,15 @@ proptest::proptest! {
 fn plain_letters_and_lone_emoji_take_the_shadow() {
     // Taken: the chunk is tokenized, offsets are the original's, bodies
     // folded from it.
-    for text in ["Straße", "ok crème brûlée", "#ñandú", "l'école", "😀", "a ❤\u{fe0f} b", "Ωμέγα"] {
+    for text in [
+        "Straße",
+        "ok crème brûlée",
+        "#ñandú",
+        "l'école",
+        "😀",
+        "a ❤\u{fe0f} b",
+        "Ωμέγα",
+    ] {
         let (mut out, mut folded) = (Vec::new(), String::new());
         assert!(
             simple_chunk::tokenize_simple_chunk(text, 0, text.len(), &mut out, &mut folded),
@@ -219,7 +227,14 @@ fn plain_letters_and_lone_emoji_take_the_shadow() {
     }
     // Left to the full algorithm: a mark, Hebrew, an emoji glued to a word
     // or to a modifier, CJK.
-    for text in ["e\u{301}", "\u{5d0}'", "a😀", "😀\u{1f3fb}", "東京", "\u{ad}x"] {
+    for text in [
+        "e\u{301}",
+        "\u{5d0}'",
+        "a😀",
+        "😀\u{1f3fb}",
+        "東京",
+        "\u{ad}x",
+    ] {
         let (mut out, mut folded) = (Vec::new(), String::new());
         assert!(
             !simple_chunk::tokenize_simple_chunk(text, 0, text.len(), &mut out, &mut folded),
