@@ -21,6 +21,12 @@
 //! another path). Real text is far less kind than the generator: many
 //! searches wake up per post.
 //!
+//! `tokenize` tokenizes and folds the text of the generator's tweets and of
+//! the real posts (most of a post's own cost on the generator); each
+//! iteration checks the token count against UAX #29 word segments counted
+//! with `unicode-segmentation` directly, which is also the baseline
+//! (segmenting alone with the crate the fast paths stand in for).
+//!
 //! `cargo bench --bench engine` runs all; `TM_BENCH_QUICK=1` limits it to
 //! 1k and 10k searches.
 
@@ -331,8 +337,64 @@ fn bench_real_posts(c: &mut Criterion) {
     }
 }
 
+/// Tokens by UAX #29 itself: word segments with a letter or digit, and
+/// segments that start with an emoji (docs/query-language.md §3.1).
+fn uax29_token_count(texts: &[String]) -> usize {
+    use unicode_segmentation::UnicodeSegmentation;
+    texts
+        .iter()
+        .flat_map(|t| t.split_word_bounds())
+        .filter(|seg| {
+            seg.chars().any(char::is_alphanumeric)
+                || seg.chars().next().is_some_and(|c| {
+                    topic_matcher::text::is_extended_pictographic(c)
+                        || ('\u{1F1E6}'..='\u{1F1FF}').contains(&c)
+                })
+        })
+        .count()
+}
+
+fn bench_tokenize(c: &mut Criterion) {
+    let texts_of = |lines: &[String]| -> Vec<String> {
+        lines
+            .iter()
+            .filter_map(|l| Document::parse(l.as_bytes(), 1 << 24).ok())
+            .filter_map(|d| d.text.as_deref().map(String::from))
+            .take(20_000)
+            .collect()
+    };
+    let generated = texts_of(&fixture(1_000).tweets);
+    let (corpus, lines) = real_posts();
+    let real = texts_of(&lines);
+    let mut g = c.benchmark_group("tokenize");
+    for (name, texts) in [("generator".to_string(), generated), (corpus, real)] {
+        let expected = uax29_token_count(&texts);
+        let bytes: usize = texts.iter().map(String::len).sum();
+        g.throughput(Throughput::Bytes(bytes as u64));
+        // The baseline: segmenting with the crate alone (no folding, no
+        // token records), which the fast paths must beat to be worth
+        // their code.
+        g.bench_function(format!("{name}/unicode-segmentation"), |b| {
+            b.iter(|| assert_eq!(uax29_token_count(black_box(&texts)), expected))
+        });
+        let mut tokens = topic_matcher::text::Tokens::new();
+        g.bench_function(format!("{name}/tokens"), |b| {
+            b.iter(|| {
+                let mut count = 0;
+                for t in &texts {
+                    tokens.analyze(black_box(t));
+                    count += tokens.len();
+                }
+                assert_eq!(count, expected, "tokens against UAX #29 segments");
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    bench_tokenize,
     bench_engine,
     bench_adversarial,
     bench_prefix_lengths,
