@@ -17,6 +17,28 @@ fn toks(text: &str) -> Vec<(TokenKind, String, &str)> {
         .collect()
 }
 
+/// Tokens, folded bodies and whether CJK was seen, by the full UAX #29
+/// algorithm alone: the reference of the fast paths.
+fn by_uax29(s: &str) -> (Vec<Token>, String, bool) {
+    let (mut out, mut folded, mut cjk) = (Vec::new(), String::new(), false);
+    tokenize_unicode(s, 0, &mut out, &mut folded, &mut cjk);
+    (out, folded, cjk)
+}
+
+/// The same by `tokenize_into`, fast paths included.
+fn by_fast_paths(s: &str) -> (Vec<Token>, String, bool) {
+    let (mut out, mut folded, mut cjk) = (Vec::new(), String::new(), false);
+    tokenize_into(s, &mut out, &mut folded, &mut cjk);
+    (out, folded, cjk)
+}
+
+/// The same by the ASCII path alone (for ASCII `s`).
+fn by_ascii_path(s: &str) -> (Vec<Token>, String, bool) {
+    let (mut out, mut folded) = (Vec::new(), String::new());
+    tokenize_ascii(s, 0, s.len(), &mut out, &mut folded);
+    (out, folded, false)
+}
+
 #[test]
 fn folding_matches_the_spec_examples() {
     assert_eq!(fold("Café"), fold("cafe"));
@@ -94,12 +116,7 @@ proptest::proptest! {
     #![proptest_config(proptest::test_runner::Config::with_cases(3000))]
     #[test]
     fn ascii_fast_path_equals_uax29(s in "[a-cA-C0-2_:.',;#@$ \\-]{0,24}") {
-        let (mut fast, mut fast_folded) = (Vec::new(), String::new());
-        tokenize_ascii(&s, 0, s.len(), &mut fast, &mut fast_folded);
-        let (mut slow, mut slow_folded, mut cjk) = (Vec::new(), String::new(), false);
-        tokenize_unicode(&s, 0, &mut slow, &mut slow_folded, &mut cjk);
-        proptest::prop_assert_eq!(fast, slow);
-        proptest::prop_assert_eq!(fast_folded, slow_folded);
+        proptest::prop_assert_eq!(by_ascii_path(&s), by_uax29(&s));
     }
 }
 
@@ -115,12 +132,7 @@ proptest::proptest! {
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij", "x_y_z_0123456789_QRST_",
     ]), 0..120)) {
         let s: String = parts.concat();
-        let (mut fast, mut fast_folded) = (Vec::new(), String::new());
-        tokenize_ascii(&s, 0, s.len(), &mut fast, &mut fast_folded);
-        let (mut slow, mut slow_folded, mut cjk) = (Vec::new(), String::new(), false);
-        tokenize_unicode(&s, 0, &mut slow, &mut slow_folded, &mut cjk);
-        proptest::prop_assert_eq!(fast, slow);
-        proptest::prop_assert_eq!(fast_folded, slow_folded);
+        proptest::prop_assert_eq!(by_ascii_path(&s), by_uax29(&s));
     }
 }
 
@@ -170,13 +182,7 @@ proptest::proptest! {
         "\u{301}", "\u{903}", "😡", "\u{200d}", "❤\u{fe0f}", "東", "タ", "ß", "\u{ff21}", "🇧🇪",
     ]), 0..16)) {
         let s: String = parts.concat();
-        let (mut fast, mut fast_folded, mut cjk1) = (Vec::new(), String::new(), false);
-        tokenize_into(&s, &mut fast, &mut fast_folded, &mut cjk1);
-        let (mut slow, mut slow_folded, mut cjk2) = (Vec::new(), String::new(), false);
-        tokenize_unicode(&s, 0, &mut slow, &mut slow_folded, &mut cjk2);
-        proptest::prop_assert_eq!(fast, slow);
-        proptest::prop_assert_eq!(fast_folded, slow_folded);
-        proptest::prop_assert_eq!(cjk1, cjk2);
+        proptest::prop_assert_eq!(by_fast_paths(&s), by_uax29(&s));
     }
 }
 
@@ -193,13 +199,7 @@ proptest::proptest! {
         "©", "🇧", "Straße", "crème",
     ]), 0..20)) {
         let s: String = parts.concat();
-        let (mut fast, mut fast_folded, mut cjk1) = (Vec::new(), String::new(), false);
-        tokenize_into(&s, &mut fast, &mut fast_folded, &mut cjk1);
-        let (mut slow, mut slow_folded, mut cjk2) = (Vec::new(), String::new(), false);
-        tokenize_unicode(&s, 0, &mut slow, &mut slow_folded, &mut cjk2);
-        proptest::prop_assert_eq!(fast, slow);
-        proptest::prop_assert_eq!(fast_folded, slow_folded);
-        proptest::prop_assert_eq!(cjk1, cjk2);
+        proptest::prop_assert_eq!(by_fast_paths(&s), by_uax29(&s));
     }
 }
 
@@ -221,9 +221,7 @@ fn plain_letters_and_lone_emoji_take_the_shadow() {
             simple_chunk::tokenize_simple_chunk(text, 0, text.len(), &mut out, &mut folded),
             "{text}"
         );
-        let (mut slow, mut slow_folded, mut cjk) = (Vec::new(), String::new(), false);
-        tokenize_unicode(text, 0, &mut slow, &mut slow_folded, &mut cjk);
-        assert_eq!((out, folded), (slow, slow_folded), "{text}");
+        assert_eq!((out, folded, false), by_uax29(text), "{text}");
     }
     // Left to the full algorithm: a mark, Hebrew, an emoji glued to a word
     // or to a modifier, CJK.
