@@ -125,7 +125,7 @@ pub(super) fn tokenize_simple_chunk(
         on_heap.resize(chunk.len(), 0);
         &mut on_heap
     };
-    let mut i = 0;
+    let (mut i, mut islands) = (0, false);
     while i < chunk.len() {
         let c = chunk[i];
         if c.is_ascii() {
@@ -152,35 +152,41 @@ pub(super) fn tokenize_simple_chunk(
             return false;
         }
         shadow[i..end].fill(b' ');
+        islands = true;
         i = end;
     }
     // SAFETY: the shadow is ASCII.
     let shadow = unsafe { std::str::from_utf8_unchecked(shadow) };
     let (first, folded_from) = (out.len(), folded.len());
     tokenize_ascii(shadow, 0, shadow.len(), out, folded);
-    // The islands: the runs of non-ASCII bytes the shadow blanked.
-    let mut k = 0;
-    while k < chunk.len() {
-        if chunk[k].is_ascii() || shadow.as_bytes()[k] != b' ' {
-            k += 1;
-            continue;
-        }
-        let start = k;
-        while k < chunk.len() && !chunk[k].is_ascii() {
-            k += 1;
-        }
-        let at = first + out[first..].partition_point(|t| (t.start as usize) < start);
-        out.insert(
-            at,
-            Token {
+    // The islands, the runs of non-ASCII bytes the shadow blanked, merged
+    // with the words in one pass (inserting each would move every token
+    // after it: quadratic in a long chunk of alternating emoji and letters).
+    if islands {
+        let mut words = out.split_off(first).into_iter().peekable();
+        let mut k = 0;
+        while k < chunk.len() {
+            if chunk[k].is_ascii() || shadow.as_bytes()[k] != b' ' {
+                k += 1;
+                continue;
+            }
+            let start = k;
+            while k < chunk.len() && !chunk[k].is_ascii() {
+                k += 1;
+            }
+            while let Some(w) = words.next_if(|w| (w.start as usize) < start) {
+                out.push(w);
+            }
+            out.push(Token {
                 kind: TokenKind::Emoji,
                 start: start as u32,
                 body_start: start as u32,
                 end: k as u32,
                 folded_start: 0,
                 folded_end: 0,
-            },
-        );
+            });
+        }
+        out.extend(words);
     }
     // Offsets into the field, and the bodies folded from the original text
     // in token order.

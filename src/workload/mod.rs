@@ -340,7 +340,8 @@ pub struct Adversarial {
 /// The hostile documents of the tests and benches: for every operator that
 /// used to be exponential or quadratic (slop phrases with repeated words,
 /// NEAR/ONEAR over many occurrences, wildcards and regexes on one huge
-/// token, CJK and emoji runs), a document of about `bytes` bytes.
+/// token, CJK and emoji runs, emoji between accented letters), a document
+/// of about `bytes` bytes.
 pub fn adversarial(bytes: usize) -> Vec<Adversarial> {
     let fill = |unit: &str| unit.repeat((bytes / unit.len()).max(1));
     let case = |name, query, text, matches| Adversarial {
@@ -417,6 +418,14 @@ pub fn adversarial(bytes: usize) -> Vec<Adversarial> {
             true,
         ),
         case("emoji run", "😀 NEAR/1 🔥", fill("😀"), false),
+        // One chunk of the tokenizer's shadow path (no ASCII letter after a
+        // space ends it): its emoji were once inserted one by one.
+        case(
+            "emoji and letters alternating",
+            "😀 NEAR/1 é",
+            fill("😀 é "),
+            true,
+        ),
     ]
 }
 
