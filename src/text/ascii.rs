@@ -123,8 +123,8 @@ pub(super) fn masks_by_table(block: &[u8; 64]) -> Masks {
 /// count as neither.
 #[inline]
 fn masks_at(b: &[u8], base: usize) -> Masks {
-    match b.get(base..base + 64) {
-        Some(block) => masks(block.try_into().expect("64 bytes")),
+    match b.get(base..).and_then(<[u8]>::first_chunk::<64>) {
+        Some(block) => masks(block),
         None => {
             let mut block = [0u8; 64];
             let rest = &b[base..];

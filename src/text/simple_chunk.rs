@@ -133,8 +133,11 @@ pub(super) fn tokenize_simple_chunk(
             i += 1;
             continue;
         }
-        // `text` is UTF-8 and `i` at a character's start.
-        let ch = text[from + i..].chars().next().expect("a character");
+        // `i` is at a character's start (it moves by whole characters
+        // from the chunk's, a break), inside the chunk.
+        let Some(ch) = text[from + i..].chars().next() else {
+            return false;
+        };
         let len = ch.len_utf8();
         if plain_letter(ch as u32).is_some() {
             shadow[i..i + 2].copy_from_slice(b"aa");
