@@ -363,6 +363,11 @@ pub(crate) enum Command {
         /// alternating (0: skip).
         #[arg(long, default_value_t = 0, conflicts_with = "brokers")]
         cost_overhead_pairs: usize,
+        /// Leave the matcher's arrays in the pages they were built in,
+        /// instead of moving them to 2 MiB pages as `match` and the
+        /// service do (docs/operations.md): to measure what that brings.
+        #[arg(long, conflicts_with = "brokers")]
+        no_huge_pages: bool,
         /// Seed of the workload generator.
         #[arg(long, default_value_t = 1)]
         seed: u64,

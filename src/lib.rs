@@ -43,6 +43,8 @@
 //! Around it:
 //!
 //! * [`record`] — the match record written per (document, topic).
+//! * [`huge_pages`] — the matcher's randomly read arrays moved to 2 MiB
+//!   pages once built (`match`, `bench`, the service).
 //! * [`config`] — the TOML configuration and command-line overrides,
 //!   validated in two stages.
 //! * [`kafka_client`] — the brokers, TLS/SASL properties and secrets every
@@ -64,6 +66,7 @@ pub mod config;
 pub mod demo;
 pub mod document;
 pub mod engine;
+pub mod huge_pages;
 pub mod kafka_client;
 pub mod produce;
 pub mod query;

@@ -318,6 +318,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             regex_percent,
             learn_frequencies,
             cost_overhead_pairs,
+            no_huge_pages,
             brokers: None,
             ..
         } => {
@@ -335,6 +336,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 regex_percent,
                 learn_frequencies,
                 cost_overhead_pairs,
+                huge_pages: !no_huge_pages,
             };
             Ok(commands::bench::engine::run(&opts, &mut std::io::stdout().lock())?.0)
         }

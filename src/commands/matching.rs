@@ -36,6 +36,7 @@ use anyhow::Context;
 use super::{print_problems, Outcome};
 use crate::document::Document;
 use crate::engine::Matcher;
+use crate::huge_pages::back_with_huge_pages;
 use crate::query::Limits;
 use crate::record::{now_rfc3339, DocumentRecords, RecordContext};
 use crate::searches::Catalog;
@@ -194,6 +195,9 @@ fn match_all(
         ..MatchSummary::default()
     };
     let started = std::time::Instant::now();
+    // The matcher's and each scratch space's arrays in 2 MiB pages (how
+    // much the kernel granted is in `bench`'s output; here it is a hint).
+    let _ = back_with_huge_pages(&matcher.hot_memory());
     let buffers = Buffers::new(opts.threads.max(1) * 3 + 2);
     let mut written = Written {
         output,
@@ -205,6 +209,7 @@ fn match_all(
     if opts.threads <= 1 {
         let mut scratch = matcher.scratch();
         scratch.set_budget(opts.max_work_per_document);
+        let _ = back_with_huge_pages(&scratch.hot_memory());
         let mut reader = ChunkReader {
             input,
             limit: opts.max_line_bytes,
@@ -418,6 +423,7 @@ fn match_in_parallel(
             scope.spawn(move || {
                 let mut scratch = matcher.scratch();
                 scratch.set_budget(opts.max_work_per_document);
+                let _ = back_with_huge_pages(&scratch.hot_memory());
                 loop {
                     let next = work_rx.lock().map(|rx| rx.recv());
                     let Ok(Ok(chunk)) = next else { return };

@@ -289,6 +289,38 @@ fn group_wildcards<'w>(
 }
 
 impl Compiled {
+    /// The arrays a document's matching reads at random (module doc of
+    /// `engine::memory`), as byte ranges.
+    pub(crate) fn hot_arrays(&self, out: &mut Vec<super::memory::Bytes>) {
+        use super::memory::bytes_of;
+        out.extend([
+            bytes_of(&self.searches),
+            bytes_of(&self.nodes),
+            bytes_of(&self.nears),
+            bytes_of(&self.children),
+            bytes_of(&self.leaves),
+            bytes_of(&self.ptoks),
+            bytes_of(&self.wildcards),
+            bytes_of(&self.term_has_prefix),
+            bytes_of(&self.prefix_only),
+            bytes_of(&self.post_off),
+            bytes_of(&self.post),
+            bytes_of(&self.post_gate),
+        ]);
+        for p in [
+            &self.prefix_wilds,
+            &self.frag_wilds,
+            &self.positive,
+            &self.confirm,
+        ] {
+            out.extend([bytes_of(&p.off), bytes_of(&p.items)]);
+        }
+        self.terms.hot_arrays(out);
+        if let Some(t) = &self.prefix_table {
+            t.hot_arrays(out);
+        }
+    }
+
     /// Where search `s`'s nodes are in `nodes` (its root last).
     #[inline]
     pub(crate) fn tree(&self, s: usize) -> std::ops::RangeInclusive<usize> {

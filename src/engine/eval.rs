@@ -109,6 +109,20 @@ pub struct TooExpensive {
 }
 
 impl Scratch {
+    /// The arrays kept per feature, search or leaf, read at random, as
+    /// byte ranges (`engine::memory`).
+    pub(crate) fn hot_arrays(&self, out: &mut Vec<super::memory::Bytes>) {
+        use super::memory::bytes_of;
+        out.extend([
+            bytes_of(&self.cand_seen),
+            bytes_of(&self.feat_stamp),
+            bytes_of(&self.feat_kinds),
+            bytes_of(&self.feat_occs),
+            bytes_of(&self.leaf_memo),
+            bytes_of(&self.frag_seen),
+        ]);
+    }
+
     pub(crate) fn new(c: &Compiled) -> Scratch {
         Scratch {
             fields: [Tokens::new(), Tokens::new()],

@@ -109,6 +109,7 @@ mod doc_index;
 mod eval;
 pub mod explain;
 mod frequencies;
+pub mod memory;
 mod prefixes;
 mod probe;
 pub mod reference;

@@ -269,6 +269,16 @@ impl Prefixes {
     /// Calls `found` with every pattern that is a prefix of `token`,
     /// shortest first.
     #[inline]
+    /// Its arrays, as byte ranges (`engine::memory`).
+    pub(crate) fn hot_arrays(&self, out: &mut Vec<super::memory::Bytes>) {
+        use super::memory::bytes_of;
+        out.extend([
+            bytes_of(&self.gate),
+            bytes_of(&self.filter),
+            bytes_of(&self.slots),
+        ]);
+    }
+
     pub(crate) fn each_prefix_of(&self, token: &[u8], mut found: impl FnMut(usize)) {
         let Some(&shortest) = self.lens.first() else {
             return;

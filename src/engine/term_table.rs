@@ -164,6 +164,16 @@ impl TermTable {
         run
     }
 
+    /// Its arrays, as byte ranges (`engine::memory`).
+    pub(crate) fn hot_arrays(&self, out: &mut Vec<super::memory::Bytes>) {
+        use super::memory::bytes_of;
+        out.extend([
+            bytes_of(&self.slots),
+            bytes_of(self.text.as_bytes()),
+            bytes_of(&self.off),
+        ]);
+    }
+
     /// Where `body`'s lookup starts; brings that slot into cache.
     #[inline]
     pub(crate) fn locate(&self, body: &[u8]) -> Probe {

@@ -23,6 +23,13 @@ pub(super) fn compile_probed(catalog: &Catalog, source: &str) -> Result<Matcher,
     Ok(matcher)
 }
 
+/// `matcher`, a whole version's (a delta's is small), with its arrays
+/// moved to 2 MiB pages (`huge_pages`): matching reads them at random.
+fn in_huge_pages(matcher: Matcher) -> Matcher {
+    let _ = crate::huge_pages::back_with_huge_pages(&matcher.hot_memory());
+    matcher
+}
+
 impl SearchVersions {
     /// Validates `c`, guards, compiles, stores and swaps in (module doc).
     pub(super) fn apply(&self, c: Candidate, force: bool) -> Result<Change, ReloadError> {
@@ -56,7 +63,7 @@ impl SearchVersions {
                 )
             } else {
                 let catalog = self.validate(&c, force, &previous)?;
-                let matcher = compile_probed(&catalog, &c.source)?;
+                let matcher = in_huge_pages(compile_probed(&catalog, &c.source)?);
                 let (t, n) = (catalog.topics.len(), catalog.searches.len());
                 (Arc::new(matcher), Arc::new(catalog), None, t, n)
             };
@@ -411,6 +418,7 @@ impl SearchVersions {
         let catalog = Catalog::from_file_reusing(&c.file, limits, previous)
             .map_err(|e| ReloadError::invalid(&source, &e))?;
         let matcher = Matcher::new(&catalog).map_err(|e| ReloadError::Compile(e.to_string()))?;
+        let matcher = in_huge_pages(matcher);
         tracing::info!(
             version,
             ms = started.elapsed().as_millis() as u64,
@@ -646,7 +654,7 @@ pub(super) fn merged(
         }
     };
     let matcher = match Matcher::new(&catalog) {
-        Ok(m) => m,
+        Ok(m) => in_huge_pages(m),
         Err(e) => {
             tracing::error!(error = %e, "merging the searches delta");
             return None;
