@@ -26,19 +26,34 @@
 //! what it holds. Resident memory grows by at most the untouched pages of
 //! those ranges.
 //!
-//! The call is a hint: where the kernel lacks them, refuses them (THP
+//! The call is a hint: where the kernel lacks it, refuses it (THP
 //! `never`, no free huge page, a range not all mapped) or the system is
-//! not Linux, nothing changes but the speed. Their results are counted,
-//! not treated as errors.
+//! not Linux, nothing changes but the speed. Its results are counted, not
+//! treated as errors.
+//!
+//! # What it costs, and who waits
+//!
+//! The kernel copies each range into new memory: here 0.1 s for the
+//! 50 MiB of 100,000 realistic searches, 0.6 s for the 270 MiB of a
+//! million (BENCHMARKS.md). `match` and `bench` wait for it while loading
+//! (logged with the load, not the matching); the service moves a new
+//! version's matcher on a thread of its own once the version is built, so
+//! a change is live as soon as before and readers see the pages swapped
+//! whole. A scratch space's arrays are moved only by `match` and `bench`
+//! (once per thread); the service makes one per version change, which
+//! must stay fast.
 //!
 //! # Why not a different allocator
 //!
 //! Serving every allocation of 2 MiB and more from 2 MiB-aligned mappings
 //! advised before first touch (a global allocator, tried first) gave the
-//! same speed, but backed every large array built while compiling with
-//! whole huge pages: `check` of a million searches peaked at 1.63 GiB
-//! instead of 1.46 GiB. Collapsing afterwards touches only what matching
-//! reads, only where matching happens (not `check`).
+//! same speed and costs no copy, but backed every large array built while
+//! compiling with whole huge pages: `check` of a million searches peaked
+//! at 1.63 GiB instead of 1.46 GiB. Setting the C library's own switch
+//! (`glibc.malloc.hugetlb=1`) does the same to every allocation and can
+//! only be set in the environment before the process starts. Collapsing
+//! afterwards touches only what matching reads, only where matching
+//! happens (not `check`).
 
 use crate::engine::memory::Bytes;
 
@@ -88,12 +103,18 @@ pub fn huge_ranges(arrays: &[Bytes]) -> Vec<(usize, usize)> {
 #[must_use]
 pub fn back_with_huge_pages(arrays: &[Bytes]) -> Backed {
     let mut backed = Backed::default();
-    // One huge page at a time: a range whose first page lies before the
-    // heap (arrays are rounded out) fails as a whole, though the kernel
-    // collapses the rest of it, so only per page is the count true.
+    // A range at a time: the kernel drains every core's page lists at
+    // each call (per 2 MiB page, 48 MiB took 0.1 s). A range that fails
+    // (one whose first page lies before the heap, as arrays are rounded
+    // out) is still collapsed where it can be, so it is tried again page
+    // by page for a true count.
     for (start, len) in huge_ranges(arrays) {
+        if collapse(start, len) {
+            backed.collapsed += len;
+            continue;
+        }
         for page in (start..start + len).step_by(HUGE_PAGE) {
-            if collapse(page) {
+            if collapse(page, HUGE_PAGE) {
                 backed.collapsed += HUGE_PAGE;
             } else {
                 backed.refused += HUGE_PAGE;
@@ -107,18 +128,19 @@ pub fn back_with_huge_pages(arrays: &[Bytes]) -> Backed {
 #[cfg(target_os = "linux")]
 const MADV_COLLAPSE: libc::c_int = 25;
 
-/// Collapses the huge page at `start`; whether the kernel did.
+/// Collapses the huge pages of `len` bytes at `start`; whether the
+/// kernel did (all of them).
 #[cfg(target_os = "linux")]
-fn collapse(start: usize) -> bool {
+fn collapse(start: usize, len: usize) -> bool {
     let at = start as *mut libc::c_void;
     // SAFETY: `MADV_COLLAPSE` changes how the kernel backs the range,
     // never its contents, and fails (changing nothing) for addresses that
     // are not mapped; the range is the process's own.
-    unsafe { libc::madvise(at, HUGE_PAGE, MADV_COLLAPSE) == 0 }
+    unsafe { libc::madvise(at, len, MADV_COLLAPSE) == 0 }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn collapse(_start: usize) -> bool {
+fn collapse(_start: usize, _len: usize) -> bool {
     false
 }
 

@@ -175,6 +175,9 @@ fn load(opts: &MatchOptions, err: &mut dyn Write) -> anyhow::Result<Option<Loade
         }
     };
     let matcher = Matcher::new(&catalog)?;
+    // Its arrays, and each scratch space's, in 2 MiB pages (`huge_pages`;
+    // how much the kernel granted is in `bench`'s output).
+    let _ = back_with_huge_pages(&matcher.hot_memory());
     Ok(Some(Loaded {
         _catalog: catalog,
         matcher,
@@ -195,9 +198,6 @@ fn match_all(
         ..MatchSummary::default()
     };
     let started = std::time::Instant::now();
-    // The matcher's and each scratch space's arrays in 2 MiB pages (how
-    // much the kernel granted is in `bench`'s output; here it is a hint).
-    let _ = back_with_huge_pages(&matcher.hot_memory());
     let buffers = Buffers::new(opts.threads.max(1) * 3 + 2);
     let mut written = Written {
         output,

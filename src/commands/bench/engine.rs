@@ -216,12 +216,14 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> anyhow::Result<(Outcome,
     if opts.huge_pages {
         let mut arrays = matcher.hot_memory();
         arrays.extend(scratch.hot_memory());
+        let started = Instant::now();
         let backed = crate::huge_pages::back_with_huge_pages(&arrays);
         writeln!(
             out,
-            "memory:   the matcher's randomly read arrays in 2 MiB pages: {} collapsed, {} refused",
+            "memory:   the matcher's randomly read arrays in 2 MiB pages: {} collapsed, {} refused, in {:.3} s",
             human_bytes(backed.collapsed as u64),
-            human_bytes(backed.refused as u64)
+            human_bytes(backed.refused as u64),
+            started.elapsed().as_secs_f64()
         )?;
     }
     let mut matches = 0u64;

@@ -122,13 +122,11 @@ impl Parallel {
     }
 
     /// Scratch space for matching with `active`: the work budget set,
-    /// costs counted (`service::cost`), its arrays in 2 MiB pages
-    /// (`huge_pages`).
+    /// costs counted (`service::cost`).
     pub(super) fn scratch_for(&self, active: &Active) -> ActiveScratch {
         let mut scratch = active.scratch();
         scratch.set_budget(self.budget);
         scratch.count_costs(crate::service::cost::SAMPLE_EVERY);
-        let _ = crate::huge_pages::back_with_huge_pages(&scratch.hot_memory());
         scratch
     }
 

@@ -54,12 +54,6 @@ pub struct ActiveScratch {
 }
 
 impl ActiveScratch {
-    /// The base scratch space's randomly read arrays (`engine::memory`);
-    /// a delta's are small.
-    pub fn hot_memory(&self) -> Vec<crate::engine::memory::Bytes> {
-        self.base.hot_memory()
-    }
-
     /// Sets the work budget of each later document.
     pub fn set_budget(&mut self, budget: u64) {
         self.base.set_budget(budget);
