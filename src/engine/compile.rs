@@ -9,7 +9,7 @@ use rustc_hash::FxHashMap;
 use super::anchors::Costs;
 use super::builder::{Builder, Flat};
 use super::frequencies::TermFrequencies;
-use super::prefixes::Prefixes;
+use super::prefixes::{PrefixHit, Prefixes};
 use super::regexes::RegexLeaves;
 use super::term_table::TermTable;
 use super::CompileStats;
@@ -158,6 +158,9 @@ pub(crate) struct Compiled {
     /// whole match and the pattern need not be checked again (the check
     /// was 7% of the matching's instructions on real posts, `callgrind`).
     pub prefix_only: Vec<bool>,
+    /// Per prefix of `prefix_table`: what a token it starts holds, read in
+    /// one place ([`PrefixHit`]).
+    pub prefix_hits: Vec<PrefixHit>,
     /// Wildcards that start with `*` or `?`: an automaton over their longest
     /// literal run, run over the NUL-separated folded token bodies.
     pub wild_ac: Option<AhoCorasick>,
@@ -303,6 +306,7 @@ impl Compiled {
             bytes_of(&self.wildcards),
             bytes_of(&self.term_has_prefix),
             bytes_of(&self.prefix_only),
+            bytes_of(&self.prefix_hits),
             bytes_of(&self.post_off),
             bytes_of(&self.post),
             bytes_of(&self.post_gate),
@@ -426,13 +430,16 @@ impl Compiled {
                 .filter(|(_, w)| starts_literal(w))
                 .map(|(i, w)| (i as u32, w.pattern.split(['*', '?']).next().unwrap_or(""))),
         );
-        let prefix_only = wildcards
+        let prefix_only: Vec<bool> = wildcards
             .iter()
             .map(|w| {
                 starts_literal(w)
                     && w.pattern.ends_with('*')
                     && w.pattern.matches(['*', '?']).count() == 1
             })
+            .collect();
+        let prefix_hits = (0..prefixes.len())
+            .map(|p| PrefixHit::of(prefix_wilds.get(p), &prefix_only, &wildcards))
             .collect();
         let (frags, frag_wilds) = group_wildcards(
             wildcards
@@ -486,6 +493,7 @@ impl Compiled {
             prefix_wilds,
             term_has_prefix,
             prefix_only,
+            prefix_hits,
             wild_ac,
             frag_wilds,
             cjk_ac,
@@ -604,6 +612,7 @@ impl Compiled {
             + self.prefix_wilds.heap_bytes()
             + self.term_has_prefix.len() * 8
             + self.prefix_only.len()
+            + self.prefix_hits.len() * 4
             + self.frag_wilds.heap_bytes()
             + self.positive.heap_bytes()
             + self.confirm.heap_bytes()

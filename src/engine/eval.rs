@@ -600,6 +600,13 @@ impl Scratch {
                     }
                     let body = &tokens.folded[t.folded_start as usize..t.folded_end as usize];
                     table.each_prefix_of(body.as_bytes(), |prefix| {
+                        if let Some(alone) = c.prefix_hits[prefix].alone(t.kind) {
+                            if let Some(w) = alone {
+                                self.occs
+                                    .push(Occ::at_token(c.wild_base + w, field, pos, t));
+                            }
+                            return;
+                        }
                         for &w in c.prefix_wilds.get(prefix) {
                             // `lit*` holds wherever its prefix starts a token.
                             if !c.prefix_only[w as usize] {
