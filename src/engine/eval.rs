@@ -68,10 +68,6 @@ pub struct Scratch {
     frag_seen: Vec<u64>,
     /// Each token's term-table lookup of the field being indexed.
     probes: Vec<Probe>,
-    /// Per token of the field being indexed: whether it must be looked up
-    /// in the wildcard prefix table (not when it is a term that no prefix
-    /// starts, [`Compiled::term_has_prefix`]).
-    lookup_prefixes: Vec<bool>,
     regex: RegexScratch,
     results: Vec<TopicMatch>,
     n_results: usize,
@@ -149,7 +145,6 @@ impl Scratch {
             slop: SlopScratch::default(),
             frag_seen: vec![0; c.frag_wilds.len()],
             probes: Vec::new(),
-            lookup_prefixes: Vec::new(),
             regex: c.regexes.scratch(),
             results: Vec::new(),
             n_results: 0,
@@ -575,15 +570,6 @@ impl Scratch {
             self.probes.clear();
             self.probes
                 .extend(tokens.tokens.iter().map(|t| c.terms.locate(body_of(t))));
-            self.lookup_prefixes.clear();
-            for (pos, (t, &p)) in tokens.tokens.iter().zip(&self.probes).enumerate() {
-                let feature = c.terms.find_at(body_of(t), p);
-                if let Some(feature) = feature {
-                    self.occs.push(Occ::at_token(feature, field, pos, t));
-                }
-                self.lookup_prefixes
-                    .push(feature.is_none_or(|f| c.term_has_prefix(f)));
-            }
             // A wildcard occurrence at token `pos`, if the pattern holds.
             let wild_at = |occs: &mut Vec<Occ>, w: u32, pos: usize| {
                 let t = tokens.tokens[pos];
@@ -593,31 +579,37 @@ impl Scratch {
                     occs.push(Occ::at_token(c.wild_base + w, field, pos, &t));
                 }
             };
-            if let Some(table) = &c.prefix_table {
-                for (pos, t) in tokens.tokens.iter().enumerate() {
-                    if !self.lookup_prefixes[pos] {
-                        continue;
-                    }
-                    let body = &tokens.folded[t.folded_start as usize..t.folded_end as usize];
-                    table.each_prefix_of(body.as_bytes(), |prefix| {
-                        if let Some(alone) = c.prefix_hits[prefix].alone(t.kind) {
-                            if let Some(w) = alone {
-                                self.occs
-                                    .push(Occ::at_token(c.wild_base + w, field, pos, t));
-                            }
-                            return;
-                        }
-                        for &w in c.prefix_wilds.get(prefix) {
-                            // `lit*` holds wherever its prefix starts a token.
-                            if !c.prefix_only[w as usize] {
-                                wild_at(&mut self.occs, w, pos);
-                            } else if accepts_kind(c.wildcards[w as usize].kind, t.kind) {
-                                self.occs
-                                    .push(Occ::at_token(c.wild_base + w, field, pos, t));
-                            }
-                        }
-                    });
+            // Each token's term, then the wildcard prefixes it starts with
+            // (looked up only where a term's bit says some prefix may).
+            for (pos, (t, &p)) in tokens.tokens.iter().zip(&self.probes).enumerate() {
+                let feature = c.terms.find_at(body_of(t), p);
+                if let Some(feature) = feature {
+                    self.occs.push(Occ::at_token(feature, field, pos, t));
                 }
+                let Some(table) = &c.prefix_table else {
+                    continue;
+                };
+                if feature.is_some_and(|f| !c.term_has_prefix(f)) {
+                    continue;
+                }
+                table.each_prefix_of(body_of(t), |prefix| {
+                    if let Some(alone) = c.prefix_hits[prefix].alone(t.kind) {
+                        if let Some(w) = alone {
+                            self.occs
+                                .push(Occ::at_token(c.wild_base + w, field, pos, t));
+                        }
+                        return;
+                    }
+                    for &w in c.prefix_wilds.get(prefix) {
+                        // `lit*` holds wherever its prefix starts a token.
+                        if !c.prefix_only[w as usize] {
+                            wild_at(&mut self.occs, w, pos);
+                        } else if accepts_kind(c.wildcards[w as usize].kind, t.kind) {
+                            self.occs
+                                .push(Occ::at_token(c.wild_base + w, field, pos, t));
+                        }
+                    }
+                });
             }
             if let Some(ac) = &c.wild_ac {
                 // A fragment occurs many times in a long token ("aaaa…"):
