@@ -365,7 +365,7 @@ pub(crate) enum Command {
         cost_overhead_pairs: usize,
         /// Leave the matcher's arrays in the pages they were built in,
         /// instead of moving them to 2 MiB pages as `match` and the
-        /// service do (docs/operations.md): to measure what that brings.
+        /// service do (docs/operations.md §5.6): to measure what that brings.
         #[arg(long, conflicts_with = "brokers")]
         no_huge_pages: bool,
         /// Seed of the workload generator.
