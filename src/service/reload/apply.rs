@@ -33,7 +33,16 @@ fn in_huge_pages(matcher: Matcher) -> Arc<Matcher> {
     let placed = matcher.clone();
     let spawned = std::thread::Builder::new()
         .name("huge-pages".into())
-        .spawn(move || crate::huge_pages::back_with_huge_pages(&placed.hot_memory()));
+        .spawn(move || {
+            let started = Instant::now();
+            let backed = crate::huge_pages::back_with_huge_pages(&placed.hot_memory());
+            tracing::info!(
+                collapsed_mib = backed.collapsed >> 20,
+                refused_mib = backed.refused >> 20,
+                secs = format!("{:.3}", started.elapsed().as_secs_f64()),
+                "searches' matcher moved to 2 MiB pages"
+            );
+        });
     if let Err(e) = spawned {
         tracing::debug!(error = %e, "searches left in small pages: no thread");
     }
