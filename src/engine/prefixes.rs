@@ -268,9 +268,6 @@ impl Prefixes {
             + self.long.iter().map(|b| b.len() + 16).sum::<usize>()
     }
 
-    /// Calls `found` with every pattern that is a prefix of `token`,
-    /// shortest first.
-    #[inline]
     /// Its arrays, as byte ranges (`engine::memory`).
     pub(crate) fn hot_arrays(&self, out: &mut Vec<super::memory::Bytes>) {
         use super::memory::bytes_of;
@@ -281,6 +278,9 @@ impl Prefixes {
         ]);
     }
 
+    /// Calls `found` with every pattern that is a prefix of `token`,
+    /// shortest first.
+    #[inline]
     pub(crate) fn each_prefix_of(&self, token: &[u8], mut found: impl FnMut(usize)) {
         let Some(&shortest) = self.lens.first() else {
             return;
