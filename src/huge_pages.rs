@@ -27,8 +27,9 @@
 //! those ranges.
 //!
 //! The call is a hint: where the kernel lacks it, refuses it (THP
-//! `never`, no free huge page, a range not all mapped) or the system is
-//! not Linux, nothing changes but the speed. Its results are counted, not
+//! `never`, no free huge page, a range not all mapped) or the target is
+//! not Linux with the GNU C library (whose `libc` bindings name the
+//! advice), nothing changes but the speed. Its results are counted, not
 //! treated as errors.
 //!
 //! # What it costs, and who waits
@@ -98,23 +99,18 @@ pub fn huge_ranges(arrays: &[Bytes]) -> Vec<(usize, usize)> {
 }
 
 /// Asks the kernel to back the 2 MiB ranges holding `arrays` with huge
-/// pages, now and from now on (module doc). Only the pages' placement
-/// changes; the memory must stay allocated while it is in use anyway.
+/// pages now (module doc). Only the pages' placement changes; the memory
+/// must stay allocated while it is in use anyway.
 #[must_use]
 pub fn back_with_huge_pages(arrays: &[Bytes]) -> Backed {
     let mut backed = Backed::default();
-    // A range at a time: the kernel drains every core's page lists at
-    // each call (per 2 MiB page, 48 MiB took 0.1 s). A range that fails
-    // (one whose first page lies before the heap, as arrays are rounded
-    // out) is still collapsed where it can be, so it is tried again page
-    // by page for a true count.
+    // A page at a time, so that the count is true: a call over a range
+    // whose first page lies before the heap (arrays are rounded out) fails
+    // as a whole. One call per range instead took as long (the time is the
+    // kernel's copy, BENCHMARKS.md).
     for (start, len) in huge_ranges(arrays) {
-        if collapse(start, len) {
-            backed.collapsed += len;
-            continue;
-        }
         for page in (start..start + len).step_by(HUGE_PAGE) {
-            if collapse(page, HUGE_PAGE) {
+            if collapse(page) {
                 backed.collapsed += HUGE_PAGE;
             } else {
                 backed.refused += HUGE_PAGE;
@@ -124,23 +120,18 @@ pub fn back_with_huge_pages(arrays: &[Bytes]) -> Backed {
     backed
 }
 
-/// `MADV_COLLAPSE` (Linux 6.1), not yet in every C library's headers.
-#[cfg(target_os = "linux")]
-const MADV_COLLAPSE: libc::c_int = 25;
-
-/// Collapses the huge pages of `len` bytes at `start`; whether the
-/// kernel did (all of them).
-#[cfg(target_os = "linux")]
-fn collapse(start: usize, len: usize) -> bool {
+/// Collapses the huge page at `start`; whether the kernel did.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn collapse(start: usize) -> bool {
     let at = start as *mut libc::c_void;
     // SAFETY: `MADV_COLLAPSE` changes how the kernel backs the range,
     // never its contents, and fails (changing nothing) for addresses that
     // are not mapped; the range is the process's own.
-    unsafe { libc::madvise(at, len, MADV_COLLAPSE) == 0 }
+    unsafe { libc::madvise(at, HUGE_PAGE, libc::MADV_COLLAPSE) == 0 }
 }
 
-#[cfg(not(target_os = "linux"))]
-fn collapse(_start: usize, _len: usize) -> bool {
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn collapse(_start: usize) -> bool {
     false
 }
 

@@ -175,8 +175,9 @@ fn load(opts: &MatchOptions, err: &mut dyn Write) -> anyhow::Result<Option<Loade
         }
     };
     let matcher = Matcher::new(&catalog)?;
-    // Its arrays, and each scratch space's, in 2 MiB pages (`huge_pages`;
-    // how much the kernel granted is in `bench`'s output).
+    // Its arrays in 2 MiB pages (`huge_pages`; each scratch space's too,
+    // where it is made; how much the kernel granted is in `bench`'s
+    // output).
     let _ = back_with_huge_pages(&matcher.hot_memory());
     Ok(Some(Loaded {
         _catalog: catalog,
