@@ -246,11 +246,9 @@ impl SearchVersions {
             Some(catalog) if problems.is_empty() => catalog,
             _ => return Err(ReloadError::invalid(&c.source, &CatalogError { problems })),
         };
-        let enabled = c.file.topics.iter().filter(|t| t.enabled);
-        let topics = enabled.clone().count();
-        let searches = enabled
-            .map(|t| t.searches.iter().filter(|s| s.enabled).count())
-            .sum();
+        // Kept with the digests, change by change (module `digests`).
+        let enabled = c.digests.enabled();
+        let (topics, searches) = (enabled.topics, enabled.searches);
         self.guard(&c.source, previous.meta.topics, topics, force)?;
         let base_only = self
             .base_ids(&base_file, &previous.catalog)

@@ -13,15 +13,57 @@
 //! the whole document, 50–100 ms at 50,000). Finding two different sets
 //! of topics with the same sum is as hard as a 256-bit generalized
 //! birthday problem: out of reach for ids and queries written by people.
+//!
+//! The counts of enabled topics and searches a version reports are kept
+//! beside the sum in the same way, topic by topic: counting them over the
+//! whole file on every one-topic change took 60–80 ms at 500,000 topics
+//! (a pointer chase per topic and per search), most of such a change's
+//! time.
 
 use sha2::{Digest, Sha256};
 
 use crate::searches::TopicSpec;
 
-/// The sum of a version's topic terms (module doc).
+/// The sum of a version's topic terms, and its counts of enabled topics
+/// and searches (module doc).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TopicDigests {
     sum: [u64; 4],
+    enabled: EnabledCounts,
+}
+
+/// Enabled topics, and enabled searches of enabled topics: what a version
+/// compiles (its catalog's topics and searches).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EnabledCounts {
+    pub topics: usize,
+    pub searches: usize,
+}
+
+impl EnabledCounts {
+    /// Topic `t`'s share.
+    fn of(t: &TopicSpec) -> EnabledCounts {
+        if !t.enabled {
+            return EnabledCounts::default();
+        }
+        EnabledCounts {
+            topics: 1,
+            searches: t.searches.iter().filter(|s| s.enabled).count(),
+        }
+    }
+
+    fn add(&mut self, t: &TopicSpec) {
+        let c = EnabledCounts::of(t);
+        self.topics += c.topics;
+        self.searches += c.searches;
+    }
+
+    /// Removes `t`'s share (of a topic that was added).
+    fn remove(&mut self, t: &TopicSpec) {
+        let c = EnabledCounts::of(t);
+        self.topics -= c.topics;
+        self.searches -= c.searches;
+    }
 }
 
 fn topic_json(t: &TopicSpec) -> Vec<u8> {
@@ -76,11 +118,18 @@ impl TopicDigests {
     /// Adds topic `t`.
     pub fn add(&mut self, t: &TopicSpec) {
         self.add_term(term(&t.id, &topic_json(t)));
+        self.enabled.add(t);
     }
 
     /// Removes topic `t` (one that was added).
     pub fn remove(&mut self, t: &TopicSpec) {
         self.sub_term(term(&t.id, &topic_json(t)));
+        self.enabled.remove(t);
+    }
+
+    /// The enabled topics and searches of the topics added.
+    pub fn enabled(&self) -> EnabledCounts {
+        self.enabled
     }
 
     /// These digests with topic `old` replaced by `new` (either absent).
@@ -108,15 +157,22 @@ impl TopicDigests {
 /// The digests of `topics` and their canonical document (the bytes
 /// `SearchesFile::canonical_json` writes), in one pass.
 pub fn canonical<'a>(topics: impl IntoIterator<Item = &'a TopicSpec>) -> (TopicDigests, Vec<u8>) {
+    let mut enabled = EnabledCounts::default();
     let mut pieces: Vec<(&str, Vec<u8>)> = topics
         .into_iter()
-        .map(|t| (t.id.as_str(), topic_json(t)))
+        .map(|t| {
+            enabled.add(t);
+            (t.id.as_str(), topic_json(t))
+        })
         .collect();
     pieces.sort_by(|a, b| a.0.cmp(b.0));
     let total: usize = pieces.iter().map(|p| p.1.len() + 1).sum();
     let mut doc = Vec::with_capacity(total + 16);
     doc.extend_from_slice(br#"{"topics":["#);
-    let mut digests = TopicDigests::default();
+    let mut digests = TopicDigests {
+        enabled,
+        ..TopicDigests::default()
+    };
     for (i, (id, json)) in pieces.iter().enumerate() {
         if i > 0 {
             doc.push(b',');
@@ -199,6 +255,41 @@ mod tests {
         let mut renamed = t.clone();
         renamed[0].id = "z".into();
         assert_ne!(TopicDigests::of(&renamed).hash(), base.hash());
+        // The enabled counts follow the changes: b and c have one search
+        // each; a disabled topic, or a disabled search, counts for nothing.
+        assert_eq!(
+            base.enabled(),
+            EnabledCounts {
+                topics: 2,
+                searches: 2
+            }
+        );
+        assert_eq!(
+            with_c.enabled(),
+            EnabledCounts {
+                topics: 3,
+                searches: 3
+            }
+        );
+        let mut off = c.clone();
+        off.enabled = false;
+        assert_eq!(
+            with_c.with_change(Some(&c), Some(&off)).enabled(),
+            EnabledCounts {
+                topics: 2,
+                searches: 2
+            }
+        );
+        let mut one_off = edited[0].clone();
+        one_off.searches[0].enabled = false;
+        assert_eq!(
+            base.with_change(Some(&t[0]), Some(&one_off)).enabled(),
+            EnabledCounts {
+                topics: 2,
+                searches: 1
+            }
+        );
+        assert_eq!(canonical(&added).0.enabled(), with_c.enabled());
         // The empty set has a fixed hash.
         assert_eq!(TopicDigests::default().hash(), TopicDigests::of(&[]).hash());
     }

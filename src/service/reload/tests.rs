@@ -529,11 +529,17 @@ fn one_topic_changes_hash_and_store_as_the_whole_document_would_and_survive_a_re
     )
     .unwrap();
     assert_eq!(set.active.hash, whole.hash, "the hash of the same topics");
+    assert_eq!(
+        (set.active.topics, set.active.searches),
+        (3, 3),
+        "the counts kept with the digests"
+    );
     assert_eq!(s.document().unwrap(), whole.canonical.clone().unwrap());
     let deleted = block(s.delete_topic("a", false)).unwrap();
     assert_eq!(deleted.active.version, 3);
     let after = Candidate::parse("t", doc(&[("b", "beta"), ("c", "gamma")]).as_bytes()).unwrap();
     assert_eq!(deleted.active.hash, after.hash);
+    assert_eq!((deleted.active.topics, deleted.active.searches), (2, 2));
     assert_eq!(s.document().unwrap(), after.canonical.clone().unwrap());
     // Back to the first topics by two one-topic changes: the hash of
     // version 1 again.
