@@ -58,11 +58,12 @@ impl EnabledCounts {
         self.searches += c.searches;
     }
 
-    /// Removes `t`'s share (of a topic that was added).
+    /// Removes `t`'s share (of a topic that was added; saturating, so
+    /// that a caller's mistake skews a count rather than panics).
     fn remove(&mut self, t: &TopicSpec) {
         let c = EnabledCounts::of(t);
-        self.topics -= c.topics;
-        self.searches -= c.searches;
+        self.topics = self.topics.saturating_sub(c.topics);
+        self.searches = self.searches.saturating_sub(c.searches);
     }
 }
 

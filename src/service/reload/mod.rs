@@ -85,8 +85,10 @@
 //! is a delta against the same base (the earlier delta's topics and its
 //! own, compiled together). A **one-topic change** (`PUT`/`DELETE
 //! /searches/topics/{id}`) does no whole-document work: its topics share
-//! the unchanged topics with the active version, its hash is the active
-//! version's digests with one topic's term replaced, and it is stored as a patch
+//! the unchanged topics with the active version (one pass that also finds
+//! the changed one), its hash and its counts of enabled topics and
+//! searches are the active version's digests with one topic's share
+//! replaced, and it is stored as a patch
 //! of its base (a few kilobytes; the merge stores the version whole before
 //! it becomes the next base). Replaced versions are freed on a separate
 //! thread; the worker, the merge and that thread run at a lower priority
@@ -102,7 +104,7 @@
 //! | `active` | [`Active`] (matcher, delta, masks) and its scratch space |
 //! | `candidate` | a candidate version: from a whole document, or the active one with one topic changed |
 //! | `apply` | validate → guard → compile and probe → store → swap; delta, merge, rollback, publish |
-//! | `digests` | the version hash, a sum of per-topic terms |
+//! | `digests` | the version hash, a sum of per-topic terms; the enabled counts beside it |
 //! | `stored` | versions stored whole or as a patch of a whole one |
 //! | `error` | [`ReloadError`] and its HTTP status |
 //! | `worker` | the worker thread, the merge thread, the freeing of replaced versions |
