@@ -657,9 +657,12 @@ fn per_search(c: &Compiled, costs: &Costs<'_>, searches: std::ops::Range<usize>)
         leaves.sort_unstable();
         leaves.dedup();
         out.positive.push(&leaves);
+        // The gate from the ordinary branches (the exact ones also hold
+        // the group that woke the search, which a gate cannot use).
         let branches = costs.confirm_branches(c, root);
         out.gates.push(super::confirm::gate(&branches));
-        out.confirm.push(&branches);
+        out.confirm
+            .push(&costs.exact_branches(c, root).unwrap_or(branches));
     }
     out
 }

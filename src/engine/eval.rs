@@ -4,22 +4,22 @@ use super::cost::{CostCounters, SearchCost};
 use super::regexes::RegexScratch;
 
 use super::compile::{Compiled, FeatureId};
+use super::confirm::Confirmed;
 use super::doc_index::{DocIndex, Occ, Span};
 use super::slop::SlopScratch;
 use super::term_table::Probe;
 use super::tree::{Eval, LeafMemo};
 use super::{Highlight, TopicMatch, MAX_HIGHLIGHTS};
 use crate::document::Document;
-use crate::query::accepts_kind;
 use crate::searches::{SearchIdx, TopicIdx};
-use crate::text::{self, FoldedField, TokenKind, Tokens};
+use crate::text::{FoldedField, Tokens};
 
 /// Per-thread state for matching, sized for one matcher and reused for every
 /// document, so that matching allocates nothing per search.
 pub struct Scratch {
-    fields: [Tokens; 2],
-    folded: FoldedField,
-    occs: Vec<Occ>,
+    pub(super) fields: [Tokens; 2],
+    pub(super) folded: FoldedField,
+    pub(super) occs: Vec<Occ>,
     /// Bit `s` set when search `s` is already a candidate of this
     /// document (a bitset, not a stamp per search: at 100,000 searches it
     /// stays in cache, 12.5 KB against 400; cleared by its candidates).
@@ -46,15 +46,19 @@ pub struct Scratch {
     woken: usize,
     /// Candidates that passed their confirm groups and were evaluated.
     evaluated: usize,
+    /// Of those, the ones their exact branches decided (module `confirm`).
+    decided: usize,
     /// Per leaf, what this document already knows of it (its value, its
     /// highlights): one 16-byte entry, so that a leaf costs one cache
     /// miss however many of these a search asks for.
     leaf_memo: Vec<LeafMemo>,
-    stamp: u32,
+    pub(super) stamp: u32,
     candidates: Vec<u32>,
     /// The candidates that passed their confirm branches (the `only`
     /// mask too), in candidate order.
     confirmed: Vec<u32>,
+    /// Per confirmed search, whether its exact branches said it matched.
+    sure: Vec<bool>,
     matched: Vec<(TopicIdx, u32)>,
     spans: Vec<Span>,
     spans2: Vec<Span>,
@@ -65,16 +69,16 @@ pub struct Scratch {
     slop: SlopScratch,
     /// Per wildcard-fragment pattern: the (document stamp, field, token)
     /// last verified for it, packed by [`frag_key`]; no reset per document.
-    frag_seen: Vec<u64>,
+    pub(super) frag_seen: Vec<u64>,
     /// Each token's term-table lookup of the field being indexed.
-    probes: Vec<Probe>,
-    regex: RegexScratch,
+    pub(super) probes: Vec<Probe>,
+    pub(super) regex: RegexScratch,
     results: Vec<TopicMatch>,
     n_results: usize,
     /// Work units each document may spend ([`DEFAULT_WORK_BUDGET`]).
     budget: u64,
     /// Work units the last document spent.
-    work: u64,
+    pub(super) work: u64,
     /// The search being evaluated, while one is.
     current: Option<u32>,
     /// When set, (search, work) of each evaluated search (the probe).
@@ -134,10 +138,12 @@ impl Scratch {
             doc_features: Vec::with_capacity(64),
             woken: 0,
             evaluated: 0,
+            decided: 0,
             leaf_memo: vec![LeafMemo::default(); c.leaves.len()],
             stamp: 0,
             candidates: Vec::new(),
             confirmed: Vec::new(),
+            sure: Vec::new(),
             matched: Vec::new(),
             spans: Vec::new(),
             spans2: Vec::new(),
@@ -229,6 +235,12 @@ impl Scratch {
         self.evaluated
     }
 
+    /// How many of those [`Scratch::last_evaluated`] counts were decided by
+    /// their exact branches, their trees not evaluated (module `confirm`).
+    pub fn last_decided(&self) -> usize {
+        self.decided
+    }
+
     /// The features of the last document's occurrences, in feature order
     /// (a feature once per occurrence).
     pub(super) fn occurrence_features(&self) -> impl Iterator<Item = FeatureId> + '_ {
@@ -273,6 +285,7 @@ impl Scratch {
         self.clear_candidates();
         self.woken = 0;
         self.evaluated = 0;
+        self.decided = 0;
         if let Some(costs) = &mut self.costs {
             costs.begin_document();
         }
@@ -365,6 +378,7 @@ impl Scratch {
         // brought into cache as each passes, well before it is evaluated.
         const AHEAD: usize = 8;
         self.confirmed.clear();
+        self.sure.clear();
         for (i, &s) in self.candidates.iter().enumerate() {
             if let Some(&next) = self.candidates.get(i + AHEAD) {
                 c.confirm.prefetch_key(next as usize);
@@ -372,20 +386,23 @@ impl Scratch {
             if let Some(&next) = self.candidates.get(i + AHEAD / 2) {
                 c.confirm.prefetch_list(next as usize);
             }
-            if only.is_some_and(|only| !only[s as usize])
-                || !super::confirm::confirmed(
-                    c.confirm.get(s as usize),
-                    &super::confirm::Present {
-                        summary: &self.summary,
-                        stamp_of: &self.feat_stamp,
-                        kinds: &self.feat_kinds,
-                        stamp: self.stamp,
-                    },
-                )
-            {
+            if only.is_some_and(|only| !only[s as usize]) {
+                continue;
+            }
+            let verdict = super::confirm::confirmed(
+                c.confirm.get(s as usize),
+                &super::confirm::Present {
+                    summary: &self.summary,
+                    stamp_of: &self.feat_stamp,
+                    kinds: &self.feat_kinds,
+                    stamp: self.stamp,
+                },
+            );
+            if verdict == Confirmed::No {
                 continue;
             }
             self.confirmed.push(s);
+            self.sure.push(verdict == Confirmed::Matched);
             super::prefetch(&c.searches[s as usize]);
         }
         let mut e = Eval {
@@ -412,16 +429,23 @@ impl Scratch {
         // then its leaves and what this document knows of them), each a
         // cache miss at 100,000 searches; so every confirmed search's
         // nodes are fetched now, and the leaves of the next one while one
-        // is evaluated.
-        for &s in &self.confirmed {
-            c.prefetch_tree(s as usize);
+        // is evaluated. A search its exact branches confirmed has matched:
+        // its tree is neither fetched nor evaluated (module `confirm`).
+        for (&s, &sure) in self.confirmed.iter().zip(&self.sure) {
+            if !sure {
+                c.prefetch_tree(s as usize);
+            }
         }
-        if let Some(&first) = self.confirmed.first() {
-            e.prefetch_leaves(first as usize);
+        let to_evaluate = |i: usize| match self.sure.get(i) {
+            Some(false) => Some(self.confirmed[i] as usize),
+            _ => None,
+        };
+        if let Some(first) = to_evaluate(0) {
+            e.prefetch_leaves(first);
         }
         for (i, &s) in self.confirmed.iter().enumerate() {
-            if let Some(&next) = self.confirmed.get(i + 1) {
-                e.prefetch_leaves(next as usize);
+            if let Some(next) = to_evaluate(i + 1) {
+                e.prefetch_leaves(next);
             }
             let search = &c.searches[s as usize];
             if search.filters.as_ref().is_some_and(|f| !f.admits(doc)) {
@@ -432,7 +456,8 @@ impl Scratch {
             e.work += 1;
             let before = e.work;
             let started = self.costs.as_ref().and_then(|c| c.start(s));
-            let matched = e.node(search.root);
+            self.decided += usize::from(self.sure[i]);
+            let matched = self.sure[i] || e.node(search.root);
             if let Some(costs) = &mut self.costs {
                 // Its evaluation's unit counts too (leaves another search
                 // already evaluated on this document cost nothing more).
@@ -551,133 +576,6 @@ impl Scratch {
         self.work = e.work;
         Ok(())
     }
-
-    /// Fills `occs` with every feature occurrence of the document.
-    fn index(&mut self, c: &Compiled, doc: &Document<'_>) {
-        for field in 0..2u8 {
-            let tokens = &mut self.fields[field as usize];
-            let Some(text) = doc.field(field as usize) else {
-                tokens.analyze("");
-                continue;
-            };
-            tokens.analyze(text);
-            self.work += tokens.len() as u64;
-            // Every token's slot first (each fetched as it is found), then
-            // the compares: the tokens' cache misses overlap.
-            let body_of = |t: &text::Token| {
-                &tokens.folded.as_bytes()[t.folded_start as usize..t.folded_end as usize]
-            };
-            self.probes.clear();
-            self.probes
-                .extend(tokens.tokens.iter().map(|t| c.terms.locate(body_of(t))));
-            // A wildcard occurrence at token `pos`, if the pattern holds.
-            let wild_at = |occs: &mut Vec<Occ>, w: u32, pos: usize| {
-                let t = tokens.tokens[pos];
-                let wc = &c.wildcards[w as usize];
-                let body = &tokens.folded[t.folded_start as usize..t.folded_end as usize];
-                if accepts_kind(wc.kind, t.kind) && wc.matches(body) {
-                    occs.push(Occ::at_token(c.wild_base + w, field, pos, &t));
-                }
-            };
-            // Each token's term, then the wildcard prefixes it starts with
-            // (looked up only where a term's bit says some prefix may).
-            for (pos, (t, &p)) in tokens.tokens.iter().zip(&self.probes).enumerate() {
-                let feature = c.terms.find_at(body_of(t), p);
-                if let Some(feature) = feature {
-                    self.occs.push(Occ::at_token(feature, field, pos, t));
-                }
-                let Some(table) = &c.prefix_table else {
-                    continue;
-                };
-                if feature.is_some_and(|f| !c.term_has_prefix(f)) {
-                    continue;
-                }
-                table.each_prefix_of(body_of(t), |prefix| {
-                    if let Some(alone) = c.prefix_hits[prefix].alone(t.kind) {
-                        if let Some(w) = alone {
-                            self.occs
-                                .push(Occ::at_token(c.wild_base + w, field, pos, t));
-                        }
-                        return;
-                    }
-                    for &w in c.prefix_wilds.get(prefix) {
-                        // `lit*` holds wherever its prefix starts a token.
-                        if !c.prefix_only[w as usize] {
-                            wild_at(&mut self.occs, w, pos);
-                        } else if accepts_kind(c.wildcards[w as usize].kind, t.kind) {
-                            self.occs
-                                .push(Occ::at_token(c.wild_base + w, field, pos, t));
-                        }
-                    }
-                });
-            }
-            if let Some(ac) = &c.wild_ac {
-                // A fragment occurs many times in a long token ("aaaa…"):
-                // each (fragment, token) is verified once.
-                for m in ac.find_overlapping_iter(tokens.folded.as_str()) {
-                    self.work += 1;
-                    let pos = tokens
-                        .tokens
-                        .partition_point(|t| t.folded_end as usize <= m.start());
-                    let p = m.pattern().as_usize();
-                    let key = frag_key(self.stamp, field, pos);
-                    if self.frag_seen[p] == key {
-                        continue;
-                    }
-                    self.frag_seen[p] = key;
-                    for &w in c.frag_wilds.get(p) {
-                        wild_at(&mut self.occs, w, pos);
-                    }
-                }
-            }
-            if let (Some(ac), true) = (&c.cjk_ac, tokens.has_cjk) {
-                text::fold_with_offsets(text, &mut self.folded);
-                for m in ac.find_overlapping_iter(self.folded.text.as_str()) {
-                    self.work += 1;
-                    // A CJK term that folds to nothing (a lone halfwidth
-                    // sound mark) is an empty pattern: it occurs nowhere.
-                    if m.is_empty() {
-                        continue;
-                    }
-                    let (start, end) = self.folded.original_range(m.start(), m.end());
-                    let (pos, pos_end) = tokens.positions_of(start, end);
-                    self.occs.push(Occ {
-                        feature: c.cjk_base + m.pattern().as_u32(),
-                        field,
-                        pos,
-                        pos_end,
-                        start,
-                        end,
-                        kind: TokenKind::Word,
-                    });
-                }
-            }
-            if !c.regexes.is_empty() {
-                let (work, occs) = (&mut self.work, &mut self.occs);
-                c.regexes
-                    .for_each_match(text, &mut self.regex, |r, start, end| {
-                        *work += 1;
-                        let (start, end) = (start as u32, end as u32);
-                        let (pos, pos_end) = tokens.positions_of(start, end);
-                        occs.push(Occ {
-                            feature: c.regex_base + r,
-                            field,
-                            pos,
-                            pos_end,
-                            start,
-                            end,
-                            kind: TokenKind::Word,
-                        });
-                    });
-            }
-        }
-    }
-}
-
-/// The `frag_seen` entry of token `pos` of `field` in the document of
-/// `stamp` (never 0: stamps start at 1).
-fn frag_key(stamp: u32, field: u8, pos: usize) -> u64 {
-    (u64::from(stamp) << 32) | (u64::from(field) << 31) | (pos as u64 & 0x7fff_ffff)
 }
 
 #[cfg(test)]

@@ -24,7 +24,8 @@
 //!    folded field text (only when the field has CJK characters); regex
 //!    leaves by one multi-pattern regex (regex-automata's meta engine) over
 //!    the original text. The result is a short list of *occurrences*
-//!    (feature, field, token positions, byte range), sorted by feature.
+//!    (feature, field, token positions, byte range), sorted by feature
+//!    (`occurrences`).
 //! 3. **Candidates.** Every search has an *anchor set*: features at least one
 //!    of which occurs in every document the search matches (computed from
 //!    the tree: an OR needs all its branches anchored, an AND picks its
@@ -85,6 +86,12 @@
 //!    fetched ahead: all confirmed candidates' nodes before evaluation, the
 //!    next candidate's leaves and memos while one is evaluated. A one-token
 //!    leaf (most of them) is a `Word`, read without its phrase tokens.
+//!    A *flat* search (ANDs of ORs of one-token leaves in any field, and
+//!    NOTs of those: most customers' searches) keeps *exact* confirm
+//!    branches, which say all its tree says: confirmed by them it has
+//!    matched, and its tree is neither fetched nor evaluated (on real
+//!    posts at 100,000 searches, 5.19 of the 7.08 searches decided per post;
+//!    1.19× the engine's speed, `confirm`'s module doc).
 //!
 //! Matching allocates nothing per search: all per-document state lives in a
 //! reusable [`Scratch`] whose arrays are sized once per matcher.
@@ -110,6 +117,7 @@ mod eval;
 pub mod explain;
 mod frequencies;
 pub mod memory;
+mod occurrences;
 mod prefixes;
 mod probe;
 pub mod reference;

@@ -322,8 +322,8 @@ fn tags_confirm_only_as_their_kind() {
 
 /// Vetoes (module `confirm`): a plain word under an AND's NOT rules the
 /// search out before evaluation when it occurs as any non-emoji token;
-/// a NOT of anything narrower (a hashtag, one field, a case-sensitive
-/// word, a phrase) is left to the evaluation.
+/// a NOT of anything narrower (one field, a case-sensitive word, a phrase;
+/// a hashtag unless the search is flat) is left to the evaluation.
 #[test]
 fn plain_words_under_not_veto_the_evaluation() {
     type Cases<'a> = &'a [(&'a str, usize, bool)];
@@ -341,9 +341,11 @@ fn plain_words_under_not_veto_the_evaluation() {
             "acme NOT (job OR hiring)",
             &[("acme hiring", 0, false), ("acme jobs", 1, true)],
         ),
+        // `#job` is not a plain word, but a flat search's exact branches
+        // (module `confirm`) veto it as a hashtag.
         (
             "acme NOT #job",
-            &[("acme job", 1, true), ("acme #job", 1, false)],
+            &[("acme job", 1, true), ("acme #job", 0, false)],
         ),
         ("acme NOT title:job", &[("acme job", 1, true)]),
         (
@@ -475,6 +477,41 @@ fn assert_evaluations(query: &str, cases: &[(&str, usize, bool)]) {
         let doc = Document::with_text("d", text);
         let got = m.match_document(&doc, &mut s).to_vec();
         assert_eq!(s.last_evaluated(), evaluated, "{query} on {text}");
+        assert_eq!(!got.is_empty(), matches, "{query} on {text}");
+        assert_eq!(got, reference.match_document(&doc), "{query} on {text}");
+    }
+}
+
+/// Exact branches (module `confirm`): a flat search that its branches
+/// confirm has matched, its tree not evaluated; one with a phrase, a
+/// case-sensitive word or a NEAR is still evaluated. Results are the
+/// reference's either way.
+#[test]
+fn flat_searches_are_decided_by_their_exact_branches() {
+    let flat = "(acme OR zentrix) AND (outage OR down) -job";
+    let tags = "acme OR #zentrix OR (@corp NOT (job OR hiring))";
+    let cases: &[(&str, &str, usize, bool)] = &[
+        (flat, "zentrix is down", 1, true),
+        (flat, "zentrix is down, #job", 0, false),
+        (flat, "zentrix is up", 0, false),
+        (tags, "news of #zentrix", 1, true),
+        (tags, "news of zentrix", 0, false),
+        (tags, "@corp is hiring", 0, false),
+        (tags, "@corp is growing", 1, true),
+        ("lov* AND (acme OR corp)", "loving acme", 1, true),
+        ("acme AND 😡", "acme 😡", 1, true),
+        ("\"acme corp\" AND down", "acme corp down", 0, true),
+        ("acme AND {Down}", "acme Down", 0, true),
+        ("acme NEAR/2 down", "acme is down", 0, true),
+    ];
+    for &(query, text, decided, matches) in cases {
+        let catalog = one_search(query);
+        let m = Matcher::new(&catalog).unwrap();
+        let reference = Reference::new(&catalog);
+        let mut s = m.scratch();
+        let doc = Document::with_text("d", text);
+        let got = m.match_document(&doc, &mut s).to_vec();
+        assert_eq!(s.last_decided(), decided, "{query} on {text}");
         assert_eq!(!got.is_empty(), matches, "{query} on {text}");
         assert_eq!(got, reference.match_document(&doc), "{query} on {text}");
     }

@@ -228,7 +228,7 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> anyhow::Result<(Outcome,
     }
     let mut matches = 0u64;
     let (mut candidates, mut occurrences, mut matched_searches) = (0usize, 0usize, 0usize);
-    let (mut gated, mut evaluated) = (0usize, 0usize);
+    let (mut gated, mut evaluated, mut decided) = (0usize, 0usize, 0usize);
     for d in &docs {
         let found = matcher.match_document(d, &mut scratch);
         matches += found.len() as u64;
@@ -236,15 +236,17 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> anyhow::Result<(Outcome,
         candidates += scratch.last_candidates();
         gated += scratch.last_gated();
         evaluated += scratch.last_evaluated();
+        decided += scratch.last_decided();
         occurrences += scratch.last_occurrences();
     }
     let per_doc = |n: usize| n as f64 / docs.len() as f64;
     writeln!(
         out,
-        "work:     {:.2} candidate searches woken, {:.2} through their gates, {:.2} evaluated, {:.2} matched searches, {:.2} match records and {:.1} feature occurrences per document",
+        "work:     {:.2} candidate searches woken, {:.2} through their gates, {:.2} evaluated ({:.2} of them decided by their exact branches), {:.2} matched searches, {:.2} match records and {:.1} feature occurrences per document",
         per_doc(candidates),
         per_doc(gated),
         per_doc(evaluated),
+        per_doc(decided),
         per_doc(matched_searches),
         matches as f64 / docs.len() as f64,
         per_doc(occurrences)
