@@ -179,7 +179,8 @@ pub(crate) struct Compiled {
     pub positive: Postings,
     /// Search → its confirm branches (see `Costs::confirm_branches`): a
     /// candidate is evaluated only when some branch has a feature of each
-    /// of its groups in the document (`engine`'s module doc, step 3).
+    /// of its groups in the document (`engine`'s module doc, step 3); a
+    /// flat search's are exact (`Costs::exact_branches`), and decide it.
     pub confirm: Postings,
     pub stats: CompileStats,
 }
