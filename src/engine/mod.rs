@@ -100,9 +100,10 @@
 //! each compiled (12-byte nodes, NEARs apart, leaves interned by a compact
 //! code in one walk over the trees: `builder`; the gates add 8 bytes per
 //! posting entry, ~1.04 per search), and `check` of them peaks
-//! at 1.47 GiB with the parsed catalog (915 bytes per search: leaves keep
+//! at 1.48 GiB with the parsed catalog (915 bytes per search: leaves keep
 //! a span of their query, not a copy; token bodies inline). Measured with
-//! `examples/catalog_memory.rs`; figures in BENCHMARKS.md.
+//! `examples/catalog_memory.rs`; figures in BENCHMARKS.md. Flat searches'
+//! exact confirm branches added 5.5 MiB at 1M (the peak was 1.47 GiB).
 //!
 //! Correctness (docs/query-language.md §3.6) is checked against [`reference`], which evaluates
 //! each syntax tree directly on the tokens, by a property test.
