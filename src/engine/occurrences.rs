@@ -5,12 +5,12 @@
 //! their fragments' automaton, CJK terms by theirs, regexes over the
 //! original text. [`Scratch::run`] sorts them and reads them from there.
 
-use super::compile::Compiled;
+use super::compile::{Compiled, FeatureId};
 use super::doc_index::Occ;
 use super::eval::Scratch;
 use crate::document::Document;
 use crate::query::accepts_kind;
-use crate::text::{self, TokenKind};
+use crate::text::{self, TokenKind, Tokens};
 
 impl Scratch {
     /// Fills `occs` with every feature occurrence of the document.
@@ -101,16 +101,8 @@ impl Scratch {
                         continue;
                     }
                     let (start, end) = self.folded.original_range(m.start(), m.end());
-                    let (pos, pos_end) = tokens.positions_of(start, end);
-                    self.occs.push(Occ {
-                        feature: c.cjk_base + m.pattern().as_u32(),
-                        field,
-                        pos,
-                        pos_end,
-                        start,
-                        end,
-                        kind: TokenKind::Word,
-                    });
+                    let feature = c.cjk_base + m.pattern().as_u32();
+                    self.occs.push(in_text(feature, field, tokens, start, end));
                 }
             }
             if !c.regexes.is_empty() {
@@ -119,16 +111,7 @@ impl Scratch {
                     .for_each_match(text, &mut self.regex, |r, start, end| {
                         *work += 1;
                         let (start, end) = (start as u32, end as u32);
-                        let (pos, pos_end) = tokens.positions_of(start, end);
-                        occs.push(Occ {
-                            feature: c.regex_base + r,
-                            field,
-                            pos,
-                            pos_end,
-                            start,
-                            end,
-                            kind: TokenKind::Word,
-                        });
+                        occs.push(in_text(c.regex_base + r, field, tokens, start, end));
                     });
             }
         }
@@ -139,4 +122,19 @@ impl Scratch {
 /// `stamp` (never 0: stamps start at 1).
 fn frag_key(stamp: u32, field: u8, pos: usize) -> u64 {
     (u64::from(stamp) << 32) | (u64::from(field) << 31) | (pos as u64 & 0x7fff_ffff)
+}
+
+/// An occurrence of `feature` at bytes `start..end` of `field`, over the
+/// tokens it touches (a CJK term or a regex match: a word).
+fn in_text(feature: FeatureId, field: u8, tokens: &Tokens, start: u32, end: u32) -> Occ {
+    let (pos, pos_end) = tokens.positions_of(start, end);
+    Occ {
+        feature,
+        field,
+        pos,
+        pos_end,
+        start,
+        end,
+        kind: TokenKind::Word,
+    }
 }
