@@ -61,6 +61,12 @@ const EXACT: u32 = 1 << 31;
 /// `accepts_kind` by a test).
 const ACCEPTED: [u8; 5] = [0b01111, 0b00010, 0b00100, 0b01000, 0b10000];
 
+/// The token kinds a leaf asking for `want` accepts, as bits of
+/// `1 << kind` ([`ACCEPTED`]).
+pub(super) fn accepted_kinds(want: TokenKind) -> u8 {
+    ACCEPTED[want as usize]
+}
+
 /// `f`, to occur as a token `kind` accepts (any occurrence for `None`);
 /// `None` when `f` is too large to carry a kind and one was asked for.
 fn need(f: FeatureId, kind: Option<TokenKind>) -> Option<Need> {

@@ -68,7 +68,7 @@ pub struct Scratch {
     highlight_spans: Vec<Span>,
     slop: SlopScratch,
     /// Per wildcard-fragment pattern: the (document stamp, field, token)
-    /// last verified for it, packed by [`frag_key`]; no reset per document.
+    /// last verified for it, packed by `occurrences::frag_key`; no reset per document.
     pub(super) frag_seen: Vec<u64>,
     /// Each token's term-table lookup of the field being indexed.
     pub(super) probes: Vec<Probe>,

@@ -348,11 +348,7 @@ impl PrefixHit {
         if !prefix_only[w as usize] || w > Self::WILDCARD_MASK {
             return PrefixHit(0);
         }
-        let want = wildcards[w as usize].kind;
-        let kinds = TokenKind::ALL
-            .iter()
-            .filter(|&&got| crate::query::accepts_kind(want, got))
-            .fold(0, |m, &got| m | 1 << got as u32);
+        let kinds = u32::from(super::confirm::accepted_kinds(wildcards[w as usize].kind));
         PrefixHit(Self::ALONE | kinds << Self::KINDS_SHIFT | w)
     }
 

@@ -53,15 +53,6 @@ pub enum TokenKind {
 }
 
 impl TokenKind {
-    /// Every kind, in the order of their numbers (`kind as u8`).
-    pub const ALL: [TokenKind; 5] = [
-        TokenKind::Word,
-        TokenKind::Hashtag,
-        TokenKind::Mention,
-        TokenKind::Cashtag,
-        TokenKind::Emoji,
-    ];
-
     /// The sigil that introduces this kind of token, if any.
     pub fn sigil(self) -> Option<char> {
         match self {
