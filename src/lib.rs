@@ -67,6 +67,7 @@ pub mod demo;
 pub mod document;
 pub mod engine;
 pub mod huge_pages;
+mod json_string;
 pub mod kafka_client;
 pub mod produce;
 pub mod query;

@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use crate::document::{Document, FIELD_NAMES};
 use crate::engine::{Matcher, TopicMatch};
+use crate::json_string::{escape_into, string};
 use crate::searches::SearchIdx;
 
 /// Where a document came from in Kafka (absent offline).
@@ -105,8 +106,18 @@ impl DocumentRecords {
         out.extend_from_slice(b"{\"match_id\":\"");
         out.extend_from_slice(&self.id);
         out.push(b'/');
+        // Ids are copied as they are when none in the catalog needs an
+        // escape (the scan for one was a tenth of a record's instructions).
+        let escaped = matcher.ids_need_escapes();
+        let id = |out: &mut Vec<u8>, s: &str| {
+            if escaped {
+                escape_into(out, s);
+            } else {
+                out.extend_from_slice(s.as_bytes());
+            }
+        };
         let topic_from = out.len();
-        escape_into(out, matcher.topic_id(m.topic));
+        id(out, matcher.topic_id(m.topic));
         let topic = topic_from..out.len();
         out.extend_from_slice(b"\",\"doc_id\":\"");
         out.extend_from_slice(&self.id);
@@ -117,7 +128,9 @@ impl DocumentRecords {
             if i > 0 {
                 out.push(b',');
             }
-            string(out, matcher.search_id(s));
+            out.push(b'"');
+            id(out, matcher.search_id(s));
+            out.push(b'"');
         }
         out.extend_from_slice(b"],\"highlights\":[");
         let mut numbers = itoa::Buffer::new();
@@ -133,7 +146,9 @@ impl DocumentRecords {
                 Some((s, written)) if *s == h.search => out.extend_from_within(written.clone()),
                 _ => {
                     let from = out.len();
-                    string(out, matcher.search_id(h.search));
+                    out.push(b'"');
+                    id(out, matcher.search_id(h.search));
+                    out.push(b'"');
                     last_search = Some((h.search, from..out.len()));
                 }
             }
@@ -160,83 +175,6 @@ fn optional(out: &mut Vec<u8>, key: &[u8], value: Option<&str>) {
         out.extend_from_slice(key);
         string(out, v);
     }
-}
-
-/// `s` as a JSON string.
-fn string(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    escape_into(out, s);
-    out.push(b'"');
-}
-
-/// `s` escaped for a JSON string, without the quotes: `"`, `\\` and the
-/// control characters escaped as `serde_json` does, everything else as is.
-fn escape_into(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = s.as_bytes();
-    if !needs_escape(bytes) {
-        // Nearly every id and time: one copy, after a scan a word at a
-        // time (escape_into's byte loop was 12% of `match`'s instructions
-        // on real posts, `valgrind --tool=callgrind`).
-        out.extend_from_slice(bytes);
-        return;
-    }
-    // The runs between bytes that need an escape are copied whole.
-    let mut from = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if b >= 0x20 && b != b'"' && b != b'\\' {
-            continue;
-        }
-        out.extend_from_slice(&bytes[from..i]);
-        from = i + 1;
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            _ => out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xf)],
-            ]),
-        }
-    }
-    out.extend_from_slice(&bytes[from..]);
-}
-
-/// Whether `bytes` has a byte JSON escapes (`"`, `\\`, a control
-/// character), tested eight bytes at a time: a word has a byte below
-/// 0x20 when `(w - 0x20..) & !w & 0x80..` is not zero, and a byte equal
-/// to `q` when the same test of `w ^ q..` for a zero byte is not (exact
-/// for "any": a borrow only propagates past a byte that is itself a hit).
-fn needs_escape(bytes: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH;
-    let hit = |w: u64| {
-        below(w, 0x20)
-            | below(w ^ (ONES * u64::from(b'"')), 1)
-            | below(w ^ (ONES * u64::from(b'\\')), 1)
-    };
-    let mut words = bytes.chunks_exact(8);
-    for word in &mut words {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(word);
-        if hit(u64::from_le_bytes(w)) != 0 {
-            return true;
-        }
-    }
-    // The last bytes padded with spaces, which need no escape.
-    let rest = words.remainder();
-    let mut w = [b' '; 8];
-    w[..rest.len()].copy_from_slice(rest);
-    hit(u64::from_le_bytes(w)) != 0
 }
 
 /// Milliseconds since the Unix epoch.
@@ -298,53 +236,6 @@ mod tests {
                 "matched_at": "2019-07-24T14:16:02.113Z", "searches_version": 17,
                 "input": {"topic": "social.twitter", "partition": 3, "offset": 1182211}})
         );
-    }
-
-    #[test]
-    fn every_byte_that_needs_an_escape_is_found_at_every_position() {
-        // Words of eight bytes and a remainder, among ASCII and among
-        // two-byte characters (bytes with the high bit set).
-        for filler in ['a', 'ÿ'] {
-            for len in 1..=20 {
-                for pos in 0..len {
-                    for b in 0..0x80u8 {
-                        let mut chars = vec![filler; len];
-                        chars[pos] = char::from(b);
-                        let s: String = chars.into_iter().collect();
-                        let mut out = Vec::new();
-                        string(&mut out, &s);
-                        assert_eq!(
-                            String::from_utf8(out).unwrap(),
-                            serde_json::to_string(&s).unwrap(),
-                            "byte {b} at {pos} of {len} {filler:?}"
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn strings_are_escaped_as_serde_json_escapes_them() {
-        for s in [
-            "plain",
-            "",
-            "quote \" and \\ backslash",
-            "tab\tnew\nline\r back\u{8} feed\u{c}",
-            "\u{0}\u{1}\u{1f}\u{7f}",
-            "émoji 😀 \u{2028} 日本",
-            "twenty-four bytes long \"",
-            "sixteen bytes!!\\ then more",
-            "a control \u{1f} eight in",
-            "~\u{7f}\u{80}ÿ twenty-four bytes  ",
-        ] {
-            let mut out = Vec::new();
-            string(&mut out, s);
-            assert_eq!(
-                String::from_utf8(out).unwrap(),
-                serde_json::to_string(s).unwrap()
-            );
-        }
     }
 
     #[test]

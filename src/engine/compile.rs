@@ -13,6 +13,7 @@ use super::prefixes::{PrefixHit, Prefixes};
 use super::regexes::RegexLeaves;
 use super::term_table::TermTable;
 use super::CompileStats;
+use crate::json_string::needs_escape;
 use crate::query::{Fields, MetaField, Wildcard};
 use crate::searches::{Catalog, Filters, TopicIdx};
 use crate::text::TokenKind;
@@ -130,6 +131,9 @@ pub(crate) struct CSearch {
 pub(crate) struct Compiled {
     pub topics: Vec<Box<str>>,
     pub searches: Vec<CSearch>,
+    /// Whether some topic or search id has a byte a JSON string escapes
+    /// (`json_string`): records copy the ids as they are when none does.
+    pub ids_need_escapes: bool,
     /// Every search's flattened tree, in post order, search after search:
     /// search `s` has `nodes[self.tree(s)]`, its root last.
     pub nodes: Vec<Node>,
@@ -481,6 +485,8 @@ impl Compiled {
                 .iter()
                 .map(|t| t.id.as_str().into())
                 .collect(),
+            ids_need_escapes: catalog.topics.iter().any(|t| needs_escape(t.id.as_bytes()))
+                || searches.iter().any(|s| needs_escape(s.id.as_bytes())),
             searches,
             nodes,
             nears,

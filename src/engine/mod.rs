@@ -283,6 +283,12 @@ impl Matcher {
         &self.c.searches[s.0 as usize].id
     }
 
+    /// Whether some topic or search id has a byte a JSON string escapes
+    /// (checked once per compile; records copy ids as they are otherwise).
+    pub fn ids_need_escapes(&self) -> bool {
+        self.c.ids_need_escapes
+    }
+
     /// The topic a search belongs to.
     pub fn search_topic(&self, s: SearchIdx) -> TopicIdx {
         self.c.searches[s.0 as usize].topic

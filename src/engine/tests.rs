@@ -751,3 +751,18 @@ fn a_term_no_prefix_starts_is_not_marked() {
     let doc = Document::with_text("1", "dog embezzled");
     assert_eq!(m.match_document(&doc, &mut scratch).len(), 1);
 }
+
+#[test]
+fn ids_need_escapes_when_any_topic_or_search_id_has_such_a_byte() {
+    let needs = |topic: &str, search: &str| {
+        let json = serde_json::json!({"topics": [
+            {"id": "plain", "searches": [{"id": "p", "query": "acme"}]},
+            {"id": topic, "searches": [{"id": search, "query": "acme"}]}]});
+        let catalog = Catalog::from_json(json.to_string().as_bytes(), &Limits::default()).unwrap();
+        Matcher::new(&catalog).unwrap().ids_need_escapes()
+    };
+    assert!(!needs("t", "s-1 ünïcode 😀"));
+    assert!(needs("t\"q", "s"), "a quote in a topic id");
+    assert!(needs("t", "s\\1"), "a backslash in a search id");
+    assert!(needs("t", "s\t1"), "a control character in a search id");
+}
