@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::document::{Document, FIELD_NAMES};
+use crate::document::Document;
 use crate::engine::{Matcher, TopicMatch};
 use crate::json_string::{escape_into, string};
 use crate::searches::SearchIdx;
@@ -67,17 +67,33 @@ pub fn write_record(
 /// the escapes against it).
 #[derive(Clone, Debug, Default)]
 pub struct DocumentRecords {
-    /// The document id, escaped (it is written twice per record).
-    id: Vec<u8>,
+    /// `{"match_id":"` and the escaped document id, then `/`.
+    head: Vec<u8>,
+    /// From the `"` that ends the match id to the `"` that starts the
+    /// topic id: `","doc_id":"`, the escaped document id, `","topic_id":"`.
+    middle: Vec<u8>,
     /// From `,"source"` to the end of the line.
     tail: Vec<u8>,
 }
 
+/// What follows a highlight's search id up to its start offset, by field
+/// (`FIELD_NAMES`; a test checks them against it).
+const FIELD_KEYS: [&[u8]; 2] = [
+    b",\"field\":\"title\",\"start\":",
+    b",\"field\":\"text\",\"start\":",
+];
+
 impl DocumentRecords {
     /// Prepares the parts of `doc`'s records.
     pub fn begin(&mut self, doc: &Document<'_>, ctx: &RecordContext<'_>) {
-        self.id.clear();
-        escape_into(&mut self.id, &doc.id);
+        self.head.clear();
+        self.head.extend_from_slice(b"{\"match_id\":\"");
+        escape_into(&mut self.head, &doc.id);
+        self.head.push(b'/');
+        self.middle.clear();
+        self.middle.extend_from_slice(b"\",\"doc_id\":\"");
+        escape_into(&mut self.middle, &doc.id);
+        self.middle.extend_from_slice(b"\",\"topic_id\":\"");
         let out = &mut self.tail;
         out.clear();
         let mut numbers = itoa::Buffer::new();
@@ -102,10 +118,8 @@ impl DocumentRecords {
     /// Appends the JSON line (with `\n`) of match `m` of the document
     /// last begun. A highlight's search id is escaped once per search.
     pub fn write(&self, out: &mut Vec<u8>, matcher: &Matcher, m: &TopicMatch) {
-        out.reserve(self.id.len() * 2 + self.tail.len() + 256);
-        out.extend_from_slice(b"{\"match_id\":\"");
-        out.extend_from_slice(&self.id);
-        out.push(b'/');
+        out.reserve(self.head.len() + self.middle.len() + self.tail.len() + 256);
+        out.extend_from_slice(&self.head);
         // Ids are copied as they are when none in the catalog needs an
         // escape (the scan for one was a tenth of a record's instructions).
         let escaped = matcher.ids_need_escapes();
@@ -119,24 +133,25 @@ impl DocumentRecords {
         let topic_from = out.len();
         id(out, matcher.topic_id(m.topic));
         let topic = topic_from..out.len();
-        out.extend_from_slice(b"\",\"doc_id\":\"");
-        out.extend_from_slice(&self.id);
-        out.extend_from_slice(b"\",\"topic_id\":\"");
+        out.extend_from_slice(&self.middle);
         out.extend_from_within(topic);
         out.extend_from_slice(b"\",\"searches\":[");
+        // A search id is escaped once per record and then copied from
+        // where it was last written: most records have one search, whose
+        // highlights all copy it from the searches list.
+        let mut last_search: Option<(SearchIdx, std::ops::Range<usize>)> = None;
         for (i, &s) in m.searches.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
+            let from = out.len();
             out.push(b'"');
             id(out, matcher.search_id(s));
             out.push(b'"');
+            last_search = Some((s, from..out.len()));
         }
         out.extend_from_slice(b"],\"highlights\":[");
         let mut numbers = itoa::Buffer::new();
-        // Highlights come search by search: each search's id is escaped
-        // once and then copied from where it was first written.
-        let mut last_search: Option<(SearchIdx, std::ops::Range<usize>)> = None;
         for (i, h) in m.highlights.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
@@ -152,9 +167,7 @@ impl DocumentRecords {
                     last_search = Some((h.search, from..out.len()));
                 }
             }
-            out.extend_from_slice(b",\"field\":\"");
-            out.extend_from_slice(FIELD_NAMES[h.field as usize].as_bytes());
-            number(out, &mut numbers, b"\",\"start\":", h.start);
+            number(out, &mut numbers, FIELD_KEYS[h.field as usize], h.start);
             number(out, &mut numbers, b",\"end\":", h.end);
             out.push(b'}');
         }
@@ -236,6 +249,15 @@ mod tests {
                 "matched_at": "2019-07-24T14:16:02.113Z", "searches_version": 17,
                 "input": {"topic": "social.twitter", "partition": 3, "offset": 1182211}})
         );
+    }
+
+    #[test]
+    fn field_keys_name_the_fields() {
+        for (field, name) in crate::document::FIELD_NAMES.iter().enumerate() {
+            let key = format!(",\"field\":\"{name}\",\"start\":");
+            assert_eq!(FIELD_KEYS[field], key.as_bytes(), "field {field}");
+        }
+        assert_eq!(FIELD_KEYS.len(), crate::document::FIELD_NAMES.len());
     }
 
     #[test]
