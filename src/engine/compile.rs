@@ -12,6 +12,7 @@ use super::frequencies::TermFrequencies;
 use super::prefixes::{PrefixHit, Prefixes};
 use super::regexes::RegexLeaves;
 use super::term_table::TermTable;
+use super::tree::PositiveLeaf;
 use super::CompileStats;
 use crate::json_string::needs_escape;
 use crate::query::{Fields, MetaField, Wildcard};
@@ -179,7 +180,8 @@ pub(crate) struct Compiled {
     pub post: Vec<u32>,
     /// Beside each entry of `post`, its search's gate (`confirm::gate`).
     pub post_gate: Vec<u64>,
-    /// Search → its distinct positive leaves, for highlights.
+    /// Search → its distinct positive leaves, for highlights, each as
+    /// a [`PositiveLeaf`] entry.
     pub positive: Postings,
     /// Search → its confirm branches (see `Costs::confirm_branches`): a
     /// candidate is evaluated only when some branch has a feature of each
@@ -663,6 +665,9 @@ fn per_search(c: &Compiled, costs: &Costs<'_>, searches: std::ops::Range<usize>)
         positive_leaves(c, root, true, &mut leaves);
         leaves.sort_unstable();
         leaves.dedup();
+        for leaf in &mut leaves {
+            *leaf = PositiveLeaf::entry(c, *leaf);
+        }
         out.positive.push(&leaves);
         // The gate from the ordinary branches (the exact ones also hold
         // the group that woke the search, which a gate cannot use).

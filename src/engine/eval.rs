@@ -8,11 +8,12 @@ use super::confirm::Confirmed;
 use super::doc_index::{DocIndex, Occ, Span};
 use super::slop::SlopScratch;
 use super::term_table::Probe;
-use super::tree::{Eval, LeafMemo};
+use super::tree::{Eval, LeafMemo, PositiveLeaf};
 use super::{Highlight, TopicMatch, MAX_HIGHLIGHTS};
 use crate::document::Document;
+use crate::query::Fields;
 use crate::searches::{SearchIdx, TopicIdx};
-use crate::text::{FoldedField, Tokens};
+use crate::text::{FoldedField, TokenKind, Tokens};
 
 /// Per-thread state for matching, sized for one matcher and reused for every
 /// document, so that matching allocates nothing per search.
@@ -539,7 +540,27 @@ impl Scratch {
                 }
                 r.searches.push(SearchIdx(s));
                 if r.highlights.len() < MAX_HIGHLIGHTS {
-                    for &leaf in c.positive.get(s as usize) {
+                    for &entry in c.positive.get(s as usize) {
+                        let leaf = match PositiveLeaf::of(entry) {
+                            PositiveLeaf::Leaf(leaf) => leaf,
+                            PositiveLeaf::Feature { feature, word } => {
+                                // Read from the occurrences, in order.
+                                let from = self.highlight_spans.len();
+                                let want = word.then_some(TokenKind::Word);
+                                let spans = &mut self.highlight_spans;
+                                e.feature_spans(feature, Fields::BOTH, want, spans, MAX_HIGHLIGHTS);
+                                for sp in &self.highlight_spans[from..] {
+                                    r.highlights.push(Highlight {
+                                        search: SearchIdx(s),
+                                        field: sp.field,
+                                        start: sp.start,
+                                        end: sp.end,
+                                    });
+                                }
+                                self.highlight_spans.truncate(from);
+                                continue;
+                            }
+                        };
                         let l = leaf as usize;
                         if e.leaf_memo[l].highlights != self.stamp {
                             // The first spans in (field, start) order are

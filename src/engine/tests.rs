@@ -766,3 +766,36 @@ fn ids_need_escapes_when_any_topic_or_search_id_has_such_a_byte() {
     assert!(needs("t", "s\\1"), "a backslash in a search id");
     assert!(needs("t", "s\t1"), "a control character in a search id");
 }
+
+#[test]
+fn positive_leaves_of_one_feature_in_any_field_are_read_as_features() {
+    use super::tree::PositiveLeaf;
+    let json = br#"{"topics": [{"id": "t", "searches": [{"id": "s",
+        "query": "(acme OR lov* OR #tag OR title:brand OR \"big deal\") AND NOT gone"}]}]}"#;
+    let catalog = Catalog::from_json(json, &Limits::default()).unwrap();
+    let m = Matcher::new(&catalog).unwrap();
+    let c = &m.c;
+    let (mut features, mut leaves) = (0, 0);
+    for &entry in c.positive.get(0) {
+        match PositiveLeaf::of(entry) {
+            PositiveLeaf::Feature { feature, word } => {
+                features += 1;
+                // `acme` is a word; `lov*` a wildcard, whose kind is
+                // checked when its occurrences are found.
+                assert_eq!(word, (feature as usize) < c.terms.len(), "{feature}");
+            }
+            PositiveLeaf::Leaf(l) => {
+                leaves += 1;
+                assert!((l as usize) < c.leaves.len());
+            }
+        }
+    }
+    // `#tag` (a kind), `title:brand` (a field) and the phrase keep their
+    // leaf; `gone` is under NOT.
+    assert_eq!((features, leaves), (2, 3));
+    let mut scratch = m.scratch();
+    let doc = Document::with_text("1", "Acme, lovely #tag: a big deal. acme");
+    let got = m.match_document(&doc, &mut scratch);
+    let spans: Vec<_> = got[0].highlights.iter().map(|h| (h.start, h.end)).collect();
+    assert_eq!(spans, [(0, 4), (6, 12), (13, 17), (21, 29), (31, 35)]);
+}

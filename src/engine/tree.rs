@@ -3,9 +3,11 @@
 //! positions, proximity by position windows, NOT by absence; leaf results
 //! cached per document; every step counted against the work budget.
 
-use super::compile::{CLeaf, CLeafKind, Compiled, NearNode, Node};
+use super::compile::{CLeaf, CLeafKind, Compiled, FeatureId, NearNode, Node};
 use super::doc_index::{DocIndex, Occ, Span};
 use super::slop::SlopScratch;
+use crate::query::{accepts_kind, Fields};
+use crate::text::TokenKind;
 
 pub(super) struct Eval<'a> {
     pub(super) c: &'a Compiled,
@@ -125,43 +127,12 @@ impl Eval<'_> {
         let c = self.c;
         let leaf: &CLeaf = &c.leaves[l as usize];
         let base = out.len();
-        // Whether `next` may still be added after the limit was reached.
-        let full = |out: &Vec<Span>, next: &Occ| {
-            out.len() - base >= limit
-                && (limit == 1
-                    || out
-                        .last()
-                        .is_some_and(|p| (p.field, p.pos) != (next.field, next.pos)))
-        };
+        let full = |out: &Vec<Span>, next: &Occ| full(out, base, limit, next);
         match leaf.kind {
-            CLeafKind::Feature(f) => {
-                let occs = self.d.occs_of(f);
-                let mut visited = 0;
-                for o in occs {
-                    visited += 1;
-                    if leaf.fields.allows(o.field) {
-                        if full(out, o) {
-                            break;
-                        }
-                        out.push(Span::of(o));
-                    }
-                }
-                self.work += visited;
-            }
+            CLeafKind::Feature(f) => self.feature_spans(f, leaf.fields, None, out, limit),
             CLeafKind::Word { feature, kind, .. } => {
                 // As a one-token `Tokens` leaf, without reading `ptoks`.
-                let mut visited = 0;
-                for o in self.d.occs_of(feature) {
-                    visited += 1;
-                    if !leaf.fields.allows(o.field) || !crate::query::accepts_kind(kind, o.kind) {
-                        continue;
-                    }
-                    if full(out, o) {
-                        break;
-                    }
-                    out.push(Span::between(o, o));
-                }
-                self.work += visited;
+                self.feature_spans(feature, leaf.fields, Some(kind), out, limit);
             }
             CLeafKind::Tokens {
                 start,
@@ -211,6 +182,100 @@ impl Eval<'_> {
                     self.work += self.slop.spans(&self.d, toks, slop, field, out, want);
                 }
             }
+        }
+    }
+}
+
+impl Eval<'_> {
+    /// The spans of a leaf of one feature `f` (a one-token word leaf
+    /// asking for tokens of kind `want`, or a wildcard, CJK or regex
+    /// leaf): its occurrences in `fields` (of a kind `want` accepts), as
+    /// [`Eval::leaf_spans`] appends them.
+    pub(super) fn feature_spans(
+        &mut self,
+        f: FeatureId,
+        fields: Fields,
+        want: Option<TokenKind>,
+        out: &mut Vec<Span>,
+        limit: usize,
+    ) {
+        let base = out.len();
+        let mut visited = 0;
+        for o in self.d.occs_of(f) {
+            visited += 1;
+            if !fields.allows(o.field) || want.is_some_and(|k| !accepts_kind(k, o.kind)) {
+                continue;
+            }
+            if full(out, base, limit, o) {
+                break;
+            }
+            // A word's occurrence is one token: its `pos_end` is its `pos`.
+            out.push(Span::of(o));
+        }
+        self.work += visited;
+    }
+}
+
+/// Whether `next` may no longer be added to the spans `out[base..]` of a
+/// leaf: `limit` are there, and `next` does not share the last one's
+/// position (so that the first `limit` by start are all there).
+fn full(out: &[Span], base: usize, limit: usize, next: &Occ) -> bool {
+    out.len() - base >= limit
+        && (limit == 1
+            || out
+                .last()
+                .is_some_and(|p| (p.field, p.pos) != (next.field, next.pos)))
+}
+
+/// What a search's highlights read of one of its positive leaves (an
+/// entry of `Compiled::positive`). Most are a word in any field, or a
+/// wildcard, CJK or regex leaf in any field: the entry is then the feature
+/// itself, whose spans are read straight from the document's occurrences
+/// ([`Eval::feature_spans`]) — reading the leaf and its per-document memo
+/// first were two cache misses per positive leaf at 100,000 searches,
+/// most of them for leaves the document does not have (highlights were
+/// 18% of the realistic engine's time, `bench` without them). The others
+/// are their leaf, whose spans are kept per document in its memo.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PositiveLeaf {
+    /// Leaf `0`, read through its memo.
+    Leaf(u32),
+    /// The occurrences of a feature in any field (of a kind a word
+    /// accepts, when `word`).
+    Feature { feature: FeatureId, word: bool },
+}
+
+impl PositiveLeaf {
+    const FEATURE: u32 = 1 << 31;
+    const WORD: u32 = 1 << 30;
+
+    /// The entry of `leaf` (of `c`'s leaves).
+    pub(crate) fn entry(c: &Compiled, leaf: u32) -> u32 {
+        let l = &c.leaves[leaf as usize];
+        let fits = |f: FeatureId| f < Self::WORD && l.fields == Fields::BOTH;
+        match l.kind {
+            CLeafKind::Feature(f) if fits(f) => Self::FEATURE | f,
+            CLeafKind::Word {
+                feature,
+                kind: TokenKind::Word,
+                ..
+            } if fits(feature) => Self::FEATURE | Self::WORD | feature,
+            _ => {
+                assert!(leaf < Self::FEATURE, "fewer than 2^31 leaves");
+                leaf
+            }
+        }
+    }
+
+    /// What `entry` stands for.
+    #[inline]
+    pub(crate) fn of(entry: u32) -> PositiveLeaf {
+        if entry & Self::FEATURE == 0 {
+            return PositiveLeaf::Leaf(entry);
+        }
+        PositiveLeaf::Feature {
+            feature: entry & (Self::WORD - 1),
+            word: entry & Self::WORD != 0,
         }
     }
 }
