@@ -92,6 +92,10 @@
 //!    matched, and its tree is neither fetched nor evaluated (on real
 //!    posts at 100,000 searches, 5.19 of the 7.08 searches decided per post;
 //!    1.19× the engine's speed, `confirm`'s module doc).
+//!    A matched search's highlights are the spans of its positive leaves:
+//!    one of a single feature in any field (most) is listed by that
+//!    feature and read from the occurrences directly, the others through
+//!    their memo (`tree::PositiveLeaf`).
 //!
 //! Matching allocates nothing per search: all per-document state lives in a
 //! reusable [`Scratch`] whose arrays are sized once per matcher.
