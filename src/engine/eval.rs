@@ -541,46 +541,45 @@ impl Scratch {
                 r.searches.push(SearchIdx(s));
                 if r.highlights.len() < MAX_HIGHLIGHTS {
                     for &entry in c.positive.get(s as usize) {
-                        let leaf = match PositiveLeaf::of(entry) {
-                            PositiveLeaf::Leaf(leaf) => leaf,
+                        // The leaf's spans: `highlight_spans[from..to]`,
+                        // dropped after use unless kept in its memo.
+                        let (from, to, kept) = match PositiveLeaf::of(entry) {
                             PositiveLeaf::Feature { feature, word } => {
                                 // Read from the occurrences, in order.
                                 let from = self.highlight_spans.len();
                                 let want = word.then_some(TokenKind::Word);
                                 let spans = &mut self.highlight_spans;
                                 e.feature_spans(feature, Fields::BOTH, want, spans, MAX_HIGHLIGHTS);
-                                for sp in &self.highlight_spans[from..] {
-                                    r.highlights.push(Highlight {
-                                        search: SearchIdx(s),
-                                        field: sp.field,
-                                        start: sp.start,
-                                        end: sp.end,
-                                    });
+                                (from, self.highlight_spans.len(), false)
+                            }
+                            PositiveLeaf::Leaf(leaf) => {
+                                let l = leaf as usize;
+                                if e.leaf_memo[l].highlights != self.stamp {
+                                    // The first spans in (field, start)
+                                    // order are the only ones a record can
+                                    // keep.
+                                    let from = self.highlight_spans.len();
+                                    e.leaf_spans(leaf, &mut self.highlight_spans, MAX_HIGHLIGHTS);
+                                    self.highlight_spans[from..].sort_unstable();
+                                    let memo = &mut e.leaf_memo[l];
+                                    memo.highlights = self.stamp;
+                                    memo.from = from as u32;
+                                    memo.to = self.highlight_spans.len() as u32;
                                 }
-                                self.highlight_spans.truncate(from);
-                                continue;
+                                let memo = &e.leaf_memo[l];
+                                (memo.from as usize, memo.to as usize, true)
                             }
                         };
-                        let l = leaf as usize;
-                        if e.leaf_memo[l].highlights != self.stamp {
-                            // The first spans in (field, start) order are
-                            // the only ones a record can keep.
-                            let from = self.highlight_spans.len();
-                            e.leaf_spans(leaf, &mut self.highlight_spans, MAX_HIGHLIGHTS);
-                            self.highlight_spans[from..].sort_unstable();
-                            let memo = &mut e.leaf_memo[l];
-                            memo.highlights = self.stamp;
-                            memo.from = from as u32;
-                            memo.to = self.highlight_spans.len() as u32;
-                        }
-                        let memo = &e.leaf_memo[l];
-                        for sp in &self.highlight_spans[memo.from as usize..memo.to as usize] {
+                        for sp in &self.highlight_spans[from..to] {
                             r.highlights.push(Highlight {
                                 search: SearchIdx(s),
                                 field: sp.field,
                                 start: sp.start,
                                 end: sp.end,
                             });
+                        }
+                        if !kept {
+                            self.highlight_spans.truncate(from);
                         }
                     }
                     r.highlights.sort_unstable();
