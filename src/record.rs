@@ -330,4 +330,20 @@ mod tests {
         assert_eq!(v["match_id"], "b/t");
         assert!(v.get("source").is_none() && v.get("class").is_none(), "{v}");
     }
+
+    #[test]
+    fn ids_need_escapes_when_any_topic_or_search_id_has_such_a_byte() {
+        let needs = |topic: &str, search: &str| {
+            let json = serde_json::json!({"topics": [
+                {"id": "plain", "searches": [{"id": "p", "query": "acme"}]},
+                {"id": topic, "searches": [{"id": search, "query": "acme"}]}]});
+            let catalog =
+                Catalog::from_json(json.to_string().as_bytes(), &Limits::default()).unwrap();
+            Matcher::new(&catalog).unwrap().ids_need_escapes()
+        };
+        assert!(!needs("t", "s-1 ünïcode 😀"));
+        assert!(needs("t\"q", "s"), "a quote in a topic id");
+        assert!(needs("t", "s\\1"), "a backslash in a search id");
+        assert!(needs("t", "s\t1"), "a control character in a search id");
+    }
 }

@@ -39,6 +39,13 @@ pub enum EngineError {
         /// The builder's message.
         message: String,
     },
+    /// More distinct leaves than a search's list of positive leaves can
+    /// name (`tree::PositiveLeaf`: 2^31).
+    #[error("the searches have {leaves} distinct leaves; at most 2147483648 can be compiled")]
+    TooManyLeaves {
+        /// How many distinct leaves there are.
+        leaves: usize,
+    },
 }
 
 /// Index of a feature: terms first, then wildcards, CJK strings, regexes.
@@ -525,6 +532,11 @@ impl Compiled {
             term_len: &term_len,
             term_share: term_share.as_deref(),
         };
+        if c.leaves.len() > PositiveLeaf::MAX_LEAVES {
+            return Err(EngineError::TooManyLeaves {
+                leaves: c.leaves.len(),
+            });
+        }
         // Each search's anchors, positive leaves and confirm branches depend
         // on it alone: a large catalog is shared among the cores.
         let n = c.searches.len();

@@ -184,9 +184,7 @@ impl Eval<'_> {
             }
         }
     }
-}
 
-impl Eval<'_> {
     /// The spans of a leaf of one feature `f` (a one-token word leaf
     /// asking for tokens of kind `want`, or a wildcard, CJK or regex
     /// leaf): its occurrences in `fields` (of a kind `want` accepts), as
@@ -248,8 +246,11 @@ pub(crate) enum PositiveLeaf {
 impl PositiveLeaf {
     const FEATURE: u32 = 1 << 31;
     const WORD: u32 = 1 << 30;
+    /// Most leaves a catalog may have (compile refuses more), so that a
+    /// leaf's entry never has the `FEATURE` bit.
+    pub(crate) const MAX_LEAVES: usize = Self::FEATURE as usize;
 
-    /// The entry of `leaf` (of `c`'s leaves).
+    /// The entry of `leaf` (of `c`'s leaves, fewer than [`Self::MAX_LEAVES`]).
     pub(crate) fn entry(c: &Compiled, leaf: u32) -> u32 {
         let l = &c.leaves[leaf as usize];
         let fits = |f: FeatureId| f < Self::WORD && l.fields == Fields::BOTH;
@@ -260,10 +261,7 @@ impl PositiveLeaf {
                 kind: TokenKind::Word,
                 ..
             } if fits(feature) => Self::FEATURE | Self::WORD | feature,
-            _ => {
-                assert!(leaf < Self::FEATURE, "fewer than 2^31 leaves");
-                leaf
-            }
+            _ => leaf,
         }
     }
 
@@ -347,7 +345,11 @@ impl LeafMemo {
 
 #[cfg(test)]
 mod tests {
-    use super::LeafMemo;
+    use super::{LeafMemo, PositiveLeaf};
+    use crate::document::Document;
+    use crate::engine::Matcher;
+    use crate::query::Limits;
+    use crate::searches::Catalog;
 
     #[test]
     fn a_leaf_memo_holds_its_value_only_for_its_document() {
@@ -359,5 +361,37 @@ mod tests {
         memo.set_value(7, false);
         assert_eq!(memo.value(7), Some(false));
         assert_eq!(memo.value(LeafMemo::MAX_STAMP), None);
+    }
+
+    #[test]
+    fn positive_leaves_of_one_feature_in_any_field_are_read_as_features() {
+        let json = br#"{"topics": [{"id": "t", "searches": [{"id": "s",
+            "query": "(acme OR lov* OR #tag OR title:brand OR \"big deal\") AND NOT gone"}]}]}"#;
+        let catalog = Catalog::from_json(json, &Limits::default()).unwrap();
+        let m = Matcher::new(&catalog).unwrap();
+        let c = &m.c;
+        let (mut features, mut leaves) = (0, 0);
+        for &entry in c.positive.get(0) {
+            match PositiveLeaf::of(entry) {
+                PositiveLeaf::Feature { feature, word } => {
+                    features += 1;
+                    // `acme` is a word; `lov*` a wildcard, whose kind is
+                    // checked when its occurrences are found.
+                    assert_eq!(word, (feature as usize) < c.terms.len(), "{feature}");
+                }
+                PositiveLeaf::Leaf(l) => {
+                    leaves += 1;
+                    assert!((l as usize) < c.leaves.len());
+                }
+            }
+        }
+        // `#tag` (a kind), `title:brand` (a field) and the phrase keep their
+        // leaf; `gone` is under NOT.
+        assert_eq!((features, leaves), (2, 3));
+        let mut scratch = m.scratch();
+        let doc = Document::with_text("1", "Acme, lovely #tag: a big deal. acme");
+        let got = m.match_document(&doc, &mut scratch);
+        let spans: Vec<_> = got[0].highlights.iter().map(|h| (h.start, h.end)).collect();
+        assert_eq!(spans, [(0, 4), (6, 12), (13, 17), (21, 29), (31, 35)]);
     }
 }
