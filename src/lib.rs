@@ -43,6 +43,8 @@
 //! Around it:
 //!
 //! * [`record`] — the match record written per (document, topic).
+//! * [`drop_behind`] — a long output file whose pages leave the page cache
+//!   soon after they are written (`match`).
 //! * [`huge_pages`] — the matcher's randomly read arrays moved to 2 MiB
 //!   pages once built (`match`, `bench`, the service).
 //! * [`config`] — the TOML configuration and command-line overrides,
@@ -65,6 +67,7 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod document;
+pub mod drop_behind;
 pub mod engine;
 pub mod huge_pages;
 mod json_string;

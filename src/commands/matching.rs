@@ -20,6 +20,13 @@
 //! and record buffers are handed back once used and taken by the next
 //! chunks (`Buffers`), so they are not grown from small again each time.
 //!
+//! # Output
+//!
+//! Records go through a [`DropBehind`] writer: when the output is a
+//! regular file (`--output`, or standard output redirected to one), its
+//! pages leave the page cache soon after they are written instead of
+//! piling up (at 100,000 searches the records are ~2 KB per post).
+//!
 //! # Ending
 //!
 //! The command line's `match` ([`run_files`]) does not free the searches
@@ -35,6 +42,7 @@ use anyhow::Context;
 
 use super::{print_problems, Outcome};
 use crate::document::Document;
+use crate::drop_behind::DropBehind;
 use crate::engine::Matcher;
 use crate::huge_pages::back_with_huge_pages;
 use crate::query::Limits;
@@ -101,9 +109,15 @@ pub fn run_files(
     let mut writer: Box<dyn Write> = match output {
         Some(p) => Box::new(BufWriter::with_capacity(
             BUFFER,
-            File::create(p).with_context(|| format!("cannot create the output {}", p.display()))?,
+            DropBehind::new(
+                File::create(p)
+                    .with_context(|| format!("cannot create the output {}", p.display()))?,
+            ),
         )),
-        None => Box::new(BufWriter::with_capacity(BUFFER, stdout.lock())),
+        None => Box::new(BufWriter::with_capacity(
+            BUFFER,
+            DropBehind::new(stdout.lock()),
+        )),
     };
     let (outcome, summary, loaded) = load_and_match(opts, &mut reader, &mut writer, err)?;
     // The process ends after this command, and the OS takes its memory
