@@ -10,9 +10,10 @@
 //! until the kernel writes them back after the command has ended. Fresh
 //! pages are what costs: on a virtual machine whose free memory the host
 //! takes back (free page reporting, ballooning) each one is a fault into
-//! the host as well. Here the 447 MB cost the writing thread 0.65–1.0 s
-//! of kernel time written plainly and 0.13–0.16 s with drop-behind,
-//! which keeps re-using the same few dozen MiB of pages (BENCHMARKS.md).
+//! the host as well. Here copying the 447 MB into the cache cost 0.32–0.46
+//! s of CPU written plainly and 0.06–0.13 s with drop-behind, which keeps
+//! re-using the same few dozen MiB of pages; the run's system CPU halved
+//! (BENCHMARKS.md, ninth session).
 //! The output also no longer pushes the rest of the page cache out, and
 //! never piles up hundreds of MiB of dirty pages for a later `sync`.
 //!
