@@ -33,18 +33,20 @@
 //!
 //! Nothing waits for the disk, so a slow disk leaves more pages cached
 //! (as without drop-behind) instead of slowing the command. The ranges
-//! come from the file's position after each window (`lseek`), so a file
+//! come from the file's position after each window, read through a
+//! duplicate of its descriptor (which shares the position), so a file
 //! opened for appending (`>>`) is handled too.
 //!
-//! Only regular files get this (`fstat`); a pipe, a terminal or
-//! `/dev/null` is written as before. The advice is a hint and its errors
-//! are ignored; an error from starting writeback (`EIO`, `ENOSPC`) is the
-//! disk's and is returned by the next `write`, before any of its bytes
-//! are written. Where the call does not exist (not Linux, a file system
-//! refusing it) drop-behind turns itself off and the bytes are written
-//! as before.
+//! Only regular files get this (the duplicate's metadata); a pipe, a
+//! terminal or `/dev/null` is written as before. The advice is a hint and
+//! its errors are ignored; an error from starting writeback (`EIO`,
+//! `ENOSPC`) is the disk's and is returned by the next `write`, before any
+//! of its bytes are written. Where the call does not exist (not Linux, a
+//! file system refusing it) drop-behind turns itself off and the bytes are
+//! written as before.
 
-use std::io::{self, Write};
+use std::fs::File;
+use std::io::{self, Seek, Write};
 use std::os::fd::{AsFd, AsRawFd};
 
 /// Bytes written between two hand-overs to the kernel (8 MiB).
@@ -64,8 +66,10 @@ pub struct DropBehind<W: Write + AsFd> {
     window: u64,
     /// Bytes written since the last window was handed over.
     pending: u64,
-    /// Off for anything but a regular file, and once the kernel refused.
-    on: bool,
+    /// The same open file as `inner` (a duplicate of its descriptor, so
+    /// it shares the position), asked where the file ends; `None` for
+    /// anything but a regular file, and once the kernel refused.
+    file: Option<File>,
     /// The end of the range last advised to leave the cache.
     advised_through: u64,
 }
@@ -78,12 +82,17 @@ impl<W: Write + AsFd> DropBehind<W> {
 
     /// With windows of `window` bytes instead of [`WINDOW`].
     pub(crate) fn with_window(inner: W, window: u64) -> DropBehind<W> {
-        let on = kernel::is_regular_file(inner.as_fd().as_raw_fd());
+        let file = inner
+            .as_fd()
+            .try_clone_to_owned()
+            .map(File::from)
+            .ok()
+            .filter(|f| cfg!(target_os = "linux") && f.metadata().is_ok_and(|m| m.is_file()));
         DropBehind {
             inner,
             window: window.max(1),
             pending: 0,
-            on,
+            file,
             advised_through: 0,
         }
     }
@@ -91,7 +100,7 @@ impl<W: Write + AsFd> DropBehind<W> {
     /// Whether the pages written are let go (a regular file whose kernel
     /// has not refused so far).
     pub fn is_on(&self) -> bool {
-        self.on
+        self.file.is_some()
     }
 
     /// The end of the range last advised to leave the cache (0: none yet).
@@ -107,9 +116,12 @@ impl<W: Write + AsFd> DropBehind<W> {
     /// Starts the writeback of the window just filled and lets the
     /// windows `LAG..LAG + RETRIES` back go (module doc).
     fn hand_over(&mut self) -> io::Result<()> {
-        let fd = self.inner.as_fd().as_raw_fd();
-        let Some(end) = kernel::position(fd) else {
-            self.on = false;
+        let Some(file) = &mut self.file else {
+            return Ok(());
+        };
+        let fd = file.as_raw_fd();
+        let Ok(end) = file.stream_position() else {
+            self.file = None;
             return Ok(());
         };
         let start = end.saturating_sub(self.pending);
@@ -118,7 +130,7 @@ impl<W: Write + AsFd> DropBehind<W> {
             Ok(()) => {}
             Err(e) if matches!(e.raw_os_error(), Some(libc::EIO | libc::ENOSPC)) => return Err(e),
             Err(_) => {
-                self.on = false;
+                self.file = None;
                 return Ok(());
             }
         }
@@ -134,7 +146,7 @@ impl<W: Write + AsFd> DropBehind<W> {
 
 impl<W: Write + AsFd> Write for DropBehind<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.on && self.pending >= self.window {
+        if self.pending >= self.window && self.file.is_some() {
             self.hand_over()?;
         }
         let n = self.inner.write(buf)?;
@@ -147,27 +159,12 @@ impl<W: Write + AsFd> Write for DropBehind<W> {
     }
 }
 
-/// The three system calls, with what they mean where they do not exist.
+/// The two system calls the standard library lacks (Linux only: off it,
+/// drop-behind is never on).
 #[cfg(target_os = "linux")]
 mod kernel {
     use std::io;
     use std::os::fd::RawFd;
-
-    pub(super) fn is_regular_file(fd: RawFd) -> bool {
-        // SAFETY: `stat` is plain data that `fstat` fills in or leaves
-        // alone on error; `fd` is open for the caller's lifetime.
-        unsafe {
-            let mut st: libc::stat = std::mem::zeroed();
-            libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFREG
-        }
-    }
-
-    /// The file position, where the next byte goes (`None`: unknown).
-    pub(super) fn position(fd: RawFd) -> Option<u64> {
-        // SAFETY: moving by 0 from the current position only reads it.
-        let at = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
-        u64::try_from(at).ok()
-    }
 
     pub(super) fn start_writeback(fd: RawFd, start: u64, len: u64) -> io::Result<()> {
         let (Ok(start), Ok(len)) = (i64::try_from(start), i64::try_from(len)) else {
@@ -198,12 +195,6 @@ mod kernel {
     use std::io;
     use std::os::fd::RawFd;
 
-    pub(super) fn is_regular_file(_fd: RawFd) -> bool {
-        false
-    }
-    pub(super) fn position(_fd: RawFd) -> Option<u64> {
-        None
-    }
     pub(super) fn start_writeback(_fd: RawFd, _start: u64, _len: u64) -> io::Result<()> {
         Ok(())
     }
