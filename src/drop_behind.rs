@@ -202,16 +202,16 @@ mod kernel {
 }
 
 #[cfg(all(test, target_os = "linux"))]
-mod tests {
+pub(crate) mod tests {
     use super::{DropBehind, LAG, RETRIES};
     use std::fs::File;
     use std::io::Write;
 
-    const PAGE: usize = 4096;
+    pub(crate) const PAGE: usize = 4096;
 
     /// How many of the file's pages in `from..to` (page-aligned) are in
     /// the page cache.
-    fn resident_pages(file: &File, from: usize, to: usize) -> usize {
+    pub(crate) fn resident_pages(file: &File, from: usize, to: usize) -> usize {
         use std::os::fd::AsRawFd;
         let len = to - from;
         // SAFETY: a read-only shared mapping of the file's range, which is
@@ -236,7 +236,7 @@ mod tests {
 
     /// Whether `dir` is a tmpfs, whose pages are the file itself and never
     /// leave memory.
-    fn is_tmpfs(dir: &std::path::Path) -> bool {
+    pub(crate) fn is_tmpfs(dir: &std::path::Path) -> bool {
         use std::os::unix::ffi::OsStrExt;
         let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
         // SAFETY: `statfs` fills in plain data for a valid C string.

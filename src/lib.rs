@@ -43,8 +43,11 @@
 //! Around it:
 //!
 //! * [`record`] — the match record written per (document, topic).
+//! * [`direct_output`] — `match --output`'s records file, written around
+//!   the page cache by a writer thread (direct I/O).
 //! * [`drop_behind`] — a long output file whose pages leave the page cache
-//!   soon after they are written (`match`).
+//!   soon after they are written (`match` to standard output; the direct
+//!   writer's fallback).
 //! * [`huge_pages`] — the matcher's randomly read arrays moved to 2 MiB
 //!   pages once built (`match`, `bench`, the service).
 //! * [`config`] — the TOML configuration and command-line overrides,
@@ -66,6 +69,7 @@ pub mod classes;
 pub mod commands;
 pub mod config;
 pub mod demo;
+pub mod direct_output;
 pub mod document;
 pub mod drop_behind;
 pub mod engine;
