@@ -547,6 +547,18 @@ impl Scratch {
                 if let Some(&(_, next)) = self.matched.get(i + AHEAD / 2) {
                     c.positive.prefetch_list(next as usize);
                 }
+                // And, their list now in cache, the leaves a few matches
+                // ahead and what this document knows of them: a search
+                // its exact branches decided was not evaluated, so
+                // neither is in cache yet.
+                if let Some(&(_, next)) = self.matched.get(i + AHEAD / 4) {
+                    for &entry in c.positive.get(next as usize) {
+                        if let PositiveLeaf::Leaf(leaf) = PositiveLeaf::of(entry) {
+                            super::prefetch(&c.leaves[leaf as usize]);
+                            super::prefetch(&e.leaf_memo[leaf as usize]);
+                        }
+                    }
+                }
                 r.searches.push(SearchIdx(s));
                 if r.highlights.len() < MAX_HIGHLIGHTS {
                     for &entry in c.positive.get(s as usize) {
