@@ -11,9 +11,13 @@
 //! tracked, written back and freed by the kernel: 0.4–0.6 s of system CPU
 //! on a run whose matching takes about a second on two cores. With direct
 //! I/O the disk reads the records from this process's memory, and the
-//! thread that waits for it waits off the CPU: system CPU 0.26–0.39 s and
-//! matching 0.78–1.05 s against 0.90–1.25 s, in alternating runs
-//! (BENCHMARKS.md, tenth session).
+//! thread that waits for it waits off the CPU. At 100,000 searches on two
+//! cores the thread that reads and writes went from 12–24% of the CPU
+//! samples of the matching phase to 5–8% (the writer thread 1–4%), and the
+//! run's system CPU from a median of 0.63–0.67 s to 0.42–0.43 s; the
+//! matching time's median went from 1.095 to 0.965 s in one spell and
+//! stayed at 1.21 s in a slower one (alternating runs, BENCHMARKS.md,
+//! tenth session).
 //!
 //! # How
 //!
