@@ -370,7 +370,9 @@ mod flags {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::DirectOutput;
-    use crate::drop_behind::tests::{is_tmpfs, resident_pages, PAGE};
+    use crate::drop_behind::tests::{
+        assert_file_holds_then_remove, is_tmpfs, resident_pages, PAGE,
+    };
     use std::fs::File;
     use std::io::Write;
     use std::path::PathBuf;
@@ -421,11 +423,7 @@ mod tests {
         // check can see a cached page).
         assert_eq!(resident_pages(&file, 0, 20 * block), 0);
         assert!(resident_pages(&file, 20 * block, 20 * block + PAGE) > 0);
-        assert!(
-            std::fs::read(&path).unwrap() == expected,
-            "the file differs"
-        );
-        std::fs::remove_file(&path).unwrap();
+        assert_file_holds_then_remove(&path, &expected);
     }
 
     #[test]
@@ -447,11 +445,7 @@ mod tests {
         expected.extend(write_pieces(&mut out, 3 * block));
         out.flush().unwrap();
         drop(out);
-        assert!(
-            std::fs::read(&path).unwrap() == expected,
-            "the file differs"
-        );
-        std::fs::remove_file(&path).unwrap();
+        assert_file_holds_then_remove(&path, &expected);
     }
 
     #[test]

@@ -234,6 +234,13 @@ pub(crate) mod tests {
         }
     }
 
+    /// Checks that the file at `path` holds exactly `expected`, and
+    /// removes it.
+    pub(crate) fn assert_file_holds_then_remove(path: &std::path::Path, expected: &[u8]) {
+        assert!(std::fs::read(path).unwrap() == expected, "the file differs");
+        std::fs::remove_file(path).unwrap();
+    }
+
     /// Whether `dir` is a tmpfs, whose pages are the file itself and never
     /// leave memory.
     pub(crate) fn is_tmpfs(dir: &std::path::Path) -> bool {
@@ -290,11 +297,7 @@ pub(crate) mod tests {
         let end = expected.len() / PAGE * PAGE;
         assert!(resident_pages(&file, advised.div_ceil(PAGE) * PAGE, end) > 0);
         // Every byte reached the file, in order.
-        assert!(
-            std::fs::read(&path).unwrap() == expected,
-            "the file differs"
-        );
-        std::fs::remove_file(&path).unwrap();
+        assert_file_holds_then_remove(&path, &expected);
     }
 
     #[test]
