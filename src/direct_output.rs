@@ -30,7 +30,9 @@
 //! - [`BLOCKS`] blocks circulate: one filling, the others being written.
 //!   Blocks come back from the writer with the result of their write; an
 //!   error (`ENOSPC`, `EIO`) is returned by the next `write` or the
-//!   `flush`, never dropped.
+//!   `flush`, never dropped. After one, nothing more is written (the
+//!   writer stops, and every later `write` is refused), so no record lands
+//!   after a gap: the file holds a prefix of the records.
 //! - **The disk never makes the command slower than before.** Direct I/O
 //!   waits for the disk, where a write into the page cache returns at
 //!   once. If the thread filling blocks has waited for a free one more
@@ -143,6 +145,8 @@ pub struct DirectOutput {
     direct: Option<Direct>,
     /// Block size; [`BLOCK`] but in tests.
     block: usize,
+    /// Set once a write failed: every later write is refused.
+    failed: bool,
 }
 
 impl DirectOutput {
@@ -166,6 +170,7 @@ impl DirectOutput {
             buffered: BufWriter::with_capacity(BUFFERED_CAPACITY, DropBehind::new(file)),
             direct: None,
             block,
+            failed: false,
         };
         out.direct = out.begin_direct(slow_disk);
         out
@@ -201,7 +206,10 @@ impl DirectOutput {
                         std::thread::sleep(d);
                     }
                     let result = write_block(&mut disk, block.filled()).map(|()| block);
-                    if to_filler.send(result).is_err() {
+                    // After a failed write, nothing more: no later block
+                    // lands after a gap.
+                    let failed = result.is_err();
+                    if to_filler.send(result).is_err() || failed {
                         return;
                     }
                 }
@@ -223,22 +231,24 @@ impl DirectOutput {
 
     /// Hands the full block over and takes a free one: one written back,
     /// a new one while fewer than `BLOCKS` exist, or else the first to
-    /// come back (a wait).
+    /// come back (a wait). After a failed write nothing more is written
+    /// (module doc).
     fn hand_over(&mut self) -> io::Result<()> {
         let Some(d) = &mut self.direct else {
             return Ok(());
         };
         let free = match d.written.try_recv() {
-            Ok(r) => Some(r?),
+            Ok(r) => r,
             Err(TryRecvError::Empty) if d.made < BLOCKS => {
                 d.made += 1;
-                Some(Block::new(self.block))
+                Ok(Block::new(self.block))
             }
             Err(TryRecvError::Empty) => {
                 let since = Instant::now();
-                let free = d.written.recv().map_err(|_| writer_gone())??;
+                let free = d.written.recv().unwrap_or_else(|_| Err(writer_gone()));
                 d.waited += since.elapsed();
-                if d.waited > LEAST_WAITING
+                if free.is_ok()
+                    && d.waited > LEAST_WAITING
                     && d.waited * 100 > d.began.elapsed() * MOST_WAITING_PERCENT
                 {
                     // The disk is slower than the records: through the
@@ -249,14 +259,38 @@ impl DirectOutput {
                     );
                     return self.end_direct();
                 }
-                Some(free)
+                free
             }
-            Err(TryRecvError::Disconnected) => return Err(writer_gone()),
+            Err(TryRecvError::Disconnected) => Err(writer_gone()),
         };
-        let mut free = free.expect("a free block");
+        let mut free = match free {
+            Ok(block) => block,
+            Err(e) => return Err(self.fail(e)),
+        };
         free.len = 0;
         let full = std::mem::replace(&mut d.filling, free);
-        d.to_writer.send(full).map_err(|_| writer_gone())
+        if d.to_writer.send(full).is_err() {
+            return Err(self.fail(writer_gone()));
+        }
+        Ok(())
+    }
+
+    /// After a failed write: stops the writer thread, and from then on
+    /// refuses every write, so that no later byte lands after a gap.
+    /// Returns the first error the writer met (`e` if none).
+    fn fail(&mut self, e: io::Error) -> io::Error {
+        self.failed = true;
+        let Some(d) = self.direct.take() else {
+            return e;
+        };
+        drop(d.to_writer);
+        let _ = d.writer.join();
+        let _ = flags::set_direct(self.file().as_raw_fd(), false);
+        let first = d.written.try_iter().find_map(Result::err);
+        match first {
+            Some(first) if e.kind() == io::ErrorKind::Other => first,
+            _ => e,
+        }
     }
 
     /// Waits for the blocks in flight, clears `O_DIRECT` and writes what
@@ -268,14 +302,10 @@ impl DirectOutput {
         tracing::debug!(waited_ms = d.waited.as_millis(), "direct writing ends");
         drop(d.to_writer);
         let _ = d.writer.join();
-        let mut first_error = None;
-        for r in d.written.try_iter() {
-            if let Err(e) = r {
-                first_error.get_or_insert(e);
-            }
-        }
+        let first_error = d.written.try_iter().find_map(Result::err);
         flags::set_direct(self.file().as_raw_fd(), false)?;
         if let Some(e) = first_error {
+            self.failed = true;
             return Err(e);
         }
         self.buffered.write_all(d.filling.filled())
@@ -304,8 +334,15 @@ fn writer_gone() -> io::Error {
     io::Error::other("the records writer thread ended")
 }
 
+fn earlier_failure() -> io::Error {
+    io::Error::other("an earlier write of the records file failed")
+}
+
 impl Write for DirectOutput {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(earlier_failure());
+        }
         let Some(d) = &mut self.direct else {
             return self.buffered.write(buf);
         };
@@ -320,6 +357,9 @@ impl Write for DirectOutput {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        if self.failed {
+            return Err(earlier_failure());
+        }
         self.end_direct()?;
         self.buffered.flush()
     }
@@ -468,6 +508,9 @@ mod tests {
         }
         let e = failed.or_else(|| out.flush().err()).expect("the failure");
         assert_eq!(e.raw_os_error(), Some(libc::EBADF), "{e}");
+        // Nothing more is written after a failure.
+        assert!(out.write_all(&piece).is_err());
+        assert!(out.flush().is_err());
         std::fs::remove_file(&path).unwrap();
     }
 
