@@ -275,7 +275,8 @@ pub(crate) enum Command {
         /// Documents, one JSON object per line (default: stdin).
         #[arg(long)]
         input: Option<PathBuf>,
-        /// Where to write match records (default: stdout).
+        /// Where to write match records (default: stdout). A file is
+        /// written with direct I/O, around the page cache (README, `match`)
         #[arg(long)]
         output: Option<PathBuf>,
         /// Exit 1 if any input line was bad.
