@@ -160,11 +160,7 @@ impl DirectOutput {
     /// With blocks of `block` bytes, and the writer thread sleeping
     /// `slow_disk` before each write (tests: a disk slower than the
     /// records).
-    fn with_block(
-        file: File,
-        block: usize,
-        slow_disk: Option<std::time::Duration>,
-    ) -> DirectOutput {
+    fn with_block(file: File, block: usize, slow_disk: Option<Duration>) -> DirectOutput {
         let block = block.max(ALIGN) / ALIGN * ALIGN;
         let mut out = DirectOutput {
             buffered: BufWriter::with_capacity(BUFFERED_CAPACITY, DropBehind::new(file)),
@@ -187,11 +183,11 @@ impl DirectOutput {
 
     /// Turns on `O_DIRECT` and starts the writer thread, if the file is a
     /// regular one at position 0 and its file system agrees.
-    fn begin_direct(&mut self, slow_disk: Option<std::time::Duration>) -> Option<Direct> {
+    fn begin_direct(&mut self, slow_disk: Option<Duration>) -> Option<Direct> {
         use std::io::Seek;
         let file = self.file();
         let regular = file.metadata().is_ok_and(|m| m.is_file());
-        if !cfg!(target_os = "linux") || !regular || (&*file).stream_position().ok()? != 0 {
+        if !regular || (&*file).stream_position().ok()? != 0 {
             return None;
         }
         let mut disk = file.try_clone().ok()?;
@@ -280,15 +276,8 @@ impl DirectOutput {
     /// Returns the first error the writer met (`e` if none).
     fn fail(&mut self, e: io::Error) -> io::Error {
         self.failed = true;
-        let Some(d) = self.direct.take() else {
-            return e;
-        };
-        drop(d.to_writer);
-        let _ = d.writer.join();
-        let _ = flags::set_direct(self.file().as_raw_fd(), false);
-        let first = d.written.try_iter().find_map(Result::err);
-        match first {
-            Some(first) if e.kind() == io::ErrorKind::Other => first,
+        match self.stop_writer() {
+            Some((_, Some(first))) => first,
             _ => e,
         }
     }
@@ -296,19 +285,29 @@ impl DirectOutput {
     /// Waits for the blocks in flight, clears `O_DIRECT` and writes what
     /// is left of the block being filled through the page cache.
     fn end_direct(&mut self) -> io::Result<()> {
-        let Some(d) = self.direct.take() else {
-            return Ok(());
-        };
+        match self.stop_writer() {
+            None => Ok(()),
+            Some((_, Some(e))) => {
+                self.failed = true;
+                Err(e)
+            }
+            Some((filling, None)) => self.buffered.write_all(filling.filled()),
+        }
+    }
+
+    /// Ends direct writing: lets the writer thread write the blocks it
+    /// has and end, and clears `O_DIRECT`. Returns the block being filled
+    /// and the writer's first error (`None` if direct writing had ended).
+    fn stop_writer(&mut self) -> Option<(Block, Option<io::Error>)> {
+        let d = self.direct.take()?;
         tracing::debug!(waited_ms = d.waited.as_millis(), "direct writing ends");
         drop(d.to_writer);
         let _ = d.writer.join();
-        let first_error = d.written.try_iter().find_map(Result::err);
-        flags::set_direct(self.file().as_raw_fd(), false)?;
-        if let Some(e) = first_error {
-            self.failed = true;
-            return Err(e);
+        let mut first_error = d.written.try_iter().find_map(Result::err);
+        if let Err(e) = flags::set_direct(self.file().as_raw_fd(), false) {
+            first_error.get_or_insert(e);
         }
-        self.buffered.write_all(d.filling.filled())
+        Some((d.filling, first_error))
     }
 }
 
