@@ -136,6 +136,22 @@ pub(crate) struct CSearch {
     pub filters: Option<Box<Filters>>,
 }
 
+/// One entry of a feature's posting list, 16 bytes: a search it anchors,
+/// that search's gate (`confirm::gate`) and where its confirm branches
+/// start in `Compiled::confirm`. The gate is read for every entry a
+/// document wakes (~125 per post at 100,000 searches from real posts'
+/// words), the rest only when it opens: then the search's confirm
+/// branches are fetched at once, with no read of where they are first
+/// (that dependent read was a cache miss per candidate). In two arrays,
+/// the start of each list woken was two cache misses instead of one
+/// (BENCHMARKS.md, eleventh session).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PostEntry {
+    pub gate: u64,
+    pub search: u32,
+    pub confirm_at: u32,
+}
+
 pub(crate) struct Compiled {
     pub topics: Vec<Box<str>>,
     pub searches: Vec<CSearch>,
@@ -184,9 +200,7 @@ pub(crate) struct Compiled {
     pub regex_base: FeatureId,
     /// Feature → anchored searches `post[post_off[f]..post_off[f + 1]]`.
     pub post_off: Vec<u32>,
-    pub post: Vec<u32>,
-    /// Beside each entry of `post`, its search's gate (`confirm::gate`).
-    pub post_gate: Vec<u64>,
+    pub post: Vec<PostEntry>,
     /// Search → its distinct positive leaves, for highlights, each as
     /// a [`PositiveLeaf`] entry.
     pub positive: Postings,
@@ -250,6 +264,19 @@ impl Postings {
 
     fn heap_bytes(&self) -> usize {
         (self.off.len() + self.items.len()) * 4
+    }
+
+    /// Where key `i`'s list starts in the items.
+    pub fn start(&self, i: usize) -> u32 {
+        self.off[i]
+    }
+
+    /// Brings the item at `at` (a list's [`Postings::start`]) into cache.
+    #[inline]
+    pub fn prefetch_at(&self, at: u32) {
+        if let Some(item) = self.items.get(at as usize) {
+            super::prefetch(item);
+        }
     }
 
     /// Brings where key `i`'s list starts into cache ([`super::prefetch`]).
@@ -323,7 +350,6 @@ impl Compiled {
             bytes_of(&self.prefix_hits),
             bytes_of(&self.post_off),
             bytes_of(&self.post),
-            bytes_of(&self.post_gate),
         ]);
         for p in [
             &self.prefix_wilds,
@@ -519,7 +545,6 @@ impl Compiled {
             regex_base: bases.regex,
             post_off: Vec::new(),
             post: Vec::new(),
-            post_gate: Vec::new(),
             positive: Postings::default(),
             confirm: Postings::default(),
             stats: CompileStats::default(),
@@ -579,8 +604,14 @@ impl Compiled {
         for i in 0..n_features {
             post_off[i + 1] += post_off[i];
         }
-        c.post_gate = pairs.iter().map(|&(_, s)| gates[s as usize]).collect();
-        c.post = pairs.into_iter().map(|(_, s)| s).collect();
+        c.post = pairs
+            .into_iter()
+            .map(|(_, s)| PostEntry {
+                gate: gates[s as usize],
+                search: s,
+                confirm_at: confirm.start(s as usize),
+            })
+            .collect();
         c.post_off = post_off;
         c.positive = positive;
         c.confirm = confirm;
@@ -625,8 +656,7 @@ impl Compiled {
             + self.leaves.len() * size_of::<CLeaf>()
             + self.ptoks.len() * size_of::<PTok>()
             + self.searches.len() * (size_of::<CSearch>() + 16)
-            + self.post.len() * 4
-            + self.post_gate.len() * 8
+            + self.post.len() * std::mem::size_of::<PostEntry>()
             + self.post_off.len() * 4
             + self.wild_ac.as_ref().map_or(0, AhoCorasick::memory_usage)
             + self.prefix_table.as_ref().map_or(0, Prefixes::memory_usage)
