@@ -19,6 +19,8 @@ use crate::query::{Fields, MetaField, Wildcard};
 use crate::searches::{Catalog, Filters, TopicIdx};
 use crate::text::TokenKind;
 
+pub(crate) use super::flat::{Ids, PostEntry, Postings};
+
 /// Why a catalog could not be compiled (it was valid search by search).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -46,6 +48,9 @@ pub enum EngineError {
         /// How many distinct leaves there are.
         leaves: usize,
     },
+    /// Topic or search ids longer together than [`Ids`] can hold (4 GiB).
+    #[error("the topic or search ids together are longer than 4 GiB")]
+    IdsTooLong,
 }
 
 /// Index of a feature: terms first, then wildcards, CJK strings, regexes.
@@ -130,30 +135,15 @@ pub(crate) struct CLeaf {
 }
 
 pub(crate) struct CSearch {
-    pub id: Box<str>,
     pub topic: TopicIdx,
     pub root: u32,
     pub filters: Option<Box<Filters>>,
 }
 
-/// One entry of a feature's posting list, 16 bytes: a search it anchors,
-/// that search's gate (`confirm::gate`) and where its confirm branches
-/// start in `Compiled::confirm`. The gate is read for every entry a
-/// document wakes (~125 per post at 100,000 searches from real posts'
-/// words), the rest only when it opens: then the search's confirm
-/// branches are fetched at once, with no read of where they are first
-/// (that dependent read was a cache miss per candidate). In two arrays,
-/// the start of each list woken was two cache misses instead of one
-/// (BENCHMARKS.md, eleventh session).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct PostEntry {
-    pub gate: u64,
-    pub search: u32,
-    pub confirm_at: u32,
-}
-
 pub(crate) struct Compiled {
-    pub topics: Vec<Box<str>>,
+    /// Topic `t`'s id is `topics.get(t)`, search `s`'s `search_ids.get(s)`.
+    pub topics: Ids,
+    pub search_ids: Ids,
     pub searches: Vec<CSearch>,
     /// Whether some topic or search id has a byte a JSON string escapes
     /// (`json_string`): records copy the ids as they are when none does.
@@ -212,90 +202,6 @@ pub(crate) struct Compiled {
     pub stats: CompileStats,
 }
 
-/// Lists of `u32` per key in one flat array (compressed sparse rows).
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Postings {
-    off: Vec<u32>,
-    items: Vec<u32>,
-}
-
-impl Postings {
-    fn from_lists(lists: &[Vec<u32>]) -> Postings {
-        let mut p = Postings::with_capacity(lists.len(), 0);
-        for l in lists {
-            p.push(l);
-        }
-        p
-    }
-
-    /// Empty, with room for `keys` lists of `items` items in all.
-    fn with_capacity(keys: usize, items: usize) -> Postings {
-        let mut off = Vec::with_capacity(keys + 1);
-        off.push(0);
-        Postings {
-            off,
-            items: Vec::with_capacity(items),
-        }
-    }
-
-    /// Appends the list of the next key.
-    fn push(&mut self, list: &[u32]) {
-        self.items.extend_from_slice(list);
-        self.off.push(self.items.len() as u32);
-    }
-
-    /// Appends every list of `other`, as keys after this one's.
-    fn append(&mut self, other: &Postings) {
-        let base = self.items.len() as u32;
-        self.items.extend_from_slice(&other.items);
-        self.off.extend(other.off[1..].iter().map(|&o| base + o));
-    }
-
-    /// Number of keys.
-    pub fn len(&self) -> usize {
-        self.off.len() - 1
-    }
-
-    /// The list of key `i`.
-    #[inline]
-    pub fn get(&self, i: usize) -> &[u32] {
-        &self.items[self.off[i] as usize..self.off[i + 1] as usize]
-    }
-
-    fn heap_bytes(&self) -> usize {
-        (self.off.len() + self.items.len()) * 4
-    }
-
-    /// Where key `i`'s list starts in the items.
-    pub fn start(&self, i: usize) -> u32 {
-        self.off[i]
-    }
-
-    /// Brings the item at `at` (a list's [`Postings::start`]) into cache.
-    #[inline]
-    pub fn prefetch_at(&self, at: u32) {
-        if let Some(item) = self.items.get(at as usize) {
-            super::prefetch(item);
-        }
-    }
-
-    /// Brings where key `i`'s list starts into cache ([`super::prefetch`]).
-    #[inline]
-    pub fn prefetch_key(&self, i: usize) {
-        if let Some(o) = self.off.get(i) {
-            super::prefetch(o);
-        }
-    }
-
-    /// Brings the start of key `i`'s list into cache.
-    #[inline]
-    pub fn prefetch_list(&self, i: usize) {
-        if let Some(item) = self.off.get(i).and_then(|&o| self.items.get(o as usize)) {
-            super::prefetch(item);
-        }
-    }
-}
-
 /// A bit per term of `terms`: whether a prefix of `table` starts it.
 fn term_has_prefix(terms: &TermTable, table: Option<&Prefixes>) -> Vec<u64> {
     let Some(table) = table else {
@@ -339,6 +245,10 @@ impl Compiled {
         use super::memory::bytes_of;
         out.extend([
             bytes_of(&self.searches),
+            bytes_of(self.topics.text.as_bytes()),
+            bytes_of(&self.topics.off),
+            bytes_of(self.search_ids.text.as_bytes()),
+            bytes_of(&self.search_ids.off),
             bytes_of(&self.nodes),
             bytes_of(&self.nears),
             bytes_of(&self.children),
@@ -409,7 +319,6 @@ impl Compiled {
         for s in &catalog.searches {
             let root = b.search(&s.query.expr);
             searches.push(CSearch {
-                id: s.id.as_str().into(),
                 topic: s.topic,
                 root,
                 filters: s.filters.clone(),
@@ -515,13 +424,15 @@ impl Compiled {
         let regexes = RegexLeaves::build(&regex_patterns)?;
 
         let mut c = Compiled {
-            topics: catalog
-                .topics
-                .iter()
-                .map(|t| t.id.as_str().into())
-                .collect(),
+            topics: Ids::of(catalog.topics.iter().map(|t| t.id.as_str()))
+                .ok_or(EngineError::IdsTooLong)?,
+            search_ids: Ids::of(catalog.searches.iter().map(|s| s.id.as_str()))
+                .ok_or(EngineError::IdsTooLong)?,
             ids_need_escapes: catalog.topics.iter().any(|t| needs_escape(t.id.as_bytes()))
-                || searches.iter().any(|s| needs_escape(s.id.as_bytes())),
+                || catalog
+                    .searches
+                    .iter()
+                    .any(|s| needs_escape(s.id.as_bytes())),
             searches,
             nodes,
             nears,
@@ -655,7 +566,9 @@ impl Compiled {
             + self.children.len() * 4
             + self.leaves.len() * size_of::<CLeaf>()
             + self.ptoks.len() * size_of::<PTok>()
-            + self.searches.len() * (size_of::<CSearch>() + 16)
+            + self.searches.len() * size_of::<CSearch>()
+            + self.topics.heap_bytes()
+            + self.search_ids.heap_bytes()
             + self.post.len() * std::mem::size_of::<PostEntry>()
             + self.post_off.len() * 4
             + self.wild_ac.as_ref().map_or(0, AhoCorasick::memory_usage)

@@ -493,10 +493,8 @@ impl Scratch {
                 // What its highlights and its record read next: its
                 // positive leaves' list, its id and its topic's.
                 c.positive.prefetch_key(s as usize);
-                if let Some(b) = search.id.as_bytes().first() {
-                    super::prefetch(b);
-                }
-                super::prefetch(&c.topics[search.topic.0 as usize]);
+                c.search_ids.prefetch(s as usize);
+                c.topics.prefetch(search.topic.0 as usize);
             }
         }
         self.current = None;
@@ -508,21 +506,23 @@ impl Scratch {
         // compared only inside a topic's group, mostly of one search: a
         // long post matches hundreds of topics, and comparing their
         // searches' ids while sorting them all was a cache miss per step.
-        // The sort and the records read each match's topic id, and its
-        // highlights its positive leaves: fetched before the sort.
+        // The sort and the records read each match's topic id and search
+        // id, and its highlights its positive leaves: fetched before the
+        // sort. (Unfetched, reading the two ids was most of the time
+        // spent writing records at 100,000 searches: `perf annotate`,
+        // BENCHMARKS.md, eleventh session.)
         for &(topic, s) in &self.matched {
             c.positive.prefetch_list(s as usize);
-            if let Some(b) = c.topics[topic.0 as usize].as_bytes().first() {
-                super::prefetch(b);
-            }
+            c.topics.prefetch(topic.0 as usize);
+            c.search_ids.prefetch(s as usize);
         }
         self.matched.sort_unstable();
         for group in self.matched.chunk_by_mut(|a, b| a.0 == b.0) {
             if group.len() > 1 {
                 group.sort_unstable_by(|a, b| {
-                    c.searches[a.1 as usize]
-                        .id
-                        .cmp(&c.searches[b.1 as usize].id)
+                    c.search_ids
+                        .get(a.1 as usize)
+                        .cmp(c.search_ids.get(b.1 as usize))
                 });
             }
         }

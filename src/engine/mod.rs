@@ -120,6 +120,7 @@ mod cost;
 mod doc_index;
 mod eval;
 pub mod explain;
+mod flat;
 mod frequencies;
 pub mod memory;
 mod occurrences;
@@ -279,12 +280,12 @@ impl Matcher {
 
     /// The id of a topic.
     pub fn topic_id(&self, t: TopicIdx) -> &str {
-        &self.c.topics[t.0 as usize]
+        self.c.topics.get(t.0 as usize)
     }
 
     /// The id of a search.
     pub fn search_id(&self, s: SearchIdx) -> &str {
-        &self.c.searches[s.0 as usize].id
+        self.c.search_ids.get(s.0 as usize)
     }
 
     /// Whether some topic or search id has a byte a JSON string escapes
@@ -300,10 +301,8 @@ impl Matcher {
 
     /// The index of the search with that id.
     pub fn search_index(&self, id: &str) -> Option<SearchIdx> {
-        self.c
-            .searches
-            .iter()
-            .position(|s| &*s.id == id)
+        (0..self.c.search_ids.len())
+            .position(|s| self.c.search_ids.get(s) == id)
             .map(|i| SearchIdx(i as u32))
     }
 
