@@ -19,7 +19,7 @@ use crate::query::{Fields, MetaField, Wildcard};
 use crate::searches::{Catalog, Filters, TopicIdx};
 use crate::text::TokenKind;
 
-pub(crate) use super::flat::{Ids, PostEntry, Postings};
+use super::flat::{Ids, PostEntry, Postings};
 
 /// Why a catalog could not be compiled (it was valid search by search).
 #[derive(Debug, thiserror::Error)]
@@ -245,10 +245,6 @@ impl Compiled {
         use super::memory::bytes_of;
         out.extend([
             bytes_of(&self.searches),
-            bytes_of(self.topics.text.as_bytes()),
-            bytes_of(&self.topics.off),
-            bytes_of(self.search_ids.text.as_bytes()),
-            bytes_of(&self.search_ids.off),
             bytes_of(&self.nodes),
             bytes_of(&self.nears),
             bytes_of(&self.children),
@@ -267,8 +263,10 @@ impl Compiled {
             &self.positive,
             &self.confirm,
         ] {
-            out.extend([bytes_of(&p.off), bytes_of(&p.items)]);
+            p.hot_arrays(out);
         }
+        self.topics.hot_arrays(out);
+        self.search_ids.hot_arrays(out);
         self.terms.hot_arrays(out);
         if let Some(t) = &self.prefix_table {
             t.hot_arrays(out);
@@ -569,7 +567,7 @@ impl Compiled {
             + self.searches.len() * size_of::<CSearch>()
             + self.topics.heap_bytes()
             + self.search_ids.heap_bytes()
-            + self.post.len() * std::mem::size_of::<PostEntry>()
+            + self.post.len() * size_of::<PostEntry>()
             + self.post_off.len() * 4
             + self.wild_ac.as_ref().map_or(0, AhoCorasick::memory_usage)
             + self.prefix_table.as_ref().map_or(0, Prefixes::memory_usage)

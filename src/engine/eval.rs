@@ -490,11 +490,12 @@ impl Scratch {
             }
             if matched {
                 self.matched.push((search.topic, s));
-                // What its highlights and its record read next: its
-                // positive leaves' list, its id and its topic's.
+                // What its highlights and its record read next: where
+                // its positive leaves' list, its id and its topic's are
+                // (the lists and ids themselves before the sort below).
                 c.positive.prefetch_key(s as usize);
-                c.search_ids.prefetch(s as usize);
-                c.topics.prefetch(search.topic.0 as usize);
+                c.search_ids.prefetch_key(s as usize);
+                c.topics.prefetch_key(search.topic.0 as usize);
             }
         }
         self.current = None;

@@ -30,9 +30,9 @@ pub(crate) struct PostEntry {
 /// costs its bytes and 4 more instead of 16 and a heap block.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Ids {
-    pub(super) text: String,
+    text: String,
     /// `off[i]..off[i + 1]`: id `i` in `text`.
-    pub(super) off: Vec<u32>,
+    off: Vec<u32>,
 }
 
 impl Ids {
@@ -59,6 +59,15 @@ impl Ids {
         self.off.len() - 1
     }
 
+    /// Brings where id `i` is into cache: no read, so it cannot stall
+    /// (the bytes themselves with [`Ids::prefetch`], once this is in).
+    #[inline]
+    pub fn prefetch_key(&self, i: usize) {
+        if let Some(o) = self.off.get(i) {
+            super::prefetch(o);
+        }
+    }
+
     /// Brings id `i`'s first bytes into cache.
     #[inline]
     pub fn prefetch(&self, i: usize) {
@@ -74,13 +83,19 @@ impl Ids {
     pub(super) fn heap_bytes(&self) -> usize {
         self.text.len() + self.off.len() * 4
     }
+
+    /// Its arrays, as byte ranges (`engine::memory`).
+    pub(super) fn hot_arrays(&self, out: &mut Vec<super::memory::Bytes>) {
+        use super::memory::bytes_of;
+        out.extend([bytes_of(self.text.as_bytes()), bytes_of(&self.off)]);
+    }
 }
 
 /// Lists of `u32` per key in one flat array (compressed sparse rows).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Postings {
-    pub(super) off: Vec<u32>,
-    pub(super) items: Vec<u32>,
+    off: Vec<u32>,
+    items: Vec<u32>,
 }
 
 impl Postings {
@@ -128,6 +143,12 @@ impl Postings {
 
     pub(super) fn heap_bytes(&self) -> usize {
         (self.off.len() + self.items.len()) * 4
+    }
+
+    /// Its arrays, as byte ranges (`engine::memory`).
+    pub(super) fn hot_arrays(&self, out: &mut Vec<super::memory::Bytes>) {
+        use super::memory::bytes_of;
+        out.extend([bytes_of(&self.off), bytes_of(&self.items)]);
     }
 
     /// Where key `i`'s list starts in the items.
