@@ -63,20 +63,14 @@ impl Ids {
     /// (the bytes themselves with [`Ids::prefetch`], once this is in).
     #[inline]
     pub fn prefetch_key(&self, i: usize) {
-        if let Some(o) = self.off.get(i) {
-            super::prefetch(o);
-        }
+        prefetch_nth(&self.off, i);
     }
 
     /// Brings id `i`'s first bytes into cache.
     #[inline]
     pub fn prefetch(&self, i: usize) {
-        if let Some(b) = self
-            .off
-            .get(i)
-            .and_then(|&o| self.text.as_bytes().get(o as usize))
-        {
-            super::prefetch(b);
+        if let Some(&o) = self.off.get(i) {
+            prefetch_nth(self.text.as_bytes(), o as usize);
         }
     }
 
@@ -159,25 +153,29 @@ impl Postings {
     /// Brings the item at `at` (a list's [`Postings::start`]) into cache.
     #[inline]
     pub fn prefetch_at(&self, at: u32) {
-        if let Some(item) = self.items.get(at as usize) {
-            super::prefetch(item);
-        }
+        prefetch_nth(&self.items, at as usize);
     }
 
     /// Brings where key `i`'s list starts into cache ([`super::prefetch`]).
     #[inline]
     pub fn prefetch_key(&self, i: usize) {
-        if let Some(o) = self.off.get(i) {
-            super::prefetch(o);
-        }
+        prefetch_nth(&self.off, i);
     }
 
     /// Brings the start of key `i`'s list into cache.
     #[inline]
     pub fn prefetch_list(&self, i: usize) {
-        if let Some(item) = self.off.get(i).and_then(|&o| self.items.get(o as usize)) {
-            super::prefetch(item);
+        if let Some(&o) = self.off.get(i) {
+            prefetch_nth(&self.items, o as usize);
         }
+    }
+}
+
+/// Brings `items[n]` into cache, if there is one ([`super::prefetch`]).
+#[inline]
+fn prefetch_nth<T>(items: &[T], n: usize) {
+    if let Some(item) = items.get(n) {
+        super::prefetch(item);
     }
 }
 
