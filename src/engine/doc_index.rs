@@ -23,6 +23,28 @@ pub(crate) struct Occ {
 }
 
 impl Occ {
+    /// The most tokens a field may have for [`Occ::token_key`].
+    pub(super) const MAX_KEYED_TOKENS: usize = 1 << 31;
+
+    /// Feature, field and token in one word, in that order: for the
+    /// occurrences of one token each ([`Occ::at_token`], tokens below
+    /// [`Occ::MAX_KEYED_TOKENS`]) it orders them as the derived order
+    /// does, and two are equal exactly when their keys are.
+    #[inline]
+    pub(super) fn token_key(&self) -> u64 {
+        u64::from(self.feature) << 32 | u64::from(self.field) << 31 | u64::from(self.pos)
+    }
+
+    /// The feature, field and token of a [`Occ::token_key`].
+    #[inline]
+    pub(super) fn token_of_key(key: u64) -> (FeatureId, u8, usize) {
+        (
+            (key >> 32) as FeatureId,
+            (key >> 31 & 1) as u8,
+            (key & 0x7fff_ffff) as usize,
+        )
+    }
+
     /// The occurrence of `feature` that is token `pos` of `field`.
     #[inline]
     pub(super) fn at_token(
@@ -124,5 +146,54 @@ impl DocIndex<'_> {
         occs.get(i)
             .filter(|o| o.field == field && o.pos == pos && self.accepts(p, o))
             .copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Occ;
+    use crate::text::{Token, TokenKind};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Occurrences of one token each sort by their keys as by all
+        /// their fields, and two have one key exactly when they are equal:
+        /// `eval::Scratch::run` sorts and deduplicates them by key.
+        #[test]
+        fn token_keys_order_and_tell_apart_as_the_fields_do(
+            found in proptest::collection::vec((0u32..50, 0u8..2, 0usize..30), 0..60),
+        ) {
+            // Token `pos` of field `f`: bytes and kind from its place alone,
+            // as in a document.
+            let token = |field: u8, pos: usize| {
+                let start = (pos * 7 + usize::from(field)) as u32;
+                Token {
+                    kind: if pos.is_multiple_of(3) { TokenKind::Hashtag } else { TokenKind::Word },
+                    start,
+                    body_start: start,
+                    end: start + 5,
+                    folded_start: 0,
+                    folded_end: 0,
+                }
+            };
+            let occs: Vec<Occ> = found
+                .iter()
+                .map(|&(feature, field, pos)| Occ::at_token(feature, field, pos, &token(field, pos)))
+                .collect();
+            let mut by_fields = occs.clone();
+            by_fields.sort_unstable();
+            by_fields.dedup();
+            let mut keys: Vec<u64> = occs.iter().map(Occ::token_key).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            let by_keys: Vec<Occ> = keys
+                .iter()
+                .map(|&k| {
+                    let (feature, field, pos) = Occ::token_of_key(k);
+                    Occ::at_token(feature, field, pos, &token(field, pos))
+                })
+                .collect();
+            prop_assert_eq!(by_keys, by_fields);
+        }
     }
 }
