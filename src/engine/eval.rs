@@ -21,10 +21,11 @@ pub struct Scratch {
     pub(super) fields: [Tokens; 2],
     pub(super) folded: FoldedField,
     pub(super) occs: Vec<Occ>,
-    /// Set while indexing when an occurrence is not one token's (a CJK
-    /// term or a regex match, placed by its bytes): `occs` is then sorted
-    /// by all its fields, not by [`Occ::token_key`] alone.
-    pub(super) occs_in_text: bool,
+    /// Set while indexing when some occurrence is not one token's (a CJK
+    /// term or a regex match, placed by its bytes) or a field has too many
+    /// tokens for [`Occ::token_key`]: `occs` is then sorted by all its
+    /// fields, not by that key.
+    pub(super) occs_need_full_sort: bool,
     /// The occurrences' [`Occ::token_key`]s, while they are sorted.
     occ_keys: Vec<u64>,
     /// Bit `s` set when search `s` is already a candidate of this
@@ -135,7 +136,7 @@ impl Scratch {
             fields: [Tokens::new(), Tokens::new()],
             folded: FoldedField::default(),
             occs: Vec::with_capacity(64),
-            occs_in_text: false,
+            occs_need_full_sort: false,
             occ_keys: Vec::with_capacity(64),
             cand_seen: vec![0; c.searches.len().div_ceil(64)],
             searches: c.searches.len(),
@@ -315,7 +316,7 @@ impl Scratch {
             super::prefetch(&self.feat_stamp[f]);
             super::prefetch(&self.feat_occs[f]);
         }
-        if self.occs_in_text {
+        if self.occs_need_full_sort {
             self.occs.sort_unstable();
             self.occs.dedup_by(|a, b| {
                 (a.feature, a.field, a.pos, a.pos_end, a.start)
@@ -323,12 +324,12 @@ impl Scratch {
             });
         } else {
             // Every occurrence is one token's: its feature, field and
-            // token say all the rest, so one word orders them as all
-            // their fields do, and equal words are equal occurrences
-            // (comparing the seven fields one by one was most of the
-            // sort's time at 100,000 searches, `perf annotate`).
-            // Sorted as bare words (a sorting network's swaps, not moves
-            // of 24-byte occurrences), then rebuilt from their tokens.
+            // token say all the rest, so their keys are sorted as bare
+            // words (no branch per field compared) and the occurrences
+            // rebuilt from their tokens. The field-by-field sort was
+            // ~6.5% of the matching threads' samples at 100,000 searches
+            // on real posts; this made `match` 0.965x (BENCHMARKS.md,
+            // thirteenth session).
             self.occ_keys.clear();
             self.occ_keys.extend(self.occs.iter().map(Occ::token_key));
             self.occ_keys.sort_unstable();

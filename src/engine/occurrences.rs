@@ -15,7 +15,7 @@ use crate::text::{self, TokenKind, Tokens};
 impl Scratch {
     /// Fills `occs` with every feature occurrence of the document.
     pub(super) fn index(&mut self, c: &Compiled, doc: &Document<'_>) {
-        self.occs_in_text = false;
+        self.occs_need_full_sort = false;
         for field in 0..2u8 {
             let tokens = &mut self.fields[field as usize];
             let Some(text) = doc.field(field as usize) else {
@@ -25,7 +25,7 @@ impl Scratch {
             tokens.analyze(text);
             self.work += tokens.len() as u64;
             // `Occ::token_key` holds token numbers below 2^31.
-            self.occs_in_text |= tokens.len() > Occ::MAX_KEYED_TOKENS;
+            self.occs_need_full_sort |= tokens.len() > Occ::MAX_KEYED_TOKENS;
             // Every token's slot first (each fetched as it is found), then
             // the compares: the tokens' cache misses overlap.
             let body_of = |t: &text::Token| {
@@ -106,16 +106,16 @@ impl Scratch {
                     let (start, end) = self.folded.original_range(m.start(), m.end());
                     let feature = c.cjk_base + m.pattern().as_u32();
                     self.occs.push(in_text(feature, field, tokens, start, end));
-                    self.occs_in_text = true;
+                    self.occs_need_full_sort = true;
                 }
             }
             if !c.regexes.is_empty() {
                 let (work, occs) = (&mut self.work, &mut self.occs);
-                let by_bytes = &mut self.occs_in_text;
+                let full_sort = &mut self.occs_need_full_sort;
                 c.regexes
                     .for_each_match(text, &mut self.regex, |r, start, end| {
                         *work += 1;
-                        *by_bytes = true;
+                        *full_sort = true;
                         let (start, end) = (start as u32, end as u32);
                         occs.push(in_text(c.regex_base + r, field, tokens, start, end));
                     });
